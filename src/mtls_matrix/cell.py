@@ -1,0 +1,354 @@
+"""Runs one cell under a deadline and turns what happened into a results.Cell.
+
+A server peer runs once per (server, TLS settings, profile) on its own thread and event loop and
+serves many cells; a client runs each cell on a fresh thread and event loop, so a client that
+blocks (sync libraries) or never finishes costs its own cell only: the runner stops waiting at
+the deadline, cancels what it can and moves on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import itertools
+import os
+import shlex
+import ssl
+import threading
+import time
+from dataclasses import dataclass
+
+from mtls_matrix import observe
+from mtls_matrix.peers import CLOSE_COMMAND, ClientTLS, ClientVariant, Closed, Connection, ServerPeer
+from mtls_matrix.pki import PKI
+from mtls_matrix.results import Cell, ErrorInfo, ServerSaw, Step, TLSSide, Verdict
+from mtls_matrix.scenarios import Scenario
+from mtls_matrix.verdict import CLOSE_CODES, Observation, canonical_from_tls, error_info, judge
+
+SETTLE_S = 0.5  # how long to wait for the server's side of a story the client already finished
+_tokens = itertools.count()
+
+
+def server_context(pki: PKI, scenario: Scenario) -> ssl.SSLContext:
+    """What every server is configured with: its certificate, the run's CA, a required client
+    certificate; plus what the scenario must set (a TLS version cap, a CRL)."""
+    credential = pki[scenario.server_cert]
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(pki.root))
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    ctx.load_cert_chain(str(credential.chain), str(credential.key))
+    if scenario.server_tls == "tls12":
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    elif scenario.server_tls == "tls13":
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    if scenario.crl:
+        ctx.load_verify_locations(str(pki.crl))
+        ctx.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF
+    return ctx
+
+
+def client_tls(pki: PKI, scenario: Scenario) -> ClientTLS:
+    credential = pki[scenario.client_cert] if scenario.client_cert else None
+    return ClientTLS(
+        ca=pki.root,
+        cert=credential.chain if credential else None,
+        key=credential.key if credential else None,
+        server_hostname=scenario.host,
+    )
+
+
+class ServerHost:
+    """One listener of one server peer, on its own thread and event loop."""
+
+    def __init__(self, peer: ServerPeer, context: ssl.SSLContext, profile: str):
+        self.peer = copy.copy(peer)  # one instance per listener
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name=f"server:{peer.name}", daemon=True)
+        self.thread.start()
+        self.port = asyncio.run_coroutine_threadsafe(self.peer.start(context, profile), self.loop).result(10)
+
+    def close(self) -> None:
+        try:
+            asyncio.run_coroutine_threadsafe(self.peer.stop(), self.loop).result(5)
+        except Exception:
+            pass  # a peer that cannot stop cleanly still loses its loop below
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(2)
+
+
+class ServerPool:
+    """Listeners started on first use and reused by every cell with the same server settings."""
+
+    def __init__(self, pki: PKI):
+        self.pki = pki
+        self.hosts: dict[tuple, ServerHost | Exception] = {}
+
+    def get(self, server: ServerPeer, scenario: Scenario, profile: str) -> ServerHost:
+        key = (server.name, scenario.server_key, profile)
+        if key not in self.hosts:
+            try:
+                self.hosts[key] = ServerHost(server, server_context(self.pki, scenario), profile)
+            except Exception as exc:  # remembered: one broken server start costs its cells, not the run
+                self.hosts[key] = exc
+        host = self.hosts[key]
+        if isinstance(host, Exception):
+            raise RuntimeError(f"server {server.name} did not start: {type(host).__name__}: {host}")
+        return host
+
+    def close(self) -> None:
+        for host in self.hosts.values():
+            if isinstance(host, ServerHost):
+                host.close()
+
+
+@dataclass(frozen=True)
+class CellSpec:
+    server: ServerPeer
+    client: ClientVariant
+    scenario: Scenario
+    profile: str
+
+    @property
+    def id(self) -> str:
+        suffix = f"-{self.profile}" if self.scenario.profiled and self.profile != "default" else ""
+        return f"{self.server.name}-{self.client.name}-{self.scenario.name}{suffix}"
+
+    @property
+    def repro(self) -> str:
+        return shlex.join([
+            "mtls-matrix", "run", "--servers", self.server.name, "--clients", self.client.name,
+            "--scenarios", self.scenario.name, "--profile", self.profile, "--out", "reports/repro",
+        ])
+
+
+_payloads: dict[int, bytes] = {}
+
+
+def payload(size: int) -> bytes:
+    if size not in _payloads:
+        _payloads[size] = os.urandom(size)
+    return _payloads[size]
+
+
+def _describe(got) -> str:
+    return f"{type(got).__name__} of {len(got)}" if isinstance(got, (str, bytes)) else repr(got)
+
+
+async def run_step(conn: Connection, op: str, *args) -> str | None:
+    """Runs one I/O step; returns None if it behaved, else what went wrong."""
+    if op in ("text", "binary"):
+        message = args[0] if op == "text" else payload(args[0])
+        await conn.send(message)
+        got = await conn.recv()
+        return None if got == message else f"sent {_describe(message)}, got back {_describe(got)}"
+    if op == "burst":
+        sent = [f"message {i}" for i in range(args[0])]
+        for message in sent:
+            await conn.send(message)
+        for i, message in enumerate(sent):
+            got = await conn.recv()
+            if got != message:
+                return f"message {i}: expected {message!r}, got {got!r}"
+        return None
+    if op == "ping":
+        pong = await conn.ping(args[0].encode())
+        return None if pong == args[0].encode() else f"pong carried {pong!r}"
+    if op == "close":
+        await conn.close(*args)
+        return None  # what the server received is checked once its side has settled
+    if op == "server-close":
+        await conn.send(f"{CLOSE_COMMAND} {args[0]} {args[1]}")
+        try:
+            got = await conn.recv()
+        except Closed as closed:
+            if (closed.code, closed.reason) == tuple(args):
+                return None
+            return f"closed with {closed.code}/{closed.reason!r}, expected {args[0]}/{args[1]!r}"
+        return f"expected a close, got {_describe(got)}"
+    raise ValueError(f"unknown I/O op {op!r}")
+
+
+class _ClientRun:
+    """The client side of one cell, on its own thread and event loop."""
+
+    def __init__(self, spec: CellSpec, url: str, tls: ClientTLS, deadline: float):
+        self.spec, self.url, self.tls, self.deadline = spec, url, tls, deadline
+        self.connected = False
+        self.exc: BaseException | None = None
+        self.steps: list[Step] = []
+        self.upgrade_t: float | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.task: asyncio.Task | None = None
+
+    def run(self, t0: float) -> None:
+        self.t0 = t0
+        self.loop = asyncio.new_event_loop()
+        try:
+            self.task = self.loop.create_task(self._drive())
+            self.loop.run_until_complete(self.task)
+        except BaseException as exc:  # cancelled at the deadline, or worse
+            self.exc = self.exc or exc
+        finally:
+            try:
+                self.loop.run_until_complete(self.loop.shutdown_asyncgens())
+            except BaseException:
+                pass
+            self.loop.close()
+
+    async def _drive(self) -> None:
+        peer, variant = self.spec.client.peer, self.spec.client.variant
+        closed = False
+        try:
+            conn = await peer.connect(variant, self.url, self.tls, self.spec.profile, self.deadline)
+        except Exception as exc:
+            self.exc = exc
+            return
+        self.connected = True
+        self.upgrade_t = time.perf_counter() - self.t0
+        try:
+            for op, *args in self.spec.scenario.io:
+                start = time.perf_counter()
+                try:
+                    problem = await run_step(conn, op, *args)
+                except Exception as exc:
+                    self.exc = exc
+                    problem = f"{type(exc).__name__}: {exc}"
+                self.steps.append(Step(op=op, ok=problem is None, detail=problem,
+                                       ms=round((time.perf_counter() - start) * 1000, 2)))
+                closed = closed or op in ("close", "server-close")
+                if problem:
+                    break
+        finally:
+            if not closed:
+                try:
+                    await conn.close(1000, "done")
+                except Exception:
+                    pass
+
+    def abandon(self) -> None:
+        """At the deadline: cancel what runs on the client's loop; a blocked sync call is left
+        to its own socket timeout (the deadline) on a daemon thread."""
+        if self.loop and self.task and not self.loop.is_closed():
+            try:
+                self.loop.call_soon_threadsafe(self.task.cancel)
+            except RuntimeError:
+                pass
+
+
+def run_cell(spec: CellSpec, servers: ServerPool, pki: PKI, deadline: float, versions: dict[str, str]) -> Cell:
+    scenario = spec.scenario
+    deadline = deadline * scenario.deadline_scale
+    unsupported = next((spec.client.peer.unsupported[op] for op, *_ in scenario.io
+                        if op in spec.client.peer.unsupported), None)
+    token = f"{os.getpid()}-{next(_tokens)}"
+    recorder = observe.begin(token)
+    obs = Observation(events=recorder.events, unsupported=unsupported)
+    client: _ClientRun | None = None
+    try:
+        if not unsupported:
+            host = servers.get(spec.server, scenario, spec.profile)
+            url = f"wss://{scenario.host}:{host.port}/cell/{token}"
+            client = _ClientRun(spec, url, client_tls(pki, scenario), deadline)
+            recorder.t0 = time.perf_counter()
+            thread = threading.Thread(target=client.run, args=(recorder.t0,), name=f"client:{spec.id}", daemon=True)
+            thread.start()
+            thread.join(deadline)
+            if thread.is_alive():
+                obs.timed_out = True
+                client.abandon()
+                thread.join(0.2)
+            _settle(recorder, client, scenario)
+            obs.connected = client.connected
+            obs.steps = client.steps
+            if client.exc is not None and not obs.timed_out:
+                user_exc = client.exc.__cause__ if isinstance(client.exc, Closed) and client.exc.__cause__ else client.exc
+                hint = spec.client.peer.canonical(user_exc)
+                if isinstance(client.exc, Closed):  # the adapters normalised the close code
+                    hint = CLOSE_CODES.get(client.exc.code, f"CLOSED_{client.exc.code}")
+                obs.error = error_info(user_exc, hint)
+            _check_close(obs, scenario)
+    except Exception as exc:
+        obs.harness_error = f"{type(exc).__name__}: {exc}"
+    finally:
+        observe.end(recorder)
+    return _result(spec, obs, deadline, client, versions)
+
+
+def _settle(recorder: observe.CellRecorder, client: _ClientRun, scenario: Scenario) -> None:
+    """Wait (briefly) until the server has told its side: its handshake outcome, and the close
+    it received when the script closes. Events arrive from the server's thread."""
+    wants_close = any(op == "close" for op, *_ in scenario.io) and client.connected
+    end = time.perf_counter() + SETTLE_S
+    while time.perf_counter() < end:
+        # When the client's own verification failed, the server saw only an alert or an EOF
+        # (asyncio records nothing): its view adds nothing to the judgement, so do not wait.
+        needed = recorder.find("server", "accept") and not recorder.find("client", "handshake-error")
+        handshake = any(e.side == "server" and e.kind.startswith("handshake") for e in recorder.events)
+        closed = recorder.find("server", "handler-close")
+        if (not needed or handshake) and (not wants_close or closed):
+            return
+        time.sleep(0.002)
+
+
+def _check_close(obs: Observation, scenario: Scenario) -> None:
+    for step in obs.steps:
+        if step.op == "close" and step.ok:
+            expected = next(args for op, *args in scenario.io if op == "close")
+            seen = obs.event("server", "handler-close")
+            got = (seen.data.get("code"), seen.data.get("reason")) if seen else None
+            if got != tuple(expected):
+                step.ok = False
+                step.detail = f"the server received close {got}, expected {tuple(expected)}"
+
+
+def _tls_side(obs: Observation, side: str) -> TLSSide:
+    ok = obs.event(side, "handshake-ok")
+    if ok:
+        return TLSSide(handshake="ok", version=ok.data.get("version"), cipher=ok.data.get("cipher"),
+                       peer_cn=ok.data.get("peer_cn"))
+    bad = obs.event(side, "handshake-error")
+    if bad:
+        return TLSSide(handshake="error", error=ErrorInfo(
+            canonical=canonical_from_tls(bad.data), type=bad.data.get("type"), message=bad.data.get("message")))
+    return TLSSide(handshake="none")
+
+
+def _result(spec: CellSpec, obs: Observation, deadline: float, client: _ClientRun | None, versions) -> Cell:
+    judgement = judge(spec.scenario, obs, deadline)
+    handler = obs.event("server", "handler")
+    closed = obs.event("server", "handler-close")
+    timings = {}
+    for name, event in (("tcp", obs.event("server", "accept")),
+                        ("tls-handshake", obs.event("client", "handshake-ok", "handshake-error")),
+                        ("handler", handler)):
+        if event:
+            timings[name] = round(event.t * 1000, 2)
+    if client and client.upgrade_t is not None:
+        timings["upgrade"] = round(client.upgrade_t * 1000, 2)
+    if obs.steps:
+        timings["io"] = round(timings.get("upgrade", 0) + sum(s.ms or 0 for s in obs.steps), 2)
+    error = obs.error
+    if error is None and obs.timed_out:
+        error = ErrorInfo(canonical="TIMEOUT", message=f"no outcome within {deadline:g}s")
+    saw = ServerSaw(
+        accepted_tcp=obs.event("server", "accept") is not None,
+        tls=_tls_side(obs, "server"),
+        handler_ran=handler is not None,
+        handler_peer_cn=handler.data.get("peer_cn") if handler else None,
+        close_code=closed.data.get("code") if closed else None,
+        close_reason=closed.data.get("reason") if closed else None,
+    )
+    return Cell(
+        id=spec.id, server=f"server:{spec.server.name}", client=f"client:{spec.client.name}",
+        scenario=spec.scenario.name, group=spec.scenario.group, profile=spec.profile,
+        family=spec.server.family, tags=sorted(spec.scenario.tags | {spec.scenario.tls_tag}),
+        expectation=spec.scenario.expect.describe(), verdict=judgement.verdict, phase=judgement.phase,
+        reason=judgement.reason, error=error or ErrorInfo(),
+        rejection=judgement.rejection, client_tls=_tls_side(obs, "client"), server_saw=saw, steps=obs.steps,
+        timings=timings, repro=spec.repro,
+        versions={spec.server.library: versions.get(spec.server.library, spec.server.version),
+                  spec.client.peer.library: versions.get(spec.client.peer.library, spec.client.peer.version)},
+    )
+
+
+def passed(cell: Cell) -> bool:
+    return cell.verdict in (Verdict.PASS, Verdict.UNSUPPORTED)

@@ -1,0 +1,192 @@
+"""The peer contract and the registry of peers.
+
+A peer module exports `PEERS`, a list of `ServerPeer` and `ClientPeer` instances. Built-in
+modules, modules named by the `mtls_matrix.peers` entry-point group, and modules given with
+`--peer-plugin module.path` are all loaded the same way (docs/PEERS.md).
+
+Everything library-specific lives in the peer's module: how TLS settings are given (each way a
+separate named variant), how the handler reads the client identity, and how the library's own
+exceptions map to canonical errors.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import ssl
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+BUILTIN = (
+    "mtls_matrix.peers.websockets",
+    #"mtls_matrix.peers.aiohttp",
+    #"mtls_matrix.peers.tornado",
+    #"mtls_matrix.peers.websocket_client",
+)
+ENTRY_POINT_GROUP = "mtls_matrix.peers"
+
+# The ws-family echo protocol every server speaks: echo each message with its type; a text
+# message "__close__ CODE REASON" asks the server to close with that code and reason.
+CLOSE_COMMAND = "__close__"
+TUNED_MAX_MESSAGE = 64 * 1024 * 1024
+
+
+def parse_close_command(message: Any) -> tuple[int, str] | None:
+    if isinstance(message, str) and message.startswith(CLOSE_COMMAND + " "):
+        _, code, reason = message.split(" ", 2)
+        return int(code), reason
+    return None
+
+
+def cell_token(path: str) -> str:
+    """The cell token clients put in the URL path: /cell/<token>."""
+    return path.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
+
+
+def version_of(distribution: str) -> str:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+@dataclass(frozen=True)
+class ClientTLS:
+    """What a scenario asks the client to use. Each variant turns it into its library's settings."""
+
+    ca: Path  # the trust anchor (the run's root CA)
+    cert: Path | None  # the chain to present (leaf + intermediates), None for no certificate
+    key: Path | None
+    server_hostname: str
+
+    def context(self) -> ssl.SSLContext:
+        """The documented stdlib way: a default client context plus our CA and certificate."""
+        ctx = ssl.create_default_context(cafile=str(self.ca))
+        if self.cert:
+            ctx.load_cert_chain(str(self.cert), str(self.key))
+        return ctx
+
+
+class Closed(Exception):
+    """The connection was closed by the peer; code/reason as the client library reports them."""
+
+    def __init__(self, code: int | None, reason: str | None):
+        super().__init__(f"closed with code {code} reason {reason!r}")
+        self.code, self.reason = code, reason
+
+
+class Connection(ABC):
+    """An open client connection. Sync libraries implement these as plain blocking calls: each
+    cell's client runs on its own thread and event loop, so blocking there blocks nobody else."""
+
+    @abstractmethod
+    async def send(self, message: str | bytes) -> None: ...
+
+    @abstractmethod
+    async def recv(self) -> str | bytes:
+        """The next data message; raises Closed when the peer closed the connection."""
+
+    @abstractmethod
+    async def ping(self, payload: bytes) -> bytes:
+        """Send a ping and return the payload of the pong that answers it."""
+
+    @abstractmethod
+    async def close(self, code: int, reason: str) -> None: ...
+
+
+class Peer(ABC):
+    name: str
+    family: str = "ws"
+    library: str  # distribution name, for its version
+
+    @property
+    def version(self) -> str:
+        return version_of(self.library)
+
+
+class ServerPeer(Peer):
+    role = "server"
+
+    @abstractmethod
+    async def start(self, context: ssl.SSLContext, profile: str) -> int:
+        """Listen on 127.0.0.1 (port 0) with this context; return the port. Runs on the
+        server's own event loop thread. The handler must call observe.server_event(token,
+        "handler", peer_cn=...) with the client identity it can see, echo, obey CLOSE_COMMAND,
+        and report the close it received as "handler-close" (code, reason)."""
+
+    @abstractmethod
+    async def stop(self) -> None: ...
+
+
+class ClientPeer(Peer):
+    role = "client"
+    variants: tuple[str, ...] = ("ssl=context",)
+    unsupported: dict[str, str] = {}  # I/O op -> why this library cannot express it
+
+    @abstractmethod
+    async def connect(self, variant: str, url: str, tls: ClientTLS, profile: str, timeout: float) -> Connection: ...
+
+    def canonical(self, exc: BaseException) -> str | None:
+        """The canonical error for a library-specific exception (HTTP status, close, ...), or None
+        to let the generic mapping of the exception chain decide."""
+        return None
+
+
+@dataclass(frozen=True)
+class ClientVariant:
+    peer: ClientPeer
+    variant: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.peer.name}[{self.variant}]"
+
+
+class Registry:
+    def __init__(self, modules: list[str] | None = None):
+        self.servers: dict[str, ServerPeer] = {}
+        self.clients: dict[str, ClientVariant] = {}
+        self.sources: dict[str, str] = {}
+        names = list(BUILTIN)
+        names += [ep.value for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP) if ep.value not in names]
+        for module in names + [m for m in (modules or []) if m not in names]:
+            self.load(module)
+
+    def load(self, module_name: str) -> None:
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            raise ValueError(f"cannot import peer plugin {module_name!r}: {exc}") from exc
+        peers = getattr(module, "PEERS", None)
+        if not isinstance(peers, (list, tuple)):
+            raise ValueError(f"peer plugin {module_name!r} has no PEERS list (see docs/PEERS.md)")
+        for peer in peers:
+            if isinstance(peer, ServerPeer):
+                self.servers[peer.name] = peer
+            elif isinstance(peer, ClientPeer):
+                for variant in peer.variants:
+                    self.clients[f"{peer.name}[{variant}]"] = ClientVariant(peer, variant)
+            else:
+                raise ValueError(f"{module_name}.PEERS holds {peer!r}, neither a ServerPeer nor a ClientPeer")
+            self.sources[peer.name] = module_name
+
+    def select_servers(self, names: list[str] | None, family: str | None = None) -> list[ServerPeer]:
+        return [self.servers[n] for n in _select("server", names, list(self.servers))]
+
+    def select_clients(self, names: list[str] | None) -> list[ClientVariant]:
+        return [self.clients[n] for n in _select("client", names, list(self.clients), bare=True)]
+
+
+def _select(role: str, names: list[str] | None, valid: list[str], bare: bool = False) -> list[str]:
+    """Names as given; a client name without [variant] means all its variants."""
+    if not names:
+        return valid
+    chosen: list[str] = []
+    for name in names:
+        hits = [v for v in valid if v == name or (bare and v.split("[", 1)[0] == name)]
+        if not hits:
+            raise ValueError(f"unknown {role} peer {name!r}; valid: {', '.join(valid)}")
+        chosen += [h for h in hits if h not in chosen]
+    return chosen

@@ -1,0 +1,265 @@
+"""The private PKI of one run, built fresh with `cryptography`.
+
+A root CA, an intermediate CA, an unrelated second CA, and one leaf per entry of LEAVES: the
+good server and client leaves and every defective certificate a scenario names. Validity is
+relative to the run's "now", so nothing rots. Keys are written 0600 into a private (0700) temp
+directory that `close()` removes; nothing here is ever written into a report.
+"""
+
+from __future__ import annotations
+
+import atexit
+import datetime as dt
+import hashlib
+import ipaddress
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+CLIENT_CN = "mtls-matrix-client"
+SERVER_HOST = "localhost"
+SERVER_IP = "127.0.0.1"
+KEY_TYPES = ("ecdsa", "rsa", "ed25519")
+
+
+@dataclass(frozen=True)
+class LeafSpec:
+    """One leaf certificate; `defect` is what `openssl verify` must say about it (None: valid)."""
+
+    role: str  # "server" or "client": sets the default SAN and EKU
+    key: str = "ecdsa"
+    issuer: str = "root"  # root | intermediate | other | self
+    send_chain: bool = True  # for intermediate-issued leaves: the chain file includes the intermediate
+    validity: str = "valid"  # valid | expired | not-yet-valid
+    eku: str | None = None  # override: "server" or "client"
+    san: bool = True  # False: CN only (server-cn-only)
+    dns: str = SERVER_HOST
+    revoked: bool = False
+    defect: str | None = None
+
+
+LEAVES: dict[str, LeafSpec] = {
+    "server": LeafSpec("server"),
+    "client": LeafSpec("client"),
+    "server-rsa": LeafSpec("server", key="rsa"),
+    "client-rsa": LeafSpec("client", key="rsa"),
+    "server-ed25519": LeafSpec("server", key="ed25519"),
+    "client-ed25519": LeafSpec("client", key="ed25519"),
+    "server-chain": LeafSpec("server", issuer="intermediate"),
+    "client-chain": LeafSpec("client", issuer="intermediate"),
+    "client-untrusted-ca": LeafSpec("client", issuer="other", defect="unable to get local issuer certificate"),
+    "client-expired": LeafSpec("client", validity="expired", defect="certificate has expired"),
+    "client-not-yet-valid": LeafSpec("client", validity="not-yet-valid", defect="certificate is not yet valid"),
+    "client-wrong-eku": LeafSpec("client", eku="server", defect="unsuitable certificate purpose"),
+    "client-self-signed": LeafSpec("client", issuer="self", defect="self-signed certificate"),
+    "client-revoked": LeafSpec("client", revoked=True, defect="certificate revoked"),
+    "server-untrusted-ca": LeafSpec("server", issuer="other", defect="unable to get local issuer certificate"),
+    "server-expired": LeafSpec("server", validity="expired", defect="certificate has expired"),
+    "server-wrong-host": LeafSpec("server", dns="wrong-host.invalid", defect="hostname mismatch"),
+    # OpenSSL's CLI still falls back to the CN; RFC 6125 clients (Python's ssl) must not.
+    "server-cn-only": LeafSpec("server", san=False, defect="no subjectAltName"),
+    "server-wrong-eku": LeafSpec("server", eku="client", defect="unsuitable certificate purpose"),
+    "server-self-signed": LeafSpec("server", issuer="self", defect="self-signed certificate"),
+    "server-missing-intermediate": LeafSpec(
+        "server", issuer="intermediate", send_chain=False, defect="unable to get local issuer certificate"
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Credential:
+    """Paths a peer is configured with. `chain` is what the peer sends: leaf plus intermediates."""
+
+    name: str
+    cert: Path
+    chain: Path
+    key: Path
+    subject_cn: str
+    spec: LeafSpec
+
+
+def _new_key(kind: str):
+    if kind == "ecdsa":
+        return ec.generate_private_key(ec.SECP256R1())
+    if kind == "rsa":
+        return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    if kind == "ed25519":
+        return ed25519.Ed25519PrivateKey.generate()
+    raise ValueError(f"unknown key type {kind!r}; valid: {', '.join(KEY_TYPES)}")
+
+
+def _sign_hash(key):
+    return None if isinstance(key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
+
+
+@dataclass
+class _Authority:
+    name: str
+    key: object
+    cert: x509.Certificate
+    revoked: list[int] = field(default_factory=list)
+
+
+class PKI:
+    """Everything one run trusts and presents. Use as a context manager, or call close()."""
+
+    def __init__(self, now: dt.datetime | None = None, directory: str | None = None):
+        self.now = now or dt.datetime.now(dt.timezone.utc)
+        self.dir = Path(directory or tempfile.mkdtemp(prefix="mtls-matrix-pki-"))
+        self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(self.dir, 0o700)
+        atexit.register(self.close)
+        self._root = self._authority("mtls-matrix root CA", issuer=None)
+        self._intermediate = self._authority("mtls-matrix intermediate CA", issuer=self._root, path_length=0)
+        self._other = self._authority("unrelated CA", issuer=None)
+        self.root = self._write_pem("root-ca.pem", [self._root.cert])
+        self.intermediate = self._write_pem("intermediate-ca.pem", [self._intermediate.cert])
+        self.other_ca = self._write_pem("other-ca.pem", [self._other.cert])
+        self.credentials = {name: self._leaf(name, spec) for name, spec in LEAVES.items()}
+        self.crl = self._write_crl()
+        self.fingerprint = hashlib.sha256(self._root.cert.public_bytes(serialization.Encoding.DER)).hexdigest()
+
+    def __enter__(self) -> PKI:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __getitem__(self, name: str) -> Credential:
+        try:
+            return self.credentials[name]
+        except KeyError:
+            raise KeyError(f"no certificate named {name!r}; valid: {', '.join(self.credentials)}") from None
+
+    # -- building ------------------------------------------------------------------------------
+
+    def _validity(self, validity: str) -> tuple[dt.datetime, dt.datetime]:
+        day = dt.timedelta(days=1)
+        return {
+            "valid": (self.now - day, self.now + 30 * day),
+            "expired": (self.now - 30 * day, self.now - day),
+            "not-yet-valid": (self.now + day, self.now + 30 * day),
+        }[validity]
+
+    def _authority(self, cn: str, issuer: _Authority | None, path_length: int | None = None) -> _Authority:
+        key = _new_key("ecdsa")
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+        ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(issuer.cert.subject if issuer else name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(self.now - dt.timedelta(days=2))
+            .not_valid_after(self.now + dt.timedelta(days=60))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
+            .add_extension(
+                x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
+            )
+            .add_extension(ski, critical=False)
+        )
+        if issuer:
+            builder = builder.add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.key.public_key()), critical=False
+            )
+        signer = issuer.key if issuer else key
+        return _Authority(cn, key, builder.sign(signer, _sign_hash(signer)))
+
+    def _leaf(self, name: str, spec: LeafSpec) -> Credential:
+        key = _new_key(spec.key)
+        cn = SERVER_HOST if spec.role == "server" else CLIENT_CN
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn),
+                             x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, name)])
+        issuer = {"root": self._root, "intermediate": self._intermediate, "other": self._other, "self": None}[
+            spec.issuer
+        ]
+        not_before, not_after = self._validity(spec.validity)
+        eku = ExtendedKeyUsageOID.SERVER_AUTH if (spec.eku or spec.role) == "server" else ExtendedKeyUsageOID.CLIENT_AUTH
+        signature_key_usage = not isinstance(key, rsa.RSAPrivateKey)  # RSA leaves also need keyEncipherment
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(issuer.cert.subject if issuer else subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(not_before)
+            .not_valid_after(not_after)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(
+                x509.KeyUsage(True, False, not signature_key_usage, False, False, False, False, False, False),
+                critical=True,
+            )
+            .add_extension(x509.ExtendedKeyUsage([eku]), critical=False)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        )
+        if spec.role == "server" and spec.san:
+            sans = [x509.DNSName(spec.dns)]
+            if spec.dns == SERVER_HOST:
+                sans.append(x509.IPAddress(ipaddress.ip_address(SERVER_IP)))
+            builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        if issuer:
+            builder = builder.add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.key.public_key()), critical=False
+            )
+        signer = issuer.key if issuer else key
+        cert = builder.sign(signer, _sign_hash(signer))
+        if spec.revoked:
+            issuer.revoked.append(cert.serial_number)
+        chain = [cert] + ([self._intermediate.cert] if spec.issuer == "intermediate" and spec.send_chain else [])
+        return Credential(
+            name=name,
+            cert=self._write_pem(f"{name}.cert.pem", [cert]),
+            chain=self._write_pem(f"{name}.chain.pem", chain),
+            key=self._write_key(f"{name}.key.pem", key),
+            subject_cn=cn,
+            spec=spec,
+        )
+
+    def _write_crl(self) -> Path:
+        """CRLs of both issuing CAs, so CRL-checking peers find one for every leaf they meet."""
+        pems = []
+        for authority in (self._root, self._intermediate):
+            builder = (
+                x509.CertificateRevocationListBuilder()
+                .issuer_name(authority.cert.subject)
+                .last_update(self.now - dt.timedelta(hours=1))
+                .next_update(self.now + dt.timedelta(days=7))
+            )
+            for serial in authority.revoked:
+                builder = builder.add_revoked_certificate(
+                    x509.RevokedCertificateBuilder()
+                    .serial_number(serial)
+                    .revocation_date(self.now - dt.timedelta(hours=1))
+                    .build()
+                )
+            pems.append(builder.sign(authority.key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM))
+        path = self.dir / "crl.pem"
+        path.write_bytes(b"".join(pems))
+        return path
+
+    def _write_pem(self, filename: str, certs: list[x509.Certificate]) -> Path:
+        path = self.dir / filename
+        path.write_bytes(b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs))
+        return path
+
+    def _write_key(self, filename: str, key) -> Path:
+        path = self.dir / filename
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(
+                key.private_bytes(
+                    serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+                )
+            )
+        return path

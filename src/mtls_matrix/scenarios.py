@@ -1,0 +1,161 @@
+"""The scenario catalogue: one entry per situation, each with the expectation a correct pair meets.
+
+Scenarios are data. Each names the certificate each side presents (by `pki.LEAVES` name), the
+server's TLS settings, the URL host, the I/O script and the expectation; the builders below only
+save repetition (every rejection also runs with the server capped at TLS 1.2, where the
+rejection lands in a different phase).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass, field, replace
+
+PHASES = ("tcp", "tls-handshake", "verification", "upgrade", "handler", "io")
+GROUPS = ("works", "client-rejected", "server-rejected", "io")
+PROFILES = ("default", "tuned")
+
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Expect:
+    """`succeed`, or `reject` by one side, for one canonical reason, no later than one phase."""
+
+    outcome: str  # "succeed" | "reject"
+    by: str | None = None  # "server" | "client"
+    reason: str | None = None
+    latest_phase: str = "verification"
+
+    def describe(self) -> str:
+        if self.outcome == "succeed":
+            return "connects, the server sees the client identity, I/O round-trips"
+        return f"{self.by} rejects with {self.reason} at {self.latest_phase} at the latest; the handler never runs"
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    group: str
+    description: str
+    expect: Expect
+    server_cert: str = "server"
+    client_cert: str | None = "client"
+    server_tls: str = "any"  # any | tls12 (max 1.2) | tls13 (min 1.3)
+    crl: bool = False  # the server checks the client leaf against the CA's CRL
+    host: str = "localhost"  # what the client puts in the URL
+    io: tuple[tuple, ...] = (("text", "hello mtls"),)
+    tags: frozenset[str] = field(default_factory=frozenset)
+    profiled: bool = False  # runs once per profile (default, tuned): limits only matter for I/O
+    deadline_scale: float = 1.0
+
+    @property
+    def server_key(self) -> tuple:
+        """Cells with the same key can share one running server."""
+        return (self.server_cert, self.server_tls, self.crl)
+
+    @property
+    def tls_tag(self) -> str:
+        return "tls12" if self.server_tls == "tls12" else "tls13"
+
+
+def works(name: str, description: str, **kw) -> Scenario:
+    return Scenario(name, "works", description, Expect("succeed"), **kw)
+
+
+def io(name: str, description: str, *steps: tuple, **kw) -> Scenario:
+    return Scenario(name, "io", description, Expect("succeed"), io=steps, profiled=True, **kw)
+
+
+def _with_tls12(base: Scenario) -> list[Scenario]:
+    capped = replace(
+        base,
+        name=f"{base.name}-tls12",
+        server_tls="tls12",
+        description=f"{base.description} (server capped at TLS 1.2)",
+        tags=base.tags | {"tls12"},
+    )
+    return [replace(base, tags=base.tags | {"tls13"}), capped]
+
+
+def server_must_reject(name: str, reason: str, description: str, **kw) -> list[Scenario]:
+    client_cert = kw.pop("client_cert", name)  # the LEAVES entry of the same name, unless told
+    return _with_tls12(
+        Scenario(name, "client-rejected", description, Expect("reject", "server", reason), client_cert=client_cert, **kw)
+    )
+
+
+def client_must_reject(name: str, reason: str, description: str, **kw) -> list[Scenario]:
+    return _with_tls12(
+        Scenario(name, "server-rejected", description, Expect("reject", "client", reason), server_cert=name, **kw)
+    )
+
+
+CATALOGUE: tuple[Scenario, ...] = (
+    works("mtls-ok", "ECDSA P-256 leaves from the root CA, both verified"),
+    works("mtls-rsa", "RSA-2048 leaves", server_cert="server-rsa", client_cert="client-rsa", tags=frozenset({"rsa"})),
+    works(
+        "mtls-ed25519", "Ed25519 leaves", server_cert="server-ed25519", client_cert="client-ed25519",
+        tags=frozenset({"ed25519"}),
+    ),
+    works(
+        "mtls-chain", "leaves from the intermediate CA; each side sends leaf + intermediate, trusts only the root",
+        server_cert="server-chain", client_cert="client-chain", tags=frozenset({"chain"}),
+    ),
+    works("tls12-only", "the server is capped at TLS 1.2", server_tls="tls12", tags=frozenset({"tls12"})),
+    works("tls13-only", "the server requires TLS 1.3", server_tls="tls13", tags=frozenset({"tls13"})),
+    works("ip-url", "the client connects to wss://127.0.0.1 (IP SAN)", host="127.0.0.1", tags=frozenset({"ip"})),
+    *server_must_reject("client-no-cert", "CERT_REQUIRED", "the client presents no certificate", client_cert=None),
+    *server_must_reject("client-untrusted-ca", "UNKNOWN_CA", "the client certificate is from an unrelated CA"),
+    *server_must_reject("client-expired", "CERT_EXPIRED", "the client certificate expired yesterday"),
+    *server_must_reject("client-not-yet-valid", "CERT_NOT_YET_VALID", "the client certificate is valid from tomorrow"),
+    *server_must_reject("client-wrong-eku", "BAD_EKU", "the client certificate has EKU serverAuth only"),
+    *server_must_reject("client-self-signed", "UNKNOWN_CA", "the client certificate is self-signed"),
+    *server_must_reject(
+        "client-revoked", "CERT_REVOKED", "the client certificate is on the CA's CRL, which the server loads",
+        crl=True, tags=frozenset({"crl"}),
+    ),
+    *client_must_reject("server-untrusted-ca", "UNKNOWN_CA", "the server certificate is from an unrelated CA"),
+    *client_must_reject("server-expired", "CERT_EXPIRED", "the server certificate expired yesterday"),
+    *client_must_reject("server-wrong-host", "HOSTNAME_MISMATCH", "the server certificate is for wrong-host.invalid"),
+    *client_must_reject(
+        "server-cn-only", "HOSTNAME_MISMATCH", "the server certificate names localhost in its CN only, no SAN"
+    ),
+    *client_must_reject("server-wrong-eku", "BAD_EKU", "the server certificate has EKU clientAuth only"),
+    *client_must_reject("server-self-signed", "UNKNOWN_CA", "the server certificate is self-signed"),
+    *client_must_reject(
+        "server-missing-intermediate", "UNKNOWN_CA",
+        "the server leaf is from the intermediate CA but the server sends no intermediate",
+    ),
+    io("io-text", "a text message echoes back", ("text", "hello mtls")),
+    io("io-binary", "a binary message echoes back", ("binary", 4096)),
+    io("io-1mib", "a 1 MiB binary message echoes back", ("binary", MiB), tags=frozenset({"large"})),
+    io(
+        "io-16mib", "a 16 MiB binary message echoes back", ("binary", 16 * MiB),
+        tags=frozenset({"large"}), deadline_scale=3.0,
+    ),
+    io("io-1000-ordered", "1000 small text messages, sent at once, echo back in order", ("burst", 1000)),
+    io("io-ping", "a ping is answered by a pong with the same payload", ("ping", "mtls-ping")),
+    io("io-close", "the client closes with 4001/'client-bye'; the server sees that code and reason",
+       ("close", 4001, "client-bye")),
+    io("io-server-close", "the server closes with 4002/'server-bye'; the client sees that code and reason",
+       ("server-close", 4002, "server-bye")),
+)
+
+BY_NAME: dict[str, Scenario] = {s.name: s for s in CATALOGUE}
+
+
+def select(patterns: list[str] | None) -> list[Scenario]:
+    """Scenarios by name, group or glob (`client-*`). Raises ValueError naming what did not match."""
+    if not patterns:
+        return list(CATALOGUE)
+    chosen: dict[str, Scenario] = {}
+    for pattern in patterns:
+        hits = [s for s in CATALOGUE if s.group == pattern or fnmatch.fnmatchcase(s.name, pattern)]
+        if not hits:
+            raise ValueError(
+                f"unknown scenario {pattern!r}; valid: groups {', '.join(GROUPS)}; "
+                f"scenarios {', '.join(BY_NAME)} (globs like 'client-*' work too)"
+            )
+        chosen.update((s.name, s) for s in hits)
+    return [s for s in CATALOGUE if s.name in chosen]

@@ -1,0 +1,231 @@
+"""Observation x Expectation -> verdict, phase, canonical error, clarity.
+
+Library-neutral: library-specific exceptions reach here already mapped by their peer module
+(`ClientPeer.canonical`); everything else is read from the exception chain and from the TLS
+events the probe recorded on both sides.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import ssl
+from dataclasses import dataclass, field
+
+from mtls_matrix.observe import Event
+from mtls_matrix.pki import CLIENT_CN
+from mtls_matrix.results import Clarity, ErrorInfo, Rejection, Step, Verdict
+from mtls_matrix.scenarios import PHASES, Scenario
+
+# OpenSSL X509_V_ERR_* codes, as SSLCertVerificationError.verify_code carries them.
+VERIFY_CODES = {
+    2: "UNKNOWN_CA", 18: "UNKNOWN_CA", 19: "UNKNOWN_CA", 20: "UNKNOWN_CA", 21: "UNKNOWN_CA",
+    9: "CERT_NOT_YET_VALID", 10: "CERT_EXPIRED", 23: "CERT_REVOKED", 26: "BAD_EKU",
+    62: "HOSTNAME_MISMATCH", 64: "HOSTNAME_MISMATCH", 3: "CRL_MISSING",
+}
+# Message fragments, most specific first: TLS alerts as OpenSSL words them, then verify texts.
+TEXTS = (
+    ("certificate required", "CERT_REQUIRED"),
+    ("peer did not return a certificate", "CERT_REQUIRED"),
+    ("certificate has expired", "CERT_EXPIRED"),
+    ("certificate expired", "CERT_EXPIRED"),
+    ("not yet valid", "CERT_NOT_YET_VALID"),
+    ("unknown ca", "UNKNOWN_CA"),
+    ("unable to get local issuer", "UNKNOWN_CA"),
+    ("self-signed", "UNKNOWN_CA"),
+    ("self signed", "UNKNOWN_CA"),
+    ("hostname mismatch", "HOSTNAME_MISMATCH"),
+    ("ip address mismatch", "HOSTNAME_MISMATCH"),
+    ("doesn't match", "HOSTNAME_MISMATCH"),
+    ("certificate revoked", "CERT_REVOKED"),
+    ("unsuitable certificate purpose", "BAD_EKU"),
+    ("unsupported certificate", "BAD_EKU"),
+    ("bad certificate", "BAD_CERTIFICATE"),
+    ("certificate verify failed", "CERT_VERIFY_FAILED"),
+    ("wrong version number", "PROTOCOL_VERSION"),
+    ("protocol version", "PROTOCOL_VERSION"),
+    ("unsupported protocol", "PROTOCOL_VERSION"),
+    ("no protocols available", "PROTOCOL_VERSION"),
+    ("handshake failure", "HANDSHAKE_FAILURE"),
+    ("eof occurred", "EOF"),
+    ("unexpected eof", "EOF"),
+)
+# Canonical errors that name what is wrong with a certificate: the user can act on them.
+CERT_REASONS = {
+    "CERT_REQUIRED", "CERT_EXPIRED", "CERT_NOT_YET_VALID", "UNKNOWN_CA", "HOSTNAME_MISMATCH",
+    "CERT_REVOKED", "BAD_EKU",
+}
+TLS_WORDS = re.compile(r"ssl|tls|handshake|certif|alert", re.I)
+CLOSE_CODES = {1009: "MESSAGE_TOO_BIG", 1006: "ABNORMAL_CLOSE", 1011: "SERVER_ERROR", 1002: "PROTOCOL_ERROR"}
+
+
+def canonical_from_text(text: str) -> str | None:
+    lowered = text.lower()
+    return next((canonical for fragment, canonical in TEXTS if fragment in lowered), None)
+
+
+def canonical_from_tls(data: dict) -> str | None:
+    """A recorded TLS error (see observe.describe_ssl_error) -> canonical."""
+    if data.get("verify_code") in VERIFY_CODES:
+        return VERIFY_CODES[data["verify_code"]]
+    return canonical_from_text(" ".join(str(data.get(k) or "") for k in ("reason", "message")).replace("_", " "))
+
+
+def chain(exc: BaseException) -> list[BaseException]:
+    seen: list[BaseException] = []
+    while exc is not None and exc not in seen:
+        seen.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    return seen
+
+
+def canonical_from_exception(exc: BaseException, peer_hint: str | None = None) -> str:
+    if peer_hint:
+        return peer_hint
+    for e in chain(exc):
+        if isinstance(e, ssl.SSLError):
+            found = canonical_from_tls({"verify_code": getattr(e, "verify_code", None),
+                                        "reason": getattr(e, "reason", None), "message": str(e)})
+            if found:
+                return found
+    for e in chain(exc):
+        found = canonical_from_text(str(e))
+        if found:
+            return found
+        if isinstance(e, ConnectionRefusedError):
+            return "CONNECTION_REFUSED"
+        if isinstance(e, (ConnectionResetError, BrokenPipeError)):
+            return "CONNECTION_RESET"
+        if isinstance(e, (asyncio.IncompleteReadError, EOFError, ssl.SSLEOFError)):
+            return "EOF"
+        if isinstance(e, (TimeoutError, asyncio.TimeoutError)):
+            return "TIMEOUT"
+    return "OTHER"
+
+
+def clarity(exc: BaseException) -> Clarity:
+    """Grade only what the user of the client sees: the outermost exception's type and text."""
+    text = f"{type(exc).__name__}: {exc}"
+    if canonical_from_text(str(exc)) in CERT_REASONS:
+        return Clarity.CLEAR
+    if TLS_WORDS.search(text):
+        return Clarity.VAGUE
+    return Clarity.OPAQUE
+
+
+def error_info(exc: BaseException, peer_hint: str | None = None) -> ErrorInfo:
+    return ErrorInfo(
+        canonical=canonical_from_exception(exc, peer_hint),
+        type=f"{type(exc).__module__}.{type(exc).__qualname__}",
+        message=str(exc)[:500],
+        clarity=clarity(exc),
+        chain=[f"{type(e).__name__}: {str(e)[:200]}" for e in chain(exc)],
+    )
+
+
+@dataclass
+class Observation:
+    events: list[Event]
+    connected: bool = False  # the client finished the upgrade
+    error: ErrorInfo | None = None  # what the client's user saw, if it failed
+    steps: list[Step] = field(default_factory=list)
+    timed_out: bool = False
+    harness_error: str | None = None
+    unsupported: str | None = None
+
+    def event(self, side: str, *kinds: str) -> Event | None:
+        return next((e for e in self.events if e.side == side and e.kind in kinds), None)
+
+
+@dataclass
+class Judgement:
+    verdict: Verdict
+    phase: str
+    reason: str
+    rejection: Rejection | None = None
+
+
+def _cert_related(data: dict) -> bool:
+    return data.get("verify_code") is not None or canonical_from_tls(data) in CERT_REASONS | {"BAD_CERTIFICATE"}
+
+
+def client_phase(obs: Observation) -> str:
+    """The phase the client was in when its connection attempt ended."""
+    if obs.connected:
+        return "io"
+    handshake = obs.event("client", "handshake-ok", "handshake-error")
+    if handshake is None:
+        return "tls-handshake" if obs.event("server", "accept") else "tcp"
+    if handshake.kind == "handshake-error":
+        return "verification" if _cert_related(handshake.data) else "tls-handshake"
+    return "upgrade"
+
+
+def rejection(obs: Observation) -> Rejection | None:
+    """Which side's own check refused the other: a side that merely received an alert did not."""
+    server = obs.event("server", "handshake-error")
+    if server and (server.data.get("verify_code") is not None
+                   or "PEER_DID_NOT_RETURN" in str(server.data.get("reason"))):
+        return Rejection(by="server", canonical=canonical_from_tls(server.data), phase="verification",
+                         message=server.data.get("message"))
+    client = obs.event("client", "handshake-error")
+    if client and client.data.get("verify_code") is not None:
+        return Rejection(by="client", canonical=canonical_from_tls(client.data), phase="verification",
+                         message=client.data.get("message"))
+    if obs.error and obs.error.canonical and obs.error.canonical.startswith("HTTP_4"):
+        return Rejection(by="server", canonical=obs.error.canonical, phase="upgrade", message=obs.error.message)
+    if obs.error and obs.error.canonical in CERT_REASONS and not obs.connected and not server:
+        # the client library refused after the TLS handshake (its own post-handshake check)
+        return Rejection(by="client", canonical=obs.error.canonical, phase=client_phase(obs),
+                         message=obs.error.message)
+    return None
+
+
+def judge(scenario: Scenario, obs: Observation, deadline: float) -> Judgement:
+    expect = scenario.expect
+    phase = client_phase(obs)
+    if obs.harness_error:
+        return Judgement(Verdict.ERROR, phase, f"harness: {obs.harness_error}")
+    if obs.unsupported:
+        return Judgement(Verdict.UNSUPPORTED, "tcp", obs.unsupported)
+    handler = obs.event("server", "handler")
+    found = rejection(obs)
+    seen = obs.error.canonical if obs.error else None
+
+    if expect.outcome == "reject":
+        if obs.connected or handler or any(s.ok for s in obs.steps):
+            what = "the handler ran" if handler else "the upgrade completed"
+            return Judgement(Verdict.INSECURE, phase,
+                             f"accepted ({what}) although the {expect.by} must reject with {expect.reason}", found)
+        if obs.timed_out:
+            after = f" after the {found.by} rejected with {found.canonical}" if found else ""
+            return Judgement(Verdict.HANG, phase, f"no outcome within {deadline:g}s{after}", found)
+        if found is None:
+            return Judgement(Verdict.FAIL, phase, f"failed with {seen} but neither side rejected a certificate; "
+                             f"expected the {expect.by} to reject with {expect.reason}")
+        if found.by != expect.by:
+            return Judgement(Verdict.FAIL, phase, f"rejected by the {found.by} ({found.canonical}) instead of the "
+                             f"{expect.by}", found)
+        if found.canonical != expect.reason:
+            return Judgement(Verdict.FAIL, phase, f"rejected for {found.canonical}, expected {expect.reason}", found)
+        if PHASES.index(found.phase) > PHASES.index(expect.latest_phase):
+            return Judgement(Verdict.FAIL, phase, f"rejected only at {found.phase}", found)
+        return Judgement(Verdict.PASS, phase, f"the {found.by} rejected with {found.canonical}", found)
+
+    if obs.timed_out:
+        return Judgement(Verdict.HANG, phase, f"no outcome within {deadline:g}s (reached {phase})")
+    if not obs.connected:
+        why = f"rejected by the {found.by} with {found.canonical}" if found else f"failed with {seen}"
+        return Judgement(Verdict.FAIL, phase, f"should connect but {why}", found)
+    if not handler or handler.data.get("peer_cn") != CLIENT_CN:
+        saw = handler.data.get("peer_cn") if handler else None
+        return Judgement(Verdict.FAIL, "handler",
+                         "the server handler never ran" if not handler
+                         else f"the server handler saw client identity {saw!r}, not {CLIENT_CN!r}")
+    failed = next((s for s in obs.steps if not s.ok), None)
+    if failed:
+        return Judgement(Verdict.FAIL, "io", f"{failed.op}: {failed.detail}")
+    tls = obs.event("client", "handshake-ok")
+    if scenario.server_tls == "tls12" and tls and tls.data.get("version") != "TLSv1.2":
+        return Judgement(Verdict.FAIL, "tls-handshake", f"negotiated {tls.data.get('version')} with a TLS 1.2 server")
+    return Judgement(Verdict.PASS, "io", "connected, identity seen, I/O round-tripped")
