@@ -178,6 +178,7 @@ class _ClientRun:
         self.upgrade_t: float | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self.task: asyncio.Task | None = None
+        self.total_s = 0.0
 
     def run(self, t0: float) -> None:
         self.t0 = t0
@@ -256,6 +257,7 @@ def run_cell(spec: CellSpec, servers: ServerPool, pki: PKI, deadline: float, ver
                 obs.timed_out = True
                 client.abandon()
                 thread.join(0.2)
+            client.total_s = time.perf_counter() - recorder.t0
             _settle(recorder, client, scenario)
             obs.connected = client.connected
             obs.steps = client.steps
@@ -281,7 +283,11 @@ def _settle(recorder: observe.CellRecorder, client: _ClientRun, scenario: Scenar
     while time.perf_counter() < end:
         # When the client's own verification failed, the server saw only an alert or an EOF
         # (asyncio records nothing): its view adds nothing to the judgement, so do not wait.
-        needed = recorder.find("server", "accept") and not recorder.find("client", "handshake-error")
+        # A client that merely received an alert must wait: the server may send the alert
+        # from inside do_handshake (blocking sockets) before the probe records its error.
+        client_error = recorder.find("client", "handshake-error")
+        own_check_failed = client_error is not None and client_error.data.get("verify_code") is not None
+        needed = recorder.find("server", "accept") and not own_check_failed
         handshake = any(e.side == "server" and e.kind.startswith("handshake") for e in recorder.events)
         closed = recorder.find("server", "handler-close")
         if (not needed or handshake) and (not wants_close or closed):
@@ -326,6 +332,8 @@ def _result(spec: CellSpec, obs: Observation, deadline: float, client: _ClientRu
         timings["upgrade"] = round(client.upgrade_t * 1000, 2)
     if obs.steps:
         timings["io"] = round(timings.get("upgrade", 0) + sum(s.ms or 0 for s in obs.steps), 2)
+    if client:
+        timings["total"] = round(client.total_s * 1000, 2)
     error = obs.error
     if error is None and obs.timed_out:
         error = ErrorInfo(canonical="TIMEOUT", message=f"no outcome within {deadline:g}s")

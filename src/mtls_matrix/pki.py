@@ -126,6 +126,30 @@ class PKI:
         self.crl = self._write_crl()
         self.fingerprint = hashlib.sha256(self._root.cert.public_bytes(serialization.Encoding.DER)).hexdigest()
 
+    @classmethod
+    def open(cls, directory: str | Path) -> PKI:
+        """The PKI another process of this run built (pytest-xdist workers share the controller's
+        CA, so a run has one CA). The opener does not own the directory: close() leaves it."""
+        pki = cls.__new__(cls)
+        pki.dir = Path(directory)
+        pki.root, pki.intermediate = pki.dir / "root-ca.pem", pki.dir / "intermediate-ca.pem"
+        pki.other_ca, pki.crl = pki.dir / "other-ca.pem", pki.dir / "crl.pem"
+        pki.credentials = {name: pki._credential(name, spec) for name, spec in LEAVES.items()}
+        der = x509.load_pem_x509_certificate(pki.root.read_bytes()).public_bytes(serialization.Encoding.DER)
+        pki.fingerprint = hashlib.sha256(der).hexdigest()
+        pki.close = lambda: None
+        return pki
+
+    def _credential(self, name: str, spec: LeafSpec) -> Credential:
+        return Credential(
+            name=name,
+            cert=self.dir / f"{name}.cert.pem",
+            chain=self.dir / f"{name}.chain.pem",
+            key=self.dir / f"{name}.key.pem",
+            subject_cn=SERVER_HOST if spec.role == "server" else CLIENT_CN,
+            spec=spec,
+        )
+
     def __enter__(self) -> PKI:
         return self
 
@@ -217,14 +241,11 @@ class PKI:
         if spec.revoked:
             issuer.revoked.append(cert.serial_number)
         chain = [cert] + ([self._intermediate.cert] if spec.issuer == "intermediate" and spec.send_chain else [])
-        return Credential(
-            name=name,
-            cert=self._write_pem(f"{name}.cert.pem", [cert]),
-            chain=self._write_pem(f"{name}.chain.pem", chain),
-            key=self._write_key(f"{name}.key.pem", key),
-            subject_cn=cn,
-            spec=spec,
-        )
+        credential = self._credential(name, spec)
+        self._write_pem(credential.cert.name, [cert])
+        self._write_pem(credential.chain.name, chain)
+        self._write_key(credential.key.name, key)
+        return credential
 
     def _write_crl(self) -> Path:
         """CRLs of both issuing CAs, so CRL-checking peers find one for every leaf they meet."""

@@ -190,6 +190,8 @@ def judge(scenario: Scenario, obs: Observation, deadline: float) -> Judgement:
         return Judgement(Verdict.UNSUPPORTED, "tcp", obs.unsupported)
     handler = obs.event("server", "handler")
     found = rejection(obs)
+    # A library that gave up on its own timeout (we hand it the deadline) had no outcome either.
+    timed_out = obs.timed_out or (obs.error is not None and obs.error.canonical == "TIMEOUT")
     seen = obs.error.canonical if obs.error else None
 
     if expect.outcome == "reject":
@@ -197,7 +199,7 @@ def judge(scenario: Scenario, obs: Observation, deadline: float) -> Judgement:
             what = "the handler ran" if handler else "the upgrade completed"
             return Judgement(Verdict.INSECURE, phase,
                              f"accepted ({what}) although the {expect.by} must reject with {expect.reason}", found)
-        if obs.timed_out:
+        if timed_out:
             after = f" after the {found.by} rejected with {found.canonical}" if found else ""
             return Judgement(Verdict.HANG, phase, f"no outcome within {deadline:g}s{after}", found)
         if found is None:
@@ -212,7 +214,7 @@ def judge(scenario: Scenario, obs: Observation, deadline: float) -> Judgement:
             return Judgement(Verdict.FAIL, phase, f"rejected only at {found.phase}", found)
         return Judgement(Verdict.PASS, phase, f"the {found.by} rejected with {found.canonical}", found)
 
-    if obs.timed_out:
+    if timed_out:
         return Judgement(Verdict.HANG, phase, f"no outcome within {deadline:g}s (reached {phase})")
     if not obs.connected:
         why = f"rejected by the {found.by} with {found.canonical}" if found else f"failed with {seen}"

@@ -21,9 +21,9 @@ from typing import Any
 
 BUILTIN = (
     "mtls_matrix.peers.websockets",
-    #"mtls_matrix.peers.aiohttp",
-    #"mtls_matrix.peers.tornado",
-    #"mtls_matrix.peers.websocket_client",
+    "mtls_matrix.peers.aiohttp",
+    "mtls_matrix.peers.tornado",
+    "mtls_matrix.peers.websocket_client",
 )
 ENTRY_POINT_GROUP = "mtls_matrix.peers"
 

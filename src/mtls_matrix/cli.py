@@ -1,0 +1,138 @@
+"""mtls-matrix: run the matrix, render reports, list what can run.
+
+Exit codes: 0 the run finished (findings are in the report, not in the exit code, unless
+--strict); 1 --strict and a cell is not PASS, or a harness ERROR; 2 bad input (unknown peer,
+scenario or profile; missing or malformed results file), with nothing written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from mtls_matrix import results as results_mod
+from mtls_matrix import scenarios, suite
+from mtls_matrix.plugin import DEFAULT_DEADLINE, FAILING, build_selection
+from mtls_matrix.results import Results, Verdict, write_atomically
+
+
+class UsageError(Exception):
+    pass
+
+
+def _csv(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    try:
+        build_selection(args.servers and _csv(args.servers), args.clients and _csv(args.clients),
+                        args.scenarios and _csv(args.scenarios), args.profile, args.deadline, args.peer_plugin)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    import pytest
+
+    out = Path(args.out)
+    suite_file = Path(suite.__file__)
+    pytest_args = [
+        str(suite_file), "--rootdir", str(suite_file.parent.parent), "-p", "no:cacheprovider", "-q",
+        "--mtls-out", str(out), "--junitxml", str(out / "junit.xml"),
+        "--profile", args.profile, "--deadline", str(args.deadline),
+    ]
+    for name in ("servers", "clients", "scenarios"):
+        if getattr(args, name):
+            pytest_args += [f"--{name}", getattr(args, name)]
+    for module in args.peer_plugin:
+        pytest_args += ["--peer-plugin", module]
+    if args.workers != "0":
+        pytest_args += ["-n", args.workers]
+    code = pytest.main(pytest_args + args.pytest_args)
+    if code not in (0, 1):  # interrupted, internal error, usage error, no tests
+        return 2 if code == 4 else int(code)
+    cells = Results.load(out / "results.json").cells
+    if any(c.verdict == Verdict.ERROR for c in cells):
+        return 1
+    if args.strict and any(c.verdict in FAILING for c in cells):
+        return 1
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from mtls_matrix.reports import bugs
+
+    try:
+        loaded = Results.load(args.results)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    write_atomically(Path(args.out), bugs.render(loaded))
+    print(f"wrote {args.out} from {len(loaded.cells)} cells")
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    try:
+        selection = build_selection(peer_plugins=args.peer_plugin)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    registry = selection.registry
+    print("servers:")
+    for name, peer in registry.servers.items():
+        print(f"  {name:30} {peer.family:9} {peer.library} {peer.version}")
+    print("clients:")
+    for name, variant in registry.clients.items():
+        print(f"  {name:30} {variant.peer.family:9} {variant.peer.library} {variant.peer.version}")
+    print("scenarios:")
+    for s in scenarios.CATALOGUE:
+        print(f"  {s.name:36} {s.group:16} {s.description}")
+    print(f"profiles: {', '.join(scenarios.PROFILES)}")
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    sys.stdout.write(results_mod.json_schema())
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mtls-matrix", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the matrix through pytest; write OUT/results.json and OUT/junit.xml")
+    run.add_argument("--out", required=True, help="output directory (reports/latest for the main job)")
+    run.add_argument("--servers", help="comma-separated server peers (default: all)")
+    run.add_argument("--clients", help="comma-separated client peers; a bare library name means all its variants")
+    run.add_argument("--scenarios", help="comma-separated scenario names, groups or globs (default: all)")
+    run.add_argument("--profile", default="default,tuned", help="default, tuned, or both (the default)")
+    run.add_argument("--deadline", type=float, default=DEFAULT_DEADLINE, help="seconds per cell before HANG")
+    run.add_argument("--peer-plugin", action="append", default=[], metavar="MODULE", help="extra peers (repeatable)")
+    run.add_argument("-n", "--workers", default="auto", help="pytest-xdist workers: a number, auto, or 0 for none")
+    run.add_argument("--strict", action="store_true", help="exit 1 when any cell is FAIL, INSECURE, HANG or ERROR")
+    run.add_argument("pytest_args", nargs="*", help="passed to pytest after --")
+    run.set_defaults(func=cmd_run)
+
+    report = sub.add_parser("report", help="render BUGS.md from a results.json")
+    report.add_argument("results", help="path to results.json")
+    report.add_argument("--out", default="BUGS.md", help="where to write (default BUGS.md)")
+    report.set_defaults(func=cmd_report)
+
+    listing = sub.add_parser("list", help="list peers, variants and scenarios")
+    listing.add_argument("--peer-plugin", action="append", default=[], metavar="MODULE")
+    listing.set_defaults(func=cmd_list)
+
+    schema = sub.add_parser("schema", help="print the results JSON Schema")
+    schema.set_defaults(func=cmd_schema)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except UsageError as exc:
+        print(f"mtls-matrix: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

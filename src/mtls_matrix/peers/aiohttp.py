@@ -1,0 +1,130 @@
+"""aiohttp: web server (WebSocketResponse) and client (ClientSession.ws_connect).
+
+Defaults that matter: max_msg_size is 4 MiB on both sides (a larger message closes with 1009);
+the server accepts permessage-deflate when a client offers it, the client does not offer it;
+autoping consumes pongs (so ping is unsupported). The tuned profile raises max_msg_size.
+"""
+
+from __future__ import annotations
+
+import ssl
+
+import aiohttp
+from aiohttp import WSMsgType, web
+
+from mtls_matrix import observe
+from mtls_matrix.peers import (
+    TUNED_MAX_MESSAGE, ClientPeer, ClientTLS, Closed, Connection, ServerPeer, parse_close_command,
+)
+from mtls_matrix.verdict import CLOSE_CODES
+
+
+def _limits(profile: str) -> dict:
+    return {"max_msg_size": TUNED_MAX_MESSAGE} if profile == "tuned" else {}
+
+
+class Server(ServerPeer):
+    name = library = "aiohttp"
+
+    async def start(self, context: ssl.SSLContext, profile: str) -> int:
+        self._limits = _limits(profile)
+        app = web.Application()
+        app.router.add_get("/cell/{token}", self._handler)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=context).start()
+        return self._runner.addresses[0][1]
+
+    async def stop(self) -> None:
+        await self._runner.cleanup()
+
+    async def _handler(self, request: web.Request) -> web.WebSocketResponse:
+        token = request.match_info["token"]
+        der = request.transport.get_extra_info("ssl_object").getpeercert(binary_form=True)
+        observe.server_event(token, "handler", peer_cn=observe.subject_cn(der))
+        ws = web.WebSocketResponse(**self._limits)
+        await ws.prepare(request)
+        reason = None  # aiohttp exposes a received close reason only on the CLOSE message
+        try:
+            while True:
+                msg = await ws.receive()
+                if msg.type is WSMsgType.TEXT:
+                    command = parse_close_command(msg.data)
+                    if command:
+                        # close_code becomes the code of the client's reply; its reason is dropped
+                        await ws.close(code=command[0], message=command[1].encode())
+                        break
+                    await ws.send_str(msg.data)
+                elif msg.type is WSMsgType.BINARY:
+                    await ws.send_bytes(msg.data)
+                else:  # CLOSE (autoclose already replied), CLOSING, CLOSED, ERROR
+                    if msg.type is WSMsgType.CLOSE:
+                        reason = msg.extra
+                    break
+        finally:
+            observe.server_event(token, "handler-close", code=ws.close_code, reason=reason)
+        return ws
+
+
+class _Conn(Connection):
+    def __init__(self, session: aiohttp.ClientSession, ws: aiohttp.ClientWebSocketResponse):
+        self.session, self.ws = session, ws
+
+    async def send(self, message):
+        if isinstance(message, str):
+            await self.ws.send_str(message)
+        else:
+            await self.ws.send_bytes(message)
+
+    async def recv(self):
+        msg = await self.ws.receive()  # close and errors come back as messages, not exceptions
+        if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
+            return msg.data
+        await self.session.close()  # the connection is over: the harness may not call close()
+        if msg.type is WSMsgType.ERROR:
+            raise msg.data
+        if msg.type is WSMsgType.CLOSE:  # data is the code, extra the reason
+            raise Closed(msg.data, msg.extra)
+        raise Closed(self.ws.close_code, None)  # CLOSING/CLOSED: no close frame to read a reason from
+
+    async def ping(self, payload):  # never called: see Client.unsupported
+        raise NotImplementedError
+
+    async def close(self, code, reason):
+        try:
+            await self.ws.close(code=code, message=reason.encode())
+        finally:
+            await self.session.close()
+
+
+class Client(ClientPeer):
+    name = library = "aiohttp"
+    # Each documented way to hand aiohttp an SSLContext; ssl_context= is deprecated (it warns)
+    # but still accepted, and is routed through a separate merge of the TLS parameters.
+    variants = ("ssl=context", "ssl_context=context", "connector=context")
+    # With the default autoping=True, receive() consumes PONG frames and no public API reports
+    # them; autoping=False would change the library's behaviour for every other step.
+    unsupported = {"ping": "aiohttp's default autoping swallows pongs; no public API observes them"}
+
+    async def connect(self, variant, url, tls: ClientTLS, profile, timeout):
+        ctx = tls.context()
+        connector = aiohttp.TCPConnector(ssl=ctx) if variant == "connector=context" else None
+        session = aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=timeout))
+        tls_kw = {"ssl=context": {"ssl": ctx}, "ssl_context=context": {"ssl_context": ctx}}.get(variant, {})
+        try:
+            return _Conn(session, await session.ws_connect(url, **tls_kw, **_limits(profile)))
+        except BaseException:
+            await session.close()  # no leaked session (and connector) when the upgrade fails
+            raise
+
+    def canonical(self, exc):
+        if isinstance(exc, aiohttp.WSServerHandshakeError):
+            return f"HTTP_{exc.status}"
+        if isinstance(exc, aiohttp.ServerDisconnectedError):
+            return "EOF"
+        if isinstance(exc, aiohttp.WebSocketError):  # raised from an ERROR message, e.g. too big
+            return CLOSE_CODES.get(exc.code)
+        return None
+
+
+PEERS = [Server(), Client()]

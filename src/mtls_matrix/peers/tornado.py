@@ -1,0 +1,137 @@
+"""tornado: WebSocketHandler behind HTTPServer, and websocket_connect.
+
+Defaults that matter: max message size is 10 MiB on both sides (a larger message closes with
+1009), no compression unless asked. The tuned profile raises both limits.
+
+websocket_connect takes TLS settings only through an HTTPRequest, in three documented ways, each
+a variant: ssl_options as an SSLContext, ssl_options as a dict (turned into a context by
+netutil.ssl_options_to_context, which starts from a bare ssl.SSLContext(PROTOCOL_TLS_CLIENT),
+not from create_default_context), or the request's own ca_certs/client_cert/client_key (turned
+into create_default_context(cafile=ca_certs) by simple_httpclient._get_ssl_options).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+
+from tornado.httpclient import HTTPClientError, HTTPRequest
+from tornado.httpserver import HTTPServer
+from tornado.iostream import StreamClosedError
+from tornado.netutil import bind_sockets
+from tornado.simple_httpclient import HTTPStreamClosedError, HTTPTimeoutError
+from tornado.web import Application
+from tornado.websocket import WebSocketClosedError, WebSocketHandler, websocket_connect
+
+from mtls_matrix import observe
+from mtls_matrix.peers import (
+    TUNED_MAX_MESSAGE, ClientPeer, ClientTLS, Closed, Connection, ServerPeer, parse_close_command,
+)
+
+
+class _Handler(WebSocketHandler):
+    def initialize(self, live: set) -> None:
+        self.live = live  # the server's open handlers: detached from HTTPServer, so it cannot close them
+
+    def open(self, token: str) -> None:
+        self.token = token
+        self.live.add(self)
+        # tornado's documented way to the client certificate (HTTPServerRequest.get_ssl_certificate)
+        observe.server_event(token, "handler",
+                             peer_cn=observe.subject_cn(self.request.get_ssl_certificate(binary_form=True)))
+
+    def on_message(self, message):
+        command = parse_close_command(message)
+        if command:
+            self.close(*command)
+            return None
+        return self.write_message(message, binary=isinstance(message, bytes))  # awaited: flow control
+
+    def on_close(self) -> None:
+        self.live.discard(self)
+        # close_code/close_reason: the close frame received from the client (None if none came)
+        observe.server_event(self.token, "handler-close", code=self.close_code, reason=self.close_reason)
+
+
+class Server(ServerPeer):
+    name = library = "tornado"
+
+    async def start(self, context: ssl.SSLContext, profile: str) -> int:
+        settings = {"websocket_max_message_size": TUNED_MAX_MESSAGE} if profile == "tuned" else {}
+        self._live: set[_Handler] = set()
+        app = Application([(r"/cell/(.*)", _Handler, {"live": self._live})], **settings)
+        self._server = HTTPServer(app, ssl_options=context)
+        sockets = bind_sockets(0, "127.0.0.1")
+        self._server.add_sockets(sockets)
+        return sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        self._server.stop()
+        for handler in list(self._live):
+            handler.close()
+        await self._server.close_all_connections()
+
+
+class _Conn(Connection):
+    def __init__(self, ws):
+        self.ws = ws
+        # The client connection has no pong future or callback argument; it calls its on_pong(data)
+        # hook (a no-op, overridable like WebSocketHandler.on_pong). websocket_connect builds the
+        # connection itself, so the hook is set on the instance.
+        self.pongs: asyncio.Queue[bytes] = asyncio.Queue()
+        ws.on_pong = self.pongs.put_nowait
+
+    async def send(self, message):
+        await self.ws.write_message(message, binary=isinstance(message, bytes))
+
+    async def recv(self):
+        message = await self.ws.read_message()
+        if message is None:  # tornado's "closed": code/reason of the close frame received, if any
+            raise Closed(self.ws.close_code, self.ws.close_reason)
+        return message
+
+    async def ping(self, payload):
+        self.ws.ping(payload)
+        return await self.pongs.get()
+
+    async def close(self, code, reason):
+        self.ws.close(code, reason)  # only sends the close frame; wait for the connection to end
+        while await self.ws.read_message() is not None:
+            pass
+
+
+class Client(ClientPeer):
+    name = library = "tornado"
+    variants = ("ssl_options=context", "ssl_options=dict", "request=paths")
+
+    async def connect(self, variant, url, tls: ClientTLS, profile, timeout):
+        timeouts = {"connect_timeout": timeout, "request_timeout": timeout}
+        if variant == "ssl_options=context":
+            request = HTTPRequest(url, ssl_options=tls.context(), **timeouts)
+        elif variant == "ssl_options=dict":
+            options = {"ca_certs": str(tls.ca)}
+            if tls.cert:
+                options |= {"certfile": str(tls.cert), "keyfile": str(tls.key)}
+            request = HTTPRequest(url, ssl_options=options, **timeouts)
+        else:
+            request = HTTPRequest(url, ca_certs=str(tls.ca), client_cert=tls.cert and str(tls.cert),
+                                  client_key=tls.key and str(tls.key), **timeouts)
+        limits = {"max_message_size": TUNED_MAX_MESSAGE} if profile == "tuned" else {}
+        return _Conn(await websocket_connect(request, **limits))
+
+    def canonical(self, exc):
+        # simple_httpclient reports failures as HTTPClientError subclasses with a fake code 599
+        if isinstance(exc, HTTPTimeoutError):
+            return "TIMEOUT"
+        if isinstance(exc, HTTPStreamClosedError):  # the stream closed with no underlying error
+            return "EOF"
+        if isinstance(exc, HTTPClientError):
+            return f"HTTP_{exc.code}"
+        if isinstance(exc, StreamClosedError) and exc.real_error is None:
+            return "EOF"  # with a real_error, simple_httpclient raises that error instead
+        if isinstance(exc, WebSocketClosedError):  # a write after the connection was closed
+            return "EOF"
+        return None
+
+
+PEERS = [Server(), Client()]

@@ -1,0 +1,86 @@
+"""websocket-client (`import websocket`): a synchronous, client-only library.
+
+TLS settings go in `sslopt`, two documented ways, one variant each:
+- "sslopt=context": {"context": SSLContext}, used as given (check_hostname etc. are the context's).
+- "sslopt=dict": the file keys ca_certs / certfile / keyfile; the library builds its own context
+  (websocket/_http.py _wrap_sni_socket: a bare SSLContext(PROTOCOL_TLS_CLIENT), not
+  create_default_context; identical on Python 3.11-3.12, but from 3.13 create_default_context
+  adds VERIFY_X509_STRICT and VERIFY_X509_PARTIAL_CHAIN, which this variant then lacks).
+
+It has no message size limit, so the tuned profile changes nothing. Each cell's client runs on its
+own thread (cell.py), so the async methods just block; the socket timeout (the cell deadline,
+create_connection(timeout=)) makes a stuck call return by itself.
+"""
+
+from __future__ import annotations
+
+import struct
+
+import websocket
+from websocket import ABNF
+
+from mtls_matrix.peers import ClientPeer, ClientTLS, Closed, Connection
+
+
+def _closed(frame) -> Closed:
+    """A close frame's payload: a 2-byte code then a UTF-8 reason; empty means no code (RFC 6455)."""
+    if len(frame.data) < 2:
+        return Closed(None, None)
+    return Closed(struct.unpack("!H", frame.data[:2])[0], frame.data[2:].decode("utf-8", "replace"))
+
+
+class _Conn(Connection):
+    def __init__(self, ws: websocket.WebSocket):
+        self.ws = ws
+
+    async def send(self, message):
+        self.ws.send(message, ABNF.OPCODE_TEXT if isinstance(message, str) else ABNF.OPCODE_BINARY)
+
+    def _next(self, *wanted: int):
+        """Frames until one whose opcode is wanted. The library answers pings itself, and replies
+        to a close (recv_data_frame sends the close reply before returning the close frame)."""
+        while True:
+            opcode, frame = self.ws.recv_data_frame(control_frame=True)
+            if opcode == ABNF.OPCODE_CLOSE:
+                self.ws.shutdown()  # the close handshake is done: release the socket
+                raise _closed(frame)
+            if opcode in wanted:
+                return opcode, frame.data
+
+    async def recv(self):
+        # recv() would turn a close into "", so read frames to see the close code and reason.
+        opcode, data = self._next(ABNF.OPCODE_TEXT, ABNF.OPCODE_BINARY)
+        return data.decode("utf-8") if opcode == ABNF.OPCODE_TEXT and isinstance(data, bytes) else data
+
+    async def ping(self, payload):
+        self.ws.ping(payload)
+        return self._next(ABNF.OPCODE_PONG)[1]
+
+    async def close(self, code, reason):
+        self.ws.close(status=code, reason=reason.encode())
+
+
+class Client(ClientPeer):
+    name = library = "websocket-client"
+    variants = ("sslopt=context", "sslopt=dict")
+
+    async def connect(self, variant, url, tls: ClientTLS, profile, timeout):
+        if variant == "sslopt=context":
+            sslopt = {"context": tls.context()}
+        else:
+            sslopt = {"ca_certs": str(tls.ca)}
+            if tls.cert:
+                sslopt.update(certfile=str(tls.cert), keyfile=str(tls.key))
+        return _Conn(websocket.create_connection(url, sslopt=sslopt, timeout=timeout))
+
+    def canonical(self, exc):
+        if isinstance(exc, websocket.WebSocketBadStatusException):
+            return f"HTTP_{exc.status_code}"
+        if isinstance(exc, websocket.WebSocketConnectionClosedException):
+            return "EOF"
+        if isinstance(exc, websocket.WebSocketTimeoutException):
+            return "TIMEOUT"
+        return None
+
+
+PEERS = [Client()]

@@ -1,0 +1,238 @@
+"""The pytest plugin: options, the cell catalogue as parametrisation, session fixtures, results.
+
+Loaded through the `pytest11` entry point, so it must cost nothing to a pytest run that asks
+for no cell: the PKI, the servers and the environment scrub only happen in the session fixture
+the matrix test requests.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import platform
+import ssl
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from mtls_matrix import observe, scenarios
+from mtls_matrix.cell import CellSpec, ServerPool, run_cell
+from mtls_matrix.peers import Registry
+from mtls_matrix.pki import PKI
+from mtls_matrix.results import SEVERITY, Cell, Results, Run, Verdict
+
+# The user's environment must not change a verdict: these make libraries trust other CAs, log
+# keys or route through proxies. Removed for the run (names recorded in results.json).
+SCRUBBED = (
+    "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "WEBSOCKET_CLIENT_CA_BUNDLE",
+    "SSLKEYLOGFILE", "HTTP_PROXY", "HTTPS_PROXY", "WS_PROXY", "WSS_PROXY", "ALL_PROXY", "NO_PROXY",
+    "http_proxy", "https_proxy", "ws_proxy", "wss_proxy", "all_proxy", "no_proxy",
+)
+FAILING = {Verdict.FAIL, Verdict.INSECURE, Verdict.HANG, Verdict.ERROR}
+DEFAULT_DEADLINE = 5.0
+
+
+@dataclass
+class Selection:
+    registry: Registry
+    cells: list[CellSpec]
+    profiles: list[str]
+    deadline: float
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("mtls-matrix", "mtls-matrix cell selection and output")
+    group.addoption("--servers", help="comma-separated server peers (default: all)")
+    group.addoption("--clients", help="comma-separated client peers, 'aiohttp' or 'aiohttp[ssl=context]' (default: all)")
+    group.addoption("--scenarios", help="comma-separated scenario names, groups or globs (default: all)")
+    group.addoption("--profile", default="default,tuned",
+                    help="comma-separated profiles: default (library defaults), tuned (documented limits raised); "
+                         "I/O scenarios run once per profile, the others under 'default' only")
+    group.addoption("--deadline", type=float, default=DEFAULT_DEADLINE,
+                    help=f"seconds a cell may take before it is a HANG (default {DEFAULT_DEADLINE:g})")
+    group.addoption("--peer-plugin", action="append", default=[], metavar="MODULE",
+                    help="import peers from this module's PEERS list (repeatable)")
+    group.addoption("--mtls-out", metavar="DIR", help="write DIR/results.json at the end of the run")
+
+
+def _split(value: str | None) -> list[str] | None:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
+def build_selection(servers=None, clients=None, scenario_names=None, profile="default,tuned",
+                    deadline=DEFAULT_DEADLINE, peer_plugins=()) -> Selection:
+    """Raises ValueError naming what was wrong and the valid choices."""
+    registry = Registry(list(peer_plugins))
+    profiles = _split(profile) or []
+    unknown = [p for p in profiles if p not in scenarios.PROFILES]
+    if unknown or not profiles:
+        raise ValueError(f"unknown profile {', '.join(unknown) or repr(profile)}; valid: {', '.join(scenarios.PROFILES)}")
+    if not deadline > 0:
+        raise ValueError(f"--deadline must be a positive number of seconds, got {deadline}")
+    chosen_servers = registry.select_servers(servers)
+    chosen_clients = registry.select_clients(clients)
+    chosen_scenarios = scenarios.select(scenario_names)
+    cells = [
+        CellSpec(server, client, scenario, profile)
+        for server in chosen_servers
+        for client in chosen_clients
+        if client.peer.family == server.family
+        for scenario in chosen_scenarios
+        for profile in (profiles if scenario.profiled else ["default"])
+        if scenario.profiled or profile == profiles[0] or "default" in profiles
+    ]
+    return Selection(registry, cells, profiles, deadline)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "mtls_cell: one matrix cell (server, client, scenario, profile)")
+    o = config.option
+    wanted = any([o.servers, o.clients, o.scenarios, o.peer_plugin, o.mtls_out]) or o.profile != "default,tuned"
+    if wanted:
+        _selection(config)  # bad input: a usage error now, before anything runs
+    if not hasattr(config, "workerinput"):
+        config.pluginmanager.register(Collector(config), "mtls-matrix-collector")
+
+
+_selection_key = pytest.StashKey[Selection]()
+_pki = pytest.StashKey[PKI]()
+
+
+def _selection(config: pytest.Config) -> Selection:
+    if _selection_key not in config.stash:
+        o = config.option
+        try:
+            config.stash[_selection_key] = build_selection(
+                _split(o.servers), _split(o.clients), _split(o.scenarios), o.profile, o.deadline, o.peer_plugin)
+        except ValueError as exc:
+            pytest.exit(f"mtls-matrix: error: {exc}", returncode=2)
+    return config.stash[_selection_key]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "mtls_cell" in metafunc.fixturenames:
+        cells = _selection(metafunc.config).cells
+        metafunc.parametrize("mtls_cell", cells, ids=[c.id for c in cells])
+
+
+def _controller_pki(config: pytest.Config) -> PKI:
+    if _pki not in config.stash:
+        config.stash[_pki] = PKI()
+    return config.stash[_pki]
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node) -> None:
+    """pytest-xdist: every worker uses the controller's CA, so a run has one CA."""
+    node.workerinput["mtls_pki"] = str(_controller_pki(node.config).dir)
+
+
+@dataclass
+class MatrixEnv:
+    pki: PKI
+    servers: ServerPool
+    versions: dict[str, str]
+
+
+@pytest.fixture(scope="session")
+def mtls_matrix_env(request: pytest.FixtureRequest):
+    config = request.config
+    for name in SCRUBBED:
+        os.environ.pop(name, None)
+    observe.install()
+    shared = getattr(config, "workerinput", {}).get("mtls_pki")
+    pki = PKI.open(shared) if shared else _controller_pki(config)
+    servers = ServerPool(pki)
+    yield MatrixEnv(pki, servers, _versions(_selection(config)))
+    servers.close()
+    pki.close()
+
+
+def _versions(selection: Selection) -> dict[str, str]:
+    peers = {c.server for c in selection.cells} | {c.client.peer for c in selection.cells}
+    return {p.library: p.version for p in sorted(peers, key=lambda p: p.library)}
+
+
+def record(request: pytest.FixtureRequest, cell: Cell) -> None:
+    """Hand the result to the controller (through pytest-xdist when it runs) and judge the item."""
+    request.node.user_properties.append(("mtls_cell", cell.model_dump_json()))
+    if cell.verdict == Verdict.UNSUPPORTED:
+        pytest.skip(f"UNSUPPORTED: {cell.reason}")
+    if cell.verdict in FAILING:
+        detail = f" [{cell.error.type}: {cell.error.message}]" if cell.error.message else ""
+        pytest.fail(f"{cell.verdict.value} at {cell.phase}: {cell.reason}{detail}", pytrace=False)
+
+
+def run(request: pytest.FixtureRequest, spec: CellSpec, env: MatrixEnv) -> Cell:
+    return run_cell(spec, env.servers, env.pki, _selection(request.config).deadline, env.versions)
+
+
+class Collector:
+    """Controller side of a run: gathers the cells (from pytest-xdist workers too) and writes
+    results.json at the end."""
+
+    def __init__(self, config: pytest.Config):
+        self.config = config
+        self.cells: list[Cell] = []
+        self.started = dt.datetime.now(dt.timezone.utc)
+        self.t0 = time.perf_counter()
+        self.scrubbed = sorted(n for n in SCRUBBED if n in os.environ)
+        self.results_path: Path | None = None
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        """Take the cell out of the report (it would bloat JUnit XML); leave the verdict, phase
+        and canonical error as JUnit properties."""
+        props = dict(report.user_properties)
+        if "mtls_cell" not in props or report.when != "call":
+            return
+        cell = Cell.model_validate_json(props["mtls_cell"])
+        report.user_properties = [p for p in report.user_properties if p[0] != "mtls_cell"] + [
+            ("verdict", cell.verdict.value), ("phase", cell.phase), ("canonical", cell.error.canonical or "")]
+        self.cells.append(cell)
+
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        if self.cells and self.config.option.mtls_out:
+            self.results_path = Path(self.config.option.mtls_out) / "results.json"
+            self.results(exitstatus).save(self.results_path)
+        if _pki in self.config.stash:
+            self.config.stash[_pki].close()
+
+    def results(self, exitstatus: int) -> Results:
+        selection = _selection(self.config)
+        order = {spec.id: i for i, spec in enumerate(selection.cells)}
+        cells = sorted(self.cells, key=lambda c: order.get(c.id, len(order)))
+        option = self.config.option
+        return Results(
+            run=Run(
+                started=self.started.isoformat(timespec="seconds"),
+                finished=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                duration_s=round(time.perf_counter() - self.t0, 2),
+                complete=exitstatus in (0, 1) and len(cells) == len(selection.cells),
+                command=" ".join(sys.argv),
+                python=platform.python_version(),
+                openssl=ssl.OPENSSL_VERSION,
+                platform=platform.platform(),
+                versions=_versions(selection),
+                ca_fingerprint=self.config.stash[_pki].fingerprint if _pki in self.config.stash else "",
+                scrubbed_env=self.scrubbed,
+                deadline_s=selection.deadline,
+                profiles=selection.profiles,
+                workers=int(getattr(option, "numprocesses", None) or 1) if getattr(option, "dist", "no") != "no" else 1,
+            ),
+            cells=cells,
+        )
+
+    def pytest_terminal_summary(self, terminalreporter) -> None:
+        if not self.cells:
+            return
+        counts = Counter(c.verdict for c in self.cells)
+        line = ", ".join(f"{counts[v]} {v.value}" for v in sorted(counts, key=SEVERITY.get))
+        terminalreporter.write_sep("=", "mtls-matrix")
+        terminalreporter.write_line(f"{len(self.cells)} cells: {line}")
+        if self.results_path:
+            terminalreporter.write_line(f"results: {self.results_path}")

@@ -1,0 +1,87 @@
+"""Deliberately broken peers that prove the matrix detects what it claims to detect.
+
+Loaded with `--peer-plugin tests.selftest_peers`. Each one is a real library (websockets, or
+plain asyncio TLS) misconfigured in exactly one way; the harness must judge it accordingly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import threading
+
+from websockets.asyncio.client import connect
+
+from mtls_matrix import observe
+from mtls_matrix.peers import ClientPeer, ServerPeer, cell_token
+from mtls_matrix.peers import websockets as ws_peer
+
+
+class InsecureClient(ws_peer.Client):
+    """Skips server verification: must be INSECURE wherever the client must reject the server."""
+
+    name = "selftest-insecure"
+
+    async def connect(self, variant, url, tls, profile, timeout):
+        ctx = tls.context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        return ws_peer._Conn(await connect(url, ssl=ctx, open_timeout=timeout))
+
+
+class LaxServer(ws_peer.Server):
+    """Does not require a client certificate: must be INSECURE on client-no-cert."""
+
+    name = "selftest-lax"
+
+    async def start(self, context, profile):
+        context.verify_mode = ssl.CERT_OPTIONAL
+        return await super().start(context, profile)
+
+
+class BlindServer(ws_peer.Server):
+    """Requires the certificate but its handler cannot see who the client is."""
+
+    name = "selftest-blind"
+
+    async def _handler(self, ws):
+        observe.server_event(cell_token(ws.request.path), "handler", peer_cn=None)
+        async for message in ws:
+            await ws.send(message)
+
+
+class HangingServer(ServerPeer):
+    """Completes TLS, then never answers the upgrade request."""
+
+    name = "selftest-hang"
+    library = "websockets"
+
+    async def start(self, context, profile):
+        self._held: list[asyncio.StreamWriter] = []
+
+        async def hold(reader, writer):
+            self._held.append(writer)
+            await asyncio.Event().wait()
+
+        self._server = await asyncio.start_server(hold, "127.0.0.1", 0, ssl=context)
+        return self._server.sockets[0].getsockname()[1]
+
+    async def stop(self):
+        for writer in self._held:
+            writer.close()
+        self._server.close()
+
+
+class BlockingClient(ClientPeer):
+    """A sync client that blocks forever in its connect (no timeout): the harness must give up
+    at the deadline and go on."""
+
+    name = "selftest-blocking"
+    library = "websockets"
+    variants = ("forever",)
+
+    async def connect(self, variant, url, tls, profile, timeout):
+        threading.Event().wait()  # blocks this cell's own thread and loop, nobody else's
+
+
+PEERS = [InsecureClient(), LaxServer(), BlindServer(), HangingServer(), BlockingClient()]

@@ -1,0 +1,56 @@
+"""The matrix detects what it claims to: broken peers defined in tests/selftest_peers.py, real
+handshakes, judged by the real runner."""
+
+from __future__ import annotations
+
+from tests.conftest import verdicts
+
+PLUGIN = ("--peer-plugin", "tests.selftest_peers", "-n", "0")
+
+
+def test_client_that_skips_verification_is_insecure_on_every_server_rejection(run_matrix):
+    results, _ = run_matrix(*PLUGIN, "--servers", "websockets", "--clients", "selftest-insecure",
+                            "--scenarios", "server-rejected")
+    assert len(results.cells) == 14
+    assert {c.verdict.value for c in results.cells} == {"INSECURE"}
+    assert all(c.server_saw.handler_ran for c in results.cells)
+
+
+def test_server_that_does_not_require_a_client_certificate_is_insecure(run_matrix):
+    results, _ = run_matrix(*PLUGIN, "--servers", "selftest-lax", "--clients", "websockets",
+                            "--scenarios", "client-no-cert,client-no-cert-tls12,mtls-ok")
+    assert verdicts(results) == {
+        "selftest-lax-websockets[ssl=context]-client-no-cert": "INSECURE",
+        "selftest-lax-websockets[ssl=context]-client-no-cert-tls12": "INSECURE",
+        "selftest-lax-websockets[ssl=context]-mtls-ok": "PASS",
+    }
+
+
+def test_server_that_cannot_see_the_client_identity_fails_at_the_handler(run_matrix):
+    results, _ = run_matrix(*PLUGIN, "--servers", "selftest-blind", "--clients", "websockets",
+                            "--scenarios", "mtls-ok")
+    [cell] = results.cells
+    assert (cell.verdict.value, cell.phase) == ("FAIL", "handler")
+    assert cell.server_saw.handler_ran and cell.server_saw.handler_peer_cn is None
+
+
+def test_hanging_peers_cost_their_own_cells_only(run_matrix, tmp_path):
+    deadline = 1.0
+    scenarios = "mtls-ok,client-no-cert,server-expired"
+    alone, _ = run_matrix(*PLUGIN, "--servers", "websockets", "--clients", "websockets",
+                          "--scenarios", scenarios, out=tmp_path / "alone")
+    mixed, _ = run_matrix(*PLUGIN, "--deadline", str(deadline),
+                          "--servers", "selftest-hang,websockets", "--clients", "selftest-blocking,websockets",
+                          "--scenarios", scenarios, out=tmp_path / "mixed")
+    # the blocking client hangs everywhere; the hanging server only where TLS lets it get that far
+    hung = [c for c in mixed.cells if "selftest-blocking" in c.id
+            or (c.server == "server:selftest-hang" and c.group == "works")]
+    assert len(hung) == 2 * 3 + 1
+    assert {c.verdict.value for c in hung} == {"HANG"}
+    rejected_before_the_hang = [c for c in mixed.cells if c.id.startswith("selftest-hang-websockets")
+                                and c.scenario in ("client-no-cert", "server-expired")]
+    assert {c.verdict.value for c in rejected_before_the_hang} == {"PASS"}
+    assert all(c.timings["total"] <= (deadline + 1) * 1000 for c in hung), [c.timings for c in hung]
+    # every other cell keeps the verdict it has without the hanging peers around
+    others = {k: v for k, v in verdicts(mixed).items() if "selftest" not in k}
+    assert others == verdicts(alone)
