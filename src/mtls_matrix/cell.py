@@ -190,6 +190,9 @@ class _ClientRun:
             self.exc = self.exc or exc
         finally:
             try:
+                # closed transports finish closing on the next loop iterations (aiohttp#1115)
+                self.loop.run_until_complete(asyncio.sleep(0))
+                self.loop.run_until_complete(asyncio.sleep(0))
                 self.loop.run_until_complete(self.loop.shutdown_asyncgens())
             except BaseException:
                 pass
@@ -264,7 +267,7 @@ def run_cell(spec: CellSpec, servers: ServerPool, pki: PKI, deadline: float, ver
             if client.exc is not None and not obs.timed_out:
                 user_exc = client.exc.__cause__ if isinstance(client.exc, Closed) and client.exc.__cause__ else client.exc
                 hint = spec.client.peer.canonical(user_exc)
-                if isinstance(client.exc, Closed):  # the adapters normalised the close code
+                if isinstance(client.exc, Closed) and client.exc.code is not None:  # normalised by the adapter
                     hint = CLOSE_CODES.get(client.exc.code, f"CLOSED_{client.exc.code}")
                 obs.error = error_info(user_exc, hint)
             _check_close(obs, scenario)

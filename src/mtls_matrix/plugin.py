@@ -63,9 +63,21 @@ def _split(value: str | None) -> list[str] | None:
     return [v.strip() for v in value.split(",") if v.strip()] if value else None
 
 
+_scrubbed: set[str] = set()
+
+
+def scrub_environment() -> None:
+    """Before any peer library is imported: some build SSL contexts at import time (aiohttp),
+    and the stdlib reads SSLKEYLOGFILE when a context is made."""
+    for name in SCRUBBED:
+        if os.environ.pop(name, None) is not None:
+            _scrubbed.add(name)
+
+
 def build_selection(servers=None, clients=None, scenario_names=None, profile="default,tuned",
                     deadline=DEFAULT_DEADLINE, peer_plugins=()) -> Selection:
     """Raises ValueError naming what was wrong and the valid choices."""
+    scrub_environment()
     registry = Registry(list(peer_plugins))
     profiles = _split(profile) or []
     unknown = [p for p in profiles if p not in scenarios.PROFILES]
@@ -141,8 +153,7 @@ class MatrixEnv:
 @pytest.fixture(scope="session")
 def mtls_matrix_env(request: pytest.FixtureRequest):
     config = request.config
-    for name in SCRUBBED:
-        os.environ.pop(name, None)
+    scrub_environment()
     observe.install()
     shared = getattr(config, "workerinput", {}).get("mtls_pki")
     pki = PKI.open(shared) if shared else _controller_pki(config)
@@ -180,7 +191,6 @@ class Collector:
         self.cells: list[Cell] = []
         self.started = dt.datetime.now(dt.timezone.utc)
         self.t0 = time.perf_counter()
-        self.scrubbed = sorted(n for n in SCRUBBED if n in os.environ)
         self.results_path: Path | None = None
 
     @pytest.hookimpl(tryfirst=True)
@@ -188,12 +198,13 @@ class Collector:
         """Take the cell out of the report (it would bloat JUnit XML); leave the verdict, phase
         and canonical error as JUnit properties."""
         props = dict(report.user_properties)
-        if "mtls_cell" not in props or report.when != "call":
+        if "mtls_cell" not in props:
             return
         cell = Cell.model_validate_json(props["mtls_cell"])
         report.user_properties = [p for p in report.user_properties if p[0] != "mtls_cell"] + [
             ("verdict", cell.verdict.value), ("phase", cell.phase), ("canonical", cell.error.canonical or "")]
-        self.cells.append(cell)
+        if report.when == "call":
+            self.cells.append(cell)
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         if self.cells and self.config.option.mtls_out:
@@ -219,7 +230,7 @@ class Collector:
                 platform=platform.platform(),
                 versions=_versions(selection),
                 ca_fingerprint=self.config.stash[_pki].fingerprint if _pki in self.config.stash else "",
-                scrubbed_env=self.scrubbed,
+                scrubbed_env=sorted(_scrubbed),
                 deadline_s=selection.deadline,
                 profiles=selection.profiles,
                 workers=int(getattr(option, "numprocesses", None) or 1) if getattr(option, "dist", "no") != "no" else 1,

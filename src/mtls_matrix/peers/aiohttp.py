@@ -100,7 +100,8 @@ class _Conn(Connection):
 class Client(ClientPeer):
     name = library = "aiohttp"
     # Each documented way to hand aiohttp an SSLContext; ssl_context= is deprecated (it warns)
-    # but still accepted, and is routed through a separate merge of the TLS parameters.
+    # but still accepted through its own branch of the TLS-parameter merge; the connector is
+    # the session-wide place (TCPConnector(ssl=...)).
     variants = ("ssl=context", "ssl_context=context", "connector=context")
     # With the default autoping=True, receive() consumes PONG frames and no public API reports
     # them; autoping=False would change the library's behaviour for every other step.
@@ -109,6 +110,7 @@ class Client(ClientPeer):
     async def connect(self, variant, url, tls: ClientTLS, profile, timeout):
         ctx = tls.context()
         connector = aiohttp.TCPConnector(ssl=ctx) if variant == "connector=context" else None
+        # ClientTimeout bounds the opening handshake only (it does not apply after the upgrade)
         session = aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=timeout))
         tls_kw = {"ssl=context": {"ssl": ctx}, "ssl_context=context": {"ssl_context": ctx}}.get(variant, {})
         try:

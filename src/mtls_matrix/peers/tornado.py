@@ -33,12 +33,16 @@ class _Handler(WebSocketHandler):
     def initialize(self, live: set) -> None:
         self.live = live  # the server's open handlers: detached from HTTPServer, so it cannot close them
 
+    def prepare(self) -> None:
+        # tornado's documented way to the client certificate, HTTPServerRequest.get_ssl_certificate,
+        # works only before the upgrade: open() runs after the stream is detached from the request's
+        # connection and it raises AttributeError there (tornadoweb/tornado#2994).
+        self.peer_der = self.request.get_ssl_certificate(binary_form=True)
+
     def open(self, token: str) -> None:
         self.token = token
         self.live.add(self)
-        # tornado's documented way to the client certificate (HTTPServerRequest.get_ssl_certificate)
-        observe.server_event(token, "handler",
-                             peer_cn=observe.subject_cn(self.request.get_ssl_certificate(binary_form=True)))
+        observe.server_event(token, "handler", peer_cn=observe.subject_cn(self.peer_der))
 
     def on_message(self, message):
         command = parse_close_command(message)

@@ -1,0 +1,225 @@
+"""The BUGS.md renderer, on small hand-built results: no TLS, no peers, only the schema."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from mtls_matrix import scenarios
+from mtls_matrix.reports import bugs
+from mtls_matrix.results import Cell, ErrorInfo, Rejection, Results, Run, ServerSaw, TLSSide, Verdict
+
+SERVERS = ("server:alpha", "server:beta")
+CLIENTS = ("client:one[a=1]", "client:one[b=2]", "client:two[x=1]")
+OK = dict(verdict=Verdict.PASS, phase="io")
+INSECURE = dict(verdict=Verdict.INSECURE, phase="io", reason="accepted (the handler ran) although the client must reject")
+TOO_BIG = dict(verdict=Verdict.FAIL, phase="io", reason="binary: closed with 1009",
+               error=ErrorInfo(canonical="MESSAGE_TOO_BIG", type="lib.Closed", message="1009 message too big",
+                               clarity="OPAQUE"))
+LATE_RESET = dict(verdict=Verdict.FAIL, phase="upgrade", reason="rejected by the server (UNKNOWN_CA) instead of the client",
+                  error=ErrorInfo(canonical="CONNECTION_RESET", type="ConnectionResetError", message="",
+                                  clarity="OPAQUE"),
+                  rejection=Rejection(by="server", canonical="UNKNOWN_CA", phase="verification", message="unknown ca"))
+
+
+def cell(server: str, client: str, scenario: str, profile: str = "default", **outcome) -> Cell:
+    known = scenarios.BY_NAME[scenario]
+    suffix = "-tuned" if profile == "tuned" else ""
+    short = lambda peer: peer.split(":", 1)[1]  # noqa: E731
+    outcome = {**OK, **outcome}
+    return Cell(
+        id=f"{short(server)}-{short(client)}-{scenario}{suffix}", server=server, client=client, scenario=scenario,
+        group=known.group, profile=profile, expectation=known.expect.describe(),
+        repro=f"mtls-matrix run --servers {short(server)} --clients '{short(client)}' --scenarios {scenario}",
+        client_tls=TLSSide(handshake="ok", version="TLSv1.3", peer_cn="localhost"),
+        server_saw=ServerSaw(accepted_tcp=True, tls=TLSSide(handshake="ok"), handler_ran=True,
+                             handler_peer_cn="mtls-matrix-client"),
+        **outcome,
+    )
+
+
+def run() -> Run:
+    return Run(started="2030-01-01T00:00:00+00:00", finished="2030-01-01T00:01:00+00:00", duration_s=60.0,
+               command="mtls-matrix run --out x", python="3.12.0", openssl="OpenSSL 3.0.0", platform="Linux",
+               versions={"alpha": "1.0", "beta": "2.0", "one": "3.0", "two": "4.0"}, ca_fingerprint="ab" * 32,
+               deadline_s=5.0, profiles=["default", "tuned"], workers=2)
+
+
+def grid(scenario: str, outcomes: dict[tuple[str, str], dict] | None = None, profile: str = "default") -> list[Cell]:
+    """Every server x client in one scenario; PASS unless `outcomes` says otherwise."""
+    outcomes = outcomes or {}
+    return [cell(s, c, scenario, profile, **outcomes.get((s, c), {})) for s in SERVERS for c in CLIENTS]
+
+
+def results(*cells: Cell) -> Results:
+    return Results(run=run(), cells=list(cells))
+
+
+def findings(res: Results) -> list[bugs.Finding]:
+    return bugs.find(bugs.Matrix(res))
+
+
+def test_client_failing_with_every_server_is_blamed():
+    bad = {(s, "client:two[x=1]"): INSECURE for s in SERVERS}
+    [finding] = findings(results(*grid("server-cn-only", bad)))
+    assert (finding.blame, finding.blamed) == ("client", "client:two[x=1]")
+    assert len(finding.cells) == 2
+    assert "INSECURE: client:two[x=1] accepts the connection although" in bugs.title_of(finding)
+
+
+def test_server_failing_with_every_client_is_blamed():
+    bad = {("server:beta", c): TOO_BIG for c in CLIENTS}
+    [finding] = findings(results(*grid("io-1mib", bad)))
+    assert (finding.blame, finding.blamed) == ("server", "server:beta")
+    assert finding.canonical == "MESSAGE_TOO_BIG" and finding.phase == "io"
+
+
+def test_one_pair_failing_blames_the_pair():
+    bad = {("server:alpha", "client:one[b=2]"): TOO_BIG}
+    [finding] = findings(results(*grid("io-1mib", bad)))
+    assert (finding.blame, finding.blamed) == ("pair", "server:alpha × client:one[b=2]")
+
+
+def test_different_errors_are_different_signatures():
+    bad = {("server:alpha", "client:two[x=1]"): TOO_BIG, ("server:beta", "client:two[x=1]"): LATE_RESET}
+    found = findings(results(*grid("io-1mib", bad)))
+    assert sorted(f.canonical for f in found) == ["CONNECTION_RESET", "MESSAGE_TOO_BIG"]
+    assert all(f.blame == "pair" for f in found)  # neither failed the same way with both servers
+
+
+def test_single_pair_blames_the_side_that_had_to_reject():
+    one = [cell("server:alpha", "client:one[a=1]", "server-cn-only", **INSECURE)]
+    [finding] = findings(results(*one))
+    assert finding.blamed == "client:one[a=1]"
+
+
+def test_same_signature_across_scenarios_is_one_finding_ordered_by_severity():
+    bad = {(s, "client:two[x=1]"): INSECURE for s in SERVERS}
+    cells = grid("server-cn-only", bad) + grid("server-cn-only-tls12", bad)
+    cells += grid("io-1mib", {("server:alpha", "client:one[a=1]"): TOO_BIG})
+    found = findings(results(*cells))
+    assert [f.verdict for f in found] == [Verdict.INSECURE, Verdict.FAIL]
+    assert found[0].scenarios == ["server-cn-only", "server-cn-only-tls12"]
+    assert [f.number for f in found] == [1, 2]
+
+
+def test_variant_workaround_names_the_passing_variant():
+    bad = {(s, "client:one[a=1]"): INSECURE for s in SERVERS}
+    [finding] = findings(results(*grid("server-cn-only", bad)))
+    assert any("use `client:one[b=2]`" in w and "2 of these 2" in w for w in finding.workarounds)
+    assert not any("client:two" in w for w in finding.workarounds)  # another library is no variant
+
+
+def test_tuned_profile_workaround():
+    bad = {("server:alpha", c): TOO_BIG for c in CLIENTS}
+    res = results(*grid("io-1mib", bad), *grid("io-1mib", profile="tuned"))
+    [finding] = findings(res)
+    assert any("`tuned` profile" in w and "3 of 3" in w for w in finding.workarounds)
+    assert "`tuned` profile" in bugs.render(res).split("## Workarounds shown by the matrix")[1]
+
+
+def test_no_workaround_when_tuned_fails_too():
+    bad = {("server:alpha", c): TOO_BIG for c in CLIENTS}
+    res = results(*grid("io-1mib", bad), *grid("io-1mib", bad, profile="tuned"))
+    assert all(not f.workarounds for f in findings(res))
+
+
+def test_tls_version_workaround():
+    bad = {(s, "client:two[x=1]"): LATE_RESET for s in SERVERS}
+    res = results(*grid("server-expired", bad), *grid("server-expired-tls12"))
+    [finding] = findings(res)
+    assert any("TLS version matters" in w and "TLS 1.2-capped" in w for w in finding.workarounds)
+    text = bugs.render(res)
+    assert "Seen late" in text and "`upgrade`" in text
+
+
+def test_summary_table_counts():
+    cells = grid("mtls-ok", {("server:beta", "client:one[a=1]"): TOO_BIG}) + grid("io-text")
+    text = bugs.render(results(*cells))
+    table = text.split("## Servers × clients")[1].split("##")[0]
+    row = next(line for line in table.splitlines() if line.startswith("| `client:one[a=1]`"))
+    assert row == "| `client:one[a=1]` | 2 ✅ | 1 ✅ · 1 ❌ |"
+    totals = next(line for line in table.splitlines() if line.startswith("| **all clients**"))
+    assert totals == "| **all clients** | 6 ✅ | 5 ✅ · 1 ❌ |"
+
+
+def test_group_table_has_one_symbol_per_server_and_names_green_rows():
+    cells = grid("mtls-ok", {("server:beta", "client:one[a=1]"): TOO_BIG}) + grid("mtls-rsa")
+    works = bugs.render(results(*cells)).split("### works")[1].split("###")[0]
+    assert "| `mtls-ok` | ✅❌ | ✅✅ | ✅✅ |" in works
+    assert "1 of 2: mtls-rsa" in works
+
+
+def test_render_is_deterministic_whatever_the_cell_order():
+    bad = {(s, "client:two[x=1]"): INSECURE for s in SERVERS}
+    cells = grid("server-cn-only", bad) + grid("io-1mib", {("server:alpha", "client:one[a=1]"): TOO_BIG})
+    first = bugs.render(results(*cells))
+    assert first == bugs.render(results(*cells))
+    assert first == bugs.render(results(*reversed(cells)))
+
+
+def test_sections_in_order():
+    text = bugs.render(results(*grid("mtls-ok")))
+    headings = ["# BUGS.md", "## Environment", "## How to read", "## Servers × clients", "## By scenario group",
+                "## Findings", "## Per-library conclusions", "## Workarounds", "## Clarity"]
+    positions = [text.index(h) for h in headings]
+    assert positions == sorted(positions)
+    assert "do not edit by hand" in text
+    assert "No findings" in text
+
+
+def test_long_cell_lists_fold_into_details():
+    bad = {(s, c): TOO_BIG for s in SERVERS for c in CLIENTS}
+    cells = [c for name in ("io-1mib", "io-16mib") for c in grid(name, bad)]
+    text = bugs.render(results(*cells))
+    assert "<details><summary>12 cells</summary>" in text
+
+
+def test_notes_attach_by_glob_and_by_function():
+    bad = {(s, "client:two[x=1]"): INSECURE for s in SERVERS}
+    res = results(*grid("server-cn-only", bad))
+    notes = [bugs.Note("alpha-two[x=1]-*", "Python falls back to the CN.", ["https://example.org/cn"]),
+             bugs.Note(lambda f: f.verdict == Verdict.FAIL, "never shown")]
+    text = bugs.render(res, notes=notes)
+    assert "> **Note:** Python falls back to the CN. [1](https://example.org/cn)" in text
+    assert "never shown" not in text
+
+
+def test_library_conclusion_names_its_own_findings():
+    bad = {(s, "client:two[x=1]"): INSECURE for s in SERVERS}
+    text = bugs.render(results(*grid("server-cn-only", bad)))
+    libraries = text.split("## Per-library conclusions")[1].split("\n## ")[0]
+    two = next(line for line in libraries.splitlines() if "`client:two[x=1]`" in line)
+    assert "rejects bad server certificates except server-cn-only (INSECURE, accepted)" in two
+    alpha = next(line for line in libraries.splitlines() if "`server:alpha`" in line)
+    assert "blamed on the other side: F1" in alpha
+
+
+def test_clarity_table_counts_rejection_cells():
+    bad = {("server:alpha", "client:one[a=1]"): LATE_RESET}
+    text = bugs.render(results(*grid("client-expired", bad)))
+    clarity = text.split("## Clarity")[1]
+    row = next(line for line in clarity.splitlines() if line.startswith("| `client:one[a=1]`"))
+    assert "| 1 / 0 / 0 |" not in row and "| 0 / 0 / 1 |" in row and "1 of 1" in row
+
+
+def test_renders_results_loaded_from_json():
+    document = {
+        "schema_version": 1,
+        "run": json.loads(run().model_dump_json()),
+        "cells": [json.loads(cell("server:alpha", "client:one[a=1]", "io-16mib", **TOO_BIG).model_dump_json()),
+                  json.loads(cell("server:alpha", "client:one[a=1]", "io-16mib", "tuned").model_dump_json())],
+    }
+    text = bugs.render(Results.model_validate_json(json.dumps(document)))
+    assert "FAIL: client:one[a=1]" not in text  # one pair, no side had to reject: the pair is blamed
+    assert "FAIL: the pair server:alpha × client:one[a=1]" in text
+    assert "MESSAGE_TOO_BIG at io (io-16mib)" in text
+    assert "`tuned` profile" in text
+    assert "ab" * 32 in text
+
+
+@pytest.mark.parametrize("verdict", [Verdict.UNSUPPORTED, Verdict.PASS])
+def test_pass_and_unsupported_are_not_findings(verdict):
+    res = results(cell("server:alpha", "client:one[a=1]", "io-ping", verdict=verdict, phase="tcp"))
+    assert findings(res) == []

@@ -1,0 +1,35 @@
+"""The catalogue is consistent data."""
+
+from __future__ import annotations
+
+import pytest
+
+from mtls_matrix.pki import LEAVES
+from mtls_matrix.scenarios import BY_NAME, CATALOGUE, GROUPS, select
+
+
+def test_every_certificate_a_scenario_names_exists():
+    for s in CATALOGUE:
+        assert s.server_cert in LEAVES and (s.client_cert is None or s.client_cert in LEAVES), s.name
+
+
+def test_every_rejection_runs_under_tls13_and_tls12():
+    rejections = [s for s in CATALOGUE if s.expect.outcome == "reject"]
+    assert len(rejections) == 28
+    for s in rejections:
+        if not s.name.endswith("-tls12"):
+            assert BY_NAME[f"{s.name}-tls12"].server_tls == "tls12"
+
+
+def test_groups_cover_the_catalogue_and_expectations_match_them():
+    assert {s.group for s in CATALOGUE} == set(GROUPS)
+    for s in CATALOGUE:
+        by = {"client-rejected": "server", "server-rejected": "client"}.get(s.group)
+        assert s.expect.by == by, s.name
+
+
+def test_select_by_group_glob_and_name():
+    assert {s.name for s in select(["io"])} == {s.name for s in CATALOGUE if s.group == "io"}
+    assert all(s.name.startswith("server-") for s in select(["server-*"]))
+    with pytest.raises(ValueError, match="unknown scenario 'nope'.*mtls-ok"):
+        select(["nope"])
