@@ -13,11 +13,13 @@ from mtls_matrix.results import Cell, ErrorInfo, Rejection, Results, Run, Server
 SERVERS = ("server:alpha", "server:beta")
 CLIENTS = ("client:one[a=1]", "client:one[b=2]", "client:two[x=1]")
 OK = dict(verdict=Verdict.PASS, phase="io")
-INSECURE = dict(verdict=Verdict.INSECURE, phase="io", reason="accepted (the handler ran) although the client must reject")
+INSECURE = dict(verdict=Verdict.INSECURE, phase="io",
+                reason="accepted (the handler ran) although the client must reject")
 TOO_BIG = dict(verdict=Verdict.FAIL, phase="io", reason="binary: closed with 1009",
                error=ErrorInfo(canonical="MESSAGE_TOO_BIG", type="lib.Closed", message="1009 message too big",
                                clarity="OPAQUE"))
-LATE_RESET = dict(verdict=Verdict.FAIL, phase="upgrade", reason="rejected by the server (UNKNOWN_CA) instead of the client",
+LATE_RESET = dict(verdict=Verdict.FAIL, phase="upgrade",
+                  reason="rejected by the server (UNKNOWN_CA) instead of the client",
                   error=ErrorInfo(canonical="CONNECTION_RESET", type="ConnectionResetError", message="",
                                   clarity="OPAQUE"),
                   rejection=Rejection(by="server", canonical="UNKNOWN_CA", phase="verification", message="unknown ca"))
@@ -65,7 +67,8 @@ def test_client_failing_with_every_server_is_blamed():
     [finding] = findings(results(*grid("server-cn-only", bad)))
     assert (finding.blame, finding.blamed) == ("client", "client:two[x=1]")
     assert len(finding.cells) == 2
-    assert "INSECURE: client:two[x=1] accepts the connection although" in bugs.title_of(finding)
+    assert bugs.title_of(finding) == ("INSECURE: client:two[x=1] accepts the connection when the server certificate "
+                                      "names localhost in its CN only, no SAN (server-cn-only)")
 
 
 def test_server_failing_with_every_client_is_blamed():
@@ -79,6 +82,29 @@ def test_one_pair_failing_blames_the_pair():
     bad = {("server:alpha", "client:one[b=2]"): TOO_BIG}
     [finding] = findings(results(*grid("io-1mib", bad)))
     assert (finding.blame, finding.blamed) == ("pair", "server:alpha × client:one[b=2]")
+
+
+def test_every_variant_of_a_client_library_is_blamed_once():
+    bad = {(s, c): TOO_BIG for s in SERVERS for c in CLIENTS if c.startswith("client:one")}
+    [finding] = findings(results(*grid("io-1mib", bad)))
+    assert (finding.blame, finding.blamed) == ("client library", "client:one (every variant)")
+    assert len(finding.cells) == 4
+
+
+def test_client_and_server_both_always_failing_is_not_every_pair():
+    """client:two fails with every server and server:beta with every client: their shared cell goes
+    to the side with more partners (beta, 3 clients) rather than to "every pair"."""
+    bad = {(s, "client:two[x=1]"): TOO_BIG for s in SERVERS} | {("server:beta", c): TOO_BIG for c in CLIENTS}
+    found = {f.blamed: f for f in findings(results(*grid("io-1mib", bad)))}
+    assert sorted(found) == ["client:two[x=1]", "server:beta"]
+    assert [c.server for c in found["client:two[x=1]"].cells] == ["server:alpha"]
+    assert len(found["server:beta"].cells) == 3
+
+
+def test_every_pair_failing_alike_is_one_finding():
+    bad = {(s, c): INSECURE for s in SERVERS for c in CLIENTS}
+    [finding] = findings(results(*grid("server-expired", bad)))
+    assert (finding.blame, len(finding.cells)) == ("every client", 6)
 
 
 def test_different_errors_are_different_signatures():
@@ -193,7 +219,7 @@ def test_library_conclusion_names_its_own_findings():
     two = next(line for line in libraries.splitlines() if "`client:two[x=1]`" in line)
     assert "rejects bad server certificates except server-cn-only (INSECURE, accepted)" in two
     alpha = next(line for line in libraries.splitlines() if "`server:alpha`" in line)
-    assert "blamed on the other side: F1" in alpha
+    assert "| — | correct in every group" in alpha  # the partner's fault does not count against it
 
 
 def test_clarity_table_counts_rejection_cells():
@@ -214,7 +240,7 @@ def test_renders_results_loaded_from_json():
     text = bugs.render(Results.model_validate_json(json.dumps(document)))
     assert "FAIL: client:one[a=1]" not in text  # one pair, no side had to reject: the pair is blamed
     assert "FAIL: the pair server:alpha × client:one[a=1]" in text
-    assert "MESSAGE_TOO_BIG at io (io-16mib)" in text
+    assert "cannot pass io-16mib (a 16 MiB binary message echoes back): MESSAGE_TOO_BIG at io" in text
     assert "`tuned` profile" in text
     assert "ab" * 32 in text
 

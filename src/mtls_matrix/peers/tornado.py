@@ -133,8 +133,8 @@ class Client(ClientPeer):
             return f"HTTP_{exc.code}"
         if isinstance(exc, StreamClosedError) and exc.real_error is None:
             return "EOF"  # with a real_error, simple_httpclient raises that error instead
-        if isinstance(exc, WebSocketClosedError):  # a write after the connection was closed
-            return "EOF"
+        if isinstance(exc, WebSocketClosedError):
+            return "EOF"  # a write on a closed stream: tornado keeps no cause and no close frame
         return None
 
 

@@ -59,7 +59,8 @@ class _Conn(Connection):
         try:
             return await self.ws.recv()
         except websockets.ConnectionClosed as exc:
-            raise Closed(exc.rcvd.code if exc.rcvd else None, exc.rcvd.reason if exc.rcvd else None) from exc
+            frame = exc.rcvd or exc.sent  # sent: this side failed the connection (e.g. 1009 on receive)
+            raise Closed(frame.code if frame else None, frame.reason if frame else None) from exc
 
     async def ping(self, payload):
         await (await self.ws.ping(payload))  # resolves only on the pong carrying this payload
