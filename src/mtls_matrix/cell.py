@@ -345,6 +345,7 @@ def _result(spec: CellSpec, obs: Observation, deadline: float, client: _ClientRu
         tls=_tls_side(obs, "server"),
         handler_ran=handler is not None,
         handler_peer_cn=handler.data.get("peer_cn") if handler else None,
+        handler_identity_error=handler.data.get("identity_error") if handler else None,
         close_code=closed.data.get("code") if closed else None,
         close_reason=closed.data.get("reason") if closed else None,
     )

@@ -60,12 +60,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from mtls_matrix.reports import bugs
+    from mtls_matrix.reports.notes import NOTES
 
     try:
         loaded = Results.load(args.results)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    write_atomically(Path(args.out), bugs.render(loaded))
+    write_atomically(Path(args.out), bugs.render(loaded, NOTES))
     print(f"wrote {args.out} from {len(loaded.cells)} cells")
     return 0
 

@@ -94,6 +94,7 @@ def build_selection(servers=None, clients=None, scenario_names=None, profile="de
         for client in chosen_clients
         if client.peer.family == server.family
         for scenario in chosen_scenarios
+        if server.groups is None or scenario.group in server.groups
         for profile in (profiles if scenario.profiled else ["default"])
         if scenario.profiled or profile == profiles[0] or "default" in profiles
     ]

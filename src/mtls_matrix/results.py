@@ -66,6 +66,7 @@ class ServerSaw(BaseModel):
     tls: TLSSide = Field(default_factory=TLSSide)
     handler_ran: bool = False
     handler_peer_cn: Optional[str] = Field(None, description="the client identity the application handler could see")
+    handler_identity_error: Optional[str] = Field(None, description="what the handler hit reading the identity")
     close_code: Optional[int] = None
     close_reason: Optional[str] = None
 

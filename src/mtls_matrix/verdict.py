@@ -221,9 +221,10 @@ def judge(scenario: Scenario, obs: Observation, deadline: float) -> Judgement:
         return Judgement(Verdict.FAIL, phase, f"should connect but {why}", found)
     if not handler or handler.data.get("peer_cn") != CLIENT_CN:
         saw = handler.data.get("peer_cn") if handler else None
+        error = f" ({handler.data['identity_error']})" if handler and handler.data.get("identity_error") else ""
         return Judgement(Verdict.FAIL, "handler",
                          "the server handler never ran" if not handler
-                         else f"the server handler saw client identity {saw!r}, not {CLIENT_CN!r}")
+                         else f"the server handler saw client identity {saw!r}, not {CLIENT_CN!r}{error}")
     failed = next((s for s in obs.steps if not s.ok), None)
     if failed:
         return Judgement(Verdict.FAIL, "io", f"{failed.op}: {failed.detail}")

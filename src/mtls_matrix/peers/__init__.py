@@ -108,6 +108,7 @@ class Peer(ABC):
 
 class ServerPeer(Peer):
     role = "server"
+    groups: tuple[str, ...] | None = None  # scenario groups this peer is meant for (None: all)
 
     @abstractmethod
     async def start(self, context: ssl.SSLContext, profile: str) -> int:
@@ -172,7 +173,7 @@ class Registry:
                 raise ValueError(f"{module_name}.PEERS holds {peer!r}, neither a ServerPeer nor a ClientPeer")
             self.sources[peer.name] = module_name
 
-    def select_servers(self, names: list[str] | None, family: str | None = None) -> list[ServerPeer]:
+    def select_servers(self, names: list[str] | None) -> list[ServerPeer]:
         return [self.servers[n] for n in _select("server", names, list(self.servers))]
 
     def select_clients(self, names: list[str] | None) -> list[ClientVariant]:

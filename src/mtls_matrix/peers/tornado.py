@@ -57,13 +57,31 @@ class _Handler(WebSocketHandler):
         observe.server_event(self.token, "handler-close", code=self.close_code, reason=self.close_reason)
 
 
+class _IdentityInOpenHandler(_Handler):
+    """Reads the client certificate in open(), where WebSocketHandler code naturally would."""
+
+    def prepare(self) -> None:
+        pass
+
+    def open(self, token: str) -> None:
+        try:
+            self.peer_der = self.request.get_ssl_certificate(binary_form=True)
+            error = None
+        except Exception as exc:  # tornadoweb/tornado#2994: the request lost its stream at the upgrade
+            self.peer_der, error = None, f"{type(exc).__name__}: {exc}"
+        self.token = token
+        self.live.add(self)
+        observe.server_event(token, "handler", peer_cn=observe.subject_cn(self.peer_der), identity_error=error)
+
+
 class Server(ServerPeer):
     name = library = "tornado"
+    handler = _Handler
 
     async def start(self, context: ssl.SSLContext, profile: str) -> int:
         settings = {"websocket_max_message_size": TUNED_MAX_MESSAGE} if profile == "tuned" else {}
         self._live: set[_Handler] = set()
-        app = Application([(r"/cell/(.*)", _Handler, {"live": self._live})], **settings)
+        app = Application([(r"/cell/(.*)", self.handler, {"live": self._live})], **settings)
         self._server = HTTPServer(app, ssl_options=context)
         sockets = bind_sockets(0, "127.0.0.1")
         self._server.add_sockets(sockets)
@@ -138,4 +156,12 @@ class Client(ClientPeer):
         return None
 
 
-PEERS = [Server(), Client()]
+class ServerIdentityInOpen(Server):
+    """Only the question it exists for: can the handler see who connected?"""
+
+    name = "tornado[identity=open]"
+    handler = _IdentityInOpenHandler
+    groups = ("works", "client-rejected")
+
+
+PEERS = [Server(), ServerIdentityInOpen(), Client()]
