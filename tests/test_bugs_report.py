@@ -29,14 +29,16 @@ def cell(server: str, client: str, scenario: str, profile: str = "default", **ou
     known = scenarios.BY_NAME[scenario]
     suffix = "-tuned" if profile == "tuned" else ""
     short = lambda peer: peer.split(":", 1)[1]  # noqa: E731
-    outcome = {**OK, **outcome}
+    outcome = {
+        "client_tls": TLSSide(handshake="ok", version="TLSv1.3", peer_cn="localhost"),
+        "server_saw": ServerSaw(accepted_tcp=True, tls=TLSSide(handshake="ok"), handler_ran=True,
+                                handler_peer_cn="mtls-matrix-client"),
+        **OK, **outcome,
+    }
     return Cell(
         id=f"{short(server)}-{short(client)}-{scenario}{suffix}", server=server, client=client, scenario=scenario,
-        group=known.group, profile=profile, expectation=known.expect.describe(),
+        group=known.group, profile=profile, expectation=known.expect.describe(), tags=sorted(known.tags),
         repro=f"mtls-matrix run --servers {short(server)} --clients '{short(client)}' --scenarios {scenario}",
-        client_tls=TLSSide(handshake="ok", version="TLSv1.3", peer_cn="localhost"),
-        server_saw=ServerSaw(accepted_tcp=True, tls=TLSSide(handshake="ok"), handler_ran=True,
-                             handler_peer_cn="mtls-matrix-client"),
         **outcome,
     )
 
@@ -225,7 +227,7 @@ def test_library_conclusion_names_its_own_findings():
 def test_clarity_table_counts_rejection_cells():
     bad = {("server:alpha", "client:one[a=1]"): LATE_RESET}
     text = bugs.render(results(*grid("client-expired", bad)))
-    clarity = text.split("## Clarity")[1]
+    clarity = text.split("### Clarity by client")[1]
     row = next(line for line in clarity.splitlines() if line.startswith("| `client:one[a=1]`"))
     assert "| 1 / 0 / 0 |" not in row and "| 0 / 0 / 1 |" in row and "1 of 1" in row
 
@@ -249,3 +251,146 @@ def test_renders_results_loaded_from_json():
 def test_pass_and_unsupported_are_not_findings(verdict):
     res = results(cell("server:alpha", "client:one[a=1]", "io-ping", verdict=verdict, phase="tcp"))
     assert findings(res) == []
+
+
+# --------------------------------------------------------------------------- clarity findings
+
+ALERT = ErrorInfo(canonical="CERT_EXPIRED", type="ssl.SSLError", clarity="CLEAR",
+                  message="[SSL: SSLV3_ALERT_CERTIFICATE_EXPIRED] sslv3 alert certificate expired")
+DROPPED = ErrorInfo(canonical="EOF", type="lib.Disconnected", message="Server disconnected", clarity="OPAQUE")
+TLS_EOF = ErrorInfo(canonical="EOF", type="ssl.SSLEOFError", message="EOF occurred in violation of protocol",
+                    clarity="VAGUE")
+
+
+def server_rejected(error: ErrorInfo, phase: str = "upgrade") -> dict:
+    """A client-rejected cell that PASSes: the server refused, the client's user saw `error`."""
+    return dict(verdict=Verdict.PASS, phase=phase, reason="the server rejected with CERT_EXPIRED", error=error,
+                rejection=Rejection(by="server", canonical="CERT_EXPIRED", phase="verification"),
+                server_saw=ServerSaw(accepted_tcp=True, tls=TLSSide(handshake="error", error=ErrorInfo(
+                    type="SSLCertVerificationError", message="certificate verify failed: certificate has expired"))))
+
+
+def expired_grids(outcome) -> list[Cell]:
+    """client-expired under TLS 1.3 and 1.2; `outcome(server, client, tls12)` -> the client's error."""
+    return [cell(s, c, name, **server_rejected(outcome(s, c, tls12), "tls-handshake" if tls12 else "upgrade"))
+            for name, tls12 in (("client-expired", False), ("client-expired-tls12", True))
+            for s in SERVERS for c in CLIENTS]
+
+
+def beta_drops_alerts(server: str, client: str, tls12: bool) -> ErrorInfo:
+    if server == "server:beta":
+        return TLS_EOF if tls12 else DROPPED
+    return ALERT
+
+
+def clarity_findings(res: Results) -> list[bugs.ClarityFinding]:
+    return bugs.find_clarity(bugs.Matrix(res))
+
+
+def test_clarity_by_server_table_splits_tls_versions():
+    text = bugs.render(results(*expired_grids(beta_drops_alerts)))
+    by_server = text.split("### Clarity by server")[1].split("###")[0]
+    assert "| server | TLS 1.3 | TLS 1.2 |" in by_server
+    assert "| `server:alpha` | 3 / 0 / 0 | 3 / 0 / 0 |" in by_server
+    assert "| `server:beta` | 0 / 0 / 3 | 0 / 3 / 0 |" in by_server
+
+
+def test_server_dropping_the_alert_is_a_clarity_finding_numbered_after_verdict_findings():
+    res = results(*expired_grids(beta_drops_alerts), *grid("io-1mib", {("server:beta", c): TOO_BIG for c in CLIENTS}))
+    [clarity] = clarity_findings(res)
+    assert (clarity.role, clarity.peer, clarity.rival, clarity.grade) == ("server", "server:beta", "server:alpha",
+                                                                         "OPAQUE")
+    assert clarity.signature_text == "CLARITY server:beta client-rejected OPAQUE"
+    text = bugs.render(res)
+    assert ("### F2. OPAQUE: when server:beta rejects a client certificate, no client learns why (0 CLEAR of 6; "
+            "the same clients get CLEAR from server:alpha in 6 of 6)") in text
+    section = text.split("### F2.")[1].split("\n## ")[0]
+    assert "`lib.Disconnected: Server disconnected` (OPAQUE; 3 of 6 cells)" in section
+    assert "Seen at: `upgrade` under TLS 1.3 (3 cells), `tls-handshake` under TLS 1.2 (3 cells)" in section
+    assert "The server knew why: its own TLS error was `SSLCertVerificationError: certificate verify failed: " \
+           "certificate has expired` (6)" in section
+    assert "e.g. `ssl.SSLError: [SSL: SSLV3_ALERT_CERTIFICATE_EXPIRED] sslv3 alert certificate expired`" in section
+    assert "beta-two[x=1]-client-expired-tls12" in section
+
+
+def test_no_clarity_finding_without_a_mostly_clear_rival():
+    assert clarity_findings(results(*expired_grids(lambda s, c, tls12: DROPPED))) == []
+    third = lambda s, c, tls12: ALERT if s == "server:alpha" and c == CLIENTS[0] else DROPPED  # noqa: E731
+    found = clarity_findings(results(*expired_grids(third)))  # alpha: 1 CLEAR of 3 per TLS version, under 50%
+    assert [f.role for f in found] == ["client", "client"]  # only one[a=1] learns why from alpha
+
+
+def test_no_clarity_finding_when_the_server_is_sometimes_clear():
+    some = lambda s, c, tls12: ALERT if s == "server:alpha" or c == CLIENTS[0] else DROPPED  # noqa: E731
+    found = clarity_findings(results(*expired_grids(some)))  # beta: 1 CLEAR of 3 per TLS version
+    assert [f.role for f in found] == ["client", "client"]
+
+
+def test_a_server_opaque_under_one_tls_version_only_is_found_under_it():
+    tls13_only = lambda s, c, tls12: ALERT if s == "server:alpha" or tls12 else DROPPED  # noqa: E731
+    [finding] = clarity_findings(results(*expired_grids(tls13_only)))
+    assert finding.tls_scope == ["TLS 1.3"] and len(finding.cells) == 3
+    assert bugs.clarity_title(finding).startswith("OPAQUE: when server:beta rejects a client certificate under "
+                                                  "TLS 1.3, no client learns why (0 CLEAR of 3;")
+
+
+def test_client_hiding_the_alert_is_a_clarity_finding_against_the_servers_that_send_it():
+    def two_hides_it(server: str, client: str, tls12: bool) -> ErrorInfo:
+        if client == "client:two[x=1]" and not tls12:
+            return DROPPED
+        return beta_drops_alerts(server, client, tls12)
+    found = {f.peer: f for f in clarity_findings(results(*expired_grids(two_hides_it)))}
+    assert sorted(found) == ["client:two[x=1]", "server:beta"]
+    two = found["client:two[x=1]"]
+    assert [c.id for c in two.cells] == ["alpha-two[x=1]-client-expired"]  # beta hides it from everyone
+    assert bugs.clarity_title(two) == (
+        "OPAQUE: when server:alpha rejects its certificate under TLS 1.3, client:two[x=1] never reports why "
+        "(0 CLEAR of 1; client:one[a=1] gets CLEAR from the same servers in 1 of 1)")
+
+
+def test_notes_match_clarity_findings_by_signature_not_by_cell_id():
+    notes = [bugs.Note("CLARITY server:beta *", "asyncio drops the alert."),
+             bugs.Note("beta-*", "a note about another beta bug"),
+             bugs.Note(lambda f: f.verdict == Verdict.FAIL, "callable notes see no verdict")]
+    [clarity] = bugs.find_clarity(bugs.Matrix(results(*expired_grids(beta_drops_alerts))), notes)
+    assert [n.text for n in clarity.notes] == ["asyncio drops the alert."]
+    assert "> **Note:** asyncio drops the alert." in bugs.render(results(*expired_grids(beta_drops_alerts)), notes)
+
+
+def test_library_conclusion_names_its_clarity_findings():
+    text = bugs.render(results(*expired_grids(beta_drops_alerts)))
+    libraries = text.split("## Per-library conclusions")[1].split("\n## ")[0]
+    beta = next(line for line in libraries.splitlines() if "`server:beta`" in line)
+    assert "| F1 |" in beta
+    assert "Clarity: its rejections of client certificates reach no client with the reason (F1, OPAQUE: " \
+           "0 CLEAR of 6, server:alpha 6 of 6)" in beta
+    alpha = next(line for line in libraries.splitlines() if "`server:alpha`" in line)
+    assert "Clarity" not in alpha and "| — |" in alpha
+
+
+NO_IDENTITY = dict(verdict=Verdict.FAIL, phase="handler",
+                   reason="the server handler saw client identity None, not 'mtls-matrix-client' (AttributeError: x)")
+
+
+def test_title_without_a_canonical_error_uses_the_gist_of_the_reasons():
+    res = results(*grid("mtls-ok", {("server:beta", c): NO_IDENTITY for c in CLIENTS}))
+    [finding] = findings(res)
+    assert finding.canonical == "-"
+    assert bugs.title_of(finding).endswith(": the server handler saw client identity None at handler")
+    assert "(FAIL, the server handler saw client identity None at handler)" in bugs.render(res)
+
+
+@pytest.mark.parametrize("reasons, gist", [
+    (["closed with 1009, not 1000", "closed with 1011, not 1000"], "closed with"),
+    (["handler saw None (AttributeError)"], "handler saw None"),
+    (["alpha beta", "gamma"], ""),
+])
+def test_reason_gist_is_a_common_prefix_of_whole_words(reasons, gist):
+    assert bugs.reason_gist(reasons) == gist
+
+
+def test_a_rival_clear_in_two_thirds_of_the_cells_is_enough():
+    two_thirds = lambda s, c, tls12: ALERT if s == "server:alpha" and c != CLIENTS[2] else DROPPED  # noqa: E731
+    found = {f.peer: f for f in clarity_findings(results(*expired_grids(two_thirds)))}
+    assert (found["server:beta"].rival_clear, len(found["server:beta"].rival_cells)) == (4, 6)
+    assert found["client:two[x=1]"].role == "client"  # and the client alpha's alert never reaches

@@ -8,6 +8,7 @@ scenario or profile; missing or malformed results file), with nothing written.
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from pathlib import Path
 
@@ -95,9 +96,16 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+# Subcommands that live in their own modules: each exposes `register(subparsers)` and raises
+# cli.UsageError for bad input.
+COMMAND_MODULES: tuple[str, ...] = ()
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mtls-matrix", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).register(sub)
 
     run = sub.add_parser("run", help="run the matrix through pytest; write OUT/results.json and OUT/junit.xml")
     run.add_argument("--out", required=True, help="output directory (reports/latest for the main job)")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import platform
+import shlex
 import ssl
 import sys
 import time
@@ -164,6 +165,11 @@ def mtls_matrix_env(request: pytest.FixtureRequest):
     pki.close()
 
 
+def _program(argv0: str) -> str:
+    name = Path(argv0).name
+    return "mtls-matrix" if name in ("cli.py", "mtls-matrix") else "pytest" if "pytest" in argv0 else name
+
+
 def _versions(selection: Selection) -> dict[str, str]:
     peers = {c.server for c in selection.cells} | {c.client.peer for c in selection.cells}
     return {p.library: p.version for p in sorted(peers, key=lambda p: p.library)}
@@ -225,7 +231,7 @@ class Collector:
                 finished=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                 duration_s=round(time.perf_counter() - self.t0, 2),
                 complete=exitstatus in (0, 1) and len(cells) == len(selection.cells),
-                command=" ".join(sys.argv),
+                command=shlex.join([_program(sys.argv[0]), *sys.argv[1:]]),
                 python=platform.python_version(),
                 openssl=ssl.OPENSSL_VERSION,
                 platform=platform.platform(),

@@ -8,10 +8,15 @@ Findings group failing cells by signature (verdict, blamed peer, phase, canonica
 blamed peer comes from the matrix itself: a client variant that fails the same way with every
 server is the culprit, and so is a server that fails the same way with every client; anything
 narrower belongs to the pair.
+
+Clarity findings come after them: a peer whose certificate rejections almost never reach the
+client with the reason, where a comparable peer's mostly do (a server that drops the TLS alert,
+a client that hides it). Their cells all PASS, so no verdict finding would show it.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -37,8 +42,10 @@ INLINE_IDS = 6  # longer lists of cell ids fold into <details>
 class Note:
     """A curated explanation attached to the findings it matches.
 
-    `match` is a callable taking a Finding, or a glob over cell ids and the finding's signature
-    text, in which only `*` and `?` are wildcards (cell ids contain `[variant]` brackets).
+    `match` is a callable taking a Finding (or a ClarityFinding, whose `verdict` is None), or a
+    glob over the finding's signature text and its `note_ids`, in which only `*` and `?` are
+    wildcards (cell ids contain `[variant]` brackets). Clarity findings match on their signature
+    (`CLARITY peer group grade`) only: their cells span every partner of the peer.
     """
 
     match: str | Callable[[Finding], bool]
@@ -54,7 +61,7 @@ def note_matches(note: Any, finding: Finding) -> bool:
     if callable(note.match):
         return bool(note.match(finding))
     pattern = _glob(note.match)
-    return bool(pattern.match(finding.signature_text)) or any(pattern.match(c.id) for c in finding.cells)
+    return bool(pattern.match(finding.signature_text)) or any(pattern.match(i) for i in finding.note_ids)
 
 
 # --------------------------------------------------------------------------- the matrix
@@ -92,12 +99,16 @@ def canonical(cell: Cell) -> str:
     return "-"
 
 
+def cell_order(cell: Cell) -> tuple:
+    return (cell.server, cell.client, scenario_rank(cell.scenario), cell.profile, cell.id)
+
+
 class Matrix:
     """The cells, sorted, with the lookups the report needs."""
 
     def __init__(self, results: Results):
         self.run = results.run
-        self.cells = sorted(results.cells, key=lambda c: (c.server, c.client, scenario_rank(c.scenario), c.profile, c.id))
+        self.cells = sorted(results.cells, key=cell_order)
         self.servers = sorted({c.server for c in self.cells})
         self.clients = sorted({c.client for c in self.cells})
         self.by_key = {(c.server, c.client, c.scenario, c.profile): c for c in self.cells}
@@ -136,6 +147,10 @@ class Finding:
     @property
     def signature_text(self) -> str:
         return f"{self.verdict.value} {self.blamed} {self.phase} {self.canonical}"
+
+    @property
+    def note_ids(self) -> list[str]:
+        return [c.id for c in self.cells]
 
     @property
     def scenarios(self) -> list[str]:
@@ -263,6 +278,134 @@ def _tls_counterpart(name: str) -> str:
     return f"{name}-tls12" if f"{name}-tls12" in scenarios.BY_NAME else ""
 
 
+# --------------------------------------------------------------------------- clarity findings
+
+GRADES = ("CLEAR", "VAGUE", "OPAQUE")
+TLS_LABELS = ("TLS 1.3", "TLS 1.2", "TLS untagged")
+FEW_CLEAR = 0.10  # a peer whose rejections are CLEAR less often than this ...
+MOSTLY_CLEAR = 0.50  # ... where a comparable peer's are CLEAR at least this often, hides the reason
+OTHER_ROLE = {"server": "client", "client": "server"}
+
+
+def tls_label(cell: Cell) -> str:
+    if "tls12" in cell.tags:
+        return "TLS 1.2"
+    return "TLS 1.3" if "tls13" in cell.tags else "TLS untagged"
+
+
+def server_rejections(matrix: Matrix) -> list[Cell]:
+    """client-rejected cells the server did reject, graded by how the client's user saw it."""
+    return [c for c in matrix.cells if c.group == "client-rejected" and c.rejection and c.rejection.by == "server"
+            and c.error.clarity]
+
+
+def clear_share(cells: Sequence[Cell]) -> float:
+    return sum(_is_clear(c) for c in cells) / len(cells) if cells else 0.0
+
+
+def _is_clear(cell: Cell) -> bool:
+    return cell.error.clarity is not None and cell.error.clarity.value == "CLEAR"
+
+
+@dataclass
+class ClarityFinding:
+    """A peer of `role` whose server-side certificate rejections reach clients without the reason,
+    where `rival` (a peer of the same role, against the same partners and scenarios) mostly gives it."""
+
+    role: str  # server: it drops the reason; client: it hides the reason the server sent
+    peer: str
+    cells: list[Cell]
+    rival: str
+    rival_cells: list[Cell]
+    number: int = 0
+    notes: list[Any] = field(default_factory=list)
+    verdict = None  # every cell passed: a clarity finding judges no verdict (callable notes may ask)
+
+    @property
+    def grade(self) -> str:
+        """The commonest grade short of CLEAR, OPAQUE on a tie."""
+        tally = Counter(c.error.clarity.value for c in self.cells if c.error.clarity and not _is_clear(c))
+        return max(("OPAQUE", "VAGUE"), key=lambda g: tally[g])
+
+    @property
+    def signature_text(self) -> str:
+        return f"CLARITY {self.peer} client-rejected {self.grade}"
+
+    @property
+    def note_ids(self) -> list[str]:
+        return []
+
+    @property
+    def peers(self) -> set[str]:
+        return {self.peer}
+
+    @property
+    def partners(self) -> list[str]:
+        return sorted({getattr(c, OTHER_ROLE[self.role]) for c in self.cells})
+
+    @property
+    def tls_scope(self) -> list[str]:
+        return [label for label in TLS_LABELS if any(tls_label(c) == label for c in self.cells)]
+
+    @property
+    def clear(self) -> int:
+        return sum(_is_clear(c) for c in self.cells)
+
+    @property
+    def rival_clear(self) -> int:
+        return sum(_is_clear(c) for c in self.rival_cells)
+
+
+def find_clarity(matrix: Matrix, notes: Iterable[Any] = (), first_number: int = 1) -> list[ClarityFinding]:
+    rejections = server_rejections(matrix)
+    found = [*clarity_outliers(rejections, "server"), *clarity_outliers(rejections, "client")]
+    notes = list(notes)
+    for number, finding in enumerate(found, first_number):
+        finding.number = number
+        finding.notes = [n for n in notes if note_matches(n, finding)]
+    return found
+
+
+def clarity_outliers(rejections: list[Cell], role: str) -> list[ClarityFinding]:
+    """Peers of `role` with almost no CLEAR rejection in a slice where a rival mostly has them; one
+    finding per peer over the slices where that holds. A server is compared per TLS version, a
+    client per TLS version and server (every client looks bad against a server that drops alerts)."""
+    fired: dict[str, list[Cell]] = defaultdict(list)
+    for pool in _clarity_slices(rejections, role):
+        for peer, own in _by_peer(pool, role).items():
+            rival = _best_rival(own, pool, role)
+            if clear_share(own) < FEW_CLEAR and rival and clear_share(rival[1]) >= MOSTLY_CLEAR:
+                fired[peer] += own
+    found = []
+    for peer, own in sorted(fired.items(), key=lambda item: (-len(item[1]), item[0])):
+        rival, rival_cells = _best_rival(own, rejections, role) or ("", [])
+        found.append(ClarityFinding(role, peer, sorted(own, key=cell_order), rival, rival_cells))
+    return found
+
+
+def _clarity_slices(cells: list[Cell], role: str) -> list[list[Cell]]:
+    slices: dict[tuple[str, ...], list[Cell]] = defaultdict(list)
+    for c in cells:
+        slices[(tls_label(c),) + ((c.server,) if role == "client" else ())].append(c)
+    return [slices[key] for key in sorted(slices)]
+
+
+def _by_peer(cells: list[Cell], role: str) -> dict[str, list[Cell]]:
+    grouped: dict[str, list[Cell]] = defaultdict(list)
+    for c in cells:
+        grouped[getattr(c, role)].append(c)
+    return dict(sorted(grouped.items()))
+
+
+def _best_rival(own: list[Cell], pool: list[Cell], role: str) -> tuple[str, list[Cell]] | None:
+    """The other peer of `role` with the most CLEAR share over the same partners and scenarios."""
+    partner = OTHER_ROLE[role]
+    keys = {(getattr(c, partner), c.scenario, c.profile) for c in own}
+    rivals = _by_peer([c for c in pool if getattr(c, role) != getattr(own[0], role)
+                       and (getattr(c, partner), c.scenario, c.profile) in keys], role)
+    return max(rivals.items(), key=lambda item: clear_share(item[1]), default=None)
+
+
 # --------------------------------------------------------------------------- markdown helpers
 
 def counts(cells: Iterable[Cell]) -> Counter[Verdict]:
@@ -327,7 +470,7 @@ def title_of(finding: Finding) -> str:
     when = f"when {describe(bases[0])} ({listed})" if len(bases) == 1 else f"in {len(names)} scenarios ({listed})"
     who = finding.blamed if finding.blame != "pair" else f"the pair {finding.blamed}"
     reasons = {c.reason for c in finding.cells}
-    how = plain(reasons.pop()) if len(reasons) == 1 else f"{finding.canonical} at {finding.phase}"
+    how = plain(reasons.pop()) if len(reasons) == 1 else f"{what_failed(finding)} at {finding.phase}"
     if finding.verdict == Verdict.INSECURE:
         return f"INSECURE: {who} accepts the connection {when}"
     if finding.verdict == Verdict.HANG:
@@ -337,10 +480,28 @@ def title_of(finding: Finding) -> str:
     if finding.group in REJECTION_GROUPS:
         return f"FAIL: {who}: {how} {when}"
     what = f" ({describe(names[0])})" if len(names) == 1 else ""
-    return f"FAIL: {who} cannot pass {listed}{what}: {finding.canonical} at {finding.phase}"
+    return f"FAIL: {who} cannot pass {listed}{what}: {what_failed(finding)} at {finding.phase}"
 
 
-def render_title(matrix: Matrix, findings: list[Finding]) -> list[str]:
+def what_failed(finding: Finding) -> str:
+    """The canonical error; without one, the gist of the cells' reasons (`-` only if none)."""
+    if finding.canonical != "-":
+        return finding.canonical
+    return plain(reason_gist([c.reason for c in finding.cells])) or "-"
+
+
+def reason_gist(reasons: Sequence[str]) -> str:
+    """The reasons' common prefix in whole words, up to its first aside (`, ...` or ` (...`)."""
+    ordered = sorted(" ".join(r.split()) for r in reasons)
+    if not ordered:
+        return ""
+    prefix = os.path.commonprefix([ordered[0], ordered[-1]])
+    if any(len(r) > len(prefix) and not r[len(prefix)].isspace() for r in (ordered[0], ordered[-1])):
+        prefix = prefix.rsplit(" ", 1)[0] if " " in prefix else ""  # a word cut in half is no word
+    return shorten(re.split(r",\s|\s\(", prefix, maxsplit=1)[0].strip(" ,:;"), 100)
+
+
+def render_title(matrix: Matrix, findings: list[Finding], clarity: Sequence[ClarityFinding] = ()) -> list[str]:
     tally = counts(matrix.cells)
     pairs = {(c.server, c.client) for c in matrix.cells}
     worst = [f for f in findings if f.verdict != Verdict.ERROR][:3]
@@ -349,7 +510,8 @@ def render_title(matrix: Matrix, findings: list[Finding]) -> list[str]:
         "",
         f"{plural(len(matrix.cells), 'cell')} ({plural(len(matrix.servers), 'server')} × "
         f"{plural(len(matrix.clients), 'client variant')}, {plural(len(pairs), 'pair')}, "
-        f"{plural(len(matrix.scenario_names()), 'scenario')}): {spelled(tally)}; {plural(len(findings), 'finding')}.",
+        f"{plural(len(matrix.scenario_names()), 'scenario')}): {spelled(tally)}; {plural(len(findings), 'finding')}"
+        + (f" and {plural(len(clarity), 'clarity finding')}" if clarity else "") + ".",
     ]
     if worst:
         lines[-1] += " Worst: " + " ".join(f"**F{f.number}** {title_of(f)}." for f in worst)
@@ -457,13 +619,20 @@ def green_line(green: list[str], rows: list[tuple[str, str]], profiled: bool) ->
     return f"Fully green (every pair PASS): {len(green)} of {len(names)}{': ' if green else ''}{', '.join(green)}."
 
 
-def render_findings(matrix: Matrix, findings: list[Finding]) -> list[str]:
+def render_findings(findings: list[Finding], clarity: list[ClarityFinding]) -> list[str]:
     lines = ["## Findings", ""]
     if not findings:
-        return lines + ["No findings: every cell that ran passed or was unsupported.", ""]
-    lines += ["Ordered by severity (INSECURE, HANG, FAIL, ERROR), then by the number of cells.", ""]
+        lines += [f"No {'verdict ' if clarity else ''}findings: every cell that ran passed or was unsupported.", ""]
+    else:
+        lines += ["Ordered by severity (INSECURE, HANG, FAIL, ERROR), then by the number of cells.", ""]
     for finding in findings:
         lines += render_finding(finding)
+    if clarity:
+        lines += ["Clarity findings follow: certificate rejections that PASS, but reach the client without the "
+                  f"reason, where a comparable peer's CLEAR share is at least {MOSTLY_CLEAR:.0%} and this peer's "
+                  f"is below {FEW_CLEAR:.0%}.", ""]
+    for finding in clarity:
+        lines += render_clarity_finding(finding)
     return lines
 
 
@@ -486,7 +655,12 @@ def render_finding(finding: Finding) -> list[str]:
     lines += ["", "**Repro** (the first cell)", "", "```sh", sample.repro, "```", ""]
     if finding.workarounds:
         lines += ["**Workaround shown by the matrix**", ""] + [f"- {w}" for w in finding.workarounds] + [""]
-    for note in finding.notes:
+    return lines + render_notes(finding.notes)
+
+
+def render_notes(notes: Sequence[Any]) -> list[str]:
+    lines = []
+    for note in notes:
         links = " ".join(f"[{i}]({link})" for i, link in enumerate(note.links, 1))
         lines += [f"> **Note:** {note.text}" + (f" {links}" if links else ""), ""]
     return lines
@@ -562,7 +736,63 @@ def _server_saw(cells: list[Cell]) -> str:
     return text
 
 
-def render_libraries(matrix: Matrix, findings: list[Finding]) -> list[str]:
+def clarity_title(finding: ClarityFinding) -> str:
+    scope = f" under {finding.tls_scope[0]}" if len(finding.tls_scope) == 1 else ""
+    counted = f"{finding.clear} CLEAR of {len(finding.cells)}"
+    rival = f"{finding.rival_clear} of {len(finding.rival_cells)}"
+    if finding.role == "server":
+        who = "no client learns why" if not finding.clear else "clients rarely learn why"
+        return (f"{finding.grade}: when {finding.peer} rejects a client certificate{scope}, {who} ({counted}; "
+                f"the same clients get CLEAR from {finding.rival} in {rival})")
+    servers = " or ".join(finding.partners)
+    how = "never reports why" if not finding.clear else "rarely reports why"
+    return (f"{finding.grade}: when {servers} rejects its certificate{scope}, {finding.peer} {how} ({counted}; "
+            f"{finding.rival} gets CLEAR from the same servers in {rival})")
+
+
+def render_clarity_finding(finding: ClarityFinding) -> list[str]:
+    cells = finding.cells
+    partners = "clients" if finding.role == "server" else "servers"
+    lines = [f"### F{finding.number}. {clarity_title(finding)}", "", "**Configuration**", "",
+             f"- Scenarios: {', '.join(sorted({c.scenario for c in cells}, key=scenario_rank))}: the server must "
+             "reject the client certificate, and does (every cell PASS)",
+             f"- {partners.capitalize()}: {', '.join(f'`{p}`' for p in finding.partners)}",
+             "", "**Observed**", ""]
+    lines += [f"- The client's user saw {user_error(kind, message)} ({grade}; {n} of {len(cells)} cells)"
+              for (kind, message, grade), n in _top_errors(cells)]
+    lines.append("- Seen at: " + ", ".join(f"`{phase}` under {label} ({n} cells)"
+                                          for (label, phase), n in _phases_seen(cells)))
+    lines.append(_server_knew(cells))
+    example = _top_errors([c for c in finding.rival_cells if _is_clear(c)])
+    lines.append(f"- For comparison, `{finding.rival}` with the same {partners} and scenarios: "
+                 f"{finding.rival_clear} CLEAR of {len(finding.rival_cells)}"
+                 + (f", e.g. {user_error(*example[0][0][:2])}" if example else ""))
+    lines += ["", f"**Affected cells ({len(cells)})**", "", *id_list([c.id for c in cells], f"{len(cells)} cells"), ""]
+    return lines + render_notes(finding.notes)
+
+
+def _top_errors(cells: list[Cell], limit: int = 3) -> list[tuple[tuple[str, str, str], int]]:
+    tally = Counter((c.error.type or "", c.error.message or "",
+                     c.error.clarity.value if c.error.clarity else "ungraded") for c in cells)
+    return sorted(tally.items(), key=lambda e: (-e[1], e[0]))[:limit]
+
+
+def _phases_seen(cells: list[Cell]) -> list[tuple[tuple[str, str], int]]:
+    tally = Counter((tls_label(c), c.phase) for c in cells)
+    return sorted(tally.items(), key=lambda e: (TLS_LABELS.index(e[0][0]), -e[1], e[0][1]))
+
+
+def _server_knew(cells: list[Cell]) -> str:
+    errors = Counter(f"{e.type or 'error'}: {shorten(e.message, 120)}"
+                     for e in (c.server_saw.tls.error for c in cells) if e)
+    if not errors:
+        return "- The server recorded no TLS error of its own"
+    known = "; ".join(f"{code(text)} ({n})" for text, n in sorted(errors.items(), key=lambda e: (-e[1], e[0]))[:3])
+    return (f"- The server knew why: its own TLS error was {known}"
+            f" (recorded in {sum(errors.values())} of {len(cells)} cells)")
+
+
+def render_libraries(matrix: Matrix, findings: list[Finding], clarity: Sequence[ClarityFinding] = ()) -> list[str]:
     libraries = sorted(set(matrix.run.versions) | {library_of(p) for p in matrix.servers + matrix.clients})
     rows = []
     for library in libraries:
@@ -570,15 +800,16 @@ def render_libraries(matrix: Matrix, findings: list[Finding]) -> list[str]:
         for peer in [p for p in matrix.servers + matrix.clients if library_of(p) == library]:
             role = "server" if peer in matrix.servers else "client"
             cells = [c for c in matrix.cells if getattr(c, role) == peer]
-            blaming = [f for f in findings if _blames(f, peer)]
+            blaming = [f for f in findings if _blames(f, peer)] + [f for f in clarity if f.peer == peer]
             involving = [f for f in findings if peer in f.peers]
             rows.append([f"{library} {version}".strip(), f"`{peer}`", compact(counts(cells)),
-                         ", ".join(f"F{f.number}" for f in blaming) or "—", conclusion(peer, role, cells, involving)])
+                         ", ".join(f"F{f.number}" for f in blaming) or "—",
+                         conclusion(peer, role, cells, involving) + clarity_conclusion(peer, clarity)])
         if not any(library_of(p) == library for p in matrix.servers + matrix.clients):
             rows.append([f"{library} {version}".strip(), "—", NOT_RUN, "—", "no peer of this library ran"])
     return ["## Per-library conclusions", "",
             "Only findings that blame the peer (alone, or with every peer of its role) count against it; "
-            "pair findings are listed under both peers.", "",
+            "pair findings are listed under both peers; clarity findings under the peer that loses the reason.", "",
             *table(["library", "peer", "cells", "findings", "conclusion"], rows), ""]
 
 
@@ -621,13 +852,25 @@ def conclusion(peer: str, role: str, cells: list[Cell], involving: list[Finding]
     return "; ".join(faults) + (f". Otherwise correct: {', '.join(correct)}" if correct else "")
 
 
+def clarity_conclusion(peer: str, clarity: Sequence[ClarityFinding]) -> str:
+    """` Clarity: ...` for the clarity findings naming the peer; empty when there are none."""
+    issues = []
+    for f in (f for f in clarity if f.peer == peer):
+        scope = f" under {f.tls_scope[0]}" if len(f.tls_scope) == 1 else ""
+        what = ("its rejections of client certificates reach no client with the reason" if f.role == "server"
+                else "it does not report why a server rejected its certificate")
+        issues.append(f"{what}{scope} (F{f.number}, {f.grade}: {f.clear} CLEAR of {len(f.cells)}, "
+                      f"{f.rival} {f.rival_clear} of {len(f.rival_cells)})")
+    return f". Clarity: {'; '.join(issues)}" if issues else ""
+
+
 def _group_rank(group: str) -> tuple[int, str]:
     return (scenarios.GROUPS.index(group) if group in scenarios.GROUPS else len(scenarios.GROUPS), group)
 
 
 def _issue(finding: Finding) -> str:
     text = f"{', '.join(finding.scenarios)} ({finding.verdict.value}"
-    text += ", accepted" if finding.verdict == Verdict.INSECURE else f", {finding.canonical} at {finding.phase}"
+    text += ", accepted" if finding.verdict == Verdict.INSECURE else f", {what_failed(finding)} at {finding.phase}"
     if any("tuned" in w for w in finding.workarounds):
         text += "; tuned passes"
     return text + ")"
@@ -645,8 +888,31 @@ def render_workarounds(findings: list[Finding]) -> list[str]:
     return lines + [""]
 
 
-def render_clarity(matrix: Matrix) -> list[str]:
-    """How each client variant reports certificate rejections: an OPAQUE error costs weeks."""
+def render_clarity(matrix: Matrix, clarity: Sequence[ClarityFinding] = ()) -> list[str]:
+    """How certificate rejections reach the client's user, by server then by client: an OPAQUE
+    error costs weeks."""
+    return ["## Clarity of certificate rejections", "", *render_clarity_by_server(matrix, clarity),
+            *render_clarity_by_client(matrix)]
+
+
+def render_clarity_by_server(matrix: Matrix, clarity: Sequence[ClarityFinding]) -> list[str]:
+    cells = server_rejections(matrix)
+    labels = [label for label in TLS_LABELS if any(tls_label(c) == label for c in cells)]
+    lines = ["### Clarity by server", "",
+             "CLEAR / VAGUE / OPAQUE over the `client-rejected` cells the server rejected, as the client's user "
+             "saw them: a server that drops the TLS alert leaves every client guessing.", ""]
+    if not cells:
+        return lines + ["No server rejected a client certificate in this run.", ""]
+    rows = [[f"`{server}`"] + [_grades(Counter(c.error.clarity.value for c in cells
+                                               if c.server == server and tls_label(c) == label)) for label in labels]
+            for server in matrix.servers if any(c.server == server for c in cells)]
+    lines += table(["server", *labels], rows) + [""]
+    if clarity:
+        lines += ["Clarity findings: " + ", ".join(f"F{f.number} (`{f.peer}`)" for f in clarity) + ".", ""]
+    return lines
+
+
+def render_clarity_by_client(matrix: Matrix) -> list[str]:
     rows = []
     for client in matrix.clients:
         cells = [c for c in matrix.cells if c.client == client and c.group in REJECTION_GROUPS and c.error.clarity]
@@ -657,7 +923,7 @@ def render_clarity(matrix: Matrix) -> list[str]:
         late = sum(1 for c in cells if seen_late(c))
         rows.append([f"`{client}`", _grades(by_server), _grades(by_client), f"{late} of {len(cells)}",
                      _least_clear(cells)])
-    lines = ["## Clarity of certificate rejections", "",
+    lines = ["### Clarity by client", "",
              "Counts of CLEAR / VAGUE / OPAQUE over the rejection scenarios, as the client's user sees them. "
              "'Seen late' counts rejections that reached the client only after its handshake (TLS 1.3).", ""]
     if not rows:
@@ -687,15 +953,16 @@ def render(results: Results, notes: Sequence[Any] | None = None) -> str:
     match/text/links) shown under the findings they match."""
     matrix = Matrix(results)
     findings = find(matrix, notes or ())
+    clarity = find_clarity(matrix, notes or (), len(findings) + 1)
     lines = [
-        *render_title(matrix, findings),
+        *render_title(matrix, findings, clarity),
         *render_environment(matrix),
         *render_how_to_read(),
         *render_summary_table(matrix),
         *render_groups(matrix),
-        *render_findings(matrix, findings),
-        *render_libraries(matrix, findings),
+        *render_findings(findings, clarity),
+        *render_libraries(matrix, findings, clarity),
         *render_workarounds(findings),
-        *render_clarity(matrix),
+        *render_clarity(matrix, clarity),
     ]
     return "\n".join(lines).rstrip() + "\n"
