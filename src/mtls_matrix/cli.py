@@ -98,7 +98,9 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 # Subcommands that live in their own modules: each exposes `register(subparsers)` and raises
 # cli.UsageError for bad input.
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = (
+    "mtls_matrix.baseline", "mtls_matrix.compare", "mtls_matrix.versions", "mtls_matrix.repro",
+)
 
 
 def parser() -> argparse.ArgumentParser:
