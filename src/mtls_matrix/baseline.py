@@ -1,5 +1,350 @@
-"""Placeholder: being written (issue 4)."""
+"""The baseline of known issues: reviewed entries (cell pattern -> expected verdict, canonical
+error, reason, upstream link) that sort a run's findings into KNOWN and NEW, and its entries into
+current and stale (XPASS).
 
+`matrix/baseline.toml` is a list of `[[entry]]` tables. Patterns are globs over cell ids in which
+only `*` and `?` are wildcards: ids contain `[variant]` brackets, which must match literally.
+
+- A cell that is neither PASS nor UNSUPPORTED is KNOWN when an entry matches its id with the same
+  verdict (and canonical error, when the entry names one), NEW otherwise.
+- An entry is stale (XPASS) when the cells it matches all PASS now, or when it matches no cell of
+  a complete run of the whole catalogue (its cells were renamed or removed). A slice that did not
+  run an entry's cells says nothing about it.
+
+`mtls-matrix baseline --check RESULTS` prints that classification (exit 1 on NEW or XPASS);
+`--update RESULTS` writes `baseline.proposed.toml` beside the reviewed file and prints the diff:
+the reviewed file changes only by a human's hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import json
+import tomllib
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mtls_matrix.results import BaselineSummary, Cell, Results, StaleEntry, Verdict, write_atomically
+
+DEFAULT_FILE = "matrix/baseline.toml"
+PROPOSED_NAME = "baseline.proposed.toml"
+# ERROR is a harness bug and PASS/UNSUPPORTED are no finding: none of them is a known issue.
+VERDICTS = ("INSECURE", "FAIL", "HANG")
+REQUIRED = ("cells", "verdict", "reason")
+OPTIONAL = ("canonical", "upstream")
+TODO = "TODO: review"
+
+
+@dataclass(frozen=True)
+class Entry:
+    number: int  # position in the file, from 1: how messages and reports name it
+    cells: tuple[str, ...]
+    verdict: str
+    reason: str
+    canonical: str | None = None
+    upstream: str | None = None
+
+    @property
+    def label(self) -> str:
+        return f"entry {self.number} ({', '.join(self.cells)})"
+
+    def matches(self, cell_id: str) -> bool:
+        from mtls_matrix.reports.bugs import _glob  # one glob dialect for notes and baseline
+
+        return any(_glob(p).match(cell_id) for p in self.cells)
+
+    def expects(self, cell: Cell) -> bool:
+        from mtls_matrix.reports.bugs import canonical
+
+        return cell.verdict.value == self.verdict and self.canonical in (None, canonical(cell))
+
+
+@dataclass
+class Baseline:
+    path: Path
+    text: str
+    entries: list[Entry]
+
+
+# --------------------------------------------------------------------------- loading
+
+def load(path: str | Path) -> Baseline:
+    """Raises ValueError naming the file, the entry and the problem."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+        data = tomllib.loads(text)
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no such baseline file") from None
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ValueError(f"{path}: not a valid TOML baseline: {exc}") from None
+    extra = sorted(set(data) - {"entry"})
+    if extra:
+        raise ValueError(f"{path}: unknown top-level key {', '.join(extra)}; a baseline holds only [[entry]] tables")
+    raw = data.get("entry", [])
+    if not isinstance(raw, list):
+        raise ValueError(f"{path}: 'entry' must be an array of tables, written [[entry]]")
+    return Baseline(path, text, [_entry(path, n, item) for n, item in enumerate(raw, 1)])
+
+
+def _entry(path: Path, number: int, raw: dict) -> Entry:
+    where = f"{path}: entry {number}"
+    unknown = sorted(set(raw) - set(REQUIRED) - set(OPTIONAL))
+    if unknown:
+        raise ValueError(f"{where}: unknown key {', '.join(unknown)}; valid keys: {', '.join(REQUIRED + OPTIONAL)}")
+    missing = [k for k in REQUIRED if k not in raw]
+    if missing:
+        raise ValueError(f"{where}: missing {', '.join(missing)}; every entry needs {', '.join(REQUIRED)}")
+    cells = [raw["cells"]] if isinstance(raw["cells"], str) else raw["cells"]
+    if not isinstance(cells, list) or not cells or not all(isinstance(p, str) and p.strip() for p in cells):
+        raise ValueError(f"{where}: cells must be a non-empty glob over cell ids, or a list of them")
+    if raw["verdict"] not in VERDICTS:
+        raise ValueError(f"{where}: verdict {raw['verdict']!r} is not one of {', '.join(VERDICTS)}")
+    for key in ("reason", *OPTIONAL):
+        if key in raw and not (isinstance(raw[key], str) and raw[key].strip()):
+            raise ValueError(f"{where}: {key} must be a non-empty string")
+    upstream = raw.get("upstream")
+    if upstream and not upstream.startswith(("https://", "http://")):
+        raise ValueError(f"{where}: upstream {upstream!r} is not an http(s) link")
+    return Entry(number, tuple(cells), raw["verdict"], raw["reason"], raw.get("canonical"), upstream)
+
+
+# --------------------------------------------------------------------------- classifying
+
+def classify_cell(baseline: Baseline, cell: Cell) -> tuple[str | None, Entry | None]:
+    """("KNOWN", entry) | ("NEW", None) | (None, None) for PASS and UNSUPPORTED."""
+    if cell.verdict in (Verdict.PASS, Verdict.UNSUPPORTED):
+        return None, None
+    entry = next((e for e in baseline.entries if e.matches(cell.id) and e.expects(cell)), None)
+    return ("KNOWN", entry) if entry else ("NEW", None)
+
+
+def mark(baseline: Baseline, cell: Cell) -> Entry | None:
+    """Write the cell's classification into it; return the entry that makes it KNOWN."""
+    status, entry = classify_cell(baseline, cell)
+    cell.baseline = status
+    cell.baseline_reason = entry.reason if entry else None
+    cell.upstream = entry.upstream if entry else None
+    return entry
+
+
+@dataclass
+class Classification:
+    baseline: Baseline
+    known: list[Cell] = field(default_factory=list)
+    new: list[Cell] = field(default_factory=list)
+    stale: list[tuple[Entry, str]] = field(default_factory=list)  # (entry, why)
+    used: dict[int, int] = field(default_factory=dict)  # entry number -> KNOWN cells
+    not_run: list[Entry] = field(default_factory=list)  # entries this (sliced) run says nothing about
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.new or self.stale else 0
+
+
+def classify(results: Results, baseline: Baseline, full_run: bool | None = None) -> Classification:
+    """Marks every cell and records the summary in `results.baseline`. `full_run` (whether the
+    run covered the whole catalogue) is worked out from the results when not given."""
+    found = Classification(baseline)
+    for cell in results.cells:
+        entry = mark(baseline, cell)
+        if entry:
+            found.known.append(cell)
+            found.used[entry.number] = found.used.get(entry.number, 0) + 1
+        elif cell.baseline == "NEW":
+            found.new.append(cell)
+    full = covers_everything(results) if full_run is None else full_run
+    for entry in baseline.entries:
+        why = _staleness(entry, results.cells, full)
+        if why:
+            found.stale.append((entry, why))
+        elif not any(entry.matches(c.id) for c in results.cells):
+            found.not_run.append(entry)
+    results.baseline = summary(found)
+    return found
+
+
+def _staleness(entry: Entry, cells: list[Cell], full_run: bool) -> str | None:
+    matched = [c for c in cells if entry.matches(c.id) and c.verdict != Verdict.UNSUPPORTED]
+    if matched and all(c.verdict == Verdict.PASS for c in matched):
+        return "its only cell PASSes now" if len(matched) == 1 else f"its {len(matched)} cells all PASS now"
+    if not matched and full_run and not any(entry.matches(c.id) for c in cells):
+        return "it matches no cell of this complete run of the whole catalogue (renamed or removed?)"
+    return None
+
+
+def covers_everything(results: Results) -> bool:
+    """A complete run of every registered peer, scenario and profile: only such a run shows that an
+    entry matching none of its cells names cells that no longer exist."""
+    from mtls_matrix import scenarios
+    from mtls_matrix.peers import Registry
+
+    registry = Registry([])
+    cells = results.cells
+    return (results.run.complete
+            and {f"server:{n}" for n in registry.servers} <= {c.server for c in cells}
+            and {f"client:{n}" for n in registry.clients} <= {c.client for c in cells}
+            and {s.name for s in scenarios.CATALOGUE} <= {c.scenario for c in cells}
+            and set(scenarios.PROFILES) <= set(results.run.profiles))
+
+
+def summary(found: Classification) -> BaselineSummary:
+    return BaselineSummary(
+        file=str(found.baseline.path),
+        counts={"KNOWN": len(found.known), "NEW": len(found.new), "XPASS": len(found.stale)},
+        stale=[StaleEntry(entry=e.number, cells=list(e.cells), verdict=e.verdict, canonical=e.canonical,
+                          reason=e.reason, why=why) for e, why in found.stale],
+    )
+
+
+def exit_code(results: Results) -> int:
+    """From a results file already classified (`run --baseline`): 1 on NEW or XPASS."""
+    counts = results.baseline.counts if results.baseline else {}
+    return 1 if counts.get("NEW") or counts.get("XPASS") else 0
+
+
+# --------------------------------------------------------------------------- text
+
+def render_check(found: Classification, source: str) -> str:
+    from mtls_matrix.reports.bugs import canonical
+
+    lines = [f"baseline {found.baseline.path} against {source}: {len(found.known)} KNOWN, {len(found.new)} NEW, "
+             f"{len(found.stale)} XPASS (stale entries)"]
+    for cell in found.new:
+        lines.append(f"NEW    {cell.id}: {cell.verdict.value} at {cell.phase} ({canonical(cell)}): {cell.reason}")
+    for entry, why in found.stale:
+        lines.append(f"XPASS  {entry.label}: expected {entry.verdict}, but {why}; remove the entry")
+    for entry in found.baseline.entries:
+        if entry.number in found.used:
+            lines.append(f"KNOWN  {entry.label}: {found.used[entry.number]} cells {entry.verdict}: {entry.reason}")
+    for entry in found.not_run:
+        lines.append(f"-      {entry.label}: not run in this results file")
+    lines.append("result: " + ("NEW findings or stale entries: review them (mtls-matrix baseline --update)"
+                               if found.exit_code else "every finding is known and every entry still holds"))
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- proposing a change
+
+def propose(found: Classification, results: Results) -> str:
+    """The reviewed file's text without its stale entries, plus one entry per NEW signature."""
+    stale = {entry.number for entry, _ in found.stale}
+    kept = [block for number, block in _blocks(found.baseline.text) if number not in stale]
+    text = "".join(kept).rstrip("\n") + "\n"
+    added = [_render_entry(*item) for item in _new_signatures(found.new, results)]
+    return text + "".join("\n" + block for block in added)
+
+
+def _blocks(text: str) -> list[tuple[int, str]]:
+    """The file cut into (entry number, text) at each `[[entry]]` header; 0 is the preamble. The
+    comments between two entries describe the next one and go with it; above the first entry, only
+    the comment lines touching its header do (the rest is the preamble)."""
+    lines = text.splitlines(keepends=True)
+    starts, floor = [], None
+    for i, line in enumerate(lines):
+        if line.strip() == "[[entry]]":
+            start = i
+            skip = _comment if floor is None else _comment_or_blank
+            while start > (floor or 0) and skip(lines[start - 1]):
+                start -= 1
+            while floor is not None and start < i and not lines[start].strip():
+                start += 1  # the blank line that ends the previous entry stays with it
+            starts.append(start)
+            floor = i + 1
+    bounds = [0, *starts, len(lines)]
+    return [(n, "".join(lines[bounds[n]:bounds[n + 1]])) for n in range(len(bounds) - 1)]
+
+
+def _comment(line: str) -> bool:
+    return line.lstrip().startswith("#")
+
+
+def _comment_or_blank(line: str) -> bool:
+    return _comment(line) or not line.strip()
+
+
+def _new_signatures(new: list[Cell], results: Results) -> list[tuple[str, list[str], str, str]]:
+    """(verdict, patterns, canonical, title) per finding of the NEW cells, as BUGS.md groups them."""
+    from mtls_matrix.reports.bugs import Matrix, find, title_of
+
+    ids = {c.id for c in new}
+    proposals = []
+    for finding in find(Matrix(results)):
+        cells = [c for c in finding.cells if c.id in ids]
+        if cells:
+            proposals.append((finding.verdict.value, _patterns(cells, results), finding.canonical,
+                              title_of(finding)))
+    return proposals
+
+
+def _patterns(cells: list[Cell], results: Results) -> list[str]:
+    """`*-SCENARIO[-profile]` where these cells are every cell of it that ran; exact ids otherwise."""
+    by_situation: dict[tuple[str, str], list[Cell]] = defaultdict(list)
+    for c in cells:
+        by_situation[(c.scenario, c.profile)].append(c)
+    patterns = []
+    for (scenario, profile), group in by_situation.items():
+        ran = [c for c in results.cells if (c.scenario, c.profile) == (scenario, profile)
+               and c.verdict != Verdict.UNSUPPORTED]
+        suffix = group[0].id[group[0].id.rindex(scenario) + len(scenario):]  # "" or "-tuned"
+        patterns += [f"*-{scenario}{suffix}"] if len(group) == len(ran) else [c.id for c in group]
+    return patterns
+
+
+def _render_entry(verdict: str, patterns: list[str], canonical: str, title: str) -> str:
+    def s(value: str) -> str:  # a TOML basic string: JSON's escapes are TOML's
+        return json.dumps(value, ensure_ascii=False)
+
+    lines = [f"# NEW: {' '.join(title.split())}", "[[entry]]",
+             f"cells = [{', '.join(s(p) for p in patterns)}]", f"verdict = {s(verdict)}"]
+    if canonical != "-":
+        lines.append(f"canonical = {s(canonical)}")
+    lines += [f"reason = {s(TODO)}", "# upstream = \"https://...\"", ""]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- the command
 
 def register(subparsers) -> None:
-    pass
+    p = subparsers.add_parser("baseline", help="classify a results.json against the baseline of known issues")
+    action = p.add_mutually_exclusive_group(required=True)
+    action.add_argument("--check", metavar="RESULTS", help="print KNOWN / NEW / XPASS; exit 1 on NEW or XPASS")
+    action.add_argument("--update", metavar="RESULTS",
+                        help=f"write {PROPOSED_NAME} beside the baseline (NEW added, stale removed) and print "
+                             "the diff; the reviewed file is never changed")
+    p.add_argument("--baseline", default=DEFAULT_FILE, help=f"the reviewed baseline (default {DEFAULT_FILE})")
+    p.set_defaults(func=cmd_baseline)
+
+
+def cmd_baseline(args: argparse.Namespace) -> int:
+    from mtls_matrix.cli import UsageError
+
+    source = args.check or args.update
+    try:
+        base = load(args.baseline)
+        results = Results.load(source)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    found = classify(results, base)
+    if args.check:
+        print(render_check(found, source), end="")
+        return found.exit_code
+    return _update(found, results)
+
+
+def _update(found: Classification, results: Results) -> int:
+    path = found.baseline.path
+    proposed = propose(found, results)
+    target = path.with_name(PROPOSED_NAME)
+    diff = "".join(difflib.unified_diff(found.baseline.text.splitlines(keepends=True),
+                                        proposed.splitlines(keepends=True), str(path), str(target)))
+    if not diff:
+        print(f"no change: {path} already matches {len(results.cells)} cells; nothing written")
+        return 0
+    write_atomically(target, proposed)
+    print(diff, end="")
+    print(f"wrote {target} ({len(found.new)} NEW cells, {len(found.stale)} stale entries); review it, then "
+          f"move it over {path}")
+    return 0

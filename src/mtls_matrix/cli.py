@@ -1,7 +1,8 @@
 """mtls-matrix: run the matrix, render reports, list what can run.
 
 Exit codes: 0 the run finished (findings are in the report, not in the exit code, unless
---strict); 1 --strict and a cell is not PASS, or a harness ERROR; 2 bad input (unknown peer,
+--strict or --baseline); 1 --strict and a cell is not PASS, or a harness ERROR, or with --baseline
+a cell that is NEW (not PASS, UNSUPPORTED or KNOWN) or a stale (XPASS) entry; 2 bad input (unknown peer,
 scenario or profile; missing or malformed results file), with nothing written.
 """
 
@@ -9,11 +10,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from pathlib import Path
 
 from mtls_matrix import results as results_mod
-from mtls_matrix import scenarios, suite
+from mtls_matrix import baseline, scenarios, suite
 from mtls_matrix.plugin import DEFAULT_DEADLINE, FAILING, build_selection
 from mtls_matrix.results import Results, Verdict, write_atomically
 
@@ -30,6 +32,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         build_selection(args.servers and _csv(args.servers), args.clients and _csv(args.clients),
                         args.scenarios and _csv(args.scenarios), args.profile, args.deadline, args.peer_plugin)
+        if args.baseline:
+            baseline.load(args.baseline)  # malformed: a usage error before anything runs
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     import pytest
@@ -38,6 +42,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     suite_file = Path(suite.__file__)
     pytest_args = [
         str(suite_file), "--rootdir", str(suite_file.parent.parent), "-p", "no:cacheprovider", "-q",
+        "-W", "ignore::pytest.PytestAssertRewriteWarning",  # this process imported the plugin first
         "--mtls-out", str(out), "--junitxml", str(out / "junit.xml"),
         "--profile", args.profile, "--deadline", str(args.deadline),
     ]
@@ -46,12 +51,19 @@ def cmd_run(args: argparse.Namespace) -> int:
             pytest_args += [f"--{name}", getattr(args, name)]
     for module in args.peer_plugin:
         pytest_args += ["--peer-plugin", module]
+    if args.baseline:
+        pytest_args += ["--baseline", args.baseline]
     if args.workers != "0":
         pytest_args += ["-n", args.workers]
     code = pytest.main(pytest_args + args.pytest_args)
     if code not in (0, 1):  # interrupted, internal error, usage error, no tests
         return 2 if code == 4 else int(code)
-    cells = Results.load(out / "results.json").cells
+    loaded = Results.load(out / "results.json")
+    cells = loaded.cells
+    if args.bugs or args.html or args.svg:
+        write_reports(loaded, args.bugs, args.html, args.svg)
+    if args.baseline:  # KNOWN, NEW and stale entries are recorded in results.json by the plugin
+        return baseline.exit_code(loaded)
     if any(c.verdict == Verdict.ERROR for c in cells):
         return 1
     if args.strict and any(c.verdict in FAILING for c in cells):
@@ -60,16 +72,34 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from mtls_matrix.reports import bugs
-    from mtls_matrix.reports.notes import NOTES
-
     try:
         loaded = Results.load(args.results)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    write_atomically(Path(args.out), bugs.render(loaded, NOTES))
-    print(f"wrote {args.out} from {len(loaded.cells)} cells")
+    write_reports(loaded, args.out, args.html, args.svg)
     return 0
+
+
+def write_reports(loaded: Results, bugs_md: str | None, html: str | None, svg: str | None) -> None:
+    """BUGS.md, the HTML report and the heatmap image, each written whole or not at all."""
+    from mtls_matrix.reports import bugs
+    from mtls_matrix.reports.heatmap import render_svg
+    from mtls_matrix.reports.html import render_html
+    from mtls_matrix.reports.notes import NOTES
+
+    written = []
+    if svg:
+        write_atomically(Path(svg), render_svg(loaded))
+        written.append(svg)
+    if html:
+        write_atomically(Path(html), render_html(loaded))
+        written.append(html)
+    if bugs_md:
+        # BUGS.md links the image relative to itself, so it renders wherever the pair is committed.
+        heatmap = os.path.relpath(svg, Path(bugs_md).resolve().parent) if svg else None
+        write_atomically(Path(bugs_md), bugs.render(loaded, NOTES, heatmap=heatmap))
+        written.append(bugs_md)
+    print(f"wrote {', '.join(written)} from {len(loaded.cells)} cells")
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -119,12 +149,19 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--peer-plugin", action="append", default=[], metavar="MODULE", help="extra peers (repeatable)")
     run.add_argument("-n", "--workers", default="auto", help="pytest-xdist workers: a number, auto, or 0 for none")
     run.add_argument("--strict", action="store_true", help="exit 1 when any cell is FAIL, INSECURE, HANG or ERROR")
+    run.add_argument("--bugs", metavar="PATH", help="also render BUGS.md here once the run finished")
+    run.add_argument("--html", metavar="PATH", help="also render the HTML report here")
+    run.add_argument("--svg", metavar="PATH", help="also render the heatmap image here")
+    run.add_argument("--baseline", metavar="FILE",
+                     help="known issues (matrix/baseline.toml): exit 1 on a NEW finding or a stale entry, else 0")
     run.add_argument("pytest_args", nargs="*", help="passed to pytest after --")
     run.set_defaults(func=cmd_run)
 
     report = sub.add_parser("report", help="render BUGS.md from a results.json")
     report.add_argument("results", help="path to results.json")
     report.add_argument("--out", default="BUGS.md", help="where to write (default BUGS.md)")
+    report.add_argument("--html", metavar="PATH", help="also write the self-contained HTML report there")
+    report.add_argument("--svg", metavar="PATH", help="also write the heatmap SVG there; BUGS.md then embeds it")
     report.set_defaults(func=cmd_report)
 
     listing = sub.add_parser("list", help="list peers, variants and scenarios")
@@ -146,4 +183,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Through the package's module, not __main__: subcommand modules raise mtls_matrix.cli.UsageError,
+    # which must be the class main() catches.
+    from mtls_matrix.cli import main as package_main
+
+    sys.exit(package_main())

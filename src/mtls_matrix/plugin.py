@@ -11,8 +11,10 @@ import datetime as dt
 import os
 import platform
 import shlex
+import signal
 import ssl
 import sys
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -20,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from mtls_matrix import baseline as baseline_mod
 from mtls_matrix import observe, scenarios
 from mtls_matrix.cell import CellSpec, ServerPool, run_cell
 from mtls_matrix.peers import Registry
@@ -58,6 +61,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--peer-plugin", action="append", default=[], metavar="MODULE",
                     help="import peers from this module's PEERS list (repeatable)")
     group.addoption("--mtls-out", metavar="DIR", help="write DIR/results.json at the end of the run")
+    group.addoption("--baseline", metavar="FILE",
+                    help="known issues (matrix/baseline.toml): their cells xfail; a NEW finding or a stale entry "
+                         "fails the run")
 
 
 def _split(value: str | None) -> list[str] | None:
@@ -108,11 +114,16 @@ def pytest_configure(config: pytest.Config) -> None:
     wanted = any([o.servers, o.clients, o.scenarios, o.peer_plugin, o.mtls_out]) or o.profile != "default,tuned"
     if wanted:
         _selection(config)  # bad input: a usage error now, before anything runs
+        if not hasattr(config, "workerinput"):
+            _stop_cleanly_on_sigterm()
+    if o.baseline:
+        _baseline(config)  # a malformed baseline is a usage error too
     if not hasattr(config, "workerinput"):
         config.pluginmanager.register(Collector(config), "mtls-matrix-collector")
 
 
 _selection_key = pytest.StashKey[Selection]()
+_baseline_key = pytest.StashKey[baseline_mod.Baseline]()
 _pki = pytest.StashKey[PKI]()
 
 
@@ -127,10 +138,51 @@ def _selection(config: pytest.Config) -> Selection:
     return config.stash[_selection_key]
 
 
+def _baseline(config: pytest.Config) -> baseline_mod.Baseline | None:
+    if config.option.baseline and _baseline_key not in config.stash:
+        try:
+            config.stash[_baseline_key] = baseline_mod.load(config.option.baseline)
+        except ValueError as exc:
+            pytest.exit(f"mtls-matrix: error: {exc}", returncode=2)
+    return config.stash.get(_baseline_key, None)
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "mtls_cell" in metafunc.fixturenames:
         cells = _selection(metafunc.config).cells
         metafunc.parametrize("mtls_cell", cells, ids=[c.id for c in cells])
+        if not hasattr(metafunc.config, "workerinput"):
+            _stop_cleanly_on_sigterm()
+
+
+def _stop_cleanly_on_sigterm() -> None:
+    """A terminated run (CI cancel, `kill`) stops like Ctrl-C: pytest unwinds, the finished
+    cells are written (marked incomplete), pytest-xdist stops its workers, the keys are removed.
+    Only for runs that hold matrix cells: the plugin must not change unrelated pytest runs."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupt)
+
+
+def _interrupt(signum, frame) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # once: a second signal must not break the unwinding
+    for child in _children():  # the xdist workers: stop them as Ctrl-C would, instead of waiting
+        try:
+            os.kill(child, signal.SIGINT)
+        except ProcessLookupError:
+            pass
+    raise KeyboardInterrupt(f"stopped by signal {signal.Signals(signum).name}")
+
+
+def _children() -> list[int]:
+    me, found = os.getpid(), []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == me:  # the field after the state is the parent pid
+            found.append(int(stat.parent.name))
+    return found
 
 
 def _controller_pki(config: pytest.Config) -> PKI:
@@ -177,9 +229,13 @@ def _versions(selection: Selection) -> dict[str, str]:
 
 def record(request: pytest.FixtureRequest, cell: Cell) -> None:
     """Hand the result to the controller (through pytest-xdist when it runs) and judge the item."""
+    base = _baseline(request.config)
+    known = baseline_mod.mark(base, cell) if base else None
     request.node.user_properties.append(("mtls_cell", cell.model_dump_json()))
     if cell.verdict == Verdict.UNSUPPORTED:
         pytest.skip(f"UNSUPPORTED: {cell.reason}")
+    if known:  # strict: an entry whose cells pass again fails the run at the end (Collector)
+        pytest.xfail(f"KNOWN {cell.verdict.value} (baseline {known.label}): {known.reason}")
     if cell.verdict in FAILING:
         detail = f" [{cell.error.type}: {cell.error.message}]" if cell.error.message else ""
         pytest.fail(f"{cell.verdict.value} at {cell.phase}: {cell.reason}{detail}", pytrace=False)
@@ -199,6 +255,7 @@ class Collector:
         self.started = dt.datetime.now(dt.timezone.utc)
         self.t0 = time.perf_counter()
         self.results_path: Path | None = None
+        self.baseline: baseline_mod.Classification | None = None
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
@@ -214,9 +271,15 @@ class Collector:
             self.cells.append(cell)
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
-        if self.cells and self.config.option.mtls_out:
+        results = self.results(exitstatus) if self.cells else None
+        base = _baseline(self.config)
+        if results and base:
+            self.baseline = baseline_mod.classify(results, base)
+            if self.baseline.stale and session.exitstatus == 0:
+                session.exitstatus = 1  # XPASS: a known issue no longer shows; the baseline must change
+        if results and self.config.option.mtls_out:
             self.results_path = Path(self.config.option.mtls_out) / "results.json"
-            self.results(exitstatus).save(self.results_path)
+            results.save(self.results_path)
         if _pki in self.config.stash:
             self.config.stash[_pki].close()
 
@@ -252,5 +315,7 @@ class Collector:
         line = ", ".join(f"{counts[v]} {v.value}" for v in sorted(counts, key=SEVERITY.get))
         terminalreporter.write_sep("=", "mtls-matrix")
         terminalreporter.write_line(f"{len(self.cells)} cells: {line}")
+        if self.baseline:
+            terminalreporter.write(baseline_mod.render_check(self.baseline, "this run"))
         if self.results_path:
             terminalreporter.write_line(f"results: {self.results_path}")

@@ -11,7 +11,7 @@ import os
 import tempfile
 from enum import Enum
 from pathlib import Path
-from typing import Optional
+from typing import Literal, Optional
 
 from pydantic import BaseModel, Field
 
@@ -99,6 +99,13 @@ class Cell(BaseModel):
     timings: dict[str, float] = Field(default_factory=dict, description="ms since the cell started, per phase reached")
     versions: dict[str, str] = Field(default_factory=dict, description="library versions of this pair")
     repro: str = Field(description="a command that reruns just this cell")
+    baseline: Optional[Literal["KNOWN", "NEW"]] = Field(
+        None, description="against the baseline of known issues (run --baseline); None: PASS, UNSUPPORTED or no baseline")
+    baseline_reason: Optional[str] = Field(None, description="the matching baseline entry's reason (KNOWN cells)")
+    upstream: Optional[str] = Field(None, description="the matching baseline entry's upstream link (KNOWN cells)")
+    environment: Optional[str] = Field(
+        None, description="`mtls-matrix versions`: the pins of the environment this cell ran in (aiohttp==3.9.1); "
+                          "its id then ends in @ENVIRONMENT. None: a plain run")
 
 
 class Run(BaseModel):
@@ -111,29 +118,82 @@ class Run(BaseModel):
     openssl: str
     platform: str
     versions: dict[str, str] = Field(description="every peer library's version")
-    ca_fingerprint: str = Field(description="SHA-256 of the run's root CA certificate (DER)")
+    ca_fingerprint: str = Field(description="SHA-256 of the run's root CA certificate (DER); 'merged' for shards "
+                                            "with different CAs (see ca_fingerprints)")
+    ca_fingerprints: list[str] = Field(
+        default_factory=list, description="`mtls-matrix merge`: each shard's CA fingerprint, in shard order; empty for one run")
     scrubbed_env: list[str] = Field(default_factory=list, description="variables removed so the user's setup cannot leak in")
     deadline_s: float
     profiles: list[str]
     workers: int = 1
+    environments: list[Environment] = Field(
+        default_factory=list, description="`mtls-matrix versions`: one entry per version environment, in order")
+
+
+class Environment(BaseModel):
+    name: str = Field(description="its pins, e.g. aiohttp==3.9.1 (several joined by '+')")
+    pins: dict[str, str]
+    status: str = Field(description="ok | cannot install | cannot import | run failed: only ok environments have cells")
+    detail: Optional[str] = Field(None, description="the last lines of the error when status is not ok")
+    versions: dict[str, str] = Field(default_factory=dict, description="every peer library's version in it")
+    ca_fingerprint: str = ""
+    cells: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+class StaleEntry(BaseModel):
+    entry: int = Field(description="its position in the baseline file, from 1")
+    cells: list[str] = Field(description="its cell patterns")
+    verdict: str
+    canonical: Optional[str] = None
+    reason: str
+    why: str = Field(description="its cells all PASS now, or it matches no cell of a complete run")
+
+
+class BaselineSummary(BaseModel):
+    file: str
+    counts: dict[str, int] = Field(description="KNOWN and NEW cells, XPASS (stale) entries")
+    stale: list[StaleEntry] = Field(default_factory=list)
+
+
+Run.model_rebuild()
 
 
 class Results(BaseModel):
     schema_version: int = SCHEMA_VERSION
     run: Run
     cells: list[Cell]
+    baseline: Optional[BaselineSummary] = Field(None, description="the classification against a baseline, if any")
 
     @classmethod
     def load(cls, path: str | Path) -> Results:
         try:
-            return cls.model_validate_json(Path(path).read_text())
+            text = Path(path).read_text()
         except FileNotFoundError:
             raise ValueError(f"{path}: no such results file") from None
+        version = _schema_version(text)
+        if version != SCHEMA_VERSION:  # before validation: another version's shape would fail confusingly
+            raise ValueError(f"{path}: results schema version {version}, this mtls-matrix reads version "
+                             f"{SCHEMA_VERSION}; use the mtls-matrix that wrote it, or re-run")
+        try:
+            return cls.model_validate_json(text)
         except ValueError as exc:
             raise ValueError(f"{path}: not a valid mtls-matrix results file: {exc}") from None
 
     def save(self, path: str | Path) -> None:
         write_atomically(Path(path), self.model_dump_json(indent=1))
+
+
+def _schema_version(text: str):
+    """The file's declared version; the current one when it cannot tell (validation then says why)."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return SCHEMA_VERSION
+    return data.get("schema_version", SCHEMA_VERSION) if isinstance(data, dict) else SCHEMA_VERSION
 
 
 def write_atomically(path: Path, text: str) -> None:

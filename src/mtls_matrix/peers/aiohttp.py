@@ -8,6 +8,7 @@ autoping consumes pongs (so ping is unsupported). The tuned profile raises max_m
 from __future__ import annotations
 
 import ssl
+from string import Template
 
 import aiohttp
 from aiohttp import WSMsgType, web
@@ -21,6 +22,109 @@ from mtls_matrix.verdict import CLOSE_CODES
 
 def _limits(profile: str) -> dict:
     return {"max_msg_size": TUNED_MAX_MESSAGE} if profile == "tuned" else {}
+
+
+def _limits_src(profile: str, first: bool = False) -> str:
+    src = ", ".join(f"{k}={v}" for k, v in _limits(profile).items())
+    return src if first or not src else ", " + src
+
+
+# Reproducer snippets (mtls_matrix.repro, docs/PEERS.md): the same library calls as above, as
+# plain source for a standalone script; CA, CLIENT_CERT, Closed, report_handler... are the
+# script's own names.
+_REPRO_SERVER = Template('''\
+from aiohttp import WSMsgType, web
+
+
+async def handler(request: web.Request) -> web.WebSocketResponse:
+    # the client certificate, as asyncio exposes it to the application
+    report_handler(request.transport.get_extra_info("peercert"))
+    ws = web.WebSocketResponse($limits)
+    await ws.prepare(request)
+    reason = None  # aiohttp exposes a received close reason only on the CLOSE message
+    try:
+        while True:
+            msg = await ws.receive()
+            if msg.type is WSMsgType.TEXT:
+                command = close_command(msg.data)
+                if command:
+                    await ws.close(code=command[0], message=command[1].encode())
+                    break
+                await ws.send_str(msg.data)
+            elif msg.type is WSMsgType.BINARY:
+                await ws.send_bytes(msg.data)
+            else:  # CLOSE (autoclose already replied), CLOSING, CLOSED, ERROR
+                if msg.type is WSMsgType.CLOSE:
+                    reason = msg.extra
+                break
+    finally:
+        report_close(ws.close_code, reason)
+    return ws
+
+
+async def start_server(context: ssl.SSLContext) -> int:
+    global RUNNER
+    app = web.Application()
+    app.router.add_get("/", handler)
+    RUNNER = web.AppRunner(app)
+    await RUNNER.setup()
+    await web.TCPSite(RUNNER, "127.0.0.1", 0, ssl_context=context).start()
+    return RUNNER.addresses[0][1]
+
+
+async def stop_server() -> None:
+    await RUNNER.cleanup()
+''')
+
+_REPRO_CLIENT = Template('''\
+import aiohttp
+from aiohttp import WSMsgType
+
+TIMEOUTS = ()  # ClientTimeout raises TimeoutError
+
+
+class Client:
+    def __init__(self, session, ws):
+        self.session, self.ws = session, ws
+
+    @classmethod
+    async def connect(cls, url: str, timeout: float) -> "Client":
+        context = ssl.create_default_context(cafile=CA)
+        if CLIENT_CERT:
+            context.load_cert_chain(CLIENT_CERT, CLIENT_KEY)
+        session = aiohttp.ClientSession($session_args)
+        try:
+            return cls(session, await session.ws_connect(url$connect_args))
+        except BaseException:
+            await session.close()
+            raise
+
+    async def send(self, message):
+        if isinstance(message, str):
+            await self.ws.send_str(message)
+        else:
+            await self.ws.send_bytes(message)
+
+    async def recv(self):
+        msg = await self.ws.receive()  # close and errors come back as messages, not exceptions
+        if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
+            return msg.data
+        await self.session.close()
+        if msg.type is WSMsgType.ERROR:
+            raise msg.data
+        if msg.type is WSMsgType.CLOSE:  # data is the code, extra the reason
+            raise Closed(msg.data, msg.extra)
+        raise Closed(self.ws.close_code, None)
+
+    async def ping(self, payload: bytes) -> bytes:
+        raise NotImplementedError("aiohttp's default autoping swallows pongs")
+
+    async def close(self, code: int, reason: str):
+        try:
+            await self.ws.close(code=code, message=reason.encode())
+        finally:
+            await self.session.close()
+''')
 
 
 class Server(ServerPeer):
@@ -37,6 +141,9 @@ class Server(ServerPeer):
 
     async def stop(self) -> None:
         await self._runner.cleanup()
+
+    def repro_server(self, profile: str) -> str:
+        return _REPRO_SERVER.substitute(limits=_limits_src(profile, first=True))
 
     async def _handler(self, request: web.Request) -> web.WebSocketResponse:
         token = request.match_info["token"]
@@ -118,6 +225,13 @@ class Client(ClientPeer):
         except BaseException:
             await session.close()  # no leaked session (and connector) when the upgrade fails
             raise
+
+    def repro_client(self, variant: str, profile: str) -> str:
+        session = "timeout=aiohttp.ClientTimeout(total=timeout)"
+        if variant == "connector=context":
+            session = "connector=aiohttp.TCPConnector(ssl=context), " + session
+        tls = {"ssl=context": ", ssl=context", "ssl_context=context": ", ssl_context=context"}.get(variant, "")
+        return _REPRO_CLIENT.substitute(session_args=session, connect_args=tls + _limits_src(profile))
 
     def canonical(self, exc):
         if isinstance(exc, aiohttp.WSServerHandshakeError):

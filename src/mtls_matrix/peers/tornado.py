@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+from string import Template
 
 from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.httpserver import HTTPServer
@@ -27,6 +28,120 @@ from mtls_matrix import observe
 from mtls_matrix.peers import (
     TUNED_MAX_MESSAGE, ClientPeer, ClientTLS, Closed, Connection, ServerPeer, parse_close_command,
 )
+
+
+def _limits_src(name: str, profile: str) -> str:
+    return f", {name}={TUNED_MAX_MESSAGE}" if profile == "tuned" else ""
+
+
+# Reproducer snippets (mtls_matrix.repro, docs/PEERS.md): the same library calls as in this
+# module, as plain source for a standalone script; CA, CLIENT_CERT, Closed, report_handler...
+# are the script's own names. $identity is where the handler reads the client certificate.
+_REPRO_SERVER = Template('''\
+from tornado.httpserver import HTTPServer
+from tornado.netutil import bind_sockets
+from tornado.web import Application
+from tornado.websocket import WebSocketHandler
+
+
+class Handler(WebSocketHandler):
+$identity
+    def on_message(self, message):
+        command = close_command(message)
+        if command:
+            self.close(*command)
+            return None
+        return self.write_message(message, binary=isinstance(message, bytes))
+
+    def on_close(self) -> None:
+        report_close(self.close_code, self.close_reason)
+
+
+async def start_server(context: ssl.SSLContext) -> int:
+    global SERVER
+    SERVER = HTTPServer(Application([(r"/", Handler)]$limits), ssl_options=context)
+    sockets = bind_sockets(0, "127.0.0.1")
+    SERVER.add_sockets(sockets)
+    return sockets[0].getsockname()[1]
+
+
+async def stop_server() -> None:
+    SERVER.stop()
+''')
+
+_IDENTITY_IN_PREPARE = '''\
+    def prepare(self) -> None:
+        # HTTPServerRequest.get_ssl_certificate works only before the upgrade (tornado#2994)
+        self.peer_cert = self.request.get_ssl_certificate()
+
+    def open(self) -> None:
+        report_handler(self.peer_cert)
+'''
+
+_IDENTITY_IN_OPEN = '''\
+    def open(self) -> None:
+        # where WebSocketHandler code naturally reads the client certificate
+        try:
+            peer_cert, error = self.request.get_ssl_certificate(), None
+        except Exception as exc:
+            peer_cert, error = None, f"{type(exc).__name__}: {exc}"
+        report_handler(peer_cert, error)
+'''
+
+_REPRO_CLIENT = Template('''\
+from tornado.httpclient import HTTPRequest
+from tornado.simple_httpclient import HTTPTimeoutError
+from tornado.websocket import websocket_connect
+
+TIMEOUTS = (HTTPTimeoutError,)
+
+
+class Client:
+    def __init__(self, ws):
+        self.ws = ws
+        # the client connection reports pongs only through its on_pong hook
+        self.pongs = asyncio.Queue()
+        ws.on_pong = self.pongs.put_nowait
+
+    @classmethod
+    async def connect(cls, url: str, timeout: float) -> "Client":
+$request
+        return cls(await websocket_connect(request$limits))
+
+    async def send(self, message):
+        await self.ws.write_message(message, binary=isinstance(message, bytes))
+
+    async def recv(self):
+        message = await self.ws.read_message()
+        if message is None:  # closed: code/reason of the close frame received, if any
+            raise Closed(self.ws.close_code, self.ws.close_reason)
+        return message
+
+    async def ping(self, payload: bytes) -> bytes:
+        self.ws.ping(payload)
+        return await self.pongs.get()
+
+    async def close(self, code: int, reason: str):
+        self.ws.close(code, reason)  # only sends the close frame; wait for the connection to end
+        while await self.ws.read_message() is not None:
+            pass
+''')
+
+_REPRO_REQUESTS = {
+    "ssl_options=context": '''\
+        context = ssl.create_default_context(cafile=CA)
+        if CLIENT_CERT:
+            context.load_cert_chain(CLIENT_CERT, CLIENT_KEY)
+        request = HTTPRequest(url, ssl_options=context, connect_timeout=timeout, request_timeout=timeout)''',
+    "ssl_options=dict": '''\
+        options = {"ca_certs": CA}
+        if CLIENT_CERT:
+            options |= {"certfile": CLIENT_CERT, "keyfile": CLIENT_KEY}
+        request = HTTPRequest(url, ssl_options=options, connect_timeout=timeout, request_timeout=timeout)''',
+    "request=paths": '''\
+        request = HTTPRequest(url, ca_certs=CA, client_cert=CLIENT_CERT, client_key=CLIENT_KEY,
+                              connect_timeout=timeout, request_timeout=timeout)''',
+}
 
 
 class _Handler(WebSocketHandler):
@@ -87,6 +202,12 @@ class Server(ServerPeer):
         self._server.add_sockets(sockets)
         return sockets[0].getsockname()[1]
 
+    def repro_server(self, profile: str) -> str:
+        return _REPRO_SERVER.substitute(identity=self.repro_identity,
+                                        limits=_limits_src("websocket_max_message_size", profile))
+
+    repro_identity = _IDENTITY_IN_PREPARE
+
     async def stop(self) -> None:
         self._server.stop()
         for handler in list(self._live):
@@ -141,6 +262,10 @@ class Client(ClientPeer):
         limits = {"max_message_size": TUNED_MAX_MESSAGE} if profile == "tuned" else {}
         return _Conn(await websocket_connect(request, **limits))
 
+    def repro_client(self, variant: str, profile: str) -> str:
+        return _REPRO_CLIENT.substitute(request=_REPRO_REQUESTS[variant],
+                                        limits=_limits_src("max_message_size", profile))
+
     def canonical(self, exc):
         # simple_httpclient reports failures as HTTPClientError subclasses with a fake code 599
         if isinstance(exc, HTTPTimeoutError):
@@ -162,6 +287,10 @@ class ServerIdentityInOpen(Server):
     name = "tornado[identity=open]"
     handler = _IdentityInOpenHandler
     groups = ("works", "client-rejected")
+    repro_identity = _IDENTITY_IN_OPEN
+
+    def repro_server(self, profile: str) -> str:  # its own: repro only trusts a peer's own snippets
+        return super().repro_server(profile)
 
 
 PEERS = [Server(), ServerIdentityInOpen(), Client()]

@@ -15,6 +15,7 @@ create_connection(timeout=)) makes a stuck call return by itself.
 from __future__ import annotations
 
 import struct
+from string import Template
 
 import websocket
 from websocket import ABNF
@@ -27,6 +28,69 @@ def _closed(frame) -> Closed:
     if len(frame.data) < 2:
         return Closed(None, None)
     return Closed(struct.unpack("!H", frame.data[:2])[0], frame.data[2:].decode("utf-8", "replace"))
+
+
+# Reproducer snippet (mtls_matrix.repro, docs/PEERS.md): the same library calls as below, as
+# plain source for a standalone script; CA, CLIENT_CERT, Closed... are the script's own names.
+_REPRO_CLIENT = Template('''\
+import struct
+
+import websocket
+from websocket import ABNF
+
+TIMEOUTS = (websocket.WebSocketTimeoutException,)
+
+
+class Client:
+    """websocket-client is synchronous: these calls block, which is fine here because the
+    client runs on its own thread (the async def only fits the script's driver)."""
+
+    def __init__(self, ws):
+        self.ws = ws
+
+    @classmethod
+    async def connect(cls, url: str, timeout: float) -> "Client":
+$sslopt
+        return cls(websocket.create_connection(url, sslopt=sslopt, timeout=timeout))
+
+    async def send(self, message):
+        self.ws.send(message, ABNF.OPCODE_TEXT if isinstance(message, str) else ABNF.OPCODE_BINARY)
+
+    def _next(self, *wanted):
+        """Frames until a wanted opcode; recv() would turn a close into "", hiding its code."""
+        while True:
+            opcode, frame = self.ws.recv_data_frame(control_frame=True)
+            if opcode == ABNF.OPCODE_CLOSE:  # recv_data_frame already sent the close reply
+                self.ws.shutdown()
+                if len(frame.data) < 2:
+                    raise Closed(None, None)
+                raise Closed(struct.unpack("!H", frame.data[:2])[0], frame.data[2:].decode("utf-8", "replace"))
+            if opcode in wanted:
+                return opcode, frame.data
+
+    async def recv(self):
+        opcode, data = self._next(ABNF.OPCODE_TEXT, ABNF.OPCODE_BINARY)
+        return data.decode("utf-8") if opcode == ABNF.OPCODE_TEXT and isinstance(data, bytes) else data
+
+    async def ping(self, payload: bytes) -> bytes:
+        self.ws.ping(payload)
+        return self._next(ABNF.OPCODE_PONG)[1]
+
+    async def close(self, code: int, reason: str):
+        self.ws.close(status=code, reason=reason.encode())
+''')
+
+_REPRO_SSLOPT = {
+    "sslopt=context": '''\
+        context = ssl.create_default_context(cafile=CA)
+        if CLIENT_CERT:
+            context.load_cert_chain(CLIENT_CERT, CLIENT_KEY)
+        sslopt = {"context": context}''',
+    "sslopt=dict": '''\
+        sslopt = {"ca_certs": CA}
+        if CLIENT_CERT:
+            sslopt.update(certfile=CLIENT_CERT, keyfile=CLIENT_KEY)''',
+}
 
 
 class _Conn(Connection):
@@ -72,6 +136,9 @@ class Client(ClientPeer):
             if tls.cert:
                 sslopt.update(certfile=str(tls.cert), keyfile=str(tls.key))
         return _Conn(websocket.create_connection(url, sslopt=sslopt, timeout=timeout))
+
+    def repro_client(self, variant: str, profile: str) -> str:
+        return _REPRO_CLIENT.substitute(sslopt=_REPRO_SSLOPT[variant])  # no size limit: no profile
 
     def canonical(self, exc):
         if isinstance(exc, websocket.WebSocketBadStatusException):

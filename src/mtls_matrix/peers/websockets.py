@@ -7,6 +7,7 @@ is on. The tuned profile raises max_size.
 from __future__ import annotations
 
 import ssl
+from string import Template
 
 import websockets
 from websockets.asyncio.client import connect
@@ -22,6 +23,79 @@ def _limits(profile: str) -> dict:
     return {"max_size": TUNED_MAX_MESSAGE} if profile == "tuned" else {}
 
 
+def _limits_src(profile: str) -> str:
+    return "".join(f", {k}={v}" for k, v in _limits(profile).items())
+
+
+# Reproducer snippets (mtls_matrix.repro, docs/PEERS.md): the same library calls as above, as
+# plain source for a standalone script; CA, CLIENT_CERT, Closed, report_handler... are the
+# script's own names.
+_REPRO_SERVER = Template('''\
+from websockets.asyncio.server import serve
+
+
+async def handler(ws):
+    # the client certificate, as asyncio exposes it to the application
+    report_handler(ws.transport.get_extra_info("peercert"))
+    try:
+        async for message in ws:
+            command = close_command(message)
+            if command:
+                await ws.close(*command)
+                break
+            await ws.send(message)
+    finally:
+        report_close(ws.close_code, ws.close_reason)
+
+
+async def start_server(context: ssl.SSLContext) -> int:
+    global SERVER
+    SERVER = await serve(handler, "127.0.0.1", 0, ssl=context$limits)
+    return SERVER.sockets[0].getsockname()[1]
+
+
+async def stop_server() -> None:
+    SERVER.close()
+    await SERVER.wait_closed()
+''')
+
+_REPRO_CLIENT = Template('''\
+import websockets
+from websockets.asyncio.client import connect
+
+TIMEOUTS = ()  # open_timeout raises TimeoutError
+
+
+class Client:
+    def __init__(self, ws):
+        self.ws = ws
+
+    @classmethod
+    async def connect(cls, url: str, timeout: float) -> "Client":
+        context = ssl.create_default_context(cafile=CA)
+        if CLIENT_CERT:
+            context.load_cert_chain(CLIENT_CERT, CLIENT_KEY)
+        return cls(await connect(url, ssl=context, open_timeout=timeout$limits))
+
+    async def send(self, message):
+        await self.ws.send(message)
+
+    async def recv(self):
+        try:
+            return await self.ws.recv()
+        except websockets.ConnectionClosed as exc:
+            frame = exc.rcvd or exc.sent  # sent: this side failed the connection (e.g. 1009)
+            raise Closed(frame.code if frame else None, frame.reason if frame else None) from exc
+
+    async def ping(self, payload: bytes) -> bytes:
+        await (await self.ws.ping(payload))  # resolves on the pong carrying this payload
+        return payload
+
+    async def close(self, code: int, reason: str):
+        await self.ws.close(code, reason)
+''')
+
+
 class Server(ServerPeer):
     name = library = "websockets"
 
@@ -32,6 +106,9 @@ class Server(ServerPeer):
     async def stop(self) -> None:
         self._server.close()
         await self._server.wait_closed()
+
+    def repro_server(self, profile: str) -> str:
+        return _REPRO_SERVER.substitute(limits=_limits_src(profile))
 
     async def _handler(self, ws) -> None:
         token = cell_token(ws.request.path)
@@ -76,6 +153,9 @@ class Client(ClientPeer):
 
     async def connect(self, variant, url, tls: ClientTLS, profile, timeout):
         return _Conn(await connect(url, ssl=tls.context(), open_timeout=timeout, **_limits(profile)))
+
+    def repro_client(self, variant: str, profile: str) -> str:
+        return _REPRO_CLIENT.substitute(limits=_limits_src(profile))
 
     def canonical(self, exc):
         if isinstance(exc, websockets.InvalidStatus):

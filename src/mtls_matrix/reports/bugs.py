@@ -567,7 +567,7 @@ def render_how_to_read() -> list[str]:
     ]
 
 
-def render_summary_table(matrix: Matrix) -> list[str]:
+def render_summary_table(matrix: Matrix, heatmap: str | None = None) -> list[str]:
     rows = []
     for client in matrix.clients:
         row = [f"`{client}`"]
@@ -577,7 +577,8 @@ def render_summary_table(matrix: Matrix) -> list[str]:
     rows.append(["**all clients**"] + [compact(counts(c for c in matrix.cells if c.server == s))
                                        for s in matrix.servers])
     legend = " · ".join(f"{SYMBOL[v]} {v.value}" for v in COUNT_ORDER)
-    return ["## Servers × clients", "", f"Legend: {legend}; {NOT_RUN} not run.", "",
+    image = [f"![heatmap]({heatmap})", ""] if heatmap else []
+    return ["## Servers × clients", "", *image, f"Legend: {legend}; {NOT_RUN} not run.", "",
             *table(["client \\ server"] + [f"`{s}`" for s in matrix.servers], rows), ""]
 
 
@@ -639,7 +640,8 @@ def render_findings(findings: list[Finding], clarity: list[ClarityFinding]) -> l
 def render_finding(finding: Finding) -> list[str]:
     cells = finding.cells
     sample = cells[0]
-    lines = [f"### F{finding.number}. {title_of(finding)}", ""]
+    lines = [f"### F{finding.number}. {baseline_tag(finding)}{title_of(finding)}", ""]
+    lines += known_issue(finding)
     lines += ["**Configuration**", ""]
     for name in finding.scenarios:
         lines.append(f"- `{name}`: {describe(name)}. Expected: {_first(cells, name).expectation}.")
@@ -656,6 +658,21 @@ def render_finding(finding: Finding) -> list[str]:
     if finding.workarounds:
         lines += ["**Workaround shown by the matrix**", ""] + [f"- {w}" for w in finding.workarounds] + [""]
     return lines + render_notes(finding.notes)
+
+
+def baseline_tag(finding: Finding) -> str:
+    """`[KNOWN] `, `[NEW] ` or `[KNOWN+NEW] ` when the run was classified against a baseline."""
+    marks = [m for m in ("KNOWN", "NEW") if any(c.baseline == m for c in finding.cells)]
+    return f"[{'+'.join(marks)}] " if marks else ""
+
+
+def known_issue(finding: Finding) -> list[str]:
+    """The baseline's reason and upstream link, as recorded on the KNOWN cells."""
+    known = sorted({(c.baseline_reason, c.upstream or "") for c in finding.cells if c.baseline == "KNOWN"})
+    lines = []
+    for reason, link in known:
+        lines += [f"**Known issue (baseline):** {plain(reason or '')}" + (f" — {link}" if link else ""), ""]
+    return lines
 
 
 def render_notes(notes: Sequence[Any]) -> list[str]:
@@ -948,17 +965,27 @@ def user_error(kind: str | None, message: str | None) -> str:
     return code(f"{kind or 'no exception type'}: {shorten(message)}") + ("" if message else " (empty message)")
 
 
-def render(results: Results, notes: Sequence[Any] | None = None) -> str:
+def render_versions(results: Results) -> list[str]:
+    """Verdicts by library version: only for `mtls-matrix versions` results (several environments)."""
+    from mtls_matrix.versions import bugs_section
+
+    section = bugs_section(results)
+    return [*section.splitlines(), ""] if section else []
+
+
+def render(results: Results, notes: Sequence[Any] | None = None, heatmap: str | None = None) -> str:
     """BUGS.md for one results file. `notes`: optional curated `Note`s (or objects with
-    match/text/links) shown under the findings they match."""
+    match/text/links) shown under the findings they match. `heatmap`: the path of the heatmap
+    SVG relative to BUGS.md, embedded above the summary table when given."""
     matrix = Matrix(results)
     findings = find(matrix, notes or ())
     clarity = find_clarity(matrix, notes or (), len(findings) + 1)
     lines = [
         *render_title(matrix, findings, clarity),
         *render_environment(matrix),
+        *render_versions(results),
         *render_how_to_read(),
-        *render_summary_table(matrix),
+        *render_summary_table(matrix, heatmap),
         *render_groups(matrix),
         *render_findings(findings, clarity),
         *render_libraries(matrix, findings, clarity),

@@ -1,0 +1,79 @@
+"""The harness's own security hygiene: loopback only, private keys stay private."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import stat
+from pathlib import Path
+
+from mtls_matrix import observe
+from mtls_matrix.cell import ServerPool
+from mtls_matrix.peers import Registry
+from mtls_matrix.pki import PKI
+from mtls_matrix.scenarios import CATALOGUE
+
+LISTEN = "0A"  # TCP state LISTEN in /proc/net/tcp
+
+
+def listening_addresses() -> set[tuple[str, int]]:
+    """(address, port) of the TCP sockets this process listens on. /proc/net/tcp lists the whole
+    network namespace: keep the sockets whose inode is one of this process's descriptors."""
+    mine = set()
+    for fd in Path("/proc/self/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            mine.add(target[8:-1])
+    found = set()
+    for table, size in (("/proc/self/net/tcp", 4), ("/proc/self/net/tcp6", 16)):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] != LISTEN or fields[9] not in mine:
+                continue
+            address, port = fields[1].split(":")
+            raw = bytes.fromhex(address)
+            # /proc prints the address as host-order 32-bit words
+            ordered = b"".join(raw[i:i + 4][::-1] for i in range(0, size, 4))
+            found.add((str(ipaddress.ip_address(ordered)), int(port, 16)))
+    return found
+
+
+def test_every_server_peer_listens_on_loopback_only():
+    before = listening_addresses()
+    observe.install()
+    with PKI() as pki:
+        pool = ServerPool(pki)
+        scenario = next(s for s in CATALOGUE if s.name == "mtls-ok")
+        try:
+            for server in Registry().servers.values():
+                for profile in ("default", "tuned"):
+                    pool.get(server, scenario, profile)
+            opened = listening_addresses() - before
+            ports = {host.port for host in pool.hosts.values()}
+            assert len(ports) == 2 * len(Registry().servers)
+            assert {port for _, port in opened} == ports
+            assert all(ipaddress.ip_address(address).is_loopback for address, _ in opened), opened
+        finally:
+            pool.close()
+
+
+def test_no_private_key_reaches_a_report_or_the_log(run_matrix, tmp_path):
+    results, proc = run_matrix("--servers", "websockets,tornado", "--clients", "aiohttp[ssl=context],websocket-client",
+                               "--scenarios", "mtls-ok,client-expired,server-self-signed,io-1000-ordered", "-n", "2",
+                               "--", "-rA", "-v")
+    outputs = [p.read_text(errors="replace") for p in (tmp_path / "out").rglob("*") if p.is_file()]
+    outputs += [proc.stdout, proc.stderr]
+    assert results.cells and len(outputs) >= 4
+    for text in outputs:
+        assert "PRIVATE KEY" not in text
+        assert "BEGIN EC" not in text and "BEGIN RSA" not in text
+
+
+def test_key_files_are_readable_by_their_owner_only():
+    with PKI() as pki:
+        keys = [c.key for c in pki.credentials.values()]
+        assert keys and all(stat.S_IMODE(k.stat().st_mode) == 0o600 for k in keys)
+        assert stat.S_IMODE(pki.dir.stat().st_mode) == 0o700

@@ -1,0 +1,203 @@
+"""`mtls-matrix repro`: standalone reproducers that behave like the cell they reproduce.
+
+Each reproducer is generated, run in a fresh interpreter as a user would run it, and its
+OBSERVED line is compared with the verdict the real matrix gives the same cell (run through
+`run_matrix`, never hard-coded).
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.metadata
+import re
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mtls_matrix import repro
+from mtls_matrix.plugin import build_selection
+from mtls_matrix.scenarios import BY_NAME
+from tests.conftest import mtls_matrix
+
+# A representative subset: every server, every client library, each TLS-settings style
+# (context, dict, paths, connector), every outcome (PASS by working, PASS by either side's
+# rejection, INSECURE, FAIL in the handler and in I/O), a CRL, the tuned profile.
+CELLS = [
+    # (server, client variant, scenario, profile)
+    ("websockets", "websockets[ssl=context]", "mtls-ok", "default"),
+    ("aiohttp", "websocket-client[sslopt=dict]", "server-cn-only", "default"),
+    ("tornado", "aiohttp[ssl=context]", "client-expired-tls12", "default"),
+    ("websockets", "websockets[ssl=context]", "io-16mib", "default"),
+    ("tornado[identity=open]", "tornado[request=paths]", "mtls-ok", "default"),
+    ("aiohttp", "tornado[ssl_options=dict]", "client-revoked", "default"),
+    ("websockets", "aiohttp[connector=context]", "client-no-cert", "default"),
+    ("tornado", "websocket-client[sslopt=context]", "io-close", "tuned"),
+    ("aiohttp", "tornado[ssl_options=context]", "server-wrong-host-tls12", "default"),
+]
+
+
+def cell_id(server: str, client: str, scenario: str, profile: str) -> str:
+    return f"{server}-{client}-{scenario}" + ("-tuned" if profile == "tuned" else "")
+
+
+def generate(out: Path, cell: str, *extra: str) -> subprocess.CompletedProcess:
+    return mtls_matrix("repro", cell, "--out", str(out), *extra)
+
+
+def run_script(out: Path) -> subprocess.CompletedProcess:
+    # a fresh interpreter, from another directory, with nothing of the harness on its path
+    return subprocess.run([sys.executable, "-I", str(out / "repro.py")], capture_output=True, text=True,
+                          timeout=60, cwd=out.parent)
+
+
+def line(stdout: str, label: str) -> str:
+    found = re.findall(rf"^{label}: (.*)$", stdout, re.M)
+    assert len(found) == 1, f"expected one {label} line:\n{stdout}"
+    return found[0]
+
+
+def imported_modules(source: str) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+@pytest.mark.parametrize("server, client, scenario, profile", CELLS, ids=[cell_id(*c) for c in CELLS])
+def test_reproducer_observes_what_the_matrix_judged(run_matrix, tmp_path, server, client, scenario, profile):
+    ident = cell_id(server, client, scenario, profile)
+    results, proc = run_matrix("--servers", server, "--clients", client, "--scenarios", scenario,
+                               "--profile", profile, "-n", "0")
+    [cell] = [c for c in results.cells if c.id == ident]
+
+    out = tmp_path / "repro"
+    made = generate(out, ident, "--results", str(tmp_path / "out" / "results.json"))
+    assert made.returncode == 0, made.stderr
+    ran = run_script(out)
+    expect = BY_NAME[scenario].expect
+    observed = line(ran.stdout, "OBSERVED")
+    assert repro.verdict_of(observed, expect.outcome, expect.by, expect.reason) == cell.verdict.value, (
+        f"matrix: {cell.verdict.value} ({cell.reason})\nreproducer:\n{ran.stdout}\n{ran.stderr}")
+    assert line(ran.stdout, "VERDICT").split()[0] == cell.verdict.value
+    assert line(ran.stdout, "EXPECTED") == expect.describe()
+    assert ran.returncode == (0 if cell.verdict.value == "PASS" else 1)
+    # (stderr may hold the libraries' own logging, tracebacks included: part of the story)
+
+    # only the two libraries and the standard library; nothing of mtls_matrix
+    text = (out / "repro.py").read_text()
+    spec = repro.find_cell(ident)
+    distributions = {spec.server.library, spec.client.peer.library}
+    owners = importlib.metadata.packages_distributions()
+    third_party = imported_modules(text) - set(sys.stdlib_module_names) - {"__future__"}
+    assert "mtls_matrix" not in text
+    assert all(set(owners.get(m, [])) & distributions for m in third_party), (third_party, distributions)
+    assert {owners[m][0] for m in third_party} == distributions  # the server's and the client's code are both there
+
+    # the README carries the cell and what the run observed
+    notes = (out / "README.md").read_text()
+    assert ident in notes and BY_NAME[scenario].description in notes and cell.verdict.value in notes
+    assert "throwaway test keys from a test CA" in notes
+
+
+@pytest.mark.parametrize("scenario, client_files, crl", [
+    ("mtls-ok", {"client.chain.pem", "client.key.pem"}, False),
+    ("client-no-cert", set(), False),
+    ("client-revoked-tls12", {"client-revoked.chain.pem", "client-revoked.key.pem"}, True),
+])
+def test_only_the_needed_certificates_are_written_and_keys_are_private(tmp_path, scenario, client_files, crl):
+    out = tmp_path / "repro"
+    proc = generate(out, f"aiohttp-websockets[ssl=context]-{scenario}")
+    assert proc.returncode == 0, proc.stderr
+    expected = {"repro.py", "requirements.txt", "README.md", "ca.pem", "server.chain.pem", "server.key.pem"}
+    expected |= client_files | ({"crl.pem"} if crl else set())
+    assert {p.name for p in out.iterdir()} == expected
+    for path in out.iterdir():
+        is_key = path.name.endswith(".key.pem")
+        assert ("PRIVATE KEY" in path.read_text()) == is_key, path.name
+        if is_key:
+            assert stat.S_IMODE(path.stat().st_mode) == 0o600, path.name
+
+
+def test_requirements_pin_both_libraries_and_their_dependencies(tmp_path):
+    out = tmp_path / "repro"
+    assert generate(out, "aiohttp-websocket-client[sslopt=dict]-mtls-ok").returncode == 0
+    pins = (out / "requirements.txt").read_text().split()
+    for dist in ("aiohttp", "websocket-client", "yarl", "multidict"):
+        assert f"{dist}=={importlib.metadata.version(dist)}" in pins
+    assert not any(p.lower().startswith(("mtls-matrix", "pytest", "cryptography", "tornado")) for p in pins)
+
+
+def test_every_server_and_client_variant_has_snippets_that_compile():
+    cells = [s for s in build_selection().cells
+             if s.scenario.name in ("mtls-ok", "io-close") and s.profile in ("default", "tuned")]
+    assert {c.server.name for c in cells} == {"websockets", "aiohttp", "tornado", "tornado[identity=open]"}
+    assert len({c.client.name for c in cells}) == 9
+    for spec in cells:
+        files = {"ca.pem": (None, False, ""), f"{spec.scenario.server_cert}.chain.pem": (None, False, ""),
+                 "client.chain.pem": (None, False, "")}
+        compile(repro.script(spec, files, 5.0), spec.id, "exec")
+
+
+def test_unknown_cell_id_names_the_format_and_the_nearest_ids(tmp_path):
+    out = tmp_path / "repro"
+    proc = generate(out, "websockets-websockets[ssl=context]-mtls-okay")
+    assert proc.returncode == 2
+    assert "unknown cell 'websockets-websockets[ssl=context]-mtls-okay'" in proc.stderr
+    assert "SERVER-CLIENT[VARIANT]-SCENARIO" in proc.stderr
+    assert "websockets-websockets[ssl=context]-mtls-ok" in proc.stderr
+    assert not out.exists()
+
+
+def test_a_peer_without_snippets_is_a_usage_error(tmp_path):
+    # selftest-lax subclasses the websockets server: it must not borrow its parent's snippet
+    out = tmp_path / "repro"
+    proc = generate(out, "selftest-lax-websockets[ssl=context]-client-no-cert", "--peer-plugin", "tests.selftest_peers")
+    assert proc.returncode == 2
+    assert "server peer 'selftest-lax'" in proc.stderr and "repro_server" in proc.stderr
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("cell, says", [
+    ("aiohttp-aiohttp[ssl=context]-io-ping", "UNSUPPORTED"),
+])
+def test_unsupported_cell_is_a_usage_error(tmp_path, cell, says):
+    proc = generate(tmp_path / "repro", cell)
+    assert proc.returncode == 2 and says in proc.stderr
+    assert not (tmp_path / "repro").exists()
+
+
+def test_refuses_a_non_empty_directory_and_a_results_file_without_the_cell(tmp_path):
+    out = tmp_path / "repro"
+    out.mkdir()
+    (out / "mine.txt").write_text("keep me")
+    proc = generate(out, "websockets-websockets[ssl=context]-mtls-ok")
+    assert proc.returncode == 2 and "not an empty directory" in proc.stderr
+    assert [p.name for p in out.iterdir()] == ["mine.txt"]
+
+    proc = generate(tmp_path / "other", "websockets-websockets[ssl=context]-mtls-ok", "--results",
+                    str(tmp_path / "missing.json"))
+    assert proc.returncode == 2 and "no such results file" in proc.stderr
+    assert not (tmp_path / "other").exists()
+
+
+@pytest.mark.parametrize("observed, expect, verdict", [
+    ("works: connected, ...", ("succeed", None, None), "PASS"),
+    ("works: connected, ...", ("reject", "client", "HOSTNAME_MISMATCH"), "INSECURE"),
+    ("connected, but I/O step binary failed: closed with 1009", ("succeed", None, None), "FAIL"),
+    ("handler ran (client identity None), but the client failed", ("reject", "server", "CERT_REQUIRED"), "INSECURE"),
+    ("rejected by the server: CERT_EXPIRED", ("reject", "server", "CERT_EXPIRED"), "PASS"),
+    ("rejected by the client: CERT_EXPIRED", ("reject", "server", "CERT_EXPIRED"), "FAIL"),
+    ("rejected by the client: HOSTNAME_MISMATCH after the TLS handshake", ("reject", "client", "HOSTNAME_MISMATCH"),
+     "FAIL"),
+    ("rejected by the server: UNKNOWN_CA", ("succeed", None, None), "FAIL"),
+    ("no outcome within 5s", ("reject", "server", "CERT_EXPIRED"), "HANG"),
+    ("failed: EOF (neither side rejected a certificate)", ("succeed", None, None), "FAIL"),
+])
+def test_observed_summary_maps_to_the_matrix_verdict(observed, expect, verdict):
+    assert repro.verdict_of(observed, *expect) == verdict
