@@ -7,6 +7,7 @@ plain asyncio TLS) misconfigured in exactly one way; the harness must judge it a
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 import threading
 
@@ -84,4 +85,53 @@ class BlockingClient(ClientPeer):
         threading.Event().wait()  # blocks this cell's own thread and loop, nobody else's
 
 
-PEERS = [InsecureClient(), LaxServer(), BlindServer(), HangingServer(), BlockingClient()]
+class StuckInRecvClient(ClientPeer):
+    """A sync client blocked in a socket read with no timeout: the harness must stop it (shut
+    its socket down so the thread ends), not just stop waiting for it."""
+
+    name = "selftest-stuck-recv"
+    library = "websockets"
+    variants = ("no-timeout",)
+
+    async def connect(self, variant, url, tls, profile, timeout):
+        host, port = url.split("/")[2].split(":")
+        sock = tls.context().wrap_socket(socket.create_connection((host, int(port))), server_hostname=host)
+        sock.recv(1)  # never sends its upgrade request, so nothing ever arrives
+        raise ConnectionError("the socket was shut down under the blocked read")
+
+
+class CrashingServer(ws_peer.Server):
+    """Its event loop dies at the first connection it accepts (a crash or an exit), once per process."""
+
+    name = "selftest-crash"
+    crashed = False
+
+    async def _handler(self, ws):
+        if not CrashingServer.crashed:
+            CrashingServer.crashed = True
+            asyncio.get_running_loop().stop()
+            return
+        await super()._handler(ws)
+
+
+class FlakyServer(ws_peer.Server):
+    """Refuses every other connection at the application level (close 1013, try again later), the
+    first one included: over real TLS, a cell that passes one run and fails the next, for --repeat
+    and --confirm to label FLAKY. The count is per listener, so a one-cell slice is deterministic."""
+
+    name = "selftest-flaky"
+
+    async def start(self, context, profile):
+        self._connections = 0
+        return await super().start(context, profile)
+
+    async def _handler(self, ws):
+        self._connections += 1
+        if self._connections % 2:
+            await ws.close(1013, "every other connection is refused")
+            return
+        await super()._handler(ws)
+
+
+PEERS = [InsecureClient(), LaxServer(), BlindServer(), HangingServer(), BlockingClient(), StuckInRecvClient(),
+         CrashingServer(), FlakyServer()]

@@ -54,3 +54,20 @@ def test_hanging_peers_cost_their_own_cells_only(run_matrix, tmp_path):
     # every other cell keeps the verdict it has without the hanging peers around
     others = {k: v for k, v in verdicts(mixed).items() if "selftest" not in k}
     assert others == verdicts(alone)
+
+
+def test_a_client_stuck_in_a_socket_read_is_stopped_not_abandoned(run_matrix):
+    results, _ = run_matrix(*PLUGIN, "--deadline", "1", "--servers", "websockets",
+                            "--clients", "selftest-stuck-recv,selftest-blocking", "--scenarios", "mtls-ok")
+    after = {c.client: (c.verdict.value, c.client_after_deadline) for c in results.cells}
+    assert after == {"client:selftest-stuck-recv[no-timeout]": ("HANG", "stopped"),
+                     "client:selftest-blocking[forever]": ("HANG", "abandoned")}
+
+
+def test_a_server_that_crashes_costs_only_the_cell_it_crashed_in(run_matrix):
+    # these scenarios share one listener (same certificate and TLS settings, default profile)
+    results, _ = run_matrix(*PLUGIN, "--deadline", "1", "--servers", "selftest-crash", "--clients", "websockets",
+                            "--scenarios", "mtls-ok,ip-url,io-text,io-binary", "--profile", "default")
+    first, *rest = results.cells
+    assert first.scenario == "mtls-ok" and first.verdict.value != "PASS"  # the connection it crashed on
+    assert [c.verdict.value for c in rest] == ["PASS"] * 3  # the listener was started anew

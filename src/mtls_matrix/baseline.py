@@ -10,6 +10,10 @@ only `*` and `?` are wildcards: ids contain `[variant]` brackets, which must mat
 - An entry is stale (XPASS) when the cells it matches all PASS now, or when it matches no cell of
   a complete run of the whole catalogue (its cells were renamed or removed). A slice that did not
   run an entry's cells says nothing about it.
+- A cell that ran several times (--repeat, --confirm) is judged on all its runs: KNOWN when any
+  run is what a matching entry expects (so a FLAKY cell that sometimes shows a known issue is not
+  NEW, whatever its first run was), NEW when some run failed and none is expected; it counts as
+  PASSing for staleness only when every run passed.
 
 `mtls-matrix baseline --check RESULTS` prints that classification (exit 1 on NEW or XPASS);
 `--update RESULTS` writes `baseline.proposed.toml` beside the reviewed file and prints the diff:
@@ -26,6 +30,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mtls_matrix import repeat
 from mtls_matrix.results import BaselineSummary, Cell, Results, StaleEntry, Verdict, write_atomically
 
 DEFAULT_FILE = "matrix/baseline.toml"
@@ -56,9 +61,9 @@ class Entry:
         return any(_glob(p).match(cell_id) for p in self.cells)
 
     def expects(self, cell: Cell) -> bool:
-        from mtls_matrix.reports.bugs import canonical
-
-        return cell.verdict.value == self.verdict and self.canonical in (None, canonical(cell))
+        """Any run of the cell (only one, unless --repeat or --confirm) shows this entry's issue."""
+        return any(run.verdict.value == self.verdict and self.canonical in (None, run.canonical)
+                   for run in repeat.outcomes(cell))
 
 
 @dataclass
@@ -115,7 +120,7 @@ def _entry(path: Path, number: int, raw: dict) -> Entry:
 
 def classify_cell(baseline: Baseline, cell: Cell) -> tuple[str | None, Entry | None]:
     """("KNOWN", entry) | ("NEW", None) | (None, None) for PASS and UNSUPPORTED."""
-    if cell.verdict in (Verdict.PASS, Verdict.UNSUPPORTED):
+    if all(run.verdict in (Verdict.PASS, Verdict.UNSUPPORTED) for run in repeat.outcomes(cell)):
         return None, None
     entry = next((e for e in baseline.entries if e.matches(cell.id) and e.expects(cell)), None)
     return ("KNOWN", entry) if entry else ("NEW", None)
@@ -168,7 +173,7 @@ def classify(results: Results, baseline: Baseline, full_run: bool | None = None)
 
 def _staleness(entry: Entry, cells: list[Cell], full_run: bool) -> str | None:
     matched = [c for c in cells if entry.matches(c.id) and c.verdict != Verdict.UNSUPPORTED]
-    if matched and all(c.verdict == Verdict.PASS for c in matched):
+    if matched and all(run.verdict == Verdict.PASS for c in matched for run in repeat.outcomes(c)):
         return "its only cell PASSes now" if len(matched) == 1 else f"its {len(matched)} cells all PASS now"
     if not matched and full_run and not any(entry.matches(c.id) for c in cells):
         return "it matches no cell of this complete run of the whole catalogue (renamed or removed?)"

@@ -13,6 +13,7 @@ import copy
 import itertools
 import os
 import shlex
+import socket
 import ssl
 import threading
 import time
@@ -26,6 +27,7 @@ from mtls_matrix.scenarios import Scenario
 from mtls_matrix.verdict import CLOSE_CODES, Observation, canonical_from_tls, error_info, judge
 
 SETTLE_S = 0.5  # how long to wait for the server's side of a story the client already finished
+STOP_GRACE_S = 0.5  # how long a stopped client gets to unwind after the deadline
 _tokens = itertools.count()
 
 
@@ -66,7 +68,13 @@ class ServerHost:
         self.thread.start()
         self.port = asyncio.run_coroutine_threadsafe(self.peer.start(context, profile), self.loop).result(10)
 
+    @property
+    def alive(self) -> bool:
+        return self.thread.is_alive() and self.loop.is_running()
+
     def close(self) -> None:
+        if not self.alive:
+            return  # crashed or exited: nothing left to stop
         try:
             asyncio.run_coroutine_threadsafe(self.peer.stop(), self.loop).result(5)
         except Exception:
@@ -84,6 +92,8 @@ class ServerPool:
 
     def get(self, server: ServerPeer, scenario: Scenario, profile: str) -> ServerHost:
         key = (server.name, scenario.server_key, profile)
+        if isinstance(self.hosts.get(key), ServerHost) and not self.hosts[key].alive:
+            del self.hosts[key]  # the server crashed or exited during an earlier cell: that cell paid, start anew
         if key not in self.hosts:
             try:
                 self.hosts[key] = ServerHost(server, server_context(self.pki, scenario), profile)
@@ -228,14 +238,19 @@ class _ClientRun:
                 except Exception:
                     pass
 
-    def abandon(self) -> None:
-        """At the deadline: cancel what runs on the client's loop; a blocked sync call is left
-        to its own socket timeout (the deadline) on a daemon thread."""
+    def stop(self, recorder: observe.CellRecorder) -> None:
+        """At the deadline: cancel what runs on the client's loop, and shut down the cell's
+        blocking client sockets so a sync call stuck in recv/send returns and its thread ends."""
         if self.loop and self.task and not self.loop.is_closed():
             try:
                 self.loop.call_soon_threadsafe(self.task.cancel)
             except RuntimeError:
                 pass
+        for sock in list(recorder.client_sockets):
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # already closed
 
 
 def run_cell(spec: CellSpec, servers: ServerPool, pki: PKI, deadline: float, versions: dict[str, str]) -> Cell:
@@ -258,8 +273,11 @@ def run_cell(spec: CellSpec, servers: ServerPool, pki: PKI, deadline: float, ver
             thread.join(deadline)
             if thread.is_alive():
                 obs.timed_out = True
-                client.abandon()
-                thread.join(0.2)
+                client.stop(recorder)
+                thread.join(STOP_GRACE_S)
+                # a client blocked outside a socket (a lock, a sleep) cannot be stopped from here:
+                # say so; the daemon thread is left behind and cannot touch later cells' sockets
+                obs.client_after_deadline = "abandoned" if thread.is_alive() else "stopped"
             client.total_s = time.perf_counter() - recorder.t0
             _settle(recorder, client, scenario)
             obs.connected = client.connected
@@ -356,7 +374,7 @@ def _result(spec: CellSpec, obs: Observation, deadline: float, client: _ClientRu
         expectation=spec.scenario.expect.describe(), verdict=judgement.verdict, phase=judgement.phase,
         reason=judgement.reason, error=error or ErrorInfo(),
         rejection=judgement.rejection, client_tls=_tls_side(obs, "client"), server_saw=saw, steps=obs.steps,
-        timings=timings, repro=spec.repro,
+        timings=timings, repro=spec.repro, client_after_deadline=obs.client_after_deadline,
         versions={spec.server.library: versions.get(spec.server.library, spec.server.version),
                   spec.client.peer.library: versions.get(spec.client.peer.library, spec.client.peer.version)},
     )

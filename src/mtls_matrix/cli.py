@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from mtls_matrix import results as results_mod
-from mtls_matrix import baseline, scenarios, suite
+from mtls_matrix import baseline, repeat, scenarios, suite
 from mtls_matrix.plugin import DEFAULT_DEADLINE, FAILING, build_selection
 from mtls_matrix.results import Results, Verdict, write_atomically
 
@@ -34,6 +34,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                         args.scenarios and _csv(args.scenarios), args.profile, args.deadline, args.peer_plugin)
         if args.baseline:
             baseline.load(args.baseline)  # malformed: a usage error before anything runs
+        repeat.check(args.repeat, args.confirm)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     import pytest
@@ -45,6 +46,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         "-W", "ignore::pytest.PytestAssertRewriteWarning",  # this process imported the plugin first
         "--mtls-out", str(out), "--junitxml", str(out / "junit.xml"),
         "--profile", args.profile, "--deadline", str(args.deadline),
+        "--repeat", str(args.repeat), "--confirm", str(args.confirm),
     ]
     for name in ("servers", "clients", "scenarios"):
         if getattr(args, name):
@@ -66,7 +68,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return baseline.exit_code(loaded)
     if any(c.verdict == Verdict.ERROR for c in cells):
         return 1
-    if args.strict and any(c.verdict in FAILING for c in cells):
+    if args.strict and any(c.verdict in FAILING or c.flaky for c in cells):
         return 1
     return 0
 
@@ -133,6 +135,15 @@ COMMAND_MODULES: tuple[str, ...] = (
 )
 
 
+def add_selection_arguments(command: argparse.ArgumentParser) -> None:
+    """Which cells: the same flags for every command that runs the matrix."""
+    command.add_argument("--servers", help="comma-separated server peers (default: all)")
+    command.add_argument("--clients", help="comma-separated client peers; a bare library name means all its variants")
+    command.add_argument("--scenarios", help="comma-separated scenario names, groups or globs (default: all)")
+    command.add_argument("--profile", default="default,tuned", help="default, tuned, or both (the default)")
+    command.add_argument("--deadline", type=float, default=DEFAULT_DEADLINE, help="seconds per cell before HANG")
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mtls-matrix", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -141,14 +152,15 @@ def parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run the matrix through pytest; write OUT/results.json and OUT/junit.xml")
     run.add_argument("--out", required=True, help="output directory (reports/latest for the main job)")
-    run.add_argument("--servers", help="comma-separated server peers (default: all)")
-    run.add_argument("--clients", help="comma-separated client peers; a bare library name means all its variants")
-    run.add_argument("--scenarios", help="comma-separated scenario names, groups or globs (default: all)")
-    run.add_argument("--profile", default="default,tuned", help="default, tuned, or both (the default)")
-    run.add_argument("--deadline", type=float, default=DEFAULT_DEADLINE, help="seconds per cell before HANG")
+    add_selection_arguments(run)
     run.add_argument("--peer-plugin", action="append", default=[], metavar="MODULE", help="extra peers (repeatable)")
     run.add_argument("-n", "--workers", default="auto", help="pytest-xdist workers: a number, auto, or 0 for none")
-    run.add_argument("--strict", action="store_true", help="exit 1 when any cell is FAIL, INSECURE, HANG or ERROR")
+    run.add_argument("--strict", action="store_true",
+                     help="exit 1 when any cell is FAIL, INSECURE, HANG, ERROR or FLAKY")
+    run.add_argument("--repeat", type=int, default=1, metavar="N",
+                     help="run every cell N times (one pytest item each); a cell whose runs disagree is FLAKY")
+    run.add_argument("--confirm", type=int, default=0, metavar="N",
+                     help="rerun each cell whose first run was not PASS N more times; FLAKY if they disagree")
     run.add_argument("--bugs", metavar="PATH", help="also render BUGS.md here once the run finished")
     run.add_argument("--html", metavar="PATH", help="also render the HTML report here")
     run.add_argument("--svg", metavar="PATH", help="also render the heatmap image here")

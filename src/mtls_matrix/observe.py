@@ -19,6 +19,7 @@ from __future__ import annotations
 import ssl
 import threading
 import time
+import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,6 +42,8 @@ class CellRecorder:
     token: str
     t0: float = field(default_factory=time.perf_counter)
     events: list[Event] = field(default_factory=list)
+    # the cell's client-side blocking TLS sockets: what the runner shuts down to stop a hung sync client
+    client_sockets: weakref.WeakSet = field(default_factory=weakref.WeakSet)
 
     def add(self, side: str, kind: str, **data: Any) -> None:
         self.events.append(Event(round(time.perf_counter() - self.t0, 6), side, kind, data))
@@ -106,6 +109,8 @@ class _Probe:
             self.__dict__["_mtls_bound"] = recorder = _current
             if recorder is not None and self.server_side:
                 recorder.add("server", "accept")
+            elif recorder is not None and isinstance(self, ssl.SSLSocket):
+                recorder.client_sockets.add(self)
             return recorder
 
     def _mtls_record(self, kind: str, **data: Any) -> None:

@@ -16,6 +16,7 @@ import ssl
 import sys
 import threading
 import time
+import warnings
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,11 +24,13 @@ from pathlib import Path
 import pytest
 
 from mtls_matrix import baseline as baseline_mod
+from mtls_matrix import floor as floor_mod
 from mtls_matrix import observe, scenarios
+from mtls_matrix import repeat as repeat_mod
 from mtls_matrix.cell import CellSpec, ServerPool, run_cell
 from mtls_matrix.peers import Registry
 from mtls_matrix.pki import PKI
-from mtls_matrix.results import SEVERITY, Cell, Results, Run, Verdict
+from mtls_matrix.results import SEVERITY, Cell, Floor, Results, Run, Verdict
 
 # The user's environment must not change a verdict: these make libraries trust other CAs, log
 # keys or route through proxies. Removed for the run (names recorded in results.json).
@@ -64,6 +67,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--baseline", metavar="FILE",
                     help="known issues (matrix/baseline.toml): their cells xfail; a NEW finding or a stale entry "
                          "fails the run")
+    group.addoption("--repeat", type=int, default=1, metavar="N",
+                    help="run every cell N times inside its one item; its verdict is the first run's, `runs` "
+                         "holds the pass rate and a cell whose runs disagree is FLAKY (default 1)")
+    group.addoption("--confirm", type=int, default=0, metavar="N",
+                    help="rerun a cell whose first run was FAIL, INSECURE, HANG or ERROR N more times; FLAKY "
+                         "when the reruns disagree (default 0)")
+    group.addoption("--mtls-order", choices=("forward", "reverse"), default="forward",
+                    help="run the cells in catalogue order or reversed: verdicts must not depend on it")
 
 
 def _split(value: str | None) -> list[str] | None:
@@ -118,6 +129,10 @@ def pytest_configure(config: pytest.Config) -> None:
             _stop_cleanly_on_sigterm()
     if o.baseline:
         _baseline(config)  # a malformed baseline is a usage error too
+    try:
+        repeat_mod.check(o.repeat, o.confirm)
+    except ValueError as exc:
+        pytest.exit(f"mtls-matrix: error: {exc}", returncode=2)
     if not hasattr(config, "workerinput"):
         config.pluginmanager.register(Collector(config), "mtls-matrix-collector")
 
@@ -153,6 +168,16 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("mtls_cell", cells, ids=[c.id for c in cells])
         if not hasattr(metafunc.config, "workerinput"):
             _stop_cleanly_on_sigterm()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """--mtls-order reverse: the cells in the opposite order (other items keep their places), so a
+    test can show that no verdict depends on which cell ran before it."""
+    if config.option.mtls_order != "reverse":
+        return
+    slots = [i for i, item in enumerate(items) if "mtls_cell" in getattr(item, "fixturenames", ())]
+    for slot, item in zip(slots, [items[i] for i in reversed(slots)]):
+        items[slot] = item
 
 
 def _stop_cleanly_on_sigterm() -> None:
@@ -236,13 +261,19 @@ def record(request: pytest.FixtureRequest, cell: Cell) -> None:
         pytest.skip(f"UNSUPPORTED: {cell.reason}")
     if known:  # strict: an entry whose cells pass again fails the run at the end (Collector)
         pytest.xfail(f"KNOWN {cell.verdict.value} (baseline {known.label}): {known.reason}")
+    if cell.flaky:  # even when the first run passed: a verdict that varies is a finding
+        pytest.fail(f"FLAKY ({repeat_mod.rate_text(cell)}): first run {cell.verdict.value} at {cell.phase}: "
+                    f"{cell.reason}", pytrace=False)
     if cell.verdict in FAILING:
         detail = f" [{cell.error.type}: {cell.error.message}]" if cell.error.message else ""
         pytest.fail(f"{cell.verdict.value} at {cell.phase}: {cell.reason}{detail}", pytrace=False)
 
 
 def run(request: pytest.FixtureRequest, spec: CellSpec, env: MatrixEnv) -> Cell:
-    return run_cell(spec, env.servers, env.pki, _selection(request.config).deadline, env.versions)
+    """One cell, run --repeat times (plus --confirm reruns) back to back: still one item."""
+    deadline, option = _selection(request.config).deadline, request.config.option
+    return repeat_mod.run_repeated(lambda: run_cell(spec, env.servers, env.pki, deadline, env.versions),
+                                   option.repeat, option.confirm)
 
 
 class Collector:
@@ -256,6 +287,17 @@ class Collector:
         self.t0 = time.perf_counter()
         self.results_path: Path | None = None
         self.baseline: baseline_mod.Classification | None = None
+        self.floor: Floor | None = None
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        """The bare-ssl floor the report compares pairs with, once per run: first, before
+        pytest-xdist starts its workers, so it runs on a quiet machine (well under a second)."""
+        if _selection_key in self.config.stash and self.config.stash[_selection_key].cells:
+            try:
+                self.floor = floor_mod.measure()
+            except Exception as exc:  # costs the report its floor column, never the run
+                warnings.warn(pytest.PytestWarning(f"mtls-matrix: the bare-ssl floor was not measured: {exc!r}"))
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
@@ -304,6 +346,7 @@ class Collector:
                 deadline_s=selection.deadline,
                 profiles=selection.profiles,
                 workers=int(getattr(option, "numprocesses", None) or 1) if getattr(option, "dist", "no") != "no" else 1,
+                floor=self.floor,
             ),
             cells=cells,
         )
@@ -314,7 +357,8 @@ class Collector:
         counts = Counter(c.verdict for c in self.cells)
         line = ", ".join(f"{counts[v]} {v.value}" for v in sorted(counts, key=SEVERITY.get))
         terminalreporter.write_sep("=", "mtls-matrix")
-        terminalreporter.write_line(f"{len(self.cells)} cells: {line}")
+        flaky = sum(c.flaky for c in self.cells)
+        terminalreporter.write_line(f"{len(self.cells)} cells: {line}" + (f"; {flaky} FLAKY" if flaky else ""))
         if self.baseline:
             terminalreporter.write(baseline_mod.render_check(self.baseline, "this run"))
         if self.results_path:

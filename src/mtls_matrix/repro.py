@@ -32,6 +32,7 @@ import tempfile
 from pathlib import Path
 from string import Template
 
+from mtls_matrix import cell as matrix_cell
 from mtls_matrix.cell import CellSpec
 from mtls_matrix.pki import CLIENT_CN, PKI
 from mtls_matrix.plugin import DEFAULT_DEADLINE, build_selection
@@ -186,6 +187,10 @@ def script(spec: CellSpec, files: dict[str, tuple[Path, bool, str]], deadline: f
         expect=repr({"outcome": expect.outcome, "by": expect.by, "reason": expect.reason}),
         expected=expect.describe(), expected_repr=repr(expect.describe()), client_cn=CLIENT_CN, verify_codes=repr(VERIFY_CODES),
         verdict_of=inspect.getsource(verdict_of).rstrip(),
+        # the matrix's own step code, so the reproducer cannot drift from what the cell ran
+        payload=inspect.getsource(matrix_cell.payload).rstrip(),
+        describe=inspect.getsource(matrix_cell._describe).rstrip(),
+        run_step=inspect.getsource(matrix_cell.run_step).rstrip(),
         server_src=server_src.rstrip(), client_src=client_src.rstrip(),
     )
 
@@ -477,46 +482,18 @@ $server_src
 $client_src
 
 
-# == the driver (library-neutral) =============================================================
-PAYLOADS: dict[int, bytes] = {}
+# == the driver (library-neutral): the same I/O steps as the matrix runs ======================
+CLOSE_COMMAND = "__close__"
+_payloads: dict[int, bytes] = {}
 
 
-def describe(value) -> str:
-    return f"{type(value).__name__} of {len(value)}" if isinstance(value, (str, bytes)) else repr(value)
+$payload
 
 
-async def run_step(client, op, *args) -> str | None:
-    """One I/O step; None if it behaved, else what went wrong."""
-    if op in ("text", "binary"):
-        message = args[0] if op == "text" else PAYLOADS.setdefault(args[0], os.urandom(args[0]))
-        await client.send(message)
-        got = await client.recv()
-        return None if got == message else f"sent {describe(message)}, got back {describe(got)}"
-    if op == "burst":
-        sent = [f"message {i}" for i in range(args[0])]
-        for message in sent:
-            await client.send(message)
-        for i, message in enumerate(sent):
-            got = await client.recv()
-            if got != message:
-                return f"message {i}: expected {message!r}, got {got!r}"
-        return None
-    if op == "ping":
-        pong = await client.ping(args[0].encode())
-        return None if pong == args[0].encode() else f"pong carried {pong!r}"
-    if op == "close":
-        await client.close(*args)
-        return None  # what the server received is checked once it has settled
-    if op == "server-close":
-        await client.send(f"__close__ {args[0]} {args[1]}")
-        try:
-            got = await client.recv()
-        except Closed as closed:
-            if (closed.code, closed.reason) == tuple(args):
-                return None
-            return f"closed with {closed.code}/{closed.reason!r}, expected {args[0]}/{args[1]!r}"
-        return f"expected a close, got {describe(got)}"
-    raise ValueError(f"unknown I/O op {op!r}")
+$describe
+
+
+$run_step
 
 
 class ClientRun:

@@ -78,6 +78,25 @@ class Step(BaseModel):
     ms: Optional[float] = None
 
 
+class RunOutcome(BaseModel):
+    verdict: Verdict
+    phase: str
+    canonical: str = Field("-", description="as BUGS.md names it: the user's error, else the rejecting side's")
+    ms: Optional[float] = Field(None, description="the run's total time")
+
+
+class Runs(BaseModel):
+    """`--repeat N` / `--confirm N`: the cell ran more than once, back to back in one pytest item.
+    The cell's own fields (verdict, phase, error, ...) are its first run's: a plain run's answer."""
+
+    mode: Literal["repeat", "confirm", "repeat+confirm"] = Field(
+        description="repeat: every cell ran N times; confirm: a non-PASS first run was rerun")
+    count: int = Field(description="how many runs, the first included")
+    verdicts: dict[str, int] = Field(description="runs per verdict")
+    pass_rate: float = Field(description="the share of runs that were PASS, 0..1")
+    each: list[RunOutcome] = Field(description="every run in order, the first one first")
+
+
 class Cell(BaseModel):
     id: str = Field(description="the pytest id: server-client-scenario[-profile]")
     server: str
@@ -99,6 +118,9 @@ class Cell(BaseModel):
     timings: dict[str, float] = Field(default_factory=dict, description="ms since the cell started, per phase reached")
     versions: dict[str, str] = Field(default_factory=dict, description="library versions of this pair")
     repro: str = Field(description="a command that reruns just this cell")
+    client_after_deadline: Optional[str] = Field(
+        None, description="for a client still running at the deadline: stopped (its sockets were shut down and "
+                          "its thread ended) or abandoned (blocked outside a socket; its daemon thread was left)")
     baseline: Optional[Literal["KNOWN", "NEW"]] = Field(
         None, description="against the baseline of known issues (run --baseline); None: PASS, UNSUPPORTED or no baseline")
     baseline_reason: Optional[str] = Field(None, description="the matching baseline entry's reason (KNOWN cells)")
@@ -106,6 +128,22 @@ class Cell(BaseModel):
     environment: Optional[str] = Field(
         None, description="`mtls-matrix versions`: the pins of the environment this cell ran in (aiohttp==3.9.1); "
                           "its id then ends in @ENVIRONMENT. None: a plain run")
+    runs: Optional[Runs] = Field(None, description="--repeat / --confirm: every run of this cell; None: it ran once")
+    flaky: bool = Field(False, description="its runs did not all reach the same verdict (see runs)")
+
+
+class Floor(BaseModel):
+    """Bare asyncio + ssl on the machine that ran the matrix (mtls_matrix.floor): the pairs'
+    handshake latency and echo throughput read against it."""
+
+    handshakes: int = Field(description="how many handshakes the percentiles are over (after one warm-up)")
+    tls_version: Optional[str] = None
+    handshake_p50_ms: float = Field(description="median, from the server's TCP accept to the client's completed "
+                                                "mutual handshake (what a cell's tls-handshake - tcp measures)")
+    handshake_p95_ms: float
+    echo_bytes: int = Field(description="one message of this size sent and read back on an established connection")
+    echo_ms: float = Field(description="the median of a few such echoes")
+    echo_mib_s: float = Field(description="2 x echo_bytes (there and back) per second, in MiB/s")
 
 
 class Run(BaseModel):
@@ -128,6 +166,8 @@ class Run(BaseModel):
     workers: int = 1
     environments: list[Environment] = Field(
         default_factory=list, description="`mtls-matrix versions`: one entry per version environment, in order")
+    floor: Optional[Floor] = Field(
+        None, description="the bare-ssl floor measured once at the start of the run; None: not measured")
 
 
 class Environment(BaseModel):

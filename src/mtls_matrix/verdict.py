@@ -132,6 +132,7 @@ class Observation:
     timed_out: bool = False
     harness_error: str | None = None
     unsupported: str | None = None
+    client_after_deadline: str | None = None  # stopped | abandoned, for a client still running at the deadline
 
     def event(self, side: str, *kinds: str) -> Event | None:
         return next((e for e in self.events if e.side == side and e.kind in kinds), None)

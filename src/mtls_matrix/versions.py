@@ -546,6 +546,7 @@ def cmd_bisect(args: argparse.Namespace) -> int:
 
 
 def register(subparsers) -> None:
+    from mtls_matrix.cli import add_selection_arguments
     from mtls_matrix.plugin import DEFAULT_DEADLINE
 
     v = subparsers.add_parser(
@@ -555,11 +556,7 @@ def register(subparsers) -> None:
                     "OUT/results.json (cells of every environment, ids ending in @SPEC) and OUT/versions.md.")
     v.add_argument("specs", nargs="+", metavar="SPEC", help="e.g. aiohttp==3.9.1")
     v.add_argument("--out", required=True, help="output directory")
-    v.add_argument("--servers", help="comma-separated server peers (default: all)")
-    v.add_argument("--clients", help="comma-separated client peers")
-    v.add_argument("--scenarios", help="comma-separated scenario names, groups or globs")
-    v.add_argument("--profile", default="default,tuned", help="default, tuned, or both (the default)")
-    v.add_argument("--deadline", type=float, default=DEFAULT_DEADLINE, help="seconds per cell before HANG")
+    add_selection_arguments(v)
     v.add_argument("-n", "--workers", default="0", help="pytest-xdist workers per environment (default 0: none)")
     v.set_defaults(func=cmd_versions)
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from mtls_matrix import scenarios
 from mtls_matrix.reports.bugs import cell_order
+from mtls_matrix.reports import perf
 from mtls_matrix.reports.heatmap import COLOURS, NOT_RUN, WORST_FIRST
 from mtls_matrix.reports.html_page import CSS, SCRIPT
 from mtls_matrix.results import Results
@@ -39,7 +40,9 @@ def render_html(results: Results) -> str:
         f"<header><h1>{escape(title)}</h1>{run_summary(results)}</header>",
         "<noscript><p>This report draws its tables with JavaScript; enable it for this file.</p></noscript>",
         '<main><section id="filters"></section><section id="overview"><p id="totals"></p>',
-        '<table id="heatmap"></table></section>',
+        '<table id="heatmap"></table>',
+        perf.render_html(results),  # static: the same figures as BUGS.md, filters do not apply
+        '</section>',
         '<div id="detail"><section id="pair" hidden></section><section id="drill" hidden></section></div></main>',
         f'<script type="application/json" id="data">{embed_json(page_data(results))}</script>',
         f"<script>{SCRIPT}</script>",

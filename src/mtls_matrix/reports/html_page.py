@@ -243,6 +243,24 @@ function rejectionText(r) {
   return `the ${r.by}, at ${r.phase}` + (r.canonical ? ` (${r.canonical})` : "") + (r.message ? `: ${r.message}` : "");
 }
 
+function flakyBadge(c) {
+  // Next to the first run's verdict: that verdict did not hold on every run.
+  const b = el("span", {id: "drill-flaky", className: "badge", textContent: `FLAKY ${Math.round(c.runs.pass_rate * 100)}% PASS`});
+  b.style.background = "#f0c000"; b.style.color = "#000"; b.style.marginLeft = "0.3rem";
+  return b;
+}
+
+function runsSection(c) {
+  // Only cells run with --repeat or --confirm carry runs; the verdict above is the first run's.
+  if (!c.runs) return [];
+  const counts = Object.entries(c.runs.verdicts).map(([v, n]) => `${v} ${n}/${c.runs.count}`).join(", ");
+  const rows = c.runs.each.map((r, i) => [String(i + 1), r.verdict, r.phase, r.canonical, r.ms == null ? "" : `${r.ms} ms`]);
+  return [el("h3", {textContent: `runs (${c.runs.mode})`}),
+    el("p", {id: "drill-runs", textContent: `${counts}; pass rate ${Math.round(c.runs.pass_rate * 100)}%` +
+      (c.flaky ? "; FLAKY: the verdict varied" : "; every run agreed")}),
+    grid(["run", "verdict", "phase", "canonical", "took"], rows)];
+}
+
 function baselineSection(c) {
   // Filled only when the run was compared with a reviewed baseline.
   if (!c.baseline && !c.baseline_reason && !c.upstream) return [];
@@ -269,7 +287,8 @@ function drillHeader(c) {
   const scenario = `${c.scenario} (${c.group}; ${(c.tags || []).join(", ")})`;
   return [
     el("h2", {}, el("code", {id: "drill-id", textContent: c.id})),
-    el("p", {}, badge(c.verdict), " ", el("span", {id: "drill-reason", textContent: c.reason || ""})),
+    el("p", {}, badge(c.verdict), c.flaky ? flakyBadge(c) : "", " ",
+      el("span", {id: "drill-reason", textContent: c.reason || ""})),
     list([["server", c.server], ["client", c.client], ["scenario", scenario], ["profile", c.profile],
       ["family", c.family || "ws"], ["expectation", c.expectation]]),
     el("h3", {textContent: "phases"}), grid(["phase", "", "at", ""], phaseRows(c)),
@@ -306,6 +325,7 @@ function drillRest(c) {
   return [
     el("h3", {textContent: "I/O steps"}),
     steps.length ? grid(["op", "result", "detail", "took"], steps) : el("p", {textContent: "none"}),
+    ...runsSection(c),
     ...baselineSection(c),
     el("h3", {textContent: "versions"}), el("p", {textContent: versions || "—"}),
     el("h3", {textContent: "reproduce"}), el("pre", {id: "drill-repro", textContent: c.repro}),

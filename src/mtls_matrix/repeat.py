@@ -1,0 +1,81 @@
+"""Repeatability: run one cell several times inside its one pytest item and say whether it agreed.
+
+`--repeat N` runs every cell N times; `--confirm N` reruns a cell N more times when its first run
+was not PASS (FAIL, INSECURE, HANG, ERROR; an UNSUPPORTED cell is declared, never observed, so
+rerunning it proves nothing). Both may be given: a cell then runs N times, plus the confirmation
+runs when its first run failed.
+
+The runs are full, real cell runs (`cell.run_cell`), back to back, so pytest ids and item counts
+stay what a plain run has and pytest-xdist spreads cells, not repeats.
+
+Rules (docs/ARCHITECTURE.md):
+- The cell's verdict and every detail (phase, error, timings) are its **first** run's: exactly
+  what a plain run reports, so a run with --repeat still diffs cleanly against one without, and
+  no "majority" or "worst" rule invents an outcome no single run had.
+- `runs` records every run (verdict, phase, canonical error, time), the verdict counts and the
+  pass rate (PASS runs / runs).
+- The cell is **FLAKY** (`flaky: true`) when its runs reached more than one verdict. A differing
+  canonical error alone (the TLS 1.3 alert-vs-reset race) is not flakiness: verdicts are what
+  the matrix promises.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Callable
+
+from mtls_matrix.results import Cell, RunOutcome, Runs, Verdict
+
+CONFIRMED = {Verdict.FAIL, Verdict.INSECURE, Verdict.HANG, Verdict.ERROR}  # what --confirm reruns
+
+
+def check(repeat: int, confirm: int) -> None:
+    """Raises ValueError naming the bad option: a usage error (exit 2) for the CLI and pytest."""
+    if repeat < 1:
+        raise ValueError(f"--repeat must be a whole number of runs, at least 1, got {repeat}")
+    if confirm < 0:
+        raise ValueError(f"--confirm must be a whole number of extra runs, 0 or more, got {confirm}")
+
+
+def run_repeated(run_once: Callable[[], Cell], repeat: int = 1, confirm: int = 0) -> Cell:
+    """The first run's cell, with `runs` and `flaky` filled in when it ran more than once."""
+    first = run_once()
+    extra = confirm if first.verdict in CONFIRMED else 0
+    if repeat == 1 and not extra:
+        return first
+    cells = [first] + [run_once() for _ in range(repeat - 1 + extra)]
+    mode = "repeat+confirm" if repeat > 1 and extra else "repeat" if repeat > 1 else "confirm"
+    return summarise(cells, mode)
+
+
+def summarise(cells: list[Cell], mode: str) -> Cell:
+    first = cells[0]
+    tally = Counter(c.verdict.value for c in cells)
+    first.runs = Runs(
+        mode=mode, count=len(cells), verdicts=dict(tally),
+        pass_rate=round(tally[Verdict.PASS.value] / len(cells), 4),
+        each=[outcome(c) for c in cells],
+    )
+    first.flaky = len(tally) > 1
+    return first
+
+
+def outcome(cell: Cell) -> RunOutcome:
+    from mtls_matrix.reports.bugs import canonical  # one canonical-error rule for reports and baseline
+
+    return RunOutcome(verdict=cell.verdict, phase=cell.phase, canonical=canonical(cell), ms=cell.timings.get("total"))
+
+
+def outcomes(cell: Cell) -> list[RunOutcome]:
+    """Every run of a cell, also of one that ran once."""
+    return list(cell.runs.each) if cell.runs else [outcome(cell)]
+
+
+def rate_text(cell: Cell) -> str:
+    """`PASS 3/5, FAIL 2/5`, most frequent first (ties in the order first seen)."""
+    runs = cell.runs
+    if not runs:
+        return f"{cell.verdict.value} 1/1"
+    order = {v.verdict.value: i for i, v in reversed(list(enumerate(runs.each)))}
+    ranked = sorted(runs.verdicts.items(), key=lambda kv: (-kv[1], order.get(kv[0], 0)))
+    return ", ".join(f"{verdict} {n}/{runs.count}" for verdict, n in ranked)
