@@ -126,7 +126,7 @@ def test_baseline_knows_a_flaky_cell_when_one_of_its_runs_is_known(repeated, tmp
     flaky = by_id(results)[FLAKY_ID]
     flaky.verdict, flaky.runs.each[0].verdict = flaky.runs.each[1].verdict, flaky.runs.each[1].verdict  # PASS first
     entry = tmp_path / "known.toml"
-    entry.write_text(f'[[entry]]\ncells = "selftest-flaky-*"\nverdict = "FAIL"\nreason = "refuses every other"\n')
+    entry.write_text('[[entry]]\ncells = "selftest-flaky-*"\nverdict = "FAIL"\nreason = "refuses every other"\n')
     found = baseline.classify(results, baseline.load(entry), full_run=False)
     assert [c.id for c in found.known] == [FLAKY_ID] and not found.new and not found.stale
     other = tmp_path / "other.toml"

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from mtls_matrix import observe
 from mtls_matrix.peers import CLOSE_COMMAND, ClientTLS, ClientVariant, Closed, Connection, ServerPeer
 from mtls_matrix.pki import PKI
-from mtls_matrix.results import Cell, ErrorInfo, ServerSaw, Step, TLSSide, Verdict
+from mtls_matrix.results import Cell, ErrorInfo, ServerSaw, Step, TLSSide
 from mtls_matrix.scenarios import Scenario
 from mtls_matrix.verdict import CLOSE_CODES, Observation, canonical_from_tls, error_info, judge
 
@@ -378,7 +378,3 @@ def _result(spec: CellSpec, obs: Observation, deadline: float, client: _ClientRu
         versions={spec.server.library: versions.get(spec.server.library, spec.server.version),
                   spec.client.peer.library: versions.get(spec.client.peer.library, spec.client.peer.version)},
     )
-
-
-def passed(cell: Cell) -> bool:
-    return cell.verdict in (Verdict.PASS, Verdict.UNSUPPORTED)

@@ -17,9 +17,8 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 from dataclasses import dataclass
-from pathlib import Path
 
-from mtls_matrix.results import SEVERITY, Cell, Results, Run, Verdict
+from mtls_matrix.results import SEVERITY, Cell, Results, Run
 
 FIELDS = {
     "verdict": lambda c: c.verdict.value,
