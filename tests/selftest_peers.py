@@ -100,6 +100,37 @@ class StuckInRecvClient(ClientPeer):
         raise ConnectionError("the socket was shut down under the blocked read")
 
 
+LEAKED: list = []  # what LeakyClient keeps alive: its rejected sockets and its never-finishing tasks
+
+
+class LeakyClient(ClientPeer):
+    """A real TLS client that, when its connection is rejected, keeps the socket open (a reference
+    in a module-level list) and leaves a task that never finishes on its loop: the harness must
+    report both as leaks of the client, without changing the verdict."""
+
+    name = "selftest-leaky"
+    library = "websockets"
+    variants = ("keeps-socket",)
+
+    async def connect(self, variant, url, tls, profile, timeout):
+        host, port = url.split("/")[2].split(":")
+        raw = socket.create_connection((host, int(port)), timeout=timeout)
+        LEAKED.append(raw)
+        sock = tls.context().wrap_socket(raw, server_hostname=host)
+        LEAKED.append(sock)
+        try:
+            path = "/" + url.split("/", 3)[3]
+            sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+                         "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                         "Sec-WebSocket-Version: 13\r\n\r\n".encode())
+            if not sock.recv(1):
+                raise ConnectionError("the server closed the connection")
+        except (OSError, ssl.SSLError):
+            LEAKED.append(asyncio.get_running_loop().create_task(asyncio.Event().wait()))
+            raise
+        raise ConnectionError("this selftest client does not speak WebSocket past the upgrade")
+
+
 class CrashingServer(ws_peer.Server):
     """Its event loop dies at the first connection it accepts (a crash or an exit), once per process."""
 
@@ -134,4 +165,4 @@ class FlakyServer(ws_peer.Server):
 
 
 PEERS = [InsecureClient(), LaxServer(), BlindServer(), HangingServer(), BlockingClient(), StuckInRecvClient(),
-         CrashingServer(), FlakyServer()]
+         CrashingServer(), FlakyServer(), LeakyClient()]

@@ -3,42 +3,14 @@
 from __future__ import annotations
 
 import ipaddress
-import os
 import stat
-from pathlib import Path
 
 from mtls_matrix import observe
 from mtls_matrix.cell import ServerPool
+from mtls_matrix.leaks import listening_addresses
 from mtls_matrix.peers import Registry
 from mtls_matrix.pki import PKI
 from mtls_matrix.scenarios import CATALOGUE
-
-LISTEN = "0A"  # TCP state LISTEN in /proc/net/tcp
-
-
-def listening_addresses() -> set[tuple[str, int]]:
-    """(address, port) of the TCP sockets this process listens on. /proc/net/tcp lists the whole
-    network namespace: keep the sockets whose inode is one of this process's descriptors."""
-    mine = set()
-    for fd in Path("/proc/self/fd").iterdir():
-        try:
-            target = os.readlink(fd)
-        except OSError:
-            continue
-        if target.startswith("socket:["):
-            mine.add(target[8:-1])
-    found = set()
-    for table, size in (("/proc/self/net/tcp", 4), ("/proc/self/net/tcp6", 16)):
-        for line in Path(table).read_text().splitlines()[1:]:
-            fields = line.split()
-            if fields[3] != LISTEN or fields[9] not in mine:
-                continue
-            address, port = fields[1].split(":")
-            raw = bytes.fromhex(address)
-            # /proc prints the address as host-order 32-bit words
-            ordered = b"".join(raw[i:i + 4][::-1] for i in range(0, size, 4))
-            found.add((str(ipaddress.ip_address(ordered)), int(port, 16)))
-    return found
 
 
 def test_every_server_peer_listens_on_loopback_only():

@@ -9,9 +9,11 @@ the deadline, cancels what it can and moves on.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import itertools
 import os
+import re
 import shlex
 import socket
 import ssl
@@ -19,15 +21,17 @@ import threading
 import time
 from dataclasses import dataclass
 
-from mtls_matrix import observe
+from mtls_matrix import leaks, observe
 from mtls_matrix.peers import CLOSE_COMMAND, ClientTLS, ClientVariant, Closed, Connection, ServerPeer
 from mtls_matrix.pki import PKI
-from mtls_matrix.results import Cell, ErrorInfo, ServerSaw, Step, TLSSide
+from mtls_matrix.results import Cell, ErrorInfo, Leaks, ServerSaw, Step, TLSSide
 from mtls_matrix.scenarios import Scenario
 from mtls_matrix.verdict import CLOSE_CODES, Observation, canonical_from_tls, error_info, judge
 
 SETTLE_S = 0.5  # how long to wait for the server's side of a story the client already finished
 STOP_GRACE_S = 0.5  # how long a stopped client gets to unwind after the deadline
+LEAK_SETTLE_S = 0.1  # rejection cells: how long the peers get to close what they opened before it counts as left
+LEAK_GROUPS = ("client-rejected", "server-rejected")
 _tokens = itertools.count()
 
 
@@ -189,6 +193,7 @@ class _ClientRun:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.task: asyncio.Task | None = None
         self.total_s = 0.0
+        self.pending_tasks: int | None = None  # tasks still pending on the loop when it was closed
 
     def run(self, t0: float) -> None:
         self.t0 = t0
@@ -206,6 +211,7 @@ class _ClientRun:
                 self.loop.run_until_complete(self.loop.shutdown_asyncgens())
             except BaseException:
                 pass
+            self.pending_tasks = sum(not t.done() for t in asyncio.all_tasks(self.loop))
             self.loop.close()
 
     async def _drive(self) -> None:
@@ -262,9 +268,13 @@ def run_cell(spec: CellSpec, servers: ServerPool, pki: PKI, deadline: float, ver
     recorder = observe.begin(token)
     obs = Observation(events=recorder.events, unsupported=unsupported)
     client: _ClientRun | None = None
+    watch, leaked = contextlib.ExitStack(), None
     try:
         if not unsupported:
             host = servers.get(spec.server, scenario, spec.profile)
+            if scenario.group in LEAK_GROUPS:
+                warned = watch.enter_context(leaks.resource_warnings([]))
+                before = leaks.socket_inodes(), leaks.server_tasks(host.loop)
             url = f"wss://{scenario.host}:{host.port}/cell/{token}"
             client = _ClientRun(spec, url, client_tls(pki, scenario), deadline)
             recorder.t0 = time.perf_counter()
@@ -288,12 +298,36 @@ def run_cell(spec: CellSpec, servers: ServerPool, pki: PKI, deadline: float, ver
                 if isinstance(client.exc, Closed) and client.exc.code is not None:  # normalised by the adapter
                     hint = CLOSE_CODES.get(client.exc.code, f"CLOSED_{client.exc.code}")
                 obs.error = error_info(user_exc, hint)
+                user_exc = None
             _check_close(obs, scenario)
+            if scenario.group in LEAK_GROUPS:
+                client.exc = None  # the harness lets go of the error: what stays open, the library holds
+                leaked = _leaks(host, client, *before, warned)
     except Exception as exc:
         obs.harness_error = f"{type(exc).__name__}: {exc}"
     finally:
+        watch.close()
         observe.end(recorder)
-    return _result(spec, obs, deadline, client, versions)
+    cell = _result(spec, obs, deadline, client, versions)
+    cell.leaks = leaked
+    return cell
+
+
+def _leaks(host: ServerHost, client: _ClientRun, sockets_before: set[str],
+           tasks_before: int | None, warned: list[str]) -> Leaks | None:
+    """What the cell's connection left behind, after at most LEAK_SETTLE_S for the peers to finish
+    closing (the client's loop is closed already; the server's may still be winding down)."""
+    end = time.perf_counter() + LEAK_SETTLE_S
+    while True:
+        client_sockets, server_sockets = leaks.connection_sockets(host.port, sockets_before)
+        tasks_now = leaks.server_tasks(host.loop) if host.alive else None
+        server_tasks = max(0, tasks_now - tasks_before) if tasks_now is not None and tasks_before is not None else 0
+        if not (client_sockets or server_sockets or server_tasks) or time.perf_counter() >= end:
+            break
+        time.sleep(0.005)
+    found = Leaks(client_sockets=client_sockets, server_sockets=server_sockets, client_tasks=client.pending_tasks or 0,
+                  server_tasks=server_tasks, resource_warnings=_attributed(warned, host.port))
+    return found if found != Leaks() else None
 
 
 def _settle(recorder: observe.CellRecorder, client: _ClientRun, scenario: Scenario) -> None:
@@ -314,6 +348,19 @@ def _settle(recorder: observe.CellRecorder, client: _ClientRun, scenario: Scenar
         if (not needed or handshake) and (not wants_close or closed):
             return
         time.sleep(0.002)
+
+
+def _attributed(messages: list[str], port: int) -> list[str]:
+    """A warning about a socket connected to another listener was emitted during this cell (the
+    object was collected then) but belongs to an earlier one: say so; and of the transport that
+    held that socket (same descriptor), whose message names no port."""
+    earlier = set()
+    for message in messages:
+        match = re.search(r"fd=(\d+).*raddr=\('[^']*', (\d+)", message)
+        if match and int(match.group(2)) != port:
+            earlier.add(match.group(1))
+    return [leaks.EARLIER + m if (match := re.search(r"fd=(\d+)", m)) and match.group(1) in earlier else m
+            for m in messages]
 
 
 def _check_close(obs: Observation, scenario: Scenario) -> None:

@@ -97,6 +97,17 @@ class Runs(BaseModel):
     each: list[RunOutcome] = Field(description="every run in order, the first one first")
 
 
+class Leaks(BaseModel):
+    """What a rejected connection left behind once its cell settled (observed, not judged: a leak
+    never changes a verdict). Recorded only when something leaked."""
+
+    client_sockets: int = Field(0, description="open sockets of the client side of the cell's connection")
+    server_sockets: int = Field(0, description="open accepted sockets of the server side of the cell's connection")
+    client_tasks: int = Field(0, description="pending tasks on the client's event loop right before it was closed")
+    server_tasks: int = Field(0, description="how many more pending tasks the server's event loop had after the cell")
+    resource_warnings: list[str] = Field(default_factory=list, description="ResourceWarnings emitted during the cell")
+
+
 class Cell(BaseModel):
     id: str = Field(description="the pytest id: server-client-scenario[-profile]")
     server: str
@@ -130,6 +141,9 @@ class Cell(BaseModel):
                           "its id then ends in @ENVIRONMENT. None: a plain run")
     runs: Optional[Runs] = Field(None, description="--repeat / --confirm: every run of this cell; None: it ran once")
     flaky: bool = Field(False, description="its runs did not all reach the same verdict (see runs)")
+    leaks: Optional[Leaks] = Field(
+        None, description="rejection cells: what the peers left behind (sockets, tasks, ResourceWarnings); "
+                          "None: nothing leaked, or not a rejection cell")
 
 
 class Floor(BaseModel):

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
 from mtls_matrix import scenarios
-from mtls_matrix.reports import flaky, perf
+from mtls_matrix.reports import flaky, leaks, perf
 from mtls_matrix.results import SEVERITY, Cell, Results, Verdict
 
 SYMBOL = {
@@ -994,6 +994,7 @@ def render(results: Results, notes: Sequence[Any] | None = None, heatmap: str | 
         *render_libraries(matrix, findings, clarity),
         *render_workarounds(findings),
         *render_clarity(matrix, clarity),
+        *leaks.render(matrix.cells),
         *perf.render_markdown(results),
     ]
     return "\n".join(lines).rstrip() + "\n"

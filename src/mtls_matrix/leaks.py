@@ -1,0 +1,167 @@
+"""What the two peers of a rejected connection left behind once the cell settled.
+
+Observed, never judged: a leak does not change a verdict. Measured after every rejection cell
+(groups client-rejected and server-rejected) by cell.run_cell:
+
+- open TCP sockets of this process on the cell's connection, by side: the client's are those whose
+  remote port is the listener's, the server's those whose local port is the listener's (not the
+  listening socket). /proc/net/tcp lists the whole network namespace: only entries whose inode is
+  one of this process's descriptors count (TIME_WAIT holds none), and only those that were not
+  there when the cell started (a listener serves many cells);
+- pending tasks on the client's loop right before it is closed, and the increase of the server
+  loop's pending tasks over the cell;
+- ResourceWarnings emitted while the cell was current (unclosed sockets, transports), which the
+  default filters would drop. A warning emitted later (an object in a reference cycle, collected
+  by a later gc) is attributed to the cell current then: no gc.collect per cell, it costs too much.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import os
+import socket
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+EARLIER = "(an earlier cell's) "  # prefix of a warning about a socket of another listener
+LISTEN = "0A"  # TCP states in /proc/net/tcp
+TIME_WAIT = "06"
+
+
+@dataclass(frozen=True)
+class TCPSocket:
+    address: str  # local address
+    port: int  # local port
+    remote_port: int
+    state: str  # hex, as /proc prints it
+    inode: str
+
+
+def _my_sockets() -> dict[str, int]:
+    """inode -> descriptor of every socket this process holds."""
+    mine = {}
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            mine[target[8:-1]] = int(fd)
+    return mine
+
+
+def _my_socket_inodes() -> set[str]:
+    return set(_my_sockets())
+
+
+def tcp_sockets() -> list[TCPSocket]:
+    """This process's TCP sockets (IPv4 and IPv6), from /proc/self/net/tcp{,6}."""
+    mine = _my_socket_inodes()
+    found = []
+    for table, size in (("/proc/self/net/tcp", 4), ("/proc/self/net/tcp6", 16)):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if len(fields) < 10 or fields[9] not in mine:
+                continue
+            address, port = fields[1].split(":")
+            raw = bytes.fromhex(address)
+            ordered = b"".join(raw[i:i + 4][::-1] for i in range(0, size, 4))  # host-order 32-bit words
+            found.append(TCPSocket(str(ipaddress.ip_address(ordered)), int(port, 16),
+                                   int(fields[2].split(":")[1], 16), fields[3], fields[9]))
+    return found
+
+
+def listening_addresses() -> set[tuple[str, int]]:
+    """(address, port) of the TCP sockets this process listens on."""
+    return {(s.address, s.port) for s in tcp_sockets() if s.state == LISTEN}
+
+
+def socket_inodes() -> set[str]:
+    """What connection_sockets compares with: every socket this process holds, at cell start."""
+    return _my_socket_inodes()
+
+
+def connection_sockets(port: int, before: set[str]) -> tuple[int, int]:
+    """This process's open sockets on connections to the listener at `port` that were not there
+    `before`: (client side, server side). A socket whose connection was reset is no longer in
+    /proc/net/tcp but still holds its descriptor: a TCP socket new to the cell, not listed, counts
+    as the server's if its local port is the listener's, else as the client's (a process runs one
+    cell at a time, and the listener was started before the cell)."""
+    mine = _my_sockets()
+    new = {inode: fd for inode, fd in mine.items() if inode not in before}
+    if not new:
+        return 0, 0
+    client = server = 0
+    listed = set()
+    for s in tcp_sockets():
+        if s.inode not in new:
+            continue
+        listed.add(s.inode)
+        if s.state in (LISTEN, TIME_WAIT):
+            continue
+        if s.remote_port == port:
+            client += 1
+        elif s.port == port:
+            server += 1
+    for inode, fd in new.items():
+        if inode in listed:
+            continue
+        try:
+            probe = socket.socket(fileno=os.dup(fd))
+        except OSError:
+            continue  # closed meanwhile, or not a socket we can look at
+        with probe:
+            if probe.family not in (socket.AF_INET, socket.AF_INET6) or probe.type != socket.SOCK_STREAM:
+                continue
+            try:
+                local = probe.getsockname()[1]
+            except OSError:
+                continue
+        if local == port:
+            server += 1
+        elif local:
+            client += 1
+    return client, server
+
+
+async def _pending() -> int:
+    return sum(not t.done() for t in asyncio.all_tasks()) - 1  # not this counting task
+
+
+def server_tasks(loop: asyncio.AbstractEventLoop) -> int | None:
+    """Pending tasks on a ServerHost's loop (run from another thread); None if it cannot tell."""
+    try:
+        return asyncio.run_coroutine_threadsafe(_pending(), loop).result(1)
+    except Exception:
+        return None
+
+
+def short_warning(message) -> str:
+    text = str(message)
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+@contextlib.contextmanager
+def resource_warnings(sink: list[str]):
+    """Within the block, every ResourceWarning (from any thread: warnings are process-wide, and
+    a process runs one cell at a time) goes to `sink` instead of being dropped by the default
+    filter; other warnings go where they went before (pytest's capture)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", ResourceWarning)
+        previous = warnings.showwarning
+
+        def show(message, category, filename, lineno, file=None, line=None):
+            if issubclass(category, ResourceWarning):
+                sink.append(short_warning(message))
+            else:
+                previous(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = show
+        yield sink

@@ -1,0 +1,99 @@
+"""Resource hygiene after rejection: what the peers leave behind is measured per rejection cell
+(real sockets, real loops) and reported per peer in BUGS.md, without changing a verdict."""
+
+from __future__ import annotations
+
+import socket
+import warnings
+
+from mtls_matrix import leaks as leaks_mod
+from mtls_matrix.reports import bugs, leaks
+from mtls_matrix.results import Leaks, Verdict
+from tests.test_bugs_report import cell, results
+
+LEAKY = "selftest-leaky"
+
+
+def test_a_leaky_client_is_reported_and_websockets_beside_it_is_clean(run_matrix):
+    found, _ = run_matrix("--peer-plugin", "tests.selftest_peers", "--servers", "websockets",
+                          "--clients", f"{LEAKY},websockets", "--scenarios", "client-expired", "-n", "0")
+    by_client = {c.client.split(":", 1)[1].split("[")[0]: c for c in found.cells}
+    assert set(by_client) == {LEAKY, "websockets"}
+    leaky = by_client[LEAKY].leaks
+    assert leaky is not None and leaky.client_sockets == 1 and leaky.client_tasks == 1
+    assert leaky.server_sockets == 0 and leaky.server_tasks == 0
+    assert by_client["websockets"].leaks is None
+    assert by_client["websockets"].verdict == Verdict.PASS
+    section = "\n".join(leaks.render(found.cells))
+    assert f"| client `{LEAKY}[keeps-socket]` | 1 of 1 | 1 | 1 |" in section
+    assert "`websockets[ssl=context]`" in section.split("Clean in every rejection cell:")[1]
+
+
+def test_resource_warnings_are_captured_inside_the_block_and_only_there():
+    seen: list[str] = []
+    with warnings.catch_warnings(record=True) as outside:  # what pytest does around a test
+        warnings.simplefilter("ignore", ResourceWarning)  # the interpreter's default
+        with leaks_mod.resource_warnings(seen):
+            s = socket.socket()
+            del s  # unclosed: CPython warns when it is collected
+            warnings.warn("not a resource warning", UserWarning)
+        s = socket.socket()
+        del s
+    assert len(seen) == 1 and seen[0].startswith("unclosed <socket.socket")
+    assert [str(w.message) for w in outside] == ["not a resource warning"]
+
+
+def test_a_rejected_connection_socket_is_counted_by_side():
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    before = leaks_mod.socket_inodes()
+    client = socket.create_connection(("127.0.0.1", port))
+    server, _ = listener.accept()
+    try:
+        assert leaks_mod.connection_sockets(port, before) == (1, 1)
+        server.close()
+        assert leaks_mod.connection_sockets(port, before) == (1, 0)
+    finally:
+        client.close()
+        listener.close()
+    assert leaks_mod.connection_sockets(port, before) == (0, 0)
+
+
+def test_the_section_renders_from_results_built_from_models():
+    leaky = cell("server:alpha", "client:one[a=1]", "client-expired",
+                 leaks=Leaks(client_sockets=1, client_tasks=2, resource_warnings=["unclosed transport <x>"]))
+    server_side = cell("server:beta", "client:two[x=1]", "server-expired", leaks=Leaks(server_tasks=1))
+    clean = cell("server:alpha", "client:two[x=1]", "client-expired")
+    works = cell("server:alpha", "client:one[b=2]", "mtls-ok", leaks=Leaks(client_sockets=3))  # not a rejection
+    text = bugs.render(results(leaky, server_side, clean, works))
+    section = text.split("## Resource hygiene", 1)[1].split("\n## ", 1)[0]
+    assert "2 of 3 rejection cells left something behind." in section
+    assert ("| client `one[a=1]` | 1 of 1 | 1 | 1 | 1 | `alpha-one[a=1]-client-expired`: 1 open socket; "
+            "2 pending tasks; ResourceWarning: unclosed transport <x> |") in section
+    assert "| server `beta` | 1 of 1 | 0 | 1 | 0 | `beta-two[x=1]-server-expired`: 1 pending task |" in section
+    # the ResourceWarning counts for the server of that cell too; two[x=1] leaked nothing of its own
+    assert "| server `alpha` | 1 of 2 |" in section
+    assert "client `two[x=1]`" not in section and "one[b=2]" not in section
+    assert "Clean in every rejection cell: `two[x=1]`." in section
+
+
+def test_no_section_without_rejection_cells_and_a_clean_line_without_leaks():
+    assert leaks.render([cell("server:alpha", "client:one[a=1]", "mtls-ok")]) == []
+    clean = leaks.render([cell("server:alpha", "client:one[a=1]", "client-expired")])
+    assert "No peer left anything behind in 1 rejection cell." in "\n".join(clean)
+
+
+def test_an_earlier_cells_warning_is_kept_in_the_cell_but_not_counted():
+    late = cell("server:alpha", "client:one[a=1]", "client-expired",
+                leaks=Leaks(resource_warnings=[leaks_mod.EARLIER + "unclosed <socket.socket raddr=('127.0.0.1', 1)>"]))
+    assert "No peer left anything behind in 1 rejection cell." in "\n".join(leaks.render([late]))
+
+
+def test_a_warning_about_another_listeners_socket_and_its_transport_is_marked_earlier():
+    from mtls_matrix.cell import _attributed
+
+    other = "unclosed <socket.socket fd=108, family=2, laddr=('127.0.0.1', 1), raddr=('127.0.0.1', 4000)>"
+    mine = "unclosed <socket.socket fd=9, family=2, laddr=('127.0.0.1', 2), raddr=('127.0.0.1', 5000)>"
+    marked = _attributed([other, "unclosed transport <_SelectorSocketTransport fd=108>", mine,
+                          "unclosed transport <_SelectorSocketTransport fd=7>"], 5000)
+    assert [m.startswith(leaks_mod.EARLIER) for m in marked] == [True, True, False, False]
