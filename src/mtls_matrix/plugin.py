@@ -182,13 +182,17 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Hostile cells share one pytest-xdist group (`--dist loadgroup`, as `mtls-matrix run` sets):
-    one worker runs them all at once (hostile.Batch). --mtls-order reverse: the cells in the
-    opposite order (other items keep their places), so a test can show that no verdict depends on
-    which cell ran before it."""
+    one worker runs them all at once (hostile.Batch), first, while the other workers take the
+    rest. --mtls-order reverse: the cells in the opposite order (other items keep their places),
+    so a test can show that no verdict depends on which cell ran before it."""
+    hostile = []
     for item in items:
         spec = getattr(item, "callspec", None) and item.callspec.params.get("mtls_cell")
         if spec is not None and is_hostile(spec):
             item.add_marker(pytest.mark.xdist_group("mtls-hostile"))
+            hostile.append(item)
+    if hostile:
+        items[:] = hostile + [item for item in items if item not in set(hostile)]
     if config.option.mtls_order != "reverse":
         return
     slots = [i for i, item in enumerate(items) if "mtls_cell" in getattr(item, "fixturenames", ())]
