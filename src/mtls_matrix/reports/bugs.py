@@ -481,8 +481,7 @@ def title_of(finding: Finding) -> str:
     if finding.verdict == Verdict.INSECURE:
         return f"INSECURE: {who} accepts the connection {when}"
     if finding.verdict == Verdict.HANG and finding.group in UNDER_TEST:
-        deadline = {c.reason.split(" after ", 1)[1].split(" s ", 1)[0] for c in finding.cells if " after " in c.reason}
-        return f"HANG: {who} still waits after {' / '.join(sorted(deadline)) or 'the deadline'} s {when}"
+        return f"HANG: {who} is still waiting at the deadline {when}"
     if finding.verdict == Verdict.HANG:
         return f"HANG: {who} gets no outcome before the deadline {when}"
     if finding.verdict == Verdict.ERROR:
@@ -1003,7 +1002,7 @@ def render(results: Results, notes: Sequence[Any] | None = None, heatmap: str | 
         *render_libraries(matrix, findings, clarity),
         *render_workarounds(findings),
         *render_clarity(matrix, clarity),
-        *hostile.render(matrix.cells),
+        *hostile.render(matrix.cells, results.run.deadline_s),
         *leaks.render(matrix.cells),
         *perf.render_markdown(results),
     ]
