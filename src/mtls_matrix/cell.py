@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass
 
 from mtls_matrix import leaks, observe
-from mtls_matrix.peers import CLOSE_COMMAND, ClientTLS, ClientVariant, Closed, Connection, ServerPeer
+from mtls_matrix.peers import CLOSE_COMMAND, ClientTLS, ClientVariant, Closed, Connection, ServerFiles, ServerPeer
 from mtls_matrix.pki import PKI
 from mtls_matrix.results import Cell, ErrorInfo, Leaks, ServerSaw, Step, TLSSide
 from mtls_matrix.scenarios import Scenario
@@ -49,6 +49,8 @@ def server_context(pki: PKI, scenario: Scenario) -> ssl.SSLContext:
     if scenario.crl:
         ctx.load_verify_locations(str(pki.crl))
         ctx.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF
+    # the same settings as files, for stacks configured by paths (peers/foreign.py, uvicorn)
+    ctx.mtls_files = ServerFiles(credential.chain, credential.key, pki.root, pki.crl if scenario.crl else None)
     return ctx
 
 

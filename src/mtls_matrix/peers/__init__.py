@@ -70,6 +70,17 @@ class ClientTLS:
         return ctx
 
 
+@dataclass(frozen=True)
+class ServerFiles:
+    """The server's TLS settings as files (`ssl_context.mtls_files`), for stacks that are configured
+    by paths instead of an SSLContext (uvicorn, and the foreign peers: peers/foreign.py)."""
+
+    chain: Path
+    key: Path
+    ca: Path
+    crl: Path | None
+
+
 class Closed(Exception):
     """The connection was closed by the peer; code/reason as the client library reports them."""
 
