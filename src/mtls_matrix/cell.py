@@ -21,7 +21,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from mtls_matrix import leaks, observe
+from mtls_matrix import isolate, leaks, observe
 from mtls_matrix.peers import CLOSE_COMMAND, ClientTLS, ClientVariant, Closed, Connection, ServerFiles, ServerPeer
 from mtls_matrix.pki import PKI
 from mtls_matrix.results import Cell, ErrorInfo, Leaks, ServerSaw, Step, TLSSide
@@ -198,6 +198,8 @@ class _ClientRun:
         self.task: asyncio.Task | None = None
         self.total_s = 0.0
         self.pending_tasks: int | None = None  # tasks still pending on the loop when it was closed
+        self.error: ErrorInfo | None = None  # what the client's user saw, if it failed
+        self.warnings: list[str] = []  # ResourceWarnings of a client process (isolate.py)
 
     def run(self, recorder: observe.CellRecorder) -> None:
         self.t0 = recorder.t0
@@ -284,7 +286,7 @@ def run_cell(spec: CellSpec, servers: ServerPool, pki: PKI, deadline: float, ver
             _check_close(obs, scenario)
             if scenario.group in LEAK_GROUPS:
                 client.exc = None  # the harness lets go of the error: what stays open, the library holds
-                leaked = _leaks(host, client, *before, warned)
+                leaked = _leaks(host, client, *before, warned + client.warnings)
     except Exception as exc:
         obs.harness_error = f"{type(exc).__name__}: {exc}"
     finally:
@@ -297,11 +299,24 @@ def run_cell(spec: CellSpec, servers: ServerPool, pki: PKI, deadline: float, ver
 
 def drive_client(spec: CellSpec, port: int, token: str, tls: ClientTLS, deadline: float, timeout: float | None,
                  recorder: observe.CellRecorder, obs: Observation) -> _ClientRun:
-    """Run the cell's client on its own thread until it finishes or the deadline, stop it then,
-    and put what its user saw into `obs`. `timeout` is what the library itself is given."""
+    """Run the cell's client until it finishes or the deadline, stop it then (a blocking
+    library's in its own process: isolate.py), and put what its user saw into `obs`.
+    `timeout` is what the library itself is given."""
     url = f"wss://{spec.scenario.host}:{port}/cell/{token}"
+    run = _run_isolated if spec.client.peer.blocking else run_client
+    client = run(spec, url, tls, deadline, timeout, recorder, obs)
+    _settle(recorder, client, spec.scenario)
+    obs.connected = client.connected
+    obs.steps = client.steps
+    obs.error = client.error
+    return client
+
+
+def run_client(spec: CellSpec, url: str, tls: ClientTLS, deadline: float, timeout: float | None,
+               recorder: observe.CellRecorder, obs: Observation) -> _ClientRun:
+    """The client on its own thread until it finishes or the deadline; stopped then."""
     client = _ClientRun(spec, url, tls, deadline, timeout)
-    recorder.t0 = time.perf_counter()
+    recorder.t0 = time.perf_counter()  # run_client's own deadline: from the moment it runs
     thread = threading.Thread(target=client.run, args=(recorder,), name=f"client:{spec.id}", daemon=True)
     thread.start()
     thread.join(deadline)
@@ -311,20 +326,56 @@ def drive_client(spec: CellSpec, port: int, token: str, tls: ClientTLS, deadline
         client.stop(recorder)
         thread.join(STOP_GRACE_S)
         del recorder.events[seen:]  # what stopping the client caused is the harness's doing, not the library's
-        # a client blocked outside a socket (a lock, a sleep) cannot be stopped from here:
-        # say so; the daemon thread is left behind and cannot touch later cells' sockets
+        # a client blocked outside a socket (a lock, a sleep) cannot be stopped from here: in a
+        # client process (isolate.py) it is killed with its process; in this one it is left behind
         obs.client_after_deadline = "abandoned" if thread.is_alive() else "stopped"
     client.total_s = time.perf_counter() - recorder.t0
-    _settle(recorder, client, spec.scenario)
-    obs.connected = client.connected
-    obs.steps = client.steps
     if client.exc is not None and not obs.timed_out:
         user_exc = client.exc.__cause__ if isinstance(client.exc, Closed) and client.exc.__cause__ else client.exc
         hint = spec.client.peer.canonical(user_exc)
         if isinstance(client.exc, Closed) and client.exc.code is not None:  # normalised by the adapter
             hint = CLOSE_CODES.get(client.exc.code, f"CLOSED_{client.exc.code}")
-        obs.error = error_info(user_exc, hint)
+        client.error = error_info(user_exc, hint)
     return client
+
+
+def _run_isolated(spec: CellSpec, url: str, tls: ClientTLS, deadline: float, timeout: float | None,
+                  recorder: observe.CellRecorder, obs: Observation) -> _ClientRun:
+    """run_client in a client process; killed with it if it cannot be stopped."""
+    request = dict(spec=spec, url=url, tls=tls, deadline=deadline, timeout=timeout,
+                   warnings=spec.scenario.group in LEAK_GROUPS)
+    reply = isolate.POOL.call(request, deadline + STOP_GRACE_S + isolate.REPLY_GRACE_S,
+                              started=lambda: setattr(recorder, "t0", time.perf_counter()))
+    client = _ClientRun(spec, url, tls, deadline, timeout)
+    if reply is None:  # no answer at all: the process was killed
+        obs.timed_out, obs.client_after_deadline = True, "killed"
+        client.total_s = time.perf_counter() - recorder.t0
+        return client
+    recorder.events.extend(reply["events"])
+    for name in ("connected", "steps", "upgrade_t", "total_s", "pending_tasks", "error", "warnings"):
+        setattr(client, name, reply[name])
+    obs.timed_out = reply["timed_out"]
+    obs.client_after_deadline = "killed" if reply["after_deadline"] == "abandoned" else reply["after_deadline"]
+    return client
+
+
+def client_in_child(spec: CellSpec, url: str, tls: ClientTLS, deadline: float, timeout: float | None,
+                    warnings: bool) -> dict:
+    """A client process's side of _run_isolated (isolate.main): one cell, reported back.
+    `warnings`: collect ResourceWarnings (process-wide: only for cells that run alone)."""
+    recorder = observe.begin(f"client-{next(_tokens)}", current=False)  # run_client binds its thread
+    obs = Observation(events=recorder.events)
+    warned: list[str] = []
+    try:
+        with leaks.resource_warnings(warned) if warnings else contextlib.nullcontext():
+            client = run_client(spec, url, tls, deadline, timeout, recorder, obs)
+            client.exc = None  # what the library still holds after this counts as its leak
+    finally:
+        observe.end(recorder)
+    return dict(events=recorder.events, connected=client.connected, steps=client.steps, upgrade_t=client.upgrade_t,
+                total_s=client.total_s, pending_tasks=client.pending_tasks, error=client.error, warnings=warned,
+                timed_out=obs.timed_out, after_deadline=obs.client_after_deadline,
+                reusable=obs.client_after_deadline != "abandoned")
 
 
 def _leaks(host: ServerHost, client: _ClientRun, sockets_before: set[str],

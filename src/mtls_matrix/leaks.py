@@ -26,6 +26,8 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+from mtls_matrix import isolate
+
 EARLIER = "(an earlier cell's) "  # prefix of a warning about a socket of another listener
 LISTEN = "0A"  # TCP states in /proc/net/tcp
 TIME_WAIT = "06"
@@ -40,12 +42,16 @@ class TCPSocket:
     inode: str
 
 
-def _my_sockets() -> dict[str, int]:
-    """inode -> descriptor of every socket this process holds."""
+def _sockets_of(pid: int | str) -> dict[str, int]:
+    """inode -> descriptor of every socket process `pid` holds."""
     mine = {}
-    for fd in os.listdir("/proc/self/fd"):
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return mine  # it ended meanwhile
+    for fd in fds:
         try:
-            target = os.readlink(f"/proc/self/fd/{fd}")
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
         except OSError:
             continue
         if target.startswith("socket:["):
@@ -53,8 +59,17 @@ def _my_sockets() -> dict[str, int]:
     return mine
 
 
+def _my_sockets() -> dict[str, int]:
+    return _sockets_of("self")
+
+
 def _my_socket_inodes() -> set[str]:
-    return set(_my_sockets())
+    """The sockets of this process and of its client processes (isolate.py): a blocking client
+    runs there, and what it leaves open is its own leak all the same."""
+    inodes = set(_my_sockets())
+    for pid in isolate.POOL.pids():
+        inodes |= set(_sockets_of(pid))
+    return inodes
 
 
 def tcp_sockets() -> list[TCPSocket]:
@@ -95,7 +110,7 @@ def connection_sockets(port: int, before: set[str]) -> tuple[int, int]:
     as the server's if its local port is the listener's, else as the client's (a process runs one
     cell at a time, and the listener was started before the cell)."""
     mine = _my_sockets()
-    new = {inode: fd for inode, fd in mine.items() if inode not in before}
+    new = {inode: mine.get(inode) for inode in _my_socket_inodes() - before}  # fd None: a client process's
     if not new:
         return 0, 0
     client = server = 0
@@ -111,7 +126,7 @@ def connection_sockets(port: int, before: set[str]) -> tuple[int, int]:
         elif s.port == port:
             server += 1
     for inode, fd in new.items():
-        if inode in listed:
+        if inode in listed or fd is None:  # another process's descriptor cannot be looked at from here
             continue
         try:
             probe = socket.socket(fileno=os.dup(fd))

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from mtls_matrix import baseline as baseline_mod
+from mtls_matrix import baseline as baseline_mod, isolate
 from mtls_matrix import floor as floor_mod
 from mtls_matrix import observe, scenarios
 from mtls_matrix import repeat as repeat_mod
@@ -264,6 +264,7 @@ def mtls_matrix_env(request: pytest.FixtureRequest):
     batch = Batch(specs, lambda spec: run_hostile_cell(spec, pki, deadline, versions))
     yield MatrixEnv(pki, servers, versions, batch)
     servers.close()
+    isolate.POOL.close()
     pki.close()
 
 

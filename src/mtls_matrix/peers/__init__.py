@@ -142,6 +142,8 @@ class ClientPeer(Peer):
     role = "client"
     variants: tuple[str, ...] = ("ssl=context",)
     unsupported: dict[str, str] = {}  # I/O op -> why this library cannot express it
+    # a sync library: its cells run in a client process (isolate.py), so a hung one can be killed
+    blocking = False
 
     @abstractmethod
     async def connect(self, variant: str, url: str, tls: ClientTLS, profile: str,
