@@ -22,6 +22,7 @@ import contextlib
 import ipaddress
 import os
 import socket
+import stat
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +45,8 @@ class TCPSocket:
 
 def _sockets_of(pid: int | str) -> dict[str, int]:
     """inode -> descriptor of every socket process `pid` holds."""
+    if pid == "self":  # fstat is a plain system call; readlink walks /proc for each descriptor
+        return _own_sockets()
     mine = {}
     try:
         fds = os.listdir(f"/proc/{pid}/fd")
@@ -59,22 +62,34 @@ def _sockets_of(pid: int | str) -> dict[str, int]:
     return mine
 
 
+def _own_sockets() -> dict[str, int]:
+    mine = {}
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            info = os.fstat(int(fd))
+        except OSError:
+            continue  # the listing's own descriptor, or closed meanwhile
+        if stat.S_ISSOCK(info.st_mode):
+            mine[str(info.st_ino)] = int(fd)
+    return mine
+
+
 def _my_sockets() -> dict[str, int]:
     return _sockets_of("self")
 
 
-def _my_socket_inodes() -> set[str]:
+def _my_socket_inodes(own: dict[str, int] | None = None) -> set[str]:
     """The sockets of this process and of its client processes (isolate.py): a blocking client
     runs there, and what it leaves open is its own leak all the same."""
-    inodes = set(_my_sockets())
+    inodes = set(_my_sockets() if own is None else own)
     for pid in isolate.POOL.pids():
         inodes |= set(_sockets_of(pid))
     return inodes
 
 
-def tcp_sockets() -> list[TCPSocket]:
+def tcp_sockets(mine: set[str] | None = None) -> list[TCPSocket]:
     """This process's TCP sockets (IPv4 and IPv6), from /proc/self/net/tcp{,6}."""
-    mine = _my_socket_inodes()
+    mine = _my_socket_inodes() if mine is None else mine
     found = []
     for table, size in (("/proc/self/net/tcp", 4), ("/proc/self/net/tcp6", 16)):
         try:
@@ -110,12 +125,12 @@ def connection_sockets(port: int, before: set[str]) -> tuple[int, int]:
     as the server's if its local port is the listener's, else as the client's (a process runs one
     cell at a time, and the listener was started before the cell)."""
     mine = _my_sockets()
-    new = {inode: mine.get(inode) for inode in _my_socket_inodes() - before}  # fd None: a client process's
+    new = {inode: mine.get(inode) for inode in _my_socket_inodes(mine) - before}  # fd None: a client process's
     if not new:
         return 0, 0
     client = server = 0
     listed = set()
-    for s in tcp_sockets():
+    for s in tcp_sockets(set(new)):
         if s.inode not in new:
             continue
         listed.add(s.inode)
@@ -159,15 +174,13 @@ def open_on(port: int) -> tuple[int, int]:
     return client, server
 
 
-async def _pending() -> int:
-    return sum(not t.done() for t in asyncio.all_tasks()) - 1  # not this counting task
-
-
 def server_tasks(loop: asyncio.AbstractEventLoop) -> int | None:
-    """Pending tasks on a ServerHost's loop (run from another thread); None if it cannot tell."""
+    """Pending tasks on a ServerHost's loop, counted from another thread: all_tasks() copes with
+    the task set changing while it reads it (it retries), and a round trip through the loop costs
+    a thread switch per call. None if it cannot tell."""
     try:
-        return asyncio.run_coroutine_threadsafe(_pending(), loop).result(1)
-    except Exception:
+        return len(asyncio.all_tasks(loop))
+    except RuntimeError:
         return None
 
 

@@ -11,6 +11,7 @@ exceptions map to canonical errors.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.metadata
 import ssl
@@ -46,6 +47,7 @@ def cell_token(path: str) -> str:
     return path.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
 
 
+@functools.cache  # reading package metadata costs milliseconds, and every cell asks
 def version_of(distribution: str) -> str:
     try:
         return importlib.metadata.version(distribution)
