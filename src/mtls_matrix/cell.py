@@ -315,7 +315,7 @@ def drive_client(spec: CellSpec, port: int, token: str, tls: ClientTLS, deadline
         # say so; the daemon thread is left behind and cannot touch later cells' sockets
         obs.client_after_deadline = "abandoned" if thread.is_alive() else "stopped"
     client.total_s = time.perf_counter() - recorder.t0
-    _settle(recorder, client, spec.scenario)
+    _settle(recorder, client, spec.scenario, spec.server.logs_out_of_band)
     obs.connected = client.connected
     obs.steps = client.steps
     if client.exc is not None and not obs.timed_out:
@@ -344,9 +344,10 @@ def _leaks(host: ServerHost, client: _ClientRun, sockets_before: set[str],
     return found if found != Leaks() else None
 
 
-def _settle(recorder: observe.CellRecorder, client: _ClientRun, scenario: Scenario) -> None:
+def _settle(recorder: observe.CellRecorder, client: _ClientRun, scenario: Scenario, out_of_band: bool) -> None:
     """Wait (briefly) until the server has told its side: its handshake outcome, and the close
-    it received when the script closes. Events arrive from the server's thread."""
+    it received when the script closes. Events arrive from the server's thread; a proxy's arrive
+    from its log, which ends each connection's story with "proxy-done" (peers/proxy.py)."""
     wants_close = any(op == "close" for op, *_ in scenario.io) and client.connected
     end = time.perf_counter() + SETTLE_S
     while time.perf_counter() < end:
@@ -359,7 +360,8 @@ def _settle(recorder: observe.CellRecorder, client: _ClientRun, scenario: Scenar
         needed = recorder.find("server", "accept") and not own_check_failed
         handshake = any(e.side == "server" and e.kind.startswith("handshake") for e in recorder.events)
         closed = recorder.find("server", "handler-close")
-        if (not needed or handshake) and (not wants_close or closed):
+        told = not out_of_band or recorder.find("server", "proxy-done")
+        if (not needed or handshake) and (not wants_close or closed) and told:
             return
         time.sleep(0.002)
 
@@ -419,14 +421,17 @@ def _result(spec: CellSpec, obs: Observation, deadline: float, client: _ClientRu
     error = obs.error
     if error is None and obs.timed_out:
         error = ErrorInfo(canonical="TIMEOUT", message=f"no outcome within {deadline:g}s")
+    proxy = obs.event("server", "proxy-response")
     saw = ServerSaw(
-        accepted_tcp=obs.event("server", "accept") is not None,
+        accepted_tcp=obs.event("server", "accept", "proxy-done") is not None,  # a proxy logs connections it accepted
         tls=_tls_side(obs, "server"),
         handler_ran=handler is not None,
         handler_peer_cn=handler.data.get("peer_cn") if handler else None,
         handler_identity_error=handler.data.get("identity_error") if handler else None,
         close_code=closed.data.get("code") if closed else None,
         close_reason=closed.data.get("reason") if closed else None,
+        proxy_status=proxy.data.get("status") if proxy else None,
+        proxy_verify=proxy.data.get("verify") if proxy else None,
     )
     return Cell(
         id=spec.id, server=f"server:{spec.server.name}", client=f"client:{spec.client.name}",
