@@ -315,7 +315,7 @@ def drive_client(spec: CellSpec, port: int, token: str, tls: ClientTLS, deadline
         # say so; the daemon thread is left behind and cannot touch later cells' sockets
         obs.client_after_deadline = "abandoned" if thread.is_alive() else "stopped"
     client.total_s = time.perf_counter() - recorder.t0
-    _settle(recorder, client, spec.scenario, spec.server.logs_out_of_band)
+    _settle(recorder, client, spec.scenario, spec.server.out_of_process)
     obs.connected = client.connected
     obs.steps = client.steps
     if client.exc is not None and not obs.timed_out:

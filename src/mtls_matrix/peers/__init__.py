@@ -139,9 +139,9 @@ class ServerPeer(Peer):
     # Set by peers/proxy.py on the copy it runs behind a proxy: start() then gets context None (a
     # plain listener on 127.0.0.1) and the handler takes the identity from forwarded_cn(headers).
     behind_proxy = False
-    # True for servers whose side of a cell arrives from another process's log (peers/proxy.py):
-    # the runner waits for that story to end ("proxy-done") before judging.
-    logs_out_of_band = False
+    # True for a server that runs in another process (peers/proxy.py): its side of a cell arrives
+    # from its log (the runner waits for its "proxy-done"), and its sockets are not this process's.
+    out_of_process = False
 
     @abstractmethod
     async def start(self, context: ssl.SSLContext, profile: str) -> int:

@@ -1,10 +1,11 @@
 """nginx terminating mutual TLS in front of each Python WebSocket server (`nginx+websockets`, ...).
 
-The configuration is the usual one: `ssl_verify_client on` with `ssl_client_certificate`, the
-WebSocket upgrade headers, and the verified identity forwarded in headers that replace any the
-client sent (proxy_set_header: nginx drops client headers of the same name). Everything else is at
-nginx's defaults, on purpose: `ssl_verify_depth 1` (a client leaf from an intermediate CA needs
-more), client_header_timeout 60 s (which also bounds the TLS handshake).
+The configuration is the usual one (the one in reference/socketio-mtls-nginx.md): `ssl_verify_client
+on` with `ssl_client_certificate`, the WebSocket upgrade headers, `proxy_set_header Host $host`, and
+the verified identity forwarded in headers that replace any the client sent (proxy_set_header:
+nginx drops client headers of the same name). Everything else is at nginx's defaults, on purpose
+(client_header_timeout 60 s, which also bounds the TLS handshake); only `ssl_protocols` follows
+the scenario, because nginx 1.22's default leaves TLS 1.3 out.
 
 How nginx rejects a client certificate: its verify callback never fails the handshake. OpenSSL's
 verdict is kept, the handshake completes (whatever the client sent, or did not send), and nginx

@@ -79,7 +79,7 @@ class ProxiedServer(ServerPeer):
     version_args: tuple[str, ...] = ("-v",)
     version_prefix: str
     inherits_listener = False  # True: the proxy takes the listening socket we bound (no port race)
-    logs_out_of_band = True
+    out_of_process = True
 
     def __init__(self, backend: ServerPeer):
         self.backend_peer = backend

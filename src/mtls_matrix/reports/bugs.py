@@ -780,9 +780,11 @@ def clarity_title(finding: ClarityFinding) -> str:
 def render_clarity_finding(finding: ClarityFinding) -> list[str]:
     cells = finding.cells
     partners = "clients" if finding.role == "server" else "servers"
+    # a rejection later than allowed (nginx's HTTP 400 after TLS) is FAIL: say so, not "PASS"
+    verdicts = "every cell PASS" if all(c.verdict == Verdict.PASS for c in cells) else spelled(counts(cells))
     lines = [f"### F{finding.number}. {clarity_title(finding)}", "", "**Configuration**", "",
              f"- Scenarios: {', '.join(sorted({c.scenario for c in cells}, key=scenario_rank))}: the server must "
-             "reject the client certificate, and does (every cell PASS)",
+             f"reject the client certificate, and does ({verdicts})",
              f"- {partners.capitalize()}: {', '.join(f'`{p}`' for p in finding.partners)}",
              "", "**Observed**", ""]
     lines += [f"- The client's user saw {user_error(kind, message)} ({grade}; {n} of {len(cells)} cells)"
