@@ -115,7 +115,7 @@ def test_the_proxy_and_its_backend_listen_on_loopback_and_leave_nothing_behind(s
     process, workdir = peer.process, peer.workdir
     try:
         assert "ssl_crl" in (workdir / "proxy.conf").read_text() or "crl-file" in (workdir / "proxy.conf").read_text()
-        listening = _listening(process.pid)
+        listening = leaks.listening_addresses(process.pid)
         assert listening == {("127.0.0.1", host.port)}, listening
         assert ("127.0.0.1", peer.backend_port) in leaks.listening_addresses()  # the plain backend, in this process
         assert peer.backend.behind_proxy and not peer.backend_peer.behind_proxy  # only the proxy's copy
@@ -124,18 +124,6 @@ def test_the_proxy_and_its_backend_listen_on_loopback_and_leave_nothing_behind(s
     assert process.poll() is not None, "the proxy outlived its listener"
     assert not workdir.exists()
 
-
-def _listening(pid: int) -> set[tuple[str, int]]:
-    """(address, port) of the TCP sockets process `pid` listens on."""
-    inodes = {os.readlink(f"/proc/{pid}/fd/{fd}")[8:-1] for fd in os.listdir(f"/proc/{pid}/fd")
-              if os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:[")}
-    found = set()
-    for line in open(f"/proc/{pid}/net/tcp").read().splitlines()[1:]:
-        fields = line.split()
-        if fields[3] == "0A" and fields[9] in inodes:
-            address, port = fields[1].split(":")
-            found.add((".".join(str(b) for b in reversed(bytes.fromhex(address))), int(port, 16)))
-    return found
 
 
 @pytest.mark.parametrize(("context_range", "expected"), [

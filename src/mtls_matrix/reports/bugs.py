@@ -760,6 +760,12 @@ def _server_saw(cells: list[Cell]) -> str:
         text += f", seeing client identity {', '.join(code(i) for i in identities)}"
     if errors:
         text += f"; server TLS error {code(errors[0])}" + (f" (+{len(errors) - 1} more)" if len(errors) > 1 else "")
+    # a TLS-terminating proxy (peers/proxy.py): what it answered, and its verification result, from its log
+    answered = Counter(f"HTTP {c.server_saw.proxy_status} (verify {c.server_saw.proxy_verify})" for c in cells
+                       if c.server_saw.proxy_status is not None)
+    if answered:
+        text += "; the proxy answered " + ", ".join(f"{code(k)} ×{n}" for k, n in answered.most_common(3))
+        text += f" (+{len(answered) - 3} more)" if len(answered) > 3 else ""
     return text
 
 
