@@ -27,6 +27,7 @@ VERIFY_CODES = {
 TEXTS = (
     ("certificate required", "CERT_REQUIRED"),
     ("peer did not return a certificate", "CERT_REQUIRED"),
+    ("no required ssl certificate", "CERT_REQUIRED"),  # nginx's 400 page, which some clients show
     ("certificate has expired", "CERT_EXPIRED"),
     ("certificate expired", "CERT_EXPIRED"),
     ("not yet valid", "CERT_NOT_YET_VALID"),
