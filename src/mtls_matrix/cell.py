@@ -344,7 +344,7 @@ def _leaks(host: ServerHost, client: _ClientRun, sockets_before: set[str],
     return found if found != Leaks() else None
 
 
-def _settle(recorder: observe.CellRecorder, client: _ClientRun, scenario: Scenario, out_of_band: bool) -> None:
+def _settle(recorder: observe.CellRecorder, client: _ClientRun, scenario: Scenario, out_of_process: bool) -> None:
     """Wait (briefly) until the server has told its side: its handshake outcome, and the close
     it received when the script closes. Events arrive from the server's thread; a proxy's arrive
     from its log, which ends each connection's story with "proxy-done" (peers/proxy.py)."""
@@ -360,7 +360,7 @@ def _settle(recorder: observe.CellRecorder, client: _ClientRun, scenario: Scenar
         needed = recorder.find("server", "accept") and not own_check_failed
         handshake = any(e.side == "server" and e.kind.startswith("handshake") for e in recorder.events)
         closed = recorder.find("server", "handler-close")
-        told = not out_of_band or recorder.find("server", "proxy-done")
+        told = not out_of_process or recorder.find("server", "proxy-done")
         if (not needed or handshake) and (not wants_close or closed) and told:
             return
         time.sleep(0.002)

@@ -266,10 +266,10 @@ def judge(scenario: Scenario, obs: Observation, deadline: float) -> Judgement:
         if PHASES.index(found.phase) > PHASES.index(expect.latest_phase):
             # Later than the scenario allows is a FAIL even when nothing got through (the handler never
             # ran): nginx's `ssl_verify_client on` completes the TLS handshake whatever the client
-            # presents and refuses the request with HTTP 400. Its user sees an HTTP status where every
-            # other server sends a TLS alert naming the certificate problem; code that handles TLS
-            # failures (retry policy, error reporting, monitoring) does not see one. The expectation
-            # says where a correct rejection lands; the reason says where and how this one did.
+            # presents and refuses the request with HTTP 400. Its user sees an HTTP status instead of a
+            # failed TLS handshake (whose alert can name the certificate problem); code that handles
+            # TLS failures (retry policy, error reporting, monitoring) does not see one. The
+            # expectation says where a correct rejection lands; the reason says where and how this one did.
             how = f": {found.message}" if found.message and found.message != (obs.error and obs.error.message) else ""
             saw = f"; the client saw {seen}" if seen and seen != found.canonical else ""
             return Judgement(Verdict.FAIL, phase, f"rejected only at {found.phase}{how}{saw}", found)
