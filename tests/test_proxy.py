@@ -141,3 +141,12 @@ def test_the_proxy_gets_the_tls_range_of_the_context(context_range, expected):
     if high:
         ctx.maximum_version = high
     assert tls_versions(ctx) == expected
+
+
+def test_a_forwarded_name_counts_only_with_the_proxys_success():
+    from mtls_matrix.peers import forwarded_cn
+
+    assert forwarded_cn({FORWARDED_CN: "alice", FORWARDED_VERIFY: "SUCCESS"}) == "alice"
+    for verify in (None, "NONE", "FAILED:certificate has expired", "success"):
+        headers = {FORWARDED_CN: "alice"} | ({FORWARDED_VERIFY: verify} if verify else {})
+        assert forwarded_cn(headers) is None
