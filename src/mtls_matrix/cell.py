@@ -305,7 +305,7 @@ def drive_client(spec: CellSpec, port: int, token: str, tls: ClientTLS, deadline
     url = f"wss://{spec.scenario.host}:{port}/cell/{token}"
     run = _run_isolated if spec.client.peer.blocking else run_client
     client = run(spec, url, tls, deadline, timeout, recorder, obs)
-    _settle(recorder, client, spec.scenario)
+    _settle(recorder, client, spec.scenario, spec.server.out_of_process)
     obs.connected = client.connected
     obs.steps = client.steps
     obs.error = client.error
@@ -395,9 +395,10 @@ def _leaks(host: ServerHost, client: _ClientRun, sockets_before: set[str],
     return found if found != Leaks() else None
 
 
-def _settle(recorder: observe.CellRecorder, client: _ClientRun, scenario: Scenario) -> None:
+def _settle(recorder: observe.CellRecorder, client: _ClientRun, scenario: Scenario, out_of_process: bool) -> None:
     """Wait (briefly) until the server has told its side: its handshake outcome, and the close
-    it received when the script closes. Events arrive from the server's thread."""
+    it received when the script closes. Events arrive from the server's thread; a proxy's arrive
+    from its log, which ends each connection's story with "proxy-done" (peers/proxy.py)."""
     wants_close = any(op == "close" for op, *_ in scenario.io) and client.connected
     end = time.perf_counter() + SETTLE_S
     while time.perf_counter() < end:
@@ -410,7 +411,8 @@ def _settle(recorder: observe.CellRecorder, client: _ClientRun, scenario: Scenar
         needed = recorder.find("server", "accept") and not own_check_failed
         handshake = any(e.side == "server" and e.kind.startswith("handshake") for e in recorder.events)
         closed = recorder.find("server", "handler-close")
-        if (not needed or handshake) and (not wants_close or closed):
+        told = not out_of_process or recorder.find("server", "proxy-done")
+        if (not needed or handshake) and (not wants_close or closed) and told:
             return
         time.sleep(0.002)
 
@@ -470,14 +472,17 @@ def _result(spec: CellSpec, obs: Observation, deadline: float, client: _ClientRu
     error = obs.error
     if error is None and obs.timed_out:
         error = ErrorInfo(canonical="TIMEOUT", message=f"no outcome within {deadline:g}s")
+    proxy = obs.event("server", "proxy-response")
     saw = ServerSaw(
-        accepted_tcp=obs.event("server", "accept") is not None,
+        accepted_tcp=obs.event("server", "accept", "proxy-done") is not None,  # a proxy logs connections it accepted
         tls=_tls_side(obs, "server"),
         handler_ran=handler is not None,
         handler_peer_cn=handler.data.get("peer_cn") if handler else None,
         handler_identity_error=handler.data.get("identity_error") if handler else None,
         close_code=closed.data.get("code") if closed else None,
         close_reason=closed.data.get("reason") if closed else None,
+        proxy_status=proxy.data.get("status") if proxy else None,
+        proxy_verify=proxy.data.get("verify") if proxy else None,
     )
     return Cell(
         id=spec.id, server=f"server:{spec.server.name}", client=f"client:{spec.client.name}",

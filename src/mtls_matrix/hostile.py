@@ -71,8 +71,9 @@ def _against_hostile_client(spec: CellSpec, port: int, deadline: float, recorder
     recorder.t0 = time.perf_counter()
     sock, how, after = spec.client.peer.misbehave(spec.scenario.hostile, port, deadline)
     sock.close()  # the harness lets go: a server that waited must now notice and close its side
+    held = None if spec.server.out_of_process else _held(port, "server")  # another process's sockets: not seen
     return Hostile(behaviour=spec.scenario.hostile, under_test="server", ended=how is not None,
-                   after_s=round(after, 3) if how else None, how=how, left_open=_held(port, "server"),
+                   after_s=round(after, 3) if how else None, how=how, left_open=held,
                    own_timeouts=spec.server.own_timeouts())
 
 

@@ -87,11 +87,13 @@ def _my_socket_inodes(own: dict[str, int] | None = None) -> set[str]:
     return inodes
 
 
-def tcp_sockets(mine: set[str] | None = None) -> list[TCPSocket]:
-    """This process's TCP sockets (IPv4 and IPv6), from /proc/self/net/tcp{,6}."""
-    mine = _my_socket_inodes() if mine is None else mine
+def tcp_sockets(mine: set[str] | None = None, pid: int | str = "self") -> list[TCPSocket]:
+    """This process's (or process `pid`'s, a proxy's) TCP sockets (IPv4 and IPv6), from
+    /proc/PID/net/tcp{,6}; `mine`: the socket inodes that count, if known already."""
+    if mine is None:
+        mine = _my_socket_inodes() if pid == "self" else set(_sockets_of(pid))
     found = []
-    for table, size in (("/proc/self/net/tcp", 4), ("/proc/self/net/tcp6", 16)):
+    for table, size in ((f"/proc/{pid}/net/tcp", 4), (f"/proc/{pid}/net/tcp6", 16)):
         try:
             lines = Path(table).read_text().splitlines()[1:]
         except OSError:
@@ -108,9 +110,9 @@ def tcp_sockets(mine: set[str] | None = None) -> list[TCPSocket]:
     return found
 
 
-def listening_addresses() -> set[tuple[str, int]]:
-    """(address, port) of the TCP sockets this process listens on."""
-    return {(s.address, s.port) for s in tcp_sockets() if s.state == LISTEN}
+def listening_addresses(pid: int | str = "self") -> set[tuple[str, int]]:
+    """(address, port) of the TCP sockets this process (or process `pid`, a proxy) listens on."""
+    return {(s.address, s.port) for s in tcp_sockets(pid=pid) if s.state == LISTEN}
 
 
 def socket_inodes() -> set[str]:

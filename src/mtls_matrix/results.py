@@ -69,6 +69,9 @@ class ServerSaw(BaseModel):
     handler_identity_error: Optional[str] = Field(None, description="what the handler hit reading the identity")
     close_code: Optional[int] = None
     close_reason: Optional[str] = None
+    proxy_status: Optional[int] = Field(None, description="the HTTP status a TLS-terminating proxy answered, from its log")
+    proxy_verify: Optional[str] = Field(None, description="the proxy's client-certificate verification result "
+                                        "as it logs it (nginx $ssl_client_verify, HAProxy ssl_c_verify)")
 
 
 class Step(BaseModel):

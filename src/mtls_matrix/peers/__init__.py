@@ -26,6 +26,8 @@ BUILTIN = (
     "mtls_matrix.peers.tornado",
     "mtls_matrix.peers.websocket_client",
     "mtls_matrix.peers.hostile",
+    "mtls_matrix.peers.nginx",
+    "mtls_matrix.peers.haproxy",
 )
 ENTRY_POINT_GROUP = "mtls_matrix.peers"
 
@@ -40,6 +42,18 @@ def parse_close_command(message: Any) -> tuple[int, str] | None:
         _, code, reason = message.split(" ", 2)
         return int(code), reason
     return None
+
+
+# The headers a TLS-terminating proxy (peers/proxy.py) sets on every request it forwards, replacing
+# any the client sent: the verified client's subject CN, and its verification result.
+FORWARDED_CN = "X-SSL-Client-CN"
+FORWARDED_VERIFY = "X-SSL-Client-Verify"
+
+
+def forwarded_cn(headers: Any) -> str | None:
+    """The client identity a proxy vouches for; only for a server with `behind_proxy` set, whose
+    plain listener nobody but the proxy reaches. A TLS listener never reads these headers."""
+    return headers.get(FORWARDED_CN) if headers.get(FORWARDED_VERIFY) == "SUCCESS" else None
 
 
 def cell_token(path: str) -> str:
@@ -124,6 +138,12 @@ class Peer(ABC):
 class ServerPeer(Peer):
     role = "server"
     groups: tuple[str, ...] | None = None  # scenario groups this peer is meant for (None: all)
+    # Set by peers/proxy.py on the copy it runs behind a proxy: start() then gets context None (a
+    # plain listener on 127.0.0.1) and the handler takes the identity from forwarded_cn(headers).
+    behind_proxy = False
+    # True for a server that runs in another process (peers/proxy.py): its side of a cell arrives
+    # from its log (the runner waits for its "proxy-done"), and its sockets are not this process's.
+    out_of_process = False
 
     @abstractmethod
     async def start(self, context: ssl.SSLContext, profile: str) -> int:
