@@ -65,7 +65,10 @@ def canonical_from_text(text: str) -> str | None:
 
 
 def canonical_from_tls(data: dict) -> str | None:
-    """A recorded TLS error (see observe.describe_ssl_error) -> canonical."""
+    """A recorded TLS error (see observe.describe_ssl_error) -> canonical. A client that is not
+    Python's ssl (a browser: peers/chromium.py) names the canonical error itself."""
+    if data.get("canonical"):
+        return data["canonical"]
     if data.get("verify_code") in VERIFY_CODES:
         return VERIFY_CODES[data["verify_code"]]
     return canonical_from_text(" ".join(str(data.get(k) or "") for k in ("reason", "message")).replace("_", " "))
@@ -171,7 +174,8 @@ def rejection(obs: Observation) -> Rejection | None:
         return Rejection(by="server", canonical=canonical_from_tls(server.data), phase="verification",
                          message=server.data.get("message"))
     client = obs.event("client", "handshake-error")
-    if client and client.data.get("verify_code") is not None:
+    # own_check: a client outside Python's ssl reports that its own verification refused the server
+    if client and (client.data.get("verify_code") is not None or client.data.get("own_check")):
         return Rejection(by="client", canonical=canonical_from_tls(client.data), phase="verification",
                          message=client.data.get("message"))
     if obs.error and obs.error.canonical and obs.error.canonical.startswith("HTTP_4"):
