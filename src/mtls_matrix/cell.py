@@ -300,6 +300,7 @@ def drive_client(spec: CellSpec, port: int, token: str, tls: ClientTLS, deadline
     """Run the cell's client on its own thread until it finishes or the deadline, stop it then,
     and put what its user saw into `obs`. `timeout` is what the library itself is given."""
     url = f"wss://{spec.scenario.host}:{port}/cell/{token}"
+    spec.client.peer.prepare(spec.client.variant, tls)  # before the clock: a browser boots once, not per cell
     client = _ClientRun(spec, url, tls, deadline, timeout)
     recorder.t0 = time.perf_counter()
     thread = threading.Thread(target=client.run, args=(recorder,), name=f"client:{spec.id}", daemon=True)

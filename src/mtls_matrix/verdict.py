@@ -169,10 +169,13 @@ def client_phase(obs: Observation) -> str:
 def rejection(obs: Observation) -> Rejection | None:
     """Which side's own check refused the other: a side that merely received an alert did not."""
     server = obs.event("server", "handshake-error")
-    if server and (server.data.get("verify_code") is not None
-                   or "PEER_DID_NOT_RETURN" in str(server.data.get("reason"))):
-        return Rejection(by="server", canonical=canonical_from_tls(server.data), phase="verification",
-                         message=server.data.get("message"))
+    # a client may open several connections in one cell (a browser: a spare socket it closes unused,
+    # a request before the WebSocket): the server refused if it refused any of them
+    refused = next((e for e in obs.events if e.side == "server" and e.kind == "handshake-error" and (
+        e.data.get("verify_code") is not None or "PEER_DID_NOT_RETURN" in str(e.data.get("reason")))), None)
+    if refused:
+        return Rejection(by="server", canonical=canonical_from_tls(refused.data), phase="verification",
+                         message=refused.data.get("message"))
     client = obs.event("client", "handshake-error")
     # own_check: a client outside Python's ssl reports that its own verification refused the server
     if client and (client.data.get("verify_code") is not None or client.data.get("own_check")):

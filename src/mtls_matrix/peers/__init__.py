@@ -149,6 +149,11 @@ class ClientPeer(Peer):
         """`timeout`: give it to the library as its opening-handshake timeout; None: set no
         timeout at all, the library's own defaults apply (fault scenarios measure them)."""
 
+    def prepare(self, variant: str, tls: ClientTLS) -> None:
+        """Called before each cell's clock starts: start what a cell's connection needs and is
+        reused across cells (a browser process), so the cell's deadline measures the connection.
+        Must not raise: a failure here shows again in `connect`, where it costs its cell."""
+
     def own_timeouts(self, variant: str) -> dict[str, float | None]:
         """The library's default timeouts, read from the library itself (signatures, module
         defaults): what fault scenarios report next to what they measured. None: no timeout."""

@@ -195,6 +195,10 @@ class _CDP:
         return reply["result"]
 
 
+class ClientKeyRefused(Exception):
+    """NSS, where Chromium on Linux takes client certificates from, would not import the key."""
+
+
 def _nss_database(home: Path, tls: ClientTLS) -> None:
     """$HOME/.pki/nssdb with the run's root as a trusted anchor, plus the client certificate and
     key when the scenario presents one (PKCS#12 with a throwaway password, removed after import)."""
@@ -215,6 +219,10 @@ def _nss_database(home: Path, tls: ClientTLS) -> None:
                 b"mtls-matrix client", key, leaf, chain or None, BestAvailableEncryption(password)))
         try:
             run("pk12util", "-i", str(bundle), "-d", store, "-W", password.decode())
+        except subprocess.CalledProcessError as exc:
+            words = (exc.stderr or exc.stdout or b"").decode(errors="replace").strip()
+            raise ClientKeyRefused(f"NSS cannot import the client certificate's {type(key).__name__} key, so "
+                                   f"Chromium cannot present it; pk12util: {words}") from None
         finally:
             bundle.unlink()
 
@@ -256,7 +264,18 @@ class Browser:
         writer, _ = await loop.connect_write_pipe(asyncio.Protocol, os.fdopen(to_browser_w, "wb", 0))
         cdp = _CDP(reader, writer)
         self.version = (await cdp.send("Browser.getVersion"))["product"]
+        self.cdp = cdp
+        self.spare = asyncio.ensure_future(_Page(self).prepare())
         return cdp
+
+    async def page(self) -> _Page:
+        """A fresh context and page, and start preparing the next one: a new context's renderer
+        takes longer to start than the rest of a cell (see README speed figures)."""
+        spare, self.spare = self.spare, asyncio.ensure_future(_Page(self).prepare())
+        try:
+            return await spare
+        except Exception:  # a spare that failed (browser under strain): one more try, now
+            return await _Page(self).prepare()
 
     @property
     def alive(self) -> bool:
@@ -264,7 +283,12 @@ class Browser:
 
     def run(self, coro, timeout: float | None):
         """Run a coroutine on the browser's loop from a cell's own loop."""
-        return asyncio.wait_for(asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self.loop)), timeout)
+        return asyncio.wait_for(asyncio.wrap_future(self.start(coro)), timeout)
+
+    def start(self, coro):
+        """Start a coroutine on the browser's loop; its concurrent Future. Coroutines started in
+        order write their DevTools commands in order (send writes before its first await)."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
 
     def close(self) -> None:
         """EOF on the pipe ends the browser; its process group is killed if it lingers."""
@@ -287,17 +311,24 @@ class Browser:
 
 
 _browsers: dict[tuple, Browser] = {}
+_failed: dict[tuple, Exception] = {}  # browsers that cannot start (a key NSS refuses): not retried per cell
 _lock = threading.Lock()
 
 
 def browser_for(tls: ClientTLS) -> Browser:
     key = (str(tls.ca), str(tls.cert) if tls.cert else None)
     with _lock:
+        if isinstance(_failed.get(key), ClientKeyRefused):
+            raise _failed[key]
         browser = _browsers.get(key)
         if browser is None or not browser.alive:
             if browser is not None:
                 browser.close()
-            _browsers[key] = browser = Browser(tls)
+            try:
+                _browsers[key] = browser = Browser(tls)
+            except ClientKeyRefused as exc:
+                _failed[key] = exc
+                raise
         return browser
 
 
@@ -323,7 +354,9 @@ _PAGE_SCRIPT = """
   const ws = new WebSocket(url);
   ws.binaryType = "arraybuffer";
   window.__mtlsSocket = ws;
-  window.__mtlsSendBinary = (data) => ws.send(Uint8Array.from(atob(data), c => c.charCodeAt(0)));
+  window.__mtlsSendBinary = (data) => { const s = atob(data), bytes = new Uint8Array(s.length);
+    for (let i = 0; i < s.length; i++) bytes[i] = s.charCodeAt(i);
+    ws.send(bytes); };
   ws.onopen = () => tell({event: "open"});
   ws.onerror = () => tell({event: "error"});
   ws.onmessage = (m) => tell(typeof m.data === "string" ? {event: "message", type: "text", data: m.data}
@@ -337,7 +370,7 @@ class _Page:
     """One cell's browser context and page, living on the browser's loop."""
 
     def __init__(self, browser: Browser):
-        self.browser, self.cdp = browser, browser.cdp
+        self.cdp = browser.cdp
         self.events: asyncio.Queue = asyncio.Queue()
         self.page_saw: list[str] = []
         self.knew: list[str] = []  # what CDP reported, in order
@@ -361,22 +394,25 @@ class _Page:
                 "responseHeaders": [{"name": "Content-Type", "value": "text/html"}],
                 "body": base64.b64encode(PAGE).decode()}, self.session))
 
-    async def open(self, url: str, preflight: bool) -> dict:
-        """Open the page at the server's origin and start the WebSocket; the first page event."""
-        parts = urlsplit(url)
-        origin = f"https://{parts.netloc}/"
+    async def prepare(self) -> _Page:
+        """A new browser context (its own caches and client-certificate decisions) with one blank
+        page, listening to the events the cell needs."""
         self.context = (await self.cdp.send("Target.createBrowserContext", {"disposeOnDetach": True}))["browserContextId"]
         target = (await self.cdp.send("Target.createTarget", {"url": "about:blank", "browserContextId": self.context}))
         self.session = (await self.cdp.send("Target.attachToTarget", {"targetId": target["targetId"], "flatten": True}))["sessionId"]
         self.cdp.listeners[self.session] = [self._on_event]
         for method, params in (("Network.enable", {}), ("Security.enable", {}), ("Runtime.enable", {}),
-                               ("Runtime.addBinding", {"name": "__mtlsEvent"}),
-                               ("Fetch.enable", {"patterns": [{"urlPattern": origin}]})):
+                               ("Runtime.addBinding", {"name": "__mtlsEvent"}), ("Page.enable", {})):
             await self.cdp.send(method, params, self.session)
+        return self
+
+    async def open(self, url: str, preflight: bool) -> dict:
+        """Open the page at the server's origin and start the WebSocket; the first page event."""
+        origin = f"https://{urlsplit(url).netloc}/"
         loaded = asyncio.get_running_loop().create_future()
         self.cdp.listeners[self.session].append(
             lambda method, params: method == "Page.loadEventFired" and not loaded.done() and loaded.set_result(True))
-        await self.cdp.send("Page.enable", {}, self.session)
+        await self.cdp.send("Fetch.enable", {"patterns": [{"urlPattern": origin}]}, self.session)
         await self.cdp.send("Page.navigate", {"url": origin}, self.session)
         await loaded
         await self.cdp.send("Fetch.disable", {}, self.session)  # from here on every request is the network's
@@ -408,24 +444,33 @@ class _Conn(Connection):
     def __init__(self, browser: Browser, page: _Page, timeout: float):
         self.browser, self.page, self.timeout = browser, page, timeout
         self.closed: Closed | None = None
+        self.sending: list = []  # sends in flight: checked on the next recv or close
 
     async def send(self, message):
+        """Pipelined like a page's own ws.send(): the command is on its way, in order; its reply
+        is checked at the next recv or close (a burst of 1000 then costs no 1000 round trips)."""
+        self._check_sent()
         if isinstance(message, str):
             expression = f"window.__mtlsSocket.send({json.dumps(message)})"
         else:
             expression = f"window.__mtlsSendBinary({json.dumps(base64.b64encode(message).decode())})"
-        await self.browser.run(self.page.evaluate(expression), self.timeout)
+        self.sending.append(self.browser.start(self.page.evaluate(expression)))
+
+    def _check_sent(self) -> None:
+        while self.sending and self.sending[0].done():
+            self.sending.pop(0).result()  # raises what the page raised
 
     async def recv(self):
         if self.closed:
             raise self.closed
         while True:
             event = await self.browser.run(self.page.next_event(), self.timeout)
+            self._check_sent()
             if event["event"] == "message":
                 return event["data"] if event["type"] == "text" else base64.b64decode(event["data"])
             if event["event"] == "close":
                 self.closed = Closed(event["code"], event["reason"])
-                await self.browser.run(self.page.dispose(), self.timeout)
+                self.browser.start(self.page.dispose())
                 raise self.closed
 
     async def ping(self, payload):
@@ -441,7 +486,7 @@ class _Conn(Connection):
                     if event["event"] == "close":
                         self.closed = Closed(event["code"], event["reason"])
         finally:
-            await self.browser.run(self.page.dispose(), self.timeout)
+            self.browser.start(self.page.dispose())  # in the background: the cell is over
 
 
 def _tls_version(details: dict | None) -> str | None:
@@ -483,7 +528,7 @@ class Client(ClientPeer):
     async def connect(self, variant, url, tls: ClientTLS, profile, timeout):
         timeout = timeout or OWN_TIMEOUT_S
         browser = await asyncio.to_thread(browser_for, tls)
-        page = _Page(browser)
+        page = await browser.run(browser.page(), timeout)
         try:
             first = await browser.run(page.open(url, preflight=variant.endswith("+fetch")), timeout)
             if first["event"] == "open":
@@ -494,14 +539,20 @@ class Client(ClientPeer):
                 first = await browser.run(page.next_event(), timeout)
             await asyncio.sleep(0.05)  # CDP's account of the failure may trail the page's close event
         except BaseException:
-            await asyncio.shield(browser.run(page.dispose(), 5))
+            browser.start(page.dispose())
             raise
-        await browser.run(page.dispose(), timeout)
+        browser.start(page.dispose())
         _record_tls(page, opened=False)
         saw = "; ".join(page.page_saw + [f"close {first['code']} {first['reason']!r} (clean: {first['clean']})"])
         knew = "; ".join(dict.fromkeys(page.knew)) or "nothing"
         raise PageSaw(f"the page saw: {saw}") from BrowserKnew(
             f"the browser knew: {knew}", next((c for c in map(canonical_of, page.knew) if c), None))
+
+    def prepare(self, variant, tls):
+        try:
+            browser_for(tls)  # boots the browser for this certificate once; its first spare page follows
+        except Exception:
+            pass  # connect() meets the same problem and reports it in its cell
 
     def own_timeouts(self, variant):
         return {"harness wait (no browser default reachable from a page)": OWN_TIMEOUT_S}
@@ -509,6 +560,8 @@ class Client(ClientPeer):
     def canonical(self, exc):
         if isinstance(exc, PageSaw) and isinstance(exc.__cause__, BrowserKnew):
             return exc.__cause__.canonical or "OTHER"
+        if isinstance(exc, ClientKeyRefused):
+            return "CLIENT_KEY_UNSUPPORTED"
         return None
 
 
