@@ -70,9 +70,12 @@ FLAGS = (
     "--remote-debugging-pipe",
 )
 START_TIMEOUT_S = 30.0
-OWN_TIMEOUT_S = 30.0  # what a cell waits when the harness gives no timeout (hostile groups)
+# a page cannot set a WebSocket timeout; with none from the harness (hostile groups) the browser's
+# own timers decide and the cell's deadline ends the wait
+OWN_TIMEOUT_S = 600.0
 PAGE = b'<!doctype html><link rel="icon" href="data:,"><title>mtls-matrix</title>'  # no favicon request
 SETUP_HINT = "run mtls-matrix setup-foreign"
+PREFLIGHT = "mtls-matrix-preflight"  # the path the +fetch variant requests first: no server routes it
 
 # Net errors (net/base/net_error_list.h) as the browser names them -> canonical errors.
 NET_ERRORS = {
@@ -119,6 +122,15 @@ def availability() -> str | None:
 def policy_text() -> str:
     """The policy file's content, for the setup step."""
     return json.dumps(POLICY_CONTENT, indent=2) + "\n"
+
+
+def install_policy() -> bool:
+    """The setup step's part for this peer (idempotent; needs root): write POLICY. True if it changed."""
+    if POLICY.exists() and POLICY.read_text() == policy_text():
+        return False
+    POLICY.parent.mkdir(parents=True, exist_ok=True)
+    POLICY.write_text(policy_text())
+    return True
 
 
 @functools.cache
@@ -414,14 +426,13 @@ class _Page:
             lambda method, params: method == "Page.loadEventFired" and not loaded.done() and loaded.set_result(True))
         await self.cdp.send("Fetch.enable", {"patterns": [{"urlPattern": origin}]}, self.session)
         await self.cdp.send("Page.navigate", {"url": origin}, self.session)
-        await loaded
-        await self.cdp.send("Fetch.disable", {}, self.session)  # from here on every request is the network's
-        await self.evaluate(_PAGE_SCRIPT % (json.dumps(url), json.dumps(origin if preflight else None)))
+        await loaded  # the pattern matches the page's URL only: the preflight and the WebSocket go to the network
+        await self.evaluate(_PAGE_SCRIPT % (json.dumps(url), json.dumps(origin + PREFLIGHT if preflight else None)))
         while True:
             event = await self.events.get()
             if event["event"] == "preflight":
-                self.page_saw.append(f"fetch {origin}: " + (f"HTTP {event['status']}" if "status" in event
-                                                            else event["error"]))
+                self.page_saw.append(f"fetch {origin}{PREFLIGHT}: " + (
+                    f"HTTP {event['status']}" if "status" in event else event["error"]))
                 continue
             return event
 
@@ -554,8 +565,6 @@ class Client(ClientPeer):
         except Exception:
             pass  # connect() meets the same problem and reports it in its cell
 
-    def own_timeouts(self, variant):
-        return {"harness wait (no browser default reachable from a page)": OWN_TIMEOUT_S}
 
     def canonical(self, exc):
         if isinstance(exc, PageSaw) and isinstance(exc.__cause__, BrowserKnew):
