@@ -92,7 +92,8 @@ class Batch:
     (--repeat, --confirm) runs alone."""
 
     def __init__(self, specs: Iterable[CellSpec], run: Callable[[CellSpec], Cell]):
-        self.specs = [s for s in specs if is_hostile(s)]
+        # a client that cannot take many cells at once (a browser) runs its hostile cells alone, in turn
+        self.specs = [s for s in specs if is_hostile(s) and s.client.peer.side_by_side]
         self.run = run
         self.done: dict[str, Cell] | None = None
 

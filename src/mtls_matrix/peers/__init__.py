@@ -142,6 +142,9 @@ class ClientPeer(Peer):
     role = "client"
     variants: tuple[str, ...] = ("ssl=context",)
     unsupported: dict[str, str] = {}  # I/O op -> why this library cannot express it
+    # hostile cells run all at once (hostile.Batch); False: one at a time, for a client whose cells
+    # share a heavy process (a browser starting a dozen contexts at once would time its own start-up)
+    side_by_side = True
 
     @abstractmethod
     async def connect(self, variant: str, url: str, tls: ClientTLS, profile: str,

@@ -531,6 +531,7 @@ class Client(ClientPeer):
     library = "chromium"
     variants = ("page=same-origin", "page=same-origin+fetch")
     unsupported = {"ping": "the WebSocket API in a page cannot send pings (the browser answers the server's)"}
+    side_by_side = False  # one browser per certificate: a batch of hostile cells would queue on it
 
     @property
     def version(self) -> str:
