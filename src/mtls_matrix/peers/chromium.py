@@ -235,7 +235,7 @@ def _nss_database(home: Path, tls: ClientTLS) -> None:
         except subprocess.CalledProcessError as exc:
             words = (exc.stderr or exc.stdout or b"").decode(errors="replace").strip()
             raise ClientKeyRefused(f"NSS cannot import the client certificate's {type(key).__name__} key, so "
-                                   f"Chromium cannot present it; pk12util: {words}") from None
+                                   f"Chromium cannot present it: {words}") from None
         finally:
             bundle.unlink()
 
@@ -411,9 +411,10 @@ class _Page:
     async def prepare(self) -> _Page:
         """A new browser context (its own caches and client-certificate decisions) with one blank
         page, listening to the events the cell needs."""
-        self.context = (await self.cdp.send("Target.createBrowserContext", {"disposeOnDetach": True}))["browserContextId"]
-        target = (await self.cdp.send("Target.createTarget", {"url": "about:blank", "browserContextId": self.context}))
-        self.session = (await self.cdp.send("Target.attachToTarget", {"targetId": target["targetId"], "flatten": True}))["sessionId"]
+        send = self.cdp.send
+        self.context = (await send("Target.createBrowserContext", {"disposeOnDetach": True}))["browserContextId"]
+        target = (await send("Target.createTarget", {"url": "about:blank", "browserContextId": self.context}))["targetId"]
+        self.session = (await send("Target.attachToTarget", {"targetId": target, "flatten": True}))["sessionId"]
         self.cdp.listeners[self.session] = [self._on_event]
         for method, params in (("Network.enable", {}), ("Security.enable", {}), ("Runtime.enable", {}),
                                ("Runtime.addBinding", {"name": "__mtlsEvent"}), ("Page.enable", {})):
