@@ -20,9 +20,10 @@ Two variants show both sides of that:
 
 The page's origin is the server's own (https://host:port/): the page is served by CDP
 (Fetch.fulfillRequest, no network), as a web app served by the same site would be; servers that
-check Origin (tornado) accept it. LocalNetworkAccessAllowedForUrls in the same policy lets that
-page reach loopback: a page served by CDP has no address space of its own, so Chromium's Local
-Network Access check would otherwise block the WebSocket (net::ERR_BLOCKED_BY_LOCAL_NETWORK_ACCESS_CHECKS).
+check Origin (tornado) accept it (from about:blank, Origin: null, tornado answers 403).
+LocalNetworkAccessAllowedForUrls in the same policy lets that page reach loopback: Chromium's
+Local Network Access check does not count a page served by CDP as loopback and would block the
+WebSocket (net::ERR_BLOCKED_BY_LOCAL_NETWORK_ACCESS_CHECKS).
 
 What the page can tell is what the WebSocket API shows: "error", then close 1006, whatever went
 wrong. What the browser knew comes from CDP (webSocketFrameError, loadingFailed errorText,
