@@ -303,6 +303,7 @@ def drive_client(spec: CellSpec, port: int, token: str, tls: ClientTLS, deadline
     library's in its own process: isolate.py), and put what its user saw into `obs`.
     `timeout` is what the library itself is given."""
     url = f"wss://{spec.scenario.host}:{port}/cell/{token}"
+    spec.client.peer.prepare(spec.client.variant, tls)  # before the clock: a browser boots once, not per cell
     run = _run_isolated if spec.client.peer.blocking else run_client
     client = run(spec, url, tls, deadline, timeout, recorder, obs)
     _settle(recorder, client, spec.scenario, spec.server.out_of_process)

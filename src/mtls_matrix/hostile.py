@@ -96,7 +96,8 @@ class Batch:
     listener, and the checks of other cells look at their own listener's port only."""
 
     def __init__(self, specs: Iterable[CellSpec], run: Callable[[CellSpec], Cell]):
-        self.specs = [s for s in specs if is_hostile(s)]
+        # a client that cannot take many cells at once (a browser) runs its hostile cells alone, in turn
+        self.specs = [s for s in specs if is_hostile(s) and s.client.peer.side_by_side]
         self.run = run
         self.pending: dict[str, Future] | None = None
         self.pool: ThreadPoolExecutor | None = None
@@ -108,7 +109,7 @@ class Batch:
 
     def take(self, spec: CellSpec) -> Cell:
         self.start()
-        future = self.pending.pop(spec.id, None)
+        future = (self.pending or {}).pop(spec.id, None)
         return future.result() if future is not None else self.run(spec)
 
     def close(self) -> None:

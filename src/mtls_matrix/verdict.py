@@ -66,7 +66,10 @@ def canonical_from_text(text: str) -> str | None:
 
 
 def canonical_from_tls(data: dict) -> str | None:
-    """A recorded TLS error (see observe.describe_ssl_error) -> canonical."""
+    """A recorded TLS error (see observe.describe_ssl_error) -> canonical. A client that is not
+    Python's ssl (a browser: peers/chromium.py) names the canonical error itself."""
+    if data.get("canonical"):
+        return data["canonical"]
     if data.get("verify_code") in VERIFY_CODES:
         return VERIFY_CODES[data["verify_code"]]
     return canonical_from_text(" ".join(str(data.get(k) or "") for k in ("reason", "message")).replace("_", " "))
@@ -167,12 +170,16 @@ def client_phase(obs: Observation) -> str:
 def rejection(obs: Observation) -> Rejection | None:
     """Which side's own check refused the other: a side that merely received an alert did not."""
     server = obs.event("server", "handshake-error")
-    if server and (server.data.get("verify_code") is not None
-                   or "PEER_DID_NOT_RETURN" in str(server.data.get("reason"))):
-        return Rejection(by="server", canonical=canonical_from_tls(server.data), phase="verification",
-                         message=server.data.get("message"))
+    # a client may open several connections in one cell (a browser: a spare socket it closes unused,
+    # a request before the WebSocket): the server refused if it refused any of them
+    refused = next((e for e in obs.events if e.side == "server" and e.kind == "handshake-error" and (
+        e.data.get("verify_code") is not None or "PEER_DID_NOT_RETURN" in str(e.data.get("reason")))), None)
+    if refused:
+        return Rejection(by="server", canonical=canonical_from_tls(refused.data), phase="verification",
+                         message=refused.data.get("message"))
     client = obs.event("client", "handshake-error")
-    if client and client.data.get("verify_code") is not None:
+    # own_check: a client outside Python's ssl reports that its own verification refused the server
+    if client and (client.data.get("verify_code") is not None or client.data.get("own_check")):
         return Rejection(by="client", canonical=canonical_from_tls(client.data), phase="verification",
                          message=client.data.get("message"))
     found = proxy_rejection(obs, server)

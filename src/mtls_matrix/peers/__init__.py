@@ -166,12 +166,20 @@ class ClientPeer(Peer):
     unsupported: dict[str, str] = {}  # I/O op -> why this library cannot express it
     # a sync library: its cells run in a client process (isolate.py), so a hung one can be killed
     blocking = False
+    # hostile cells run all at once (hostile.Batch); False: one at a time, for a client whose cells
+    # share a heavy process (a browser starting a dozen contexts at once would time its own start-up)
+    side_by_side = True
 
     @abstractmethod
     async def connect(self, variant: str, url: str, tls: ClientTLS, profile: str,
                       timeout: float | None) -> Connection:
         """`timeout`: give it to the library as its opening-handshake timeout; None: set no
         timeout at all, the library's own defaults apply (fault scenarios measure them)."""
+
+    def prepare(self, variant: str, tls: ClientTLS) -> None:
+        """Called before each cell's clock starts: start what a cell's connection needs and is
+        reused across cells (a browser process), so the cell's deadline measures the connection.
+        Must not raise: a failure here shows again in `connect`, where it costs its cell."""
 
     def own_timeouts(self, variant: str) -> dict[str, float | None]:
         """The library's default timeouts, read from the library itself (signatures, module

@@ -716,6 +716,11 @@ def render_observed(cells: list[Cell]) -> list[str]:
     for (kind, message, clarity), n in sorted(errors.items(), key=lambda e: (-e[1], str(e[0])))[:3]:
         lines.append(f"- The client's user sees {user_error(kind, message)}"
                      f" ({clarity or 'ungraded'}; {n} of {len(cells)} cells)")
+    # an opaque error may hide a clear cause (a browser's page sees close 1006; the browser knew why)
+    hidden = Counter(shorten(c.error.chain[-1], 200) for c in cells
+                     if c.error.clarity and c.error.clarity.value == "OPAQUE" and len(c.error.chain) > 1)
+    for cause, n in sorted(hidden.items(), key=lambda e: (-e[1], e[0]))[:2]:
+        lines.append(f"- Underneath, what the client library knew: {code(cause)} ({n} of {len(cells)} cells)")
     if not errors:
         lines.append("- The client's user sees no error: " + plain(shorten(cells[0].reason)))
     else:
