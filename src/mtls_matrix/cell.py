@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass
 
 from mtls_matrix import leaks, observe
-from mtls_matrix.peers import CLOSE_COMMAND, ClientTLS, ClientVariant, Closed, Connection, ServerPeer
+from mtls_matrix.peers import CLOSE_COMMAND, ClientTLS, ServerFiles, ClientVariant, Closed, Connection, ServerPeer
 from mtls_matrix.pki import PKI
 from mtls_matrix.results import Cell, ErrorInfo, Leaks, ServerSaw, Step, TLSSide
 from mtls_matrix.scenarios import Scenario
@@ -49,6 +49,8 @@ def server_context(pki: PKI, scenario: Scenario) -> ssl.SSLContext:
     if scenario.crl:
         ctx.load_verify_locations(str(pki.crl))
         ctx.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF
+    # the same settings as files, for stacks configured by paths (uvicorn's ssl_* options)
+    ctx.mtls_files = ServerFiles(credential.chain, credential.key, pki.root, pki.crl if scenario.crl else None)
     return ctx
 
 
@@ -194,6 +196,7 @@ class _ClientRun:
         self.task: asyncio.Task | None = None
         self.total_s = 0.0
         self.pending_tasks: int | None = None  # tasks still pending on the loop when it was closed
+        self.transport: str | None = None  # socketio family: the transport that carried the session
 
     def run(self, t0: float) -> None:
         self.t0 = t0
@@ -224,6 +227,7 @@ class _ClientRun:
             return
         self.connected = True
         self.upgrade_t = time.perf_counter() - self.t0
+        self.transport = getattr(conn, "transport", None)
         try:
             for op, *args in self.spec.scenario.io:
                 start = time.perf_counter()
@@ -413,6 +417,8 @@ def _result(spec: CellSpec, obs: Observation, deadline: float, client: _ClientRu
         handler_identity_error=handler.data.get("identity_error") if handler else None,
         close_code=closed.data.get("code") if closed else None,
         close_reason=closed.data.get("reason") if closed else None,
+        transport=next((e.data["transport"] for e in reversed(obs.events)
+                        if e.side == "server" and e.kind in ("transport", "handler") and "transport" in e.data), None),
     )
     return Cell(
         id=spec.id, server=f"server:{spec.server.name}", client=f"client:{spec.client.name}",
@@ -422,6 +428,7 @@ def _result(spec: CellSpec, obs: Observation, deadline: float, client: _ClientRu
         reason=judgement.reason, error=error or ErrorInfo(),
         rejection=judgement.rejection, client_tls=_tls_side(obs, "client"), server_saw=saw, steps=obs.steps,
         timings=timings, repro=spec.repro, client_after_deadline=obs.client_after_deadline,
+        transport=client.transport if client else None,
         versions={spec.server.library: versions.get(spec.server.library, spec.server.version),
                   spec.client.peer.library: versions.get(spec.client.peer.library, spec.client.peer.version)},
     )

@@ -24,6 +24,7 @@ BUILTIN = (
     "mtls_matrix.peers.aiohttp",
     "mtls_matrix.peers.tornado",
     "mtls_matrix.peers.websocket_client",
+    "mtls_matrix.peers.socketio",
 )
 ENTRY_POINT_GROUP = "mtls_matrix.peers"
 
@@ -67,6 +68,17 @@ class ClientTLS:
         if self.cert:
             ctx.load_cert_chain(str(self.cert), str(self.key))
         return ctx
+
+
+@dataclass(frozen=True)
+class ServerFiles:
+    """The server's TLS settings as files (`ssl_context.mtls_files`), for stacks that are configured by
+    paths instead of an SSLContext (uvicorn)."""
+
+    chain: Path
+    key: Path
+    ca: Path
+    crl: Path | None
 
 
 class Closed(Exception):
