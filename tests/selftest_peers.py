@@ -12,6 +12,7 @@ import ssl
 import threading
 
 from websockets.asyncio.client import connect
+from websockets.asyncio.server import serve
 
 from mtls_matrix import observe
 from mtls_matrix.peers import ClientPeer, ServerPeer, cell_token
@@ -164,5 +165,32 @@ class FlakyServer(ws_peer.Server):
         await super()._handler(ws)
 
 
+QUICK_TIMEOUT_S = 0.5
+
+
+class QuickTimeoutClient(ws_peer.Client):
+    """websockets with its own short opening-handshake timeout, whatever the harness gives: a
+    client that gives up by itself on a server that never answers (hostile-server PASS)."""
+
+    name = "selftest-quick-timeout"
+
+    async def connect(self, variant, url, tls, profile, timeout):
+        return ws_peer._Conn(await connect(url, ssl=tls.context(), open_timeout=QUICK_TIMEOUT_S))
+
+    def own_timeouts(self, variant):
+        return {"open_timeout": QUICK_TIMEOUT_S}
+
+
+class HandshakeTimeoutServer(ws_peer.Server):
+    """websockets with asyncio's TLS handshake timeout cut short: a server that drops a silent
+    client by itself (hostile-client PASS)."""
+
+    name = "selftest-handshake-timeout"
+
+    async def start(self, context, profile):
+        self._server = await serve(self._handler, "127.0.0.1", 0, ssl=context, ssl_handshake_timeout=QUICK_TIMEOUT_S)
+        return self._server.sockets[0].getsockname()[1]
+
+
 PEERS = [InsecureClient(), LaxServer(), BlindServer(), HangingServer(), BlockingClient(), StuckInRecvClient(),
-         CrashingServer(), FlakyServer(), LeakyClient()]
+         CrashingServer(), FlakyServer(), LeakyClient(), QuickTimeoutClient(), HandshakeTimeoutServer()]

@@ -8,10 +8,8 @@ runs 2, 4, 6...: exact rates to assert.
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
-import urllib.request
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -21,7 +19,7 @@ from mtls_matrix.reports import bugs
 from mtls_matrix.reports.html import render_html
 from mtls_matrix.results import Results
 from tests.conftest import REPO, mtls_matrix, verdicts
-from tests.test_html_report import DevTools, browser  # noqa: F401  (browser: the shared Chromium fixture)
+from tests.test_html_report import browser, open_report  # noqa: F401  (browser: the shared Chromium fixture)
 
 FLAKY_SLICE = ("--peer-plugin", "tests.selftest_peers", "--servers", "selftest-flaky,websockets",
                "--clients", "websockets[ssl=context]", "--scenarios", "mtls-ok", "-n", "0")
@@ -147,17 +145,8 @@ def test_bugs_lists_flaky_cells_apart_from_the_findings(repeated):
 def test_html_drilldown_shows_the_runs(repeated, browser, tmp_path):  # noqa: F811
     path = tmp_path / "report.html"
     path.write_text(render_html(repeated[0]))
-    with urllib.request.urlopen(f"http://127.0.0.1:{browser}/json/list", timeout=10) as response:
-        target = next(t for t in json.load(response) if t["type"] == "page")
-    tools = DevTools(target["webSocketDebuggerUrl"], timeout=20)
-    try:
-        for domain in ("Page", "Runtime", "Log"):
-            tools.call(f"{domain}.enable")
-        tools.call("Page.navigate", url=path.as_uri() + "#cell=" + FLAKY_ID)
-        tools.wait_for("Page.loadEventFired")
+    with open_report(browser, path, "#cell=" + FLAKY_ID) as tools:
         assert tools.js("document.getElementById('drill-flaky').textContent") == "FLAKY 50% PASS"
         assert tools.js("document.getElementById('drill-runs').textContent") == \
             "FAIL 2/4, PASS 2/4; pass rate 50%; FLAKY: the verdict varied"
         assert tools.errors() == []
-    finally:
-        tools.ws.close()

@@ -7,6 +7,7 @@ heatmap with the right counts, open a cell's drill-down from two clicks, and rec
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -232,25 +233,32 @@ def _devtools_port(profile: Path, proc: subprocess.Popen, timeout: float) -> int
     raise AssertionError(f"chromium wrote no {active} within {timeout} s")
 
 
-@pytest.fixture
-def page(browser, tmp_path):
-    """The sample report, freshly loaded in a page; returns (DevTools, results)."""
+@contextlib.contextmanager
+def open_report(port: int, path: Path, fragment: str = ""):
+    """The report at `path`, loaded in the browser's page (`#fragment` appended); yields DevTools."""
     import urllib.request
 
-    results = sample()
-    path = tmp_path / "report.html"
-    path.write_text(render_html(results))
-    with urllib.request.urlopen(f"http://127.0.0.1:{browser}/json/list", timeout=10) as response:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10) as response:
         target = next(t for t in json.load(response) if t["type"] == "page")
     tools = DevTools(target["webSocketDebuggerUrl"], timeout=20)
     try:
         for domain in ("Page", "Runtime", "Log"):
             tools.call(f"{domain}.enable")
-        tools.call("Page.navigate", url=path.as_uri())
+        tools.call("Page.navigate", url=path.as_uri() + fragment)
         tools.wait_for("Page.loadEventFired")
-        yield tools, results
+        yield tools
     finally:
         tools.ws.close()
+
+
+@pytest.fixture
+def page(browser, tmp_path):
+    """The sample report, freshly loaded in a page; returns (DevTools, results)."""
+    results = sample()
+    path = tmp_path / "report.html"
+    path.write_text(render_html(results))
+    with open_report(browser, path) as tools:
+        yield tools, results
 
 
 def entry_counts(tools: DevTools) -> dict[tuple[str, str], Counter]:

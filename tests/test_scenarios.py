@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mtls_matrix.pki import LEAVES
-from mtls_matrix.scenarios import BY_NAME, CATALOGUE, GROUPS, select
+from mtls_matrix.scenarios import BY_NAME, CATALOGUE, GROUPS, HOSTILE_GROUPS, select
 
 
 def test_every_certificate_a_scenario_names_exists():
@@ -24,8 +24,10 @@ def test_every_rejection_runs_under_tls13_and_tls12():
 def test_groups_cover_the_catalogue_and_expectations_match_them():
     assert {s.group for s in CATALOGUE} == set(GROUPS)
     for s in CATALOGUE:
-        by = {"client-rejected": "server", "server-rejected": "client"}.get(s.group)
+        by = {"client-rejected": "server", "server-rejected": "client",  # the side that must reject
+              "hostile-server": "client", "hostile-client": "server"}.get(s.group)  # the side under test
         assert s.expect.by == by, s.name
+        assert (s.hostile is not None) == (s.group in HOSTILE_GROUPS), s.name
 
 
 def test_select_by_group_glob_and_name():

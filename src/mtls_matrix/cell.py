@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass
 
 from mtls_matrix import leaks, observe
-from mtls_matrix.peers import CLOSE_COMMAND, ClientTLS, ServerFiles, ClientVariant, Closed, Connection, ServerPeer
+from mtls_matrix.peers import CLOSE_COMMAND, ClientTLS, ClientVariant, Closed, Connection, ServerFiles, ServerPeer
 from mtls_matrix.pki import PKI
 from mtls_matrix.results import Cell, ErrorInfo, Leaks, ServerSaw, Step, TLSSide
 from mtls_matrix.scenarios import Scenario
@@ -49,7 +49,7 @@ def server_context(pki: PKI, scenario: Scenario) -> ssl.SSLContext:
     if scenario.crl:
         ctx.load_verify_locations(str(pki.crl))
         ctx.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF
-    # the same settings as files, for stacks configured by paths (uvicorn's ssl_* options)
+    # the same settings as files, for stacks configured by paths (peers/foreign.py, uvicorn)
     ctx.mtls_files = ServerFiles(credential.chain, credential.key, pki.root, pki.crl if scenario.crl else None)
     return ctx
 
@@ -67,8 +67,10 @@ def client_tls(pki: PKI, scenario: Scenario) -> ClientTLS:
 class ServerHost:
     """One listener of one server peer, on its own thread and event loop."""
 
-    def __init__(self, peer: ServerPeer, context: ssl.SSLContext, profile: str):
+    def __init__(self, peer: ServerPeer, context: ssl.SSLContext, profile: str, hostile: str | None = None):
         self.peer = copy.copy(peer)  # one instance per listener
+        if peer.harness:
+            self.peer.behaviour = hostile  # the harness's hostile server: what this listener does
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name=f"server:{peer.name}", daemon=True)
         self.thread.start()
@@ -102,7 +104,7 @@ class ServerPool:
             del self.hosts[key]  # the server crashed or exited during an earlier cell: that cell paid, start anew
         if key not in self.hosts:
             try:
-                self.hosts[key] = ServerHost(server, server_context(self.pki, scenario), profile)
+                self.hosts[key] = ServerHost(server, server_context(self.pki, scenario), profile, scenario.hostile)
             except Exception as exc:  # remembered: one broken server start costs its cells, not the run
                 self.hosts[key] = exc
         host = self.hosts[key]
@@ -186,8 +188,8 @@ async def run_step(conn: Connection, op: str, *args) -> str | None:
 class _ClientRun:
     """The client side of one cell, on its own thread and event loop."""
 
-    def __init__(self, spec: CellSpec, url: str, tls: ClientTLS, deadline: float):
-        self.spec, self.url, self.tls, self.deadline = spec, url, tls, deadline
+    def __init__(self, spec: CellSpec, url: str, tls: ClientTLS, deadline: float, timeout: float | None):
+        self.spec, self.url, self.tls, self.deadline, self.timeout = spec, url, tls, deadline, timeout
         self.connected = False
         self.exc: BaseException | None = None
         self.steps: list[Step] = []
@@ -198,8 +200,9 @@ class _ClientRun:
         self.pending_tasks: int | None = None  # tasks still pending on the loop when it was closed
         self.transport: str | None = None  # socketio family: the transport that carried the session
 
-    def run(self, t0: float) -> None:
-        self.t0 = t0
+    def run(self, recorder: observe.CellRecorder) -> None:
+        self.t0 = recorder.t0
+        observe.bind_thread(recorder)
         self.loop = asyncio.new_event_loop()
         try:
             self.task = self.loop.create_task(self._drive())
@@ -221,7 +224,7 @@ class _ClientRun:
         peer, variant = self.spec.client.peer, self.spec.client.variant
         closed = False
         try:
-            conn = await peer.connect(variant, self.url, self.tls, self.spec.profile, self.deadline)
+            conn = await peer.connect(variant, self.url, self.tls, self.spec.profile, self.timeout)
         except Exception as exc:
             self.exc = exc
             return
@@ -279,30 +282,7 @@ def run_cell(spec: CellSpec, servers: ServerPool, pki: PKI, deadline: float, ver
             if scenario.group in LEAK_GROUPS:
                 warned = watch.enter_context(leaks.resource_warnings([]))
                 before = leaks.socket_inodes(), leaks.server_tasks(host.loop)
-            url = f"wss://{scenario.host}:{host.port}/cell/{token}"
-            client = _ClientRun(spec, url, client_tls(pki, scenario), deadline)
-            recorder.t0 = time.perf_counter()
-            thread = threading.Thread(target=client.run, args=(recorder.t0,), name=f"client:{spec.id}", daemon=True)
-            thread.start()
-            thread.join(deadline)
-            if thread.is_alive():
-                obs.timed_out = True
-                client.stop(recorder)
-                thread.join(STOP_GRACE_S)
-                # a client blocked outside a socket (a lock, a sleep) cannot be stopped from here:
-                # say so; the daemon thread is left behind and cannot touch later cells' sockets
-                obs.client_after_deadline = "abandoned" if thread.is_alive() else "stopped"
-            client.total_s = time.perf_counter() - recorder.t0
-            _settle(recorder, client, scenario)
-            obs.connected = client.connected
-            obs.steps = client.steps
-            if client.exc is not None and not obs.timed_out:
-                user_exc = client.exc.__cause__ if isinstance(client.exc, Closed) and client.exc.__cause__ else client.exc
-                hint = spec.client.peer.canonical(user_exc)
-                if isinstance(client.exc, Closed) and client.exc.code is not None:  # normalised by the adapter
-                    hint = CLOSE_CODES.get(client.exc.code, f"CLOSED_{client.exc.code}")
-                obs.error = error_info(user_exc, hint)
-                user_exc = None
+            client = drive_client(spec, host.port, token, client_tls(pki, scenario), deadline, deadline, recorder, obs)
             _check_close(obs, scenario)
             if scenario.group in LEAK_GROUPS:
                 client.exc = None  # the harness lets go of the error: what stays open, the library holds
@@ -315,6 +295,38 @@ def run_cell(spec: CellSpec, servers: ServerPool, pki: PKI, deadline: float, ver
     cell = _result(spec, obs, deadline, client, versions)
     cell.leaks = leaked
     return cell
+
+
+def drive_client(spec: CellSpec, port: int, token: str, tls: ClientTLS, deadline: float, timeout: float | None,
+                 recorder: observe.CellRecorder, obs: Observation) -> _ClientRun:
+    """Run the cell's client on its own thread until it finishes or the deadline, stop it then,
+    and put what its user saw into `obs`. `timeout` is what the library itself is given."""
+    url = f"wss://{spec.scenario.host}:{port}/cell/{token}"
+    client = _ClientRun(spec, url, tls, deadline, timeout)
+    recorder.t0 = time.perf_counter()
+    thread = threading.Thread(target=client.run, args=(recorder,), name=f"client:{spec.id}", daemon=True)
+    thread.start()
+    thread.join(deadline)
+    if thread.is_alive():
+        obs.timed_out = True
+        seen = len(recorder.events)
+        client.stop(recorder)
+        thread.join(STOP_GRACE_S)
+        del recorder.events[seen:]  # what stopping the client caused is the harness's doing, not the library's
+        # a client blocked outside a socket (a lock, a sleep) cannot be stopped from here:
+        # say so; the daemon thread is left behind and cannot touch later cells' sockets
+        obs.client_after_deadline = "abandoned" if thread.is_alive() else "stopped"
+    client.total_s = time.perf_counter() - recorder.t0
+    _settle(recorder, client, spec.scenario)
+    obs.connected = client.connected
+    obs.steps = client.steps
+    if client.exc is not None and not obs.timed_out:
+        user_exc = client.exc.__cause__ if isinstance(client.exc, Closed) and client.exc.__cause__ else client.exc
+        hint = spec.client.peer.canonical(user_exc)
+        if isinstance(client.exc, Closed) and client.exc.code is not None:  # normalised by the adapter
+            hint = CLOSE_CODES.get(client.exc.code, f"CLOSED_{client.exc.code}")
+        obs.error = error_info(user_exc, hint)
+    return client
 
 
 def _leaks(host: ServerHost, client: _ClientRun, sockets_before: set[str],
@@ -427,7 +439,7 @@ def _result(spec: CellSpec, obs: Observation, deadline: float, client: _ClientRu
         expectation=spec.scenario.expect.describe(), verdict=judgement.verdict, phase=judgement.phase,
         reason=judgement.reason, error=error or ErrorInfo(),
         rejection=judgement.rejection, client_tls=_tls_side(obs, "client"), server_saw=saw, steps=obs.steps,
-        timings=timings, repro=spec.repro, client_after_deadline=obs.client_after_deadline,
+        timings=timings, repro=spec.repro, client_after_deadline=obs.client_after_deadline, hostile=obs.hostile,
         transport=client.transport if client else None,
         versions={spec.server.library: versions.get(spec.server.library, spec.server.version),
                   spec.client.peer.library: versions.get(spec.client.peer.library, spec.client.peer.version)},

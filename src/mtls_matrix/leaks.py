@@ -131,6 +131,19 @@ def connection_sockets(port: int, before: set[str]) -> tuple[int, int]:
     return client, server
 
 
+def open_on(port: int) -> tuple[int, int]:
+    """This process's sockets of live connections to the listener at `port` (a port only one cell
+    uses): (client side, server side). TIME_WAIT holds no descriptor; a CLOSE_WAIT socket (the
+    other side closed, this one did not) counts: it is exactly what a peer forgot to close."""
+    client = server = 0
+    for s in tcp_sockets():
+        if s.state in (LISTEN, TIME_WAIT):
+            continue
+        client += s.remote_port == port
+        server += s.port == port
+    return client, server
+
+
 async def _pending() -> int:
     return sum(not t.done() for t in asyncio.all_tasks()) - 1  # not this counting task
 

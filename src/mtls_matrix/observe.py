@@ -9,7 +9,10 @@ handshake, so without this the server side of a rejection would be invisible. Th
 records: the handshake, the verification and the bytes are OpenSSL's, untouched.
 
 Each event is attributed to the cell that was current when the connection was created. Cells of
-one process run one at a time (see DESIGN.md section 4), so that attribution is exact.
+one process run one at a time (see DESIGN.md section 4), so that attribution is exact. Fault
+cells (scenarios.FAULT_GROUPS) run side by side, each with its own listener: they bind their
+client thread and their listener's thread to their cell (`bind_thread`), and a thread's binding
+wins over the current cell.
 Application-level events (the server handler ran, what it saw) are attributed by the cell token
 the client puts in the URL.
 """
@@ -55,15 +58,23 @@ class CellRecorder:
 _lock = threading.Lock()
 _current: CellRecorder | None = None
 _by_token: dict[str, CellRecorder] = {}
+_thread = threading.local()  # .recorder: the cell this thread's connections belong to
 
 
-def begin(token: str) -> CellRecorder:
+def begin(token: str, current: bool = True) -> CellRecorder:
+    """A new cell's recorder; `current=False` for a cell that binds its own threads instead."""
     global _current
     recorder = CellRecorder(token)
     with _lock:
-        _current = recorder
+        if current:
+            _current = recorder
         _by_token[token] = recorder
     return recorder
+
+
+def bind_thread(recorder: CellRecorder | None) -> None:
+    """Connections created on the calling thread from now on belong to `recorder`'s cell."""
+    _thread.recorder = recorder
 
 
 def end(recorder: CellRecorder) -> None:
@@ -72,6 +83,13 @@ def end(recorder: CellRecorder) -> None:
         if _current is recorder:
             _current = None
         _by_token.pop(recorder.token, None)
+
+
+def thread_event(side: str, kind: str, **data: Any) -> None:
+    """An event of the cell the calling thread is bound to (bind_thread), if any."""
+    recorder = getattr(_thread, "recorder", None)
+    if recorder is not None:
+        recorder.add(side, kind, **data)
 
 
 def server_event(token: str, kind: str, **data: Any) -> None:
@@ -106,7 +124,7 @@ class _Probe:
         try:
             return self.__dict__["_mtls_bound"]
         except KeyError:
-            self.__dict__["_mtls_bound"] = recorder = _current
+            self.__dict__["_mtls_bound"] = recorder = getattr(_thread, "recorder", None) or _current
             if recorder is not None and self.server_side:
                 recorder.add("server", "accept")
             elif recorder is not None and isinstance(self, ssl.SSLSocket):

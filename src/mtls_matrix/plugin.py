@@ -28,6 +28,7 @@ from mtls_matrix import floor as floor_mod
 from mtls_matrix import observe, scenarios
 from mtls_matrix import repeat as repeat_mod
 from mtls_matrix.cell import CellSpec, ServerPool, run_cell
+from mtls_matrix.hostile import Batch, is_hostile, run_hostile_cell
 from mtls_matrix.peers import Registry
 from mtls_matrix.pki import PKI
 from mtls_matrix.results import SEVERITY, Cell, Floor, Results, Run, Verdict
@@ -112,11 +113,20 @@ def build_selection(servers=None, clients=None, scenario_names=None, profile="de
         for client in chosen_clients
         if client.peer.family == server.family
         for scenario in chosen_scenarios
-        if server.groups is None or scenario.group in server.groups
+        if _plays(server, client, scenario)
         for profile in (profiles if scenario.profiled else ["default"])
         if scenario.profiled or profile == profiles[0] or "default" in profiles
     ]
     return Selection(registry, cells, profiles, deadline)
+
+
+def _plays(server, client, scenario) -> bool:
+    """A hostile scenario pairs the harness's hostile peer, in the role it names, with every real
+    peer of the other role; every other scenario pairs real peers (within the server's groups)."""
+    hostile_role = scenarios.HOSTILE_GROUPS.get(scenario.group)
+    if server.groups is not None and scenario.group not in server.groups:
+        return False
+    return server.harness == (hostile_role == "server") and client.peer.harness == (hostile_role == "client")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -171,8 +181,18 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """--mtls-order reverse: the cells in the opposite order (other items keep their places), so a
-    test can show that no verdict depends on which cell ran before it."""
+    """Hostile cells share one pytest-xdist group (`--dist loadgroup`, as `mtls-matrix run` sets):
+    one worker runs them all at once (hostile.Batch), first, while the other workers take the
+    rest. --mtls-order reverse: the cells in the opposite order (other items keep their places),
+    so a test can show that no verdict depends on which cell ran before it."""
+    hostile = []
+    for item in items:
+        spec = getattr(item, "callspec", None) and item.callspec.params.get("mtls_cell")
+        if spec is not None and is_hostile(spec):
+            item.add_marker(pytest.mark.xdist_group("mtls-hostile"))
+            hostile.append(item)
+    if hostile:
+        items[:] = hostile + [item for item in items if item not in set(hostile)]
     if config.option.mtls_order != "reverse":
         return
     slots = [i for i, item in enumerate(items) if "mtls_cell" in getattr(item, "fixturenames", ())]
@@ -227,6 +247,7 @@ class MatrixEnv:
     pki: PKI
     servers: ServerPool
     versions: dict[str, str]
+    hostile: Batch
 
 
 @pytest.fixture(scope="session")
@@ -237,7 +258,11 @@ def mtls_matrix_env(request: pytest.FixtureRequest):
     shared = getattr(config, "workerinput", {}).get("mtls_pki")
     pki = PKI.open(shared) if shared else _controller_pki(config)
     servers = ServerPool(pki)
-    yield MatrixEnv(pki, servers, _versions(_selection(config)))
+    versions, deadline = _versions(_selection(config)), _selection(config).deadline
+    specs = [item.callspec.params["mtls_cell"] for item in request.session.items
+             if "mtls_cell" in getattr(getattr(item, "callspec", None), "params", {})]
+    batch = Batch(specs, lambda spec: run_hostile_cell(spec, pki, deadline, versions))
+    yield MatrixEnv(pki, servers, versions, batch)
     servers.close()
     pki.close()
 
@@ -272,6 +297,8 @@ def record(request: pytest.FixtureRequest, cell: Cell) -> None:
 def run(request: pytest.FixtureRequest, spec: CellSpec, env: MatrixEnv) -> Cell:
     """One cell, run --repeat times (plus --confirm reruns) back to back: still one item."""
     deadline, option = _selection(request.config).deadline, request.config.option
+    if is_hostile(spec):
+        return repeat_mod.run_repeated(lambda: env.hostile.take(spec), option.repeat, option.confirm)
     return repeat_mod.run_repeated(lambda: run_cell(spec, env.servers, env.pki, deadline, env.versions),
                                    option.repeat, option.confirm)
 

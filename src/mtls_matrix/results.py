@@ -110,6 +110,24 @@ class Leaks(BaseModel):
     resource_warnings: list[str] = Field(default_factory=list, description="ResourceWarnings emitted during the cell")
 
 
+class Hostile(BaseModel):
+    """A hostile-server / hostile-client cell: how the peer under test dealt with the harness's
+    hostile peer (peers/hostile.py)."""
+
+    behaviour: str = Field(description="what the harness's peer did (the scenario's `hostile`)")
+    under_test: str = Field(description="the role judged: client (hostile-server) or server (hostile-client)")
+    ended: bool = Field(description="the peer under test ended the connection (or its call) by itself before the deadline")
+    after_s: Optional[float] = Field(None, description="seconds from the connection attempt until it did")
+    after_fault_s: Optional[float] = Field(None, description="seconds from the hostile peer's fault (closing, "
+                                                             "sending garbage, resetting) until it did")
+    how: Optional[str] = Field(None, description="canonical: how it ended (TIMEOUT, EOF, CONNECTION_RESET, "
+                                                 "PROTOCOL_VERSION, CLOSED: its close returned, ...)")
+    left_open: Optional[bool] = Field(None, description="it still held its socket of the connection a moment after "
+                                                        "the connection ended (None: not measured)")
+    own_timeouts: dict[str, Optional[float]] = Field(
+        default_factory=dict, description="the library's default timeouts, read from the library (None: no timeout)")
+
+
 class Cell(BaseModel):
     id: str = Field(description="the pytest id: server-client-scenario[-profile]")
     server: str
@@ -146,6 +164,7 @@ class Cell(BaseModel):
     transport: Optional[str] = Field(
         None, description="socketio family: the transport that carried the session on the client once connected "
                           "(polling | websocket); None for the ws family or a cell that never connected")
+    hostile: Optional[Hostile] = Field(None, description="hostile-server / hostile-client cells: the outcome")
     leaks: Optional[Leaks] = Field(
         None, description="rejection cells: what the peers left behind (sockets, tasks, ResourceWarnings); "
                           "None: nothing leaked, or not a rejection cell")

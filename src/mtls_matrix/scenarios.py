@@ -12,17 +12,22 @@ import fnmatch
 from dataclasses import dataclass, field, replace
 
 PHASES = ("tcp", "tls-handshake", "verification", "upgrade", "handler", "io")
-GROUPS = ("works", "client-rejected", "server-rejected", "io")
+GROUPS = ("works", "client-rejected", "server-rejected", "io", "hostile-server", "hostile-client")
+# the groups where the harness plays one side (peers/hostile.py), against every peer of the other side
+HOSTILE_GROUPS = {"hostile-server": "server", "hostile-client": "client"}
 PROFILES = ("default", "tuned")
 
 MiB = 1024 * 1024
+PROMPT_S = 1.0  # `fail`: noticing a broken peer takes no timeout; later than this, a timeout noticed it
 
 
 @dataclass(frozen=True)
 class Expect:
-    """`succeed`, or `reject` by one side, for one canonical reason, no later than one phase."""
+    """`succeed`; or `reject` by one side, for one canonical reason, no later than one phase; or,
+    facing a hostile peer, `give-up` (the side under test ends it by itself within the deadline)
+    or `fail` (it fails with an error right away)."""
 
-    outcome: str  # "succeed" | "reject"
+    outcome: str  # "succeed" | "reject" | "give-up" | "fail"
     by: str | None = None  # "server" | "client"
     reason: str | None = None
     latest_phase: str = "verification"
@@ -30,6 +35,10 @@ class Expect:
     def describe(self) -> str:
         if self.outcome == "succeed":
             return "connects, the server sees the client identity, I/O round-trips"
+        if self.outcome == "give-up":
+            return f"the {self.by} ends the connection by itself (a timeout of its own) within the deadline"
+        if self.outcome == "fail":
+            return f"the {self.by} fails with an error within {PROMPT_S:g} s, not at a timeout"
         return f"{self.by} rejects with {self.reason} at {self.latest_phase} at the latest; the handler never runs"
 
 
@@ -48,11 +57,12 @@ class Scenario:
     tags: frozenset[str] = field(default_factory=frozenset)
     profiled: bool = False  # runs once per profile (default, tuned): limits only matter for I/O
     deadline_scale: float = 1.0
+    hostile: str | None = None  # the behaviour of the harness's peer (peers/hostile.py) in the hostile groups
 
     @property
     def server_key(self) -> tuple:
         """Cells with the same key can share one running server."""
-        return (self.server_cert, self.server_tls, self.crl)
+        return (self.server_cert, self.server_tls, self.crl, self.hostile)
 
     @property
     def tls_tag(self) -> str:
@@ -89,6 +99,19 @@ def client_must_reject(name: str, reason: str, description: str, **kw) -> list[S
     return _with_tls12(
         Scenario(name, "server-rejected", description, Expect("reject", "client", reason), server_cert=name, **kw)
     )
+
+
+def hostile_server(behaviour: str, outcome: str, description: str, **kw) -> Scenario:
+    """The harness plays the server (peers/hostile.py); judged for every client, which gets no
+    timeout from the harness: its own defaults decide, the deadline only ends the wait."""
+    return Scenario(f"hostile-server-{behaviour}", "hostile-server", description, Expect(outcome, "client"),
+                    hostile=behaviour, tags=frozenset({"hostile"}), **kw)
+
+
+def hostile_client(behaviour: str, description: str) -> Scenario:
+    """The harness plays the client; judged for every server: does it drop the connection itself?"""
+    return Scenario(f"hostile-client-{behaviour}", "hostile-client", description, Expect("give-up", "server"),
+                    hostile=behaviour, tags=frozenset({"hostile"}))
 
 
 CATALOGUE: tuple[Scenario, ...] = (
@@ -140,6 +163,18 @@ CATALOGUE: tuple[Scenario, ...] = (
        ("close", 4001, "client-bye")),
     io("io-server-close", "the server closes with 4002/'server-bye'; the client sees that code and reason",
        ("server-close", 4002, "server-bye")),
+    hostile_server("silent", "give-up", "the server accepts TCP and never speaks TLS"),
+    hostile_server("close-after-hello", "fail", "the server closes the connection right after the ClientHello"),
+    hostile_server("garbage", "fail", "the server answers the ClientHello with plain HTTP instead of TLS"),
+    hostile_server("no-upgrade", "give-up", "the server completes TLS and never answers the upgrade request"),
+    hostile_server("stall-after-upgrade", "give-up", "the server completes the upgrade and never answers a message"),
+    hostile_server("reset-mid-message", "fail",
+                   "the server answers the first message with half a frame, then resets the TCP connection"),
+    hostile_server("no-close-reply", "give-up", "the server echoes, but never answers the client's close "
+                   "(no close frame, no close_notify) and keeps TCP open", io=(("text", "hello mtls"),
+                                                                                ("close", 1000, "bye"))),
+    hostile_client("silent", "the client opens TCP and never sends a byte (slowloris)"),
+    hostile_client("mid-handshake", "the client sends half a ClientHello and stops"),
 )
 
 BY_NAME: dict[str, Scenario] = {s.name: s for s in CATALOGUE}

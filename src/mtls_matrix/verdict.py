@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 
 from mtls_matrix.observe import Event
 from mtls_matrix.pki import CLIENT_CN
-from mtls_matrix.results import Clarity, ErrorInfo, Rejection, Step, Verdict
-from mtls_matrix.scenarios import PHASES, Scenario
+from mtls_matrix.results import Clarity, ErrorInfo, Hostile, Rejection, Step, Verdict
+from mtls_matrix.scenarios import HOSTILE_GROUPS, PHASES, PROMPT_S, Scenario
 
 # OpenSSL X509_V_ERR_* codes, as SSLCertVerificationError.verify_code carries them.
 VERIFY_CODES = {
@@ -133,6 +133,7 @@ class Observation:
     harness_error: str | None = None
     unsupported: str | None = None
     client_after_deadline: str | None = None  # stopped | abandoned, for a client still running at the deadline
+    hostile: Hostile | None = None  # hostile-server / hostile-client cells
 
     def event(self, side: str, *kinds: str) -> Event | None:
         return next((e for e in self.events if e.side == side and e.kind in kinds), None)
@@ -182,6 +183,32 @@ def rejection(obs: Observation) -> Rejection | None:
     return None
 
 
+def _seconds(value: float | None) -> str:
+    return "none" if value is None else f"{value:g} s"
+
+
+def judge_hostile(scenario: Scenario, obs: Observation, phase: str, deadline: float) -> Judgement:
+    """The peer under test faced the harness's hostile peer: did it end the connection itself?"""
+    outcome, by = obs.hostile, scenario.expect.by
+    what = scenario.description.replace("the server ", "").replace("the client ", "")
+    if not outcome.ended:
+        own = ", ".join(f"{name} {_seconds(value)}" for name, value in outcome.own_timeouts.items())
+        return Judgement(Verdict.HANG, phase, f"the {by} was still waiting after {deadline:g} s when the "
+                         f"{HOSTILE_GROUPS[scenario.group]} {what}" + (f" (its defaults: {own})" if own else ""))
+    took = f"after {outcome.after_s:.3g} s with {outcome.how}"
+    if scenario.expect.outcome == "fail":
+        if obs.error is None:
+            return Judgement(Verdict.FAIL, phase, f"the {by} reported no error although the "
+                             f"{HOSTILE_GROUPS[scenario.group]} {what}")
+        reaction = outcome.after_s if outcome.after_fault_s is None else outcome.after_fault_s
+        if reaction > PROMPT_S:
+            return Judgement(Verdict.FAIL, phase, f"the {by} noticed only {reaction:.3g} s after the fault, with "
+                             f"{outcome.how}: a timeout, not the fault")
+        return Judgement(Verdict.PASS, phase, f"the {by} failed {reaction * 1000:.0f} ms after the fault, with "
+                         f"{outcome.how}")
+    return Judgement(Verdict.PASS, phase, f"the {by} gave up by itself {took}")
+
+
 def judge(scenario: Scenario, obs: Observation, deadline: float) -> Judgement:
     expect = scenario.expect
     phase = client_phase(obs)
@@ -189,6 +216,9 @@ def judge(scenario: Scenario, obs: Observation, deadline: float) -> Judgement:
         return Judgement(Verdict.ERROR, phase, f"harness: {obs.harness_error}")
     if obs.unsupported:
         return Judgement(Verdict.UNSUPPORTED, "tcp", obs.unsupported)
+    if obs.hostile is not None:
+        return judge_hostile(scenario, obs, "tls-handshake" if obs.hostile.under_test == "server" else phase,
+                             deadline)
     handler = obs.event("server", "handler")
     found = rejection(obs)
     # A library that gave up on its own timeout (we hand it the deadline) had no outcome either.

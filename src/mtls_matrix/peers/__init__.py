@@ -24,6 +24,7 @@ BUILTIN = (
     "mtls_matrix.peers.aiohttp",
     "mtls_matrix.peers.tornado",
     "mtls_matrix.peers.websocket_client",
+    "mtls_matrix.peers.hostile",
     "mtls_matrix.peers.socketio",
 )
 ENTRY_POINT_GROUP = "mtls_matrix.peers"
@@ -72,8 +73,8 @@ class ClientTLS:
 
 @dataclass(frozen=True)
 class ServerFiles:
-    """The server's TLS settings as files (`ssl_context.mtls_files`), for stacks that are configured by
-    paths instead of an SSLContext (uvicorn)."""
+    """The server's TLS settings as files (`ssl_context.mtls_files`), for stacks that are configured
+    by paths instead of an SSLContext (uvicorn, and the foreign peers: peers/foreign.py)."""
 
     chain: Path
     key: Path
@@ -112,6 +113,7 @@ class Peer(ABC):
     name: str
     family: str = "ws"
     library: str  # distribution name, for its version
+    harness = False  # the harness's own hostile peers (peers/hostile.py): they only play hostile scenarios
 
     @property
     def version(self) -> str:
@@ -132,6 +134,10 @@ class ServerPeer(Peer):
     @abstractmethod
     async def stop(self) -> None: ...
 
+    def own_timeouts(self) -> dict[str, float | None]:
+        """The library's default timeouts, read from the library (see ClientPeer.own_timeouts)."""
+        return {}
+
 
 class ClientPeer(Peer):
     role = "client"
@@ -139,7 +145,15 @@ class ClientPeer(Peer):
     unsupported: dict[str, str] = {}  # I/O op -> why this library cannot express it
 
     @abstractmethod
-    async def connect(self, variant: str, url: str, tls: ClientTLS, profile: str, timeout: float) -> Connection: ...
+    async def connect(self, variant: str, url: str, tls: ClientTLS, profile: str,
+                      timeout: float | None) -> Connection:
+        """`timeout`: give it to the library as its opening-handshake timeout; None: set no
+        timeout at all, the library's own defaults apply (fault scenarios measure them)."""
+
+    def own_timeouts(self, variant: str) -> dict[str, float | None]:
+        """The library's default timeouts, read from the library itself (signatures, module
+        defaults): what fault scenarios report next to what they measured. None: no timeout."""
+        return {}
 
     def canonical(self, exc: BaseException) -> str | None:
         """The canonical error for a library-specific exception (HTTP status, close, ...), or None

@@ -7,6 +7,8 @@ autoping consumes pongs (so ping is unsupported). The tuned profile raises max_m
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import ssl
 from string import Template
 
@@ -130,6 +132,9 @@ class Client:
 class Server(ServerPeer):
     name = library = "aiohttp"
 
+    def own_timeouts(self):
+        return {"asyncio ssl_handshake_timeout": asyncio.constants.SSL_HANDSHAKE_TIMEOUT}
+
     async def start(self, context: ssl.SSLContext, profile: str) -> int:
         self._limits = _limits(profile)
         app = web.Application()
@@ -218,13 +223,21 @@ class Client(ClientPeer):
         ctx = tls.context()
         connector = aiohttp.TCPConnector(ssl=ctx) if variant == "connector=context" else None
         # ClientTimeout bounds the opening handshake only (it does not apply after the upgrade)
-        session = aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=timeout))
+        timeouts = {"timeout": aiohttp.ClientTimeout(total=timeout)} if timeout else {}
+        session = aiohttp.ClientSession(connector=connector, **timeouts)
         tls_kw = {"ssl=context": {"ssl": ctx}, "ssl_context=context": {"ssl_context": ctx}}.get(variant, {})
         try:
             return _Conn(session, await session.ws_connect(url, **tls_kw, **_limits(profile)))
         except BaseException:
             await session.close()  # no leaked session (and connector) when the upgrade fails
             raise
+
+    def own_timeouts(self, variant):
+        session = aiohttp.client.DEFAULT_TIMEOUT
+        ws = inspect.signature(aiohttp.ClientSession.ws_connect).parameters
+        close = getattr(aiohttp.client_ws, "DEFAULT_WS_CLIENT_TIMEOUT", None)  # what an unset timeout= means
+        return {"session total": session.total, "session sock_connect": session.sock_connect,
+                "ws_connect heartbeat": ws["heartbeat"].default, "ws_close": close and close.ws_close}
 
     def repro_client(self, variant: str, profile: str) -> str:
         session = "timeout=aiohttp.ClientTimeout(total=timeout)"

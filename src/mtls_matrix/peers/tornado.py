@@ -12,6 +12,7 @@ into create_default_context(cafile=ca_certs) by simple_httpclient._get_ssl_optio
 
 from __future__ import annotations
 
+import inspect
 import asyncio
 import ssl
 from string import Template
@@ -102,6 +103,7 @@ class Client:
         # the client connection reports pongs only through its on_pong hook
         self.pongs = asyncio.Queue()
         ws.on_pong = self.pongs.put_nowait
+        self.closed = False
 
     @classmethod
     async def connect(cls, url: str, timeout: float) -> "Client":
@@ -114,6 +116,7 @@ $request
     async def recv(self):
         message = await self.ws.read_message()
         if message is None:  # closed: code/reason of the close frame received, if any
+            self.closed = True
             raise Closed(self.ws.close_code, self.ws.close_reason)
         return message
 
@@ -122,6 +125,8 @@ $request
         return await self.pongs.get()
 
     async def close(self, code: int, reason: str):
+        if self.closed:
+            return  # "closed" (None) comes once; another read_message() would wait forever
         self.ws.close(code, reason)  # only sends the close frame; wait for the connection to end
         while await self.ws.read_message() is not None:
             pass
@@ -223,6 +228,7 @@ class _Conn(Connection):
         # connection itself, so the hook is set on the instance.
         self.pongs: asyncio.Queue[bytes] = asyncio.Queue()
         ws.on_pong = self.pongs.put_nowait
+        self.closed = False
 
     async def send(self, message):
         await self.ws.write_message(message, binary=isinstance(message, bytes))
@@ -230,6 +236,7 @@ class _Conn(Connection):
     async def recv(self):
         message = await self.ws.read_message()
         if message is None:  # tornado's "closed": code/reason of the close frame received, if any
+            self.closed = True
             raise Closed(self.ws.close_code, self.ws.close_reason)
         return message
 
@@ -238,6 +245,8 @@ class _Conn(Connection):
         return await self.pongs.get()
 
     async def close(self, code, reason):
+        if self.closed:
+            return  # tornado delivers "closed" (None) once; another read_message() would wait forever
         self.ws.close(code, reason)  # only sends the close frame; wait for the connection to end
         while await self.ws.read_message() is not None:
             pass
@@ -248,7 +257,7 @@ class Client(ClientPeer):
     variants = ("ssl_options=context", "ssl_options=dict", "request=paths")
 
     async def connect(self, variant, url, tls: ClientTLS, profile, timeout):
-        timeouts = {"connect_timeout": timeout, "request_timeout": timeout}
+        timeouts = {"connect_timeout": timeout, "request_timeout": timeout} if timeout else {}
         if variant == "ssl_options=context":
             request = HTTPRequest(url, ssl_options=tls.context(), **timeouts)
         elif variant == "ssl_options=dict":
@@ -261,6 +270,12 @@ class Client(ClientPeer):
                                   client_key=tls.key and str(tls.key), **timeouts)
         limits = {"max_message_size": TUNED_MAX_MESSAGE} if profile == "tuned" else {}
         return _Conn(await websocket_connect(request, **limits))
+
+    def own_timeouts(self, variant):
+        defaults = HTTPRequest._DEFAULTS  # what simple_httpclient fills in for an unset timeout
+        ping = inspect.signature(websocket_connect).parameters["ping_interval"].default
+        return {"connect_timeout": defaults["connect_timeout"], "request_timeout": defaults["request_timeout"],
+                "ping_interval": ping}
 
     def repro_client(self, variant: str, profile: str) -> str:
         return _REPRO_CLIENT.substitute(request=_REPRO_REQUESTS[variant],
@@ -276,6 +291,8 @@ class Client(ClientPeer):
             return f"HTTP_{exc.code}"
         if isinstance(exc, StreamClosedError) and exc.real_error is None:
             return "EOF"  # with a real_error, simple_httpclient raises that error instead
+        if isinstance(exc, Closed) and exc.code is None:
+            return "ABNORMAL_CLOSE"  # "closed" with no close frame received: what 1006 stands for
         if isinstance(exc, WebSocketClosedError):
             return "EOF"  # a write on a closed stream: tornado keeps no cause and no close frame
         return None

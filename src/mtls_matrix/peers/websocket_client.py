@@ -14,6 +14,7 @@ create_connection(timeout=)) makes a stuck call return by itself.
 
 from __future__ import annotations
 
+import inspect
 import struct
 from string import Template
 
@@ -135,7 +136,12 @@ class Client(ClientPeer):
             sslopt = {"ca_certs": str(tls.ca)}
             if tls.cert:
                 sslopt.update(certfile=str(tls.cert), keyfile=str(tls.key))
-        return _Conn(websocket.create_connection(url, sslopt=sslopt, timeout=timeout))
+        timeouts = {"timeout": timeout} if timeout else {}  # unset: websocket.getdefaulttimeout()
+        return _Conn(websocket.create_connection(url, sslopt=sslopt, **timeouts))
+
+    def own_timeouts(self, variant):
+        close = inspect.signature(websocket.WebSocket.close).parameters["timeout"].default
+        return {"timeout": websocket.getdefaulttimeout(), "close timeout": close}
 
     def repro_client(self, variant: str, profile: str) -> str:
         return _REPRO_CLIENT.substitute(sslopt=_REPRO_SSLOPT[variant])  # no size limit: no profile

@@ -6,6 +6,8 @@ is on. The tuned profile raises max_size.
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import ssl
 from string import Template
 
@@ -99,6 +101,11 @@ class Client:
 class Server(ServerPeer):
     name = library = "websockets"
 
+    def own_timeouts(self):
+        # asyncio runs the TLS handshake before websockets sees the connection
+        return {"asyncio ssl_handshake_timeout": asyncio.constants.SSL_HANDSHAKE_TIMEOUT,
+                "open_timeout": inspect.signature(serve).parameters["open_timeout"].default}
+
     async def start(self, context: ssl.SSLContext, profile: str) -> int:
         self._server = await serve(self._handler, "127.0.0.1", 0, ssl=context, **_limits(profile))
         return self._server.sockets[0].getsockname()[1]
@@ -152,7 +159,13 @@ class Client(ClientPeer):
     variants = ("ssl=context",)
 
     async def connect(self, variant, url, tls: ClientTLS, profile, timeout):
-        return _Conn(await connect(url, ssl=tls.context(), open_timeout=timeout, **_limits(profile)))
+        timeouts = {"open_timeout": timeout} if timeout else {}
+        return _Conn(await connect(url, ssl=tls.context(), **timeouts, **_limits(profile)))
+
+    def own_timeouts(self, variant):
+        defaults = inspect.signature(connect).parameters
+        return {name: defaults[name].default for name in ("open_timeout", "close_timeout", "ping_interval",
+                                                           "ping_timeout")}
 
     def repro_client(self, variant: str, profile: str) -> str:
         return _REPRO_CLIENT.substitute(limits=_limits_src(profile))

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
 from mtls_matrix import scenarios
-from mtls_matrix.reports import flaky, leaks, perf
+from mtls_matrix.reports import flaky, hostile, leaks, perf
 from mtls_matrix.results import SEVERITY, Cell, Results, Verdict
 
 SYMBOL = {
@@ -32,6 +32,7 @@ SYMBOL = {
 }
 COUNT_ORDER = (Verdict.PASS, Verdict.INSECURE, Verdict.HANG, Verdict.FAIL, Verdict.ERROR, Verdict.UNSUPPORTED)
 REJECTION_GROUPS = {"client-rejected": "server", "server-rejected": "client"}  # group -> side that must reject
+UNDER_TEST = hostile.UNDER_TEST  # the harness plays the other side
 LATE_PHASES = ("upgrade", "handler", "io")
 NOT_RUN = "·"
 INLINE_IDS = 6  # longer lists of cell ids fold into <details>
@@ -172,6 +173,11 @@ def blame(cell: Cell, matrix: Matrix) -> tuple[str, str]:
         return "harness", "the harness"  # never blamed on a library
     situation = matrix.by_situation[(cell.scenario, cell.profile)]
     signature = raw_signature(cell)
+    under_test = UNDER_TEST.get(cell.group)
+    if under_test:  # the other side is the harness's hostile peer: never to blame
+        if len(situation) > 1 and all(raw_signature(c) == signature for c in situation):
+            return f"every {under_test}", f"every {under_test}"
+        return _client_or_library(cell, situation, signature) if under_test == "client" else ("server", cell.server)
     with_client = [c for c in situation if c.client == cell.client]  # this client with every server
     with_server = [c for c in situation if c.server == cell.server]  # this server with every client
     client_always = all(raw_signature(c) == signature for c in with_client)
@@ -474,6 +480,8 @@ def title_of(finding: Finding) -> str:
     how = plain(reasons.pop()) if len(reasons) == 1 else f"{what_failed(finding)} at {finding.phase}"
     if finding.verdict == Verdict.INSECURE:
         return f"INSECURE: {who} accepts the connection {when}"
+    if finding.verdict == Verdict.HANG and finding.group in UNDER_TEST:
+        return f"HANG: {who} is still waiting at the deadline {when}"
     if finding.verdict == Verdict.HANG:
         return f"HANG: {who} gets no outcome before the deadline {when}"
     if finding.verdict == Verdict.ERROR:
@@ -994,6 +1002,7 @@ def render(results: Results, notes: Sequence[Any] | None = None, heatmap: str | 
         *render_libraries(matrix, findings, clarity),
         *render_workarounds(findings),
         *render_clarity(matrix, clarity),
+        *hostile.render(matrix.cells, results.run.deadline_s),
         *leaks.render(matrix.cells),
         *perf.render_markdown(results),
     ]

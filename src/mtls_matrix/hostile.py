@@ -1,0 +1,104 @@
+"""Runs the hostile-server and hostile-client cells, side by side.
+
+In these cells the harness plays one side (peers/hostile.py) and the other side is judged: does
+it have a timeout of its own, how long is it, what does its user see, and does it close its
+socket afterwards? The library gets no timeout from the harness (its defaults decide); the cell
+deadline only ends the wait. Most of these cells wait out the whole deadline, so they run
+concurrently (`Batch`): each cell has its own listener, and binds its client thread and its
+listener's thread to its own recorder (observe.bind_thread), so attribution stays exact.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, Iterable
+
+from mtls_matrix import leaks, observe
+from mtls_matrix.cell import CellSpec, ServerHost, _result, client_tls, drive_client, server_context
+from mtls_matrix.pki import PKI
+from mtls_matrix.results import Cell, Hostile
+from mtls_matrix.scenarios import HOSTILE_GROUPS
+from mtls_matrix.verdict import Observation
+
+RELEASE_S = 0.5  # after the connection ended: how long the peer under test gets to close its socket
+_tokens = itertools.count()
+
+
+def is_hostile(spec: CellSpec) -> bool:
+    return spec.scenario.group in HOSTILE_GROUPS
+
+
+def run_hostile_cell(spec: CellSpec, pki: PKI, deadline: float, versions: dict[str, str]) -> Cell:
+    scenario = spec.scenario
+    recorder = observe.begin(f"{os.getpid()}-hostile-{next(_tokens)}", current=False)
+    obs = Observation(events=recorder.events)
+    host = client = None
+    try:
+        host = ServerHost(spec.server, server_context(pki, scenario), spec.profile, scenario.hostile)
+        asyncio.run_coroutine_threadsafe(_bind(recorder), host.loop).result(5)
+        if HOSTILE_GROUPS[scenario.group] == "client":
+            obs.hostile = _against_hostile_client(spec, host.port, deadline, recorder)
+        else:
+            client = drive_client(spec, host.port, recorder.token, client_tls(pki, scenario), deadline, None,
+                                  recorder, obs)
+            fault = obs.event("server", "fault")
+            obs.hostile = Hostile(
+                behaviour=scenario.hostile, under_test="client", ended=not obs.timed_out,
+                after_s=None if obs.timed_out else round(client.total_s, 3),
+                after_fault_s=None if obs.timed_out or not fault else round(max(0.0, client.total_s - fault.t), 3),
+                how=None if obs.timed_out else obs.error.canonical if obs.error else "CLOSED",
+                left_open=None if obs.timed_out else _held(host.port, "client"),
+                own_timeouts=spec.client.peer.own_timeouts(spec.client.variant))
+            client.exc = None  # the harness lets go of the error: what stays open, the library holds
+    except Exception as exc:
+        obs.harness_error = f"{type(exc).__name__}: {exc}"
+    finally:
+        if host is not None:
+            host.close()
+        observe.end(recorder)
+    return _result(spec, obs, deadline, client, versions)
+
+
+async def _bind(recorder: observe.CellRecorder) -> None:
+    observe.bind_thread(recorder)
+
+
+def _against_hostile_client(spec: CellSpec, port: int, deadline: float, recorder: observe.CellRecorder) -> Hostile:
+    recorder.t0 = time.perf_counter()
+    sock, how, after = spec.client.peer.misbehave(spec.scenario.hostile, port, deadline)
+    sock.close()  # the harness lets go: a server that waited must now notice and close its side
+    return Hostile(behaviour=spec.scenario.hostile, under_test="server", ended=how is not None,
+                   after_s=round(after, 3) if how else None, how=how, left_open=_held(port, "server"),
+                   own_timeouts=spec.server.own_timeouts())
+
+
+def _held(port: int, side: str) -> bool:
+    """Does `side` still hold a socket of a connection to `port` RELEASE_S after it ended?"""
+    end = time.perf_counter() + RELEASE_S
+    while True:
+        client, server = leaks.open_on(port)
+        held = client if side == "client" else server
+        if not held or time.perf_counter() >= end:
+            return bool(held)
+        time.sleep(0.01)
+
+
+class Batch:
+    """The hostile cells of a session, run all at once on first demand; a cell asked for again
+    (--repeat, --confirm) runs alone."""
+
+    def __init__(self, specs: Iterable[CellSpec], run: Callable[[CellSpec], Cell]):
+        self.specs = [s for s in specs if is_hostile(s)]
+        self.run = run
+        self.done: dict[str, Cell] | None = None
+
+    def take(self, spec: CellSpec) -> Cell:
+        if self.done is None:
+            with ThreadPoolExecutor(max_workers=max(1, len(self.specs)), thread_name_prefix="hostile") as pool:
+                self.done = dict(zip((s.id for s in self.specs), pool.map(self.run, self.specs)))
+        cell = self.done.pop(spec.id, None)
+        return cell if cell is not None else self.run(spec)
