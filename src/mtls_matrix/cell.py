@@ -22,7 +22,9 @@ import time
 from dataclasses import dataclass
 
 from mtls_matrix import leaks, observe
-from mtls_matrix.peers import CLOSE_COMMAND, ClientTLS, ClientVariant, Closed, Connection, ServerFiles, ServerPeer
+from mtls_matrix.peers import (
+    CLOSE_COMMAND, FINAL_CLOSE, ClientTLS, ClientVariant, Closed, Connection, ServerFiles, ServerPeer,
+)
 from mtls_matrix.pki import PKI
 from mtls_matrix.results import Cell, ErrorInfo, Leaks, ServerSaw, Step, TLSSide
 from mtls_matrix.scenarios import Scenario
@@ -247,7 +249,7 @@ class _ClientRun:
         finally:
             if not closed:
                 try:
-                    await conn.close(1000, "done")
+                    await conn.close(*FINAL_CLOSE)
                 except Exception:
                     pass
 

@@ -8,6 +8,7 @@ the matrix test requests.
 from __future__ import annotations
 
 import datetime as dt
+import fnmatch
 import os
 import platform
 import shlex
@@ -116,15 +117,26 @@ def build_selection(servers=None, clients=None, scenario_names=None, profile="de
         if _plays(server, client, scenario)
         for profile in (profiles if scenario.profiled else ["default"])
         if scenario.profiled or profile == profiles[0] or "default" in profiles
+        if _plays_profile(server, scenario, profile)
     ]
     return Selection(registry, cells, profiles, deadline)
 
 
+def _plays_profile(server, scenario, profile: str) -> bool:
+    """A server's `scenarios` name profiled cells as in their ids: NAME (default), NAME-tuned."""
+    if server.scenarios is None or not scenario.profiled or profile == "default":
+        return True
+    return any(fnmatch.fnmatchcase(f"{scenario.name}-{profile}", p) for p in server.scenarios)
+
+
 def _plays(server, client, scenario) -> bool:
     """A hostile scenario pairs the harness's hostile peer, in the role it names, with every real
-    peer of the other role; every other scenario pairs real peers (within the server's groups)."""
+    peer of the other role; every other scenario pairs real peers (within the server's groups and
+    scenarios)."""
     hostile_role = scenarios.HOSTILE_GROUPS.get(scenario.group)
     if server.groups is not None and scenario.group not in server.groups:
+        return False
+    if server.scenarios is not None and not any(fnmatch.fnmatchcase(scenario.name, p) for p in server.scenarios):
         return False
     return server.harness == (hostile_role == "server") and client.peer.harness == (hostile_role == "client")
 

@@ -32,6 +32,8 @@ ENTRY_POINT_GROUP = "mtls_matrix.peers"
 # The ws-family echo protocol every server speaks: echo each message with its type; a text
 # message "__close__ CODE REASON" asks the server to close with that code and reason.
 CLOSE_COMMAND = "__close__"
+# the harness's own close at the end of a script that did not close: housekeeping, not under test
+FINAL_CLOSE = (1000, "done")
 TUNED_MAX_MESSAGE = 64 * 1024 * 1024
 
 
@@ -123,6 +125,9 @@ class Peer(ABC):
 class ServerPeer(Peer):
     role = "server"
     groups: tuple[str, ...] | None = None  # scenario groups this peer is meant for (None: all)
+    # scenario names (globs) this peer plays within its groups (None: all); a family whose TLS runs
+    # through stacks the ws family already covers plays the subset where it adds information
+    scenarios: tuple[str, ...] | None = None
 
     @abstractmethod
     async def start(self, context: ssl.SSLContext, profile: str) -> int:

@@ -45,12 +45,27 @@ from tornado.web import Application
 
 from mtls_matrix import observe, verdict
 from mtls_matrix.peers import (
-    TUNED_MAX_MESSAGE, ClientPeer, ClientTLS, Closed, Connection, ServerPeer, cell_token, parse_close_command,
+    FINAL_CLOSE, TUNED_MAX_MESSAGE, ClientPeer, ClientTLS, Closed, Connection, ServerPeer, cell_token,
+    parse_close_command,
 )
 
 TLS_WAYS_ASYNC = ("http_session=connector", "websocket_extra_options=ssl")
 TLS_WAYS_SYNC = ("http_session=requests", "websocket_extra_options=sslopt")
 TRANSPORTS = {"polling": ["polling"], "websocket": ["websocket"], "upgrade": None}  # None: the default
+# websocket_extra_options reach the websocket transport only: on polling alone they cannot apply
+# (+upgrade shows that its polling leg ignores them), so that pair is no variant
+WEBSOCKET_ONLY_WAYS = ("websocket_extra_options=ssl", "websocket_extra_options=sslopt")
+
+# The TLS of the socketio family runs through stacks the ws family covers in full (asyncio ssl
+# under aiohttp/tornado/uvicorn, aiohttp, requests, websocket-client), so it plays the subset where
+# Socket.IO adds information: a success, the rejections whose report engine.io could change, and
+# the I/O; `tuned` (max_http_buffer_size) only where a size limit matters. aiohttp plays it all;
+# tornado and uvicorn differ from it in identity, origin and close handling, which mtls-ok, a
+# rejection and io-close show. Names as in cell ids: `NAME` or `NAME-tuned`.
+SCENARIOS_FULL = ("mtls-ok", "mtls-chain", "client-no-cert", "client-untrusted-ca", "client-revoked",
+                  "server-untrusted-ca", "server-wrong-host", "io-text", "io-binary", "io-1mib", "io-1mib-tuned",
+                  "io-16mib", "io-1000-ordered", "io-ping", "io-close", "io-server-close")
+SCENARIOS_SHORT = ("mtls-ok", "client-no-cert", "io-close")
 
 
 def _limits(profile: str) -> dict:
@@ -70,6 +85,7 @@ class _SioServer(ServerPeer):
     family = "socketio"
     library = "python-socketio"
     async_mode = "aiohttp"
+    scenarios = SCENARIOS_SHORT
 
     def _identity(self, environ: dict) -> bytes | None:
         """The client certificate (DER) as this stack shows it to the application; raises when
@@ -135,6 +151,7 @@ class _SioServer(ServerPeer):
 
 class AiohttpServer(_SioServer):
     name = "socketio-aiohttp"
+    scenarios = SCENARIOS_FULL
 
     def _identity(self, environ):
         transport = environ["aiohttp.request"].transport
@@ -237,12 +254,21 @@ def _split(url: str) -> tuple[str, str]:
 
 
 def _variants(ways: tuple[str, ...]) -> tuple[str, ...]:
-    return tuple(f"{way}+{transport}" for way in ways for transport in TRANSPORTS)
+    return tuple(f"{way}+{transport}" for way in ways for transport in TRANSPORTS
+                 if not (way in WEBSOCKET_ONLY_WAYS and transport == "polling"))
 
 
 class _Conn(Connection):
     """Echo acks and the disconnect arrive on the client's own loop/threads; recv reads them from
-    one queue, so a disconnect wakes a waiting recv."""
+    one queue, so a disconnect wakes a waiting recv.
+
+    disconnect() on the polling transport returns only when the pending long-poll GET ends: the
+    server drops the session on the client's CLOSE packet without answering that GET
+    (engineio AsyncSocket.receive: close(abort=True)), so the client waits out the GET's own
+    timeout, max(ping_interval, ping_timeout) + 5 = 30 s by default. io-close measures that;
+    the harness's own cleanup (after a failed connect, a disconnect, or FINAL_CLOSE after other
+    scripts) aborts the engine.io session instead (`sio.eio.disconnect(abort=True)`: the CLOSE
+    packet is still queued, the client just does not wait for the long-poll)."""
 
     def __init__(self, sio, timeout: float, cleanup=None):
         self.sio, self.timeout, self.cleanup = sio, timeout, cleanup
@@ -281,8 +307,9 @@ class _AsyncConn(_Conn):
 
     async def close(self, code, reason):
         try:
-            await self.sio.call("bye", {"code": code, "reason": reason}, timeout=self.timeout)
-            await self.sio.disconnect()
+            if (code, reason) != FINAL_CLOSE:  # see _Conn: the harness's own close is cleanup only
+                await self.sio.call("bye", {"code": code, "reason": reason}, timeout=self.timeout)
+                await self.sio.disconnect()
         finally:
             await self.cleanup()
 
@@ -313,8 +340,9 @@ class _SyncConn(_Conn):
 
     async def close(self, code, reason):
         try:
-            self.sio.call("bye", {"code": code, "reason": reason}, timeout=self.timeout)
-            self.sio.disconnect()
+            if (code, reason) != FINAL_CLOSE:  # see _Conn: the harness's own close is cleanup only
+                self.sio.call("bye", {"code": code, "reason": reason}, timeout=self.timeout)
+                self.sio.disconnect()
         finally:
             self.cleanup()
 
@@ -367,9 +395,9 @@ class AsyncClient(ClientPeer):
             sio = socketio.AsyncClient(reconnection=False, websocket_extra_options={"ssl": ctx},
                                        request_timeout=timeout)
 
-        async def cleanup():
+        async def cleanup():  # see _Conn: aborts, so a polling session costs no 30 s here
             with contextlib.suppress(Exception):
-                await sio.disconnect()
+                await sio.eio.disconnect(abort=True)
             if session is not None:  # the user's session: the library never closes it
                 await session.close()
 
@@ -409,9 +437,9 @@ class Client(ClientPeer):
             sio = socketio.Client(reconnection=False, websocket_extra_options={"sslopt": {"context": tls.context()}},
                                   request_timeout=timeout)
 
-        def cleanup():
+        def cleanup():  # see _Conn: aborts, so a polling session costs no 30 s here
             with contextlib.suppress(Exception):
-                sio.disconnect()
+                sio.eio.disconnect(abort=True)
             if session is not None:
                 session.close()
 

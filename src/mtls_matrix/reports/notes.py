@@ -69,4 +69,68 @@ NOTES = [
         "the alert when the handshake fails (gh-98078).",
         ("https://github.com/python/cpython/issues/98078",),
     ),
+    Note(
+        "socketio-*-socketio-client?*+websocket?-*",
+        "engine.io's async drivers (aiohttp, tornado, asgi) set `wsgi.url_scheme` to 'http' unless an "
+        "X-Forwarded-Proto header says otherwise, even when the server terminates TLS itself, and the default "
+        "same-origin check (`cors_allowed_origins=None`) compares the request's Origin with that. websocket-client "
+        "(the sync `socketio.Client`'s websocket transport) sends `Origin: https://HOST` for wss, so the server "
+        "refuses the upgrade: HTTP 400 on aiohttp, 403 under uvicorn. On tornado the refusal comes after "
+        "tornado has already sent 101: engine.io's `make_response` cannot set a status any more and returns "
+        "silently, the WebSocket stays open and nothing is ever sent, and the client (no timeout of its own "
+        "on that read) waits forever: HANG. Polling requests carry no Origin and pass. Workaround: "
+        "`cors_allowed_origins=['https://HOST:PORT']` on the server.",
+        ("https://github.com/miguelgrinberg/python-socketio/issues/977",
+         "https://github.com/websocket-client/websocket-client/issues/787"),
+    ),
+    Note(
+        "socketio-*-socketio-*?websocket_extra_options=*+upgrade?-*",
+        "`websocket_extra_options` reaches only the websocket transport (aiohttp `ws_connect(**options)`, "
+        "websocket-client `create_connection(**options)`). The polling leg that `+upgrade` (the library "
+        "default: polling first) starts with uses the library's own HTTP session with the default trust store "
+        "and no client certificate, so it fails verification of the private CA (UNKNOWN_CA) before any upgrade. "
+        "The TLS settings hold on one transport and not the other; give them through `http_session` instead.",
+        ("https://python-socketio.readthedocs.io/en/stable/api.html#socketio.AsyncClient",),
+    ),
+    Note(
+        "socketio-uvicorn-*",
+        "uvicorn puts no `tls` extension in the ASGI scope (the ASGI TLS extension is specified but not "
+        "implemented; open PRs), so a python-socketio ASGI app under uvicorn cannot see the client certificate "
+        "uvicorn itself verified: the handshake works, the connect handler sees no identity.",
+        ("https://github.com/Kludex/uvicorn/issues/745", "https://github.com/Kludex/uvicorn/pull/1119",
+         "https://asgi.readthedocs.io/en/latest/specs/tls.html"),
+    ),
+    Note(
+        "socketio-tornado-socketio-*+websocket?-*",
+        "On the websocket transport python-socketio runs the connect handler from tornado's `open()`, after "
+        "the upgrade, where `request.get_ssl_certificate()` raises AttributeError (tornado#2994): the app "
+        "cannot see the client identity. Polling and upgrade sessions connect on a polling request first and see it.",
+        ("https://github.com/tornadoweb/tornado/issues/2994",),
+    ),
+    Note(
+        "socketio-*-io-close*",
+        "On the polling transport, `disconnect()` returns only when the client's pending long-poll GET ends. "
+        "The engine.io server drops the session on the client's CLOSE packet without answering that GET "
+        "(`AsyncSocket.receive`: `close(abort=True)` queues nothing), so the client waits out the GET's own "
+        "timeout, max(ping_interval, ping_timeout) + 5 = 30 s with the defaults (measured: 30.2 s, websocket: "
+        "0.01 s). No upstream issue found (python-engineio#127 is about requests without a timeout, a related "
+        "older cause). Workaround: `sio.eio.disconnect(abort=True)`, or the websocket transport.",
+        ("https://github.com/miguelgrinberg/python-engineio/issues/127",),
+    ),
+    Note(
+        "socketio-*-socketio-asyncclient?*+websocket?-io-close*",
+        "`AsyncClient.disconnect()` on the websocket transport queues the namespace DISCONNECT and engine.io "
+        "CLOSE packets, then closes the WebSocket at once (`engineio.AsyncClient.disconnect`: `ws.close()` "
+        "right after `queue.put(None)`), before the write loop has sent them: the server's disconnect handler "
+        "gets reason 'transport close', not 'client disconnect', so a server cannot tell a deliberate "
+        "disconnect from a dropped connection. No upstream issue found.",
+        ("https://python-socketio.readthedocs.io/en/stable/api.html#socketio.AsyncServer.reason",),
+    ),
+    Note(
+        "socketio-*-io-1mib",
+        "python-socketio's `max_http_buffer_size` defaults to 1,000,000 bytes, less than 1 MiB: a 1 MiB "
+        "payload is refused (polling POST: 413; websocket on aiohttp: message too big). The `tuned` profile "
+        "raises it.",
+        ("https://python-socketio.readthedocs.io/en/stable/api.html#socketio.AsyncServer",),
+    ),
 ]
