@@ -270,7 +270,7 @@ class _ClientRun:
 
 def run_cell(spec: CellSpec, servers: ServerPool, pki: PKI, deadline: float, versions: dict[str, str]) -> Cell:
     scenario = spec.scenario
-    deadline = deadline * scenario.deadline_scale
+    deadline = deadline * scenario.deadline_scale * spec.server.deadline_scale
     unsupported = next((spec.client.peer.unsupported[op] for op, *_ in scenario.io
                         if op in spec.client.peer.unsupported), None)
     token = f"{os.getpid()}-{next(_tokens)}"

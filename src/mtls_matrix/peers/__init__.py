@@ -128,6 +128,9 @@ class ServerPeer(Peer):
     # scenario names (globs) this peer plays within its groups (None: all); a family whose TLS runs
     # through stacks the ws family already covers plays the subset where it adds information
     scenarios: tuple[str, ...] | None = None
+    # this server's cells get the run's deadline times this: a stack whose cells finish in
+    # milliseconds but whose library timeouts run to tens of seconds need not wait the full one
+    deadline_scale: float = 1.0
 
     @abstractmethod
     async def start(self, context: ssl.SSLContext, profile: str) -> int:
