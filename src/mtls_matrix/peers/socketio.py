@@ -1,5 +1,6 @@
-"""python-socketio: AsyncServer on aiohttp, on tornado and as an ASGI app under uvicorn; the
-sync Server under Werkzeug's threaded WSGI server; AsyncClient and Client. Family `socketio`.
+"""python-socketio: AsyncServer on aiohttp, on tornado and as an ASGI app under uvicorn;
+AsyncClient and Client. Family `socketio`. (The sync Server under a threaded WSGI server is not
+built yet.)
 
 The ws echo protocol, mapped onto Socket.IO events (the server's handlers are below):
 - the cell token travels in the Socket.IO `auth` payload ({"cell": token}); the connect handler
