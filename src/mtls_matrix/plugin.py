@@ -297,7 +297,14 @@ def record(request: pytest.FixtureRequest, cell: Cell) -> None:
     if cell.verdict == Verdict.UNSUPPORTED:
         pytest.skip(f"UNSUPPORTED: {cell.reason}")
     if known:  # strict: an entry whose cells pass again fails the run at the end (Collector)
-        pytest.xfail(f"KNOWN {cell.verdict.value} (baseline {known.label}): {known.reason}")
+        # pytrace=False, as for pytest.fail below: the report is the message, no source is parsed.
+        # pytest.xfail() formats a full traceback, and CPython 3.11's ast.parse (used for that, and
+        # for the carets of every traceback printed) keeps its recursion depth in state shared by
+        # threads: a library thread printing a traceback at that moment (engine.io logs its request
+        # errors) breaks it, and every later parse in the worker raises SystemError
+        # ("AST constructor recursion depth mismatch"), which crashed whole runs
+        raise pytest.xfail.Exception(f"KNOWN {cell.verdict.value} (baseline {known.label}): {known.reason}",
+                                     pytrace=False)
     if cell.flaky:  # even when the first run passed: a verdict that varies is a finding
         pytest.fail(f"FLAKY ({repeat_mod.rate_text(cell)}): first run {cell.verdict.value} at {cell.phase}: "
                     f"{cell.reason}", pytrace=False)
