@@ -7,9 +7,11 @@ plain asyncio TLS) misconfigured in exactly one way; the harness must judge it a
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import ssl
 import threading
+from pathlib import Path
 
 from websockets.asyncio.client import connect
 from websockets.asyncio.server import serve
@@ -81,8 +83,12 @@ class BlockingClient(ClientPeer):
     name = "selftest-blocking"
     library = "websockets"
     variants = ("forever",)
+    blocking = True
 
     async def connect(self, variant, url, tls, profile, timeout):
+        if os.environ.get("SELFTEST_BLOCKING_RECORD"):  # where it ran: tests check that process was killed
+            Path(os.environ["SELFTEST_BLOCKING_RECORD"]).write_bytes(
+                b"%d\n" % os.getpid() + Path("/proc/self/cmdline").read_bytes())
         threading.Event().wait()  # blocks this cell's own thread and loop, nobody else's
 
 
@@ -93,6 +99,7 @@ class StuckInRecvClient(ClientPeer):
     name = "selftest-stuck-recv"
     library = "websockets"
     variants = ("no-timeout",)
+    blocking = True
 
     async def connect(self, variant, url, tls, profile, timeout):
         host, port = url.split("/")[2].split(":")

@@ -3,6 +3,8 @@ handshakes, judged by the real runner."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from tests.conftest import verdicts
 
 PLUGIN = ("--peer-plugin", "tests.selftest_peers", "-n", "0")
@@ -56,12 +58,18 @@ def test_hanging_peers_cost_their_own_cells_only(run_matrix, tmp_path):
     assert others == verdicts(alone)
 
 
-def test_a_client_stuck_in_a_socket_read_is_stopped_not_abandoned(run_matrix):
+def test_a_hung_sync_client_is_stopped_or_killed_never_abandoned(run_matrix, tmp_path):
+    record = tmp_path / "blocking-client"
     results, _ = run_matrix(*PLUGIN, "--deadline", "1", "--servers", "websockets",
-                            "--clients", "selftest-stuck-recv,selftest-blocking", "--scenarios", "mtls-ok")
+                            "--clients", "selftest-stuck-recv,selftest-blocking", "--scenarios", "mtls-ok",
+                            env={"SELFTEST_BLOCKING_RECORD": str(record)})
     after = {c.client: (c.verdict.value, c.client_after_deadline) for c in results.cells}
     assert after == {"client:selftest-stuck-recv[no-timeout]": ("HANG", "stopped"),
-                     "client:selftest-blocking[forever]": ("HANG", "abandoned")}
+                     "client:selftest-blocking[forever]": ("HANG", "killed")}
+    # the blocked client ran in a client process of its own, and that process is gone
+    pid, cmdline = record.read_bytes().split(b"\n", 1)
+    assert b"mtls_matrix.isolate" in cmdline
+    assert not Path(f"/proc/{int(pid)}").exists()
 
 
 def test_a_server_that_crashes_costs_only_the_cell_it_crashed_in(run_matrix):

@@ -28,8 +28,12 @@ def test_every_server_peer_listens_on_loopback_only():
                         pool.get(server, scenario, profile)
                         started += 1
             opened = listening_addresses() - before
-            ports = {host.port for host in pool.hosts.values()}
-            assert len(ports) == started > 2 * len(hostile)
+            # a proxied server listens in the proxy's process; its plain backend listens in this one
+            proxied = [host.peer for host in pool.hosts.values() if host.peer.out_of_process]
+            for peer in proxied:
+                opened |= listening_addresses(peer.process.pid)
+            ports = {host.port for host in pool.hosts.values()} | {peer.backend_port for peer in proxied}
+            assert len(ports) == started + len(proxied) and started > 2 * len(hostile) and proxied
             assert {port for _, port in opened} == ports
             assert all(ipaddress.ip_address(address).is_loopback for address, _ in opened), opened
         finally:

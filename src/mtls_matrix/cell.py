@@ -21,7 +21,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from mtls_matrix import leaks, observe
+from mtls_matrix import isolate, leaks, observe
 from mtls_matrix.peers import (
     CLOSE_COMMAND, FINAL_CLOSE, ClientTLS, ClientVariant, Closed, Connection, ServerFiles, ServerPeer,
 )
@@ -201,6 +201,8 @@ class _ClientRun:
         self.total_s = 0.0
         self.pending_tasks: int | None = None  # tasks still pending on the loop when it was closed
         self.transport: str | None = None  # socketio family: the transport that carried the session
+        self.error: ErrorInfo | None = None  # what the client's user saw, if it failed
+        self.warnings: list[str] = []  # ResourceWarnings of a client process (isolate.py)
 
     def run(self, recorder: observe.CellRecorder) -> None:
         self.t0 = recorder.t0
@@ -288,7 +290,7 @@ def run_cell(spec: CellSpec, servers: ServerPool, pki: PKI, deadline: float, ver
             _check_close(obs, scenario)
             if scenario.group in LEAK_GROUPS:
                 client.exc = None  # the harness lets go of the error: what stays open, the library holds
-                leaked = _leaks(host, client, *before, warned)
+                leaked = _leaks(host, client, *before, warned + client.warnings)
     except Exception as exc:
         obs.harness_error = f"{type(exc).__name__}: {exc}"
     finally:
@@ -301,11 +303,24 @@ def run_cell(spec: CellSpec, servers: ServerPool, pki: PKI, deadline: float, ver
 
 def drive_client(spec: CellSpec, port: int, token: str, tls: ClientTLS, deadline: float, timeout: float | None,
                  recorder: observe.CellRecorder, obs: Observation) -> _ClientRun:
-    """Run the cell's client on its own thread until it finishes or the deadline, stop it then,
-    and put what its user saw into `obs`. `timeout` is what the library itself is given."""
+    """Run the cell's client until it finishes or the deadline, stop it then (a blocking
+    library's in its own process: isolate.py), and put what its user saw into `obs`.
+    `timeout` is what the library itself is given."""
     url = f"wss://{spec.scenario.host}:{port}/cell/{token}"
+    run = _run_isolated if spec.client.peer.blocking else run_client
+    client = run(spec, url, tls, deadline, timeout, recorder, obs)
+    _settle(recorder, client, spec.scenario, spec.server.out_of_process)
+    obs.connected = client.connected
+    obs.steps = client.steps
+    obs.error = client.error
+    return client
+
+
+def run_client(spec: CellSpec, url: str, tls: ClientTLS, deadline: float, timeout: float | None,
+               recorder: observe.CellRecorder, obs: Observation) -> _ClientRun:
+    """The client on its own thread until it finishes or the deadline; stopped then."""
     client = _ClientRun(spec, url, tls, deadline, timeout)
-    recorder.t0 = time.perf_counter()
+    recorder.t0 = time.perf_counter()  # run_client's own deadline: from the moment it runs
     thread = threading.Thread(target=client.run, args=(recorder,), name=f"client:{spec.id}", daemon=True)
     thread.start()
     thread.join(deadline)
@@ -315,20 +330,56 @@ def drive_client(spec: CellSpec, port: int, token: str, tls: ClientTLS, deadline
         client.stop(recorder)
         thread.join(STOP_GRACE_S)
         del recorder.events[seen:]  # what stopping the client caused is the harness's doing, not the library's
-        # a client blocked outside a socket (a lock, a sleep) cannot be stopped from here:
-        # say so; the daemon thread is left behind and cannot touch later cells' sockets
+        # a client blocked outside a socket (a lock, a sleep) cannot be stopped from here: in a
+        # client process (isolate.py) it is killed with its process; in this one it is left behind
         obs.client_after_deadline = "abandoned" if thread.is_alive() else "stopped"
     client.total_s = time.perf_counter() - recorder.t0
-    _settle(recorder, client, spec.scenario)
-    obs.connected = client.connected
-    obs.steps = client.steps
     if client.exc is not None and not obs.timed_out:
         user_exc = client.exc.__cause__ if isinstance(client.exc, Closed) and client.exc.__cause__ else client.exc
         hint = spec.client.peer.canonical(user_exc)
         if isinstance(client.exc, Closed) and client.exc.code is not None:  # normalised by the adapter
             hint = CLOSE_CODES.get(client.exc.code, f"CLOSED_{client.exc.code}")
-        obs.error = error_info(user_exc, hint)
+        client.error = error_info(user_exc, hint)
     return client
+
+
+def _run_isolated(spec: CellSpec, url: str, tls: ClientTLS, deadline: float, timeout: float | None,
+                  recorder: observe.CellRecorder, obs: Observation) -> _ClientRun:
+    """run_client in a client process; killed with it if it cannot be stopped."""
+    request = dict(spec=spec, url=url, tls=tls, deadline=deadline, timeout=timeout,
+                   warnings=spec.scenario.group in LEAK_GROUPS)
+    reply = isolate.POOL.call(request, deadline + STOP_GRACE_S + isolate.REPLY_GRACE_S,
+                              started=lambda: setattr(recorder, "t0", time.perf_counter()))
+    client = _ClientRun(spec, url, tls, deadline, timeout)
+    if reply is None:  # no answer at all: the process was killed
+        obs.timed_out, obs.client_after_deadline = True, "killed"
+        client.total_s = time.perf_counter() - recorder.t0
+        return client
+    recorder.events.extend(reply["events"])
+    for name in ("connected", "steps", "upgrade_t", "total_s", "pending_tasks", "error", "warnings"):
+        setattr(client, name, reply[name])
+    obs.timed_out = reply["timed_out"]
+    obs.client_after_deadline = "killed" if reply["after_deadline"] == "abandoned" else reply["after_deadline"]
+    return client
+
+
+def client_in_child(spec: CellSpec, url: str, tls: ClientTLS, deadline: float, timeout: float | None,
+                    warnings: bool) -> dict:
+    """A client process's side of _run_isolated (isolate.main): one cell, reported back.
+    `warnings`: collect ResourceWarnings (process-wide: only for cells that run alone)."""
+    recorder = observe.begin(f"client-{next(_tokens)}", current=False)  # run_client binds its thread
+    obs = Observation(events=recorder.events)
+    warned: list[str] = []
+    try:
+        with leaks.resource_warnings(warned) if warnings else contextlib.nullcontext():
+            client = run_client(spec, url, tls, deadline, timeout, recorder, obs)
+            client.exc = None  # what the library still holds after this counts as its leak
+    finally:
+        observe.end(recorder)
+    return dict(events=recorder.events, connected=client.connected, steps=client.steps, upgrade_t=client.upgrade_t,
+                total_s=client.total_s, pending_tasks=client.pending_tasks, error=client.error, warnings=warned,
+                timed_out=obs.timed_out, after_deadline=obs.client_after_deadline,
+                reusable=obs.client_after_deadline != "abandoned")
 
 
 def _leaks(host: ServerHost, client: _ClientRun, sockets_before: set[str],
@@ -348,9 +399,10 @@ def _leaks(host: ServerHost, client: _ClientRun, sockets_before: set[str],
     return found if found != Leaks() else None
 
 
-def _settle(recorder: observe.CellRecorder, client: _ClientRun, scenario: Scenario) -> None:
+def _settle(recorder: observe.CellRecorder, client: _ClientRun, scenario: Scenario, out_of_process: bool) -> None:
     """Wait (briefly) until the server has told its side: its handshake outcome, and the close
-    it received when the script closes. Events arrive from the server's thread."""
+    it received when the script closes. Events arrive from the server's thread; a proxy's arrive
+    from its log, which ends each connection's story with "proxy-done" (peers/proxy.py)."""
     wants_close = any(op == "close" for op, *_ in scenario.io) and client.connected
     end = time.perf_counter() + SETTLE_S
     while time.perf_counter() < end:
@@ -363,7 +415,8 @@ def _settle(recorder: observe.CellRecorder, client: _ClientRun, scenario: Scenar
         needed = recorder.find("server", "accept") and not own_check_failed
         handshake = any(e.side == "server" and e.kind.startswith("handshake") for e in recorder.events)
         closed = recorder.find("server", "handler-close")
-        if (not needed or handshake) and (not wants_close or closed):
+        told = not out_of_process or recorder.find("server", "proxy-done")
+        if (not needed or handshake) and (not wants_close or closed) and told:
             return
         time.sleep(0.002)
 
@@ -423,8 +476,9 @@ def _result(spec: CellSpec, obs: Observation, deadline: float, client: _ClientRu
     error = obs.error
     if error is None and obs.timed_out:
         error = ErrorInfo(canonical="TIMEOUT", message=f"no outcome within {deadline:g}s")
+    proxy = obs.event("server", "proxy-response")
     saw = ServerSaw(
-        accepted_tcp=obs.event("server", "accept") is not None,
+        accepted_tcp=obs.event("server", "accept", "proxy-done") is not None,  # a proxy logs connections it accepted
         tls=_tls_side(obs, "server"),
         handler_ran=handler is not None,
         handler_peer_cn=handler.data.get("peer_cn") if handler else None,
@@ -433,6 +487,8 @@ def _result(spec: CellSpec, obs: Observation, deadline: float, client: _ClientRu
         close_reason=closed.data.get("reason") if closed else None,
         transport=next((e.data["transport"] for e in reversed(obs.events)
                         if e.side == "server" and e.kind in ("transport", "handler") and "transport" in e.data), None),
+        proxy_status=proxy.data.get("status") if proxy else None,
+        proxy_verify=proxy.data.get("verify") if proxy else None,
     )
     return Cell(
         id=spec.id, server=f"server:{spec.server.name}", client=f"client:{spec.client.name}",

@@ -56,7 +56,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.baseline:
         pytest_args += ["--baseline", args.baseline]
     if args.workers != "0":
-        pytest_args += ["-n", args.workers, "--dist", "loadgroup"]  # the hostile cells together: plugin.py
+        pytest_args += ["-n", args.workers, "--dist", "load"]  # the hostile cells on one worker: plugin.py
     code = pytest.main(pytest_args + args.pytest_args)
     if code not in (0, 1):  # interrupted, internal error, usage error, no tests
         return 2 if code == 4 else int(code)

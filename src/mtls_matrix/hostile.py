@@ -14,7 +14,7 @@ import asyncio
 import itertools
 import os
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Callable, Iterable
 
 from mtls_matrix import leaks, observe
@@ -71,8 +71,9 @@ def _against_hostile_client(spec: CellSpec, port: int, deadline: float, recorder
     recorder.t0 = time.perf_counter()
     sock, how, after = spec.client.peer.misbehave(spec.scenario.hostile, port, deadline)
     sock.close()  # the harness lets go: a server that waited must now notice and close its side
+    held = None if spec.server.out_of_process else _held(port, "server")  # another process's sockets: not seen
     return Hostile(behaviour=spec.scenario.hostile, under_test="server", ended=how is not None,
-                   after_s=round(after, 3) if how else None, how=how, left_open=_held(port, "server"),
+                   after_s=round(after, 3) if how else None, how=how, left_open=held,
                    own_timeouts=spec.server.own_timeouts())
 
 
@@ -88,17 +89,28 @@ def _held(port: int, side: str) -> bool:
 
 
 class Batch:
-    """The hostile cells of a session, run all at once on first demand; a cell asked for again
-    (--repeat, --confirm) runs alone."""
+    """The hostile cells of a session, all at once, in the background: started early (`start`, on
+    the worker the scheduler gives them to, plugin.py) so their waits overlap the other cells, or
+    on first demand; a cell asked for again (--repeat, --confirm) runs alone. They cannot disturb
+    the cells running meanwhile: each binds its threads to its own recorder and has its own
+    listener, and the checks of other cells look at their own listener's port only."""
 
     def __init__(self, specs: Iterable[CellSpec], run: Callable[[CellSpec], Cell]):
         self.specs = [s for s in specs if is_hostile(s)]
         self.run = run
-        self.done: dict[str, Cell] | None = None
+        self.pending: dict[str, Future] | None = None
+        self.pool: ThreadPoolExecutor | None = None
+
+    def start(self) -> None:
+        if self.pending is None and self.specs:
+            self.pool = ThreadPoolExecutor(max_workers=len(self.specs), thread_name_prefix="hostile")
+            self.pending = {s.id: self.pool.submit(self.run, s) for s in self.specs}
 
     def take(self, spec: CellSpec) -> Cell:
-        if self.done is None:
-            with ThreadPoolExecutor(max_workers=max(1, len(self.specs)), thread_name_prefix="hostile") as pool:
-                self.done = dict(zip((s.id for s in self.specs), pool.map(self.run, self.specs)))
-        cell = self.done.pop(spec.id, None)
-        return cell if cell is not None else self.run(spec)
+        self.start()
+        future = self.pending.pop(spec.id, None)
+        return future.result() if future is not None else self.run(spec)
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True)  # every cell ends by its deadline

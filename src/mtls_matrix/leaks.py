@@ -22,9 +22,12 @@ import contextlib
 import ipaddress
 import os
 import socket
+import stat
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+
+from mtls_matrix import isolate
 
 EARLIER = "(an earlier cell's) "  # prefix of a warning about a socket of another listener
 LISTEN = "0A"  # TCP states in /proc/net/tcp
@@ -40,12 +43,18 @@ class TCPSocket:
     inode: str
 
 
-def _my_sockets() -> dict[str, int]:
-    """inode -> descriptor of every socket this process holds."""
+def _sockets_of(pid: int | str) -> dict[str, int]:
+    """inode -> descriptor of every socket process `pid` holds."""
+    if pid == "self":  # fstat is a plain system call; readlink walks /proc for each descriptor
+        return _own_sockets()
     mine = {}
-    for fd in os.listdir("/proc/self/fd"):
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return mine  # it ended meanwhile
+    for fd in fds:
         try:
-            target = os.readlink(f"/proc/self/fd/{fd}")
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
         except OSError:
             continue
         if target.startswith("socket:["):
@@ -53,15 +62,38 @@ def _my_sockets() -> dict[str, int]:
     return mine
 
 
-def _my_socket_inodes() -> set[str]:
-    return set(_my_sockets())
+def _own_sockets() -> dict[str, int]:
+    mine = {}
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            info = os.fstat(int(fd))
+        except OSError:
+            continue  # the listing's own descriptor, or closed meanwhile
+        if stat.S_ISSOCK(info.st_mode):
+            mine[str(info.st_ino)] = int(fd)
+    return mine
 
 
-def tcp_sockets() -> list[TCPSocket]:
-    """This process's TCP sockets (IPv4 and IPv6), from /proc/self/net/tcp{,6}."""
-    mine = _my_socket_inodes()
+def _my_sockets() -> dict[str, int]:
+    return _sockets_of("self")
+
+
+def _my_socket_inodes(own: dict[str, int] | None = None) -> set[str]:
+    """The sockets of this process and of its client processes (isolate.py): a blocking client
+    runs there, and what it leaves open is its own leak all the same."""
+    inodes = set(_my_sockets() if own is None else own)
+    for pid in isolate.POOL.pids():
+        inodes |= set(_sockets_of(pid))
+    return inodes
+
+
+def tcp_sockets(mine: set[str] | None = None, pid: int | str = "self") -> list[TCPSocket]:
+    """This process's (or process `pid`'s, a proxy's) TCP sockets (IPv4 and IPv6), from
+    /proc/PID/net/tcp{,6}; `mine`: the socket inodes that count, if known already."""
+    if mine is None:
+        mine = _my_socket_inodes() if pid == "self" else set(_sockets_of(pid))
     found = []
-    for table, size in (("/proc/self/net/tcp", 4), ("/proc/self/net/tcp6", 16)):
+    for table, size in ((f"/proc/{pid}/net/tcp", 4), (f"/proc/{pid}/net/tcp6", 16)):
         try:
             lines = Path(table).read_text().splitlines()[1:]
         except OSError:
@@ -78,9 +110,9 @@ def tcp_sockets() -> list[TCPSocket]:
     return found
 
 
-def listening_addresses() -> set[tuple[str, int]]:
-    """(address, port) of the TCP sockets this process listens on."""
-    return {(s.address, s.port) for s in tcp_sockets() if s.state == LISTEN}
+def listening_addresses(pid: int | str = "self") -> set[tuple[str, int]]:
+    """(address, port) of the TCP sockets this process (or process `pid`, a proxy) listens on."""
+    return {(s.address, s.port) for s in tcp_sockets(pid=pid) if s.state == LISTEN}
 
 
 def socket_inodes() -> set[str]:
@@ -95,12 +127,12 @@ def connection_sockets(port: int, before: set[str]) -> tuple[int, int]:
     as the server's if its local port is the listener's, else as the client's (a process runs one
     cell at a time, and the listener was started before the cell)."""
     mine = _my_sockets()
-    new = {inode: fd for inode, fd in mine.items() if inode not in before}
+    new = {inode: mine.get(inode) for inode in _my_socket_inodes(mine) - before}  # fd None: a client process's
     if not new:
         return 0, 0
     client = server = 0
     listed = set()
-    for s in tcp_sockets():
+    for s in tcp_sockets(set(new)):
         if s.inode not in new:
             continue
         listed.add(s.inode)
@@ -111,7 +143,7 @@ def connection_sockets(port: int, before: set[str]) -> tuple[int, int]:
         elif s.port == port:
             server += 1
     for inode, fd in new.items():
-        if inode in listed:
+        if inode in listed or fd is None:  # another process's descriptor cannot be looked at from here
             continue
         try:
             probe = socket.socket(fileno=os.dup(fd))
@@ -144,15 +176,13 @@ def open_on(port: int) -> tuple[int, int]:
     return client, server
 
 
-async def _pending() -> int:
-    return sum(not t.done() for t in asyncio.all_tasks()) - 1  # not this counting task
-
-
 def server_tasks(loop: asyncio.AbstractEventLoop) -> int | None:
-    """Pending tasks on a ServerHost's loop (run from another thread); None if it cannot tell."""
+    """Pending tasks on a ServerHost's loop, counted from another thread: all_tasks() copes with
+    the task set changing while it reads it (it retries), and a round trip through the loop costs
+    a thread switch per call. None if it cannot tell."""
     try:
-        return asyncio.run_coroutine_threadsafe(_pending(), loop).result(1)
-    except Exception:
+        return len(asyncio.all_tasks(loop))
+    except RuntimeError:
         return None
 
 

@@ -92,6 +92,14 @@ def thread_event(side: str, kind: str, **data: Any) -> None:
         recorder.add(side, kind, **data)
 
 
+def cell_event(side: str, kind: str, **data: Any) -> None:
+    """An event that names no cell (a proxy's log line about a connection that sent no request):
+    it belongs to the cell the calling thread is bound to, else to the current cell."""
+    recorder = getattr(_thread, "recorder", None) or _current
+    if recorder is not None:
+        recorder.add(side, kind, **data)
+
+
 def server_event(token: str, kind: str, **data: Any) -> None:
     """Called by server handlers with the token from the request path."""
     with _lock:

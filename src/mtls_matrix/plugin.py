@@ -11,6 +11,7 @@ import datetime as dt
 import fnmatch
 import os
 import platform
+import re
 import shlex
 import signal
 import ssl
@@ -26,7 +27,7 @@ import pytest
 
 from mtls_matrix import baseline as baseline_mod
 from mtls_matrix import floor as floor_mod
-from mtls_matrix import observe, scenarios
+from mtls_matrix import isolate, observe, scenarios
 from mtls_matrix import repeat as repeat_mod
 from mtls_matrix.cell import CellSpec, ServerPool, run_cell
 from mtls_matrix.hostile import Batch, is_hostile, run_hostile_cell
@@ -193,10 +194,12 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Hostile cells share one pytest-xdist group (`--dist loadgroup`, as `mtls-matrix run` sets):
-    one worker runs them all at once (hostile.Batch), first, while the other workers take the
-    rest. --mtls-order reverse: the cells in the opposite order (other items keep their places),
-    so a test can show that no verdict depends on which cell ran before it."""
+    """Hostile cells run all at once in one process (hostile.Batch), in the background from the
+    session's start, so they come last: by then their results are there. Under pytest-xdist,
+    `--dist load` (as `mtls-matrix run` sets) gives them all to the first worker, last
+    (HostileLastScheduling); with `--dist loadgroup` they share one group. --mtls-order reverse:
+    the cells in the opposite order (other items keep their places), so a test can show that no
+    verdict depends on which cell ran before it."""
     hostile = []
     for item in items:
         spec = getattr(item, "callspec", None) and item.callspec.params.get("mtls_cell")
@@ -204,7 +207,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.xdist_group("mtls-hostile"))
             hostile.append(item)
     if hostile:
-        items[:] = hostile + [item for item in items if item not in set(hostile)]
+        items[:] = [item for item in items if item not in set(hostile)] + hostile
     if config.option.mtls_order != "reverse":
         return
     slots = [i for i, item in enumerate(items) if "mtls_cell" in getattr(item, "fixturenames", ())]
@@ -252,6 +255,45 @@ def _controller_pki(config: pytest.Config) -> PKI:
 def pytest_configure_node(node) -> None:
     """pytest-xdist: every worker uses the controller's CA, so a run has one CA."""
     node.workerinput["mtls_pki"] = str(_controller_pki(node.config).dir)
+    if node.config.getoption("dist", None) == "load":
+        node.workerinput["mtls_hostile_runner"] = HOSTILE_RUNNER
+
+
+HOSTILE_RUNNER = "gw0"  # the worker HostileLastScheduling gives every hostile cell to
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    if config.getoption("dist", None) == "load":
+        return _hostile_last_scheduling()(config, log)
+    return None
+
+
+def _hostile_last_scheduling():
+    from xdist.scheduler import LoadScheduling  # only when pytest-xdist runs
+
+    class HostileLastScheduling(LoadScheduling):
+        """`--dist load`, except that every hostile cell goes to the HOSTILE_RUNNER worker, after
+        all the other cells it gets: that worker starts their batch when the session starts, so
+        they are done by then, and no other worker runs (a copy of) the batch."""
+
+        hostile: list[int] | None = None
+
+        def _send_tests(self, node, num: int) -> None:
+            if self.hostile is None:
+                self.hostile = [i for i in self.pending if _HOSTILE_ID.search(self.collection[i])]
+                self.pending[:] = [i for i in self.pending if i not in set(self.hostile)]
+            super()._send_tests(node, num)
+            if not self.pending and self.hostile:
+                runner = next((n for n in self.nodes if n.gateway.id == HOSTILE_RUNNER), self.nodes[0])
+                self.node2pending[runner].extend(self.hostile)
+                runner.send_runtest_some(self.hostile)
+                self.hostile = []
+
+    return HostileLastScheduling
+
+
+_HOSTILE_ID = re.compile(r"-(%s)\]$" % "|".join(re.escape(s.name) for s in scenarios.CATALOGUE if s.group in scenarios.HOSTILE_GROUPS))
 
 
 @dataclass
@@ -274,8 +316,13 @@ def mtls_matrix_env(request: pytest.FixtureRequest):
     specs = [item.callspec.params["mtls_cell"] for item in request.session.items
              if "mtls_cell" in getattr(getattr(item, "callspec", None), "params", {})]
     batch = Batch(specs, lambda spec: run_hostile_cell(spec, pki, deadline, versions))
+    worker = getattr(config, "workerinput", None)
+    if worker is None or worker.get("mtls_hostile_runner") == worker["workerid"]:
+        batch.start()
     yield MatrixEnv(pki, servers, versions, batch)
+    batch.close()
     servers.close()
+    isolate.POOL.close()
     pki.close()
 
 

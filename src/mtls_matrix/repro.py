@@ -87,6 +87,10 @@ def _own(peer, attribute: str):
 
 
 def snippets(spec: CellSpec, modules: dict[str, str]) -> tuple[str, str]:
+    if spec.server.out_of_process:
+        raise ReproError(f"cannot write a reproducer for {spec.id}: server {spec.server.name!r} is a proxy process "
+                         f"in front of a Python server (peers/proxy.py), which a standalone script does not run; "
+                         f"rerun the cell instead: {spec.repro}")
     server_src, client_src = _own(spec.server, "repro_server"), _own(spec.client.peer, "repro_client")
     missing = [f"{role} peer {peer.name!r} (module {modules.get(peer.name, type(peer).__module__)}) has no "
                f"{method}()" for role, peer, src, method in (

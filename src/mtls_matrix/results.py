@@ -71,6 +71,9 @@ class ServerSaw(BaseModel):
     close_reason: Optional[str] = None
     transport: Optional[str] = Field(None, description="socketio family: the transport the server saw last "
                                                        "(polling | websocket)")
+    proxy_status: Optional[int] = Field(None, description="the HTTP status a TLS-terminating proxy answered, from its log")
+    proxy_verify: Optional[str] = Field(None, description="the proxy's client-certificate verification result "
+                                        "as it logs it (nginx $ssl_client_verify, HAProxy ssl_c_verify)")
 
 
 class Step(BaseModel):
@@ -151,7 +154,8 @@ class Cell(BaseModel):
     repro: str = Field(description="a command that reruns just this cell")
     client_after_deadline: Optional[str] = Field(
         None, description="for a client still running at the deadline: stopped (its sockets were shut down and "
-                          "its thread ended) or abandoned (blocked outside a socket; its daemon thread was left)")
+                          "its thread ended), killed (a blocking library's client process, isolate.py, was killed) "
+                          "or abandoned (an async client blocked outside a socket; its daemon thread was left)")
     baseline: Optional[Literal["KNOWN", "NEW"]] = Field(
         None, description="against the baseline of known issues (run --baseline); None: PASS, UNSUPPORTED or no baseline")
     baseline_reason: Optional[str] = Field(None, description="the matching baseline entry's reason (KNOWN cells)")

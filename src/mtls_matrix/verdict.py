@@ -27,6 +27,7 @@ VERIFY_CODES = {
 TEXTS = (
     ("certificate required", "CERT_REQUIRED"),
     ("peer did not return a certificate", "CERT_REQUIRED"),
+    ("no required ssl certificate", "CERT_REQUIRED"),  # nginx's 400 page, which some clients show
     ("certificate has expired", "CERT_EXPIRED"),
     ("certificate expired", "CERT_EXPIRED"),
     ("not yet valid", "CERT_NOT_YET_VALID"),
@@ -174,6 +175,9 @@ def rejection(obs: Observation) -> Rejection | None:
     if client and client.data.get("verify_code") is not None:
         return Rejection(by="client", canonical=canonical_from_tls(client.data), phase="verification",
                          message=client.data.get("message"))
+    found = proxy_rejection(obs, server)
+    if found:
+        return found
     if obs.error and obs.error.canonical and obs.error.canonical.startswith("HTTP_4"):
         return Rejection(by="server", canonical=obs.error.canonical, phase="upgrade", message=obs.error.message)
     if obs.error and obs.error.canonical in CERT_REASONS and not obs.connected and not server:
@@ -181,6 +185,24 @@ def rejection(obs: Observation) -> Rejection | None:
         return Rejection(by="client", canonical=obs.error.canonical, phase=client_phase(obs),
                          message=obs.error.message)
     return None
+
+
+def proxy_rejection(obs: Observation, server: Event | None) -> Rejection | None:
+    """A TLS-terminating proxy's refusal, from its log (peers/proxy.py). Its own reason when it
+    gives one; else the alert the client received from it, which is the proxy's word on the wire."""
+    refused = obs.event("server", "upgrade-refused")
+    if refused:  # nginx: the TLS handshake completed, the request was refused (HTTP 400)
+        return Rejection(by="server", canonical=refused.data.get("canonical"), phase="upgrade",
+                         message=refused.data.get("message"))
+    if server is None or not server.data.get("proxy"):
+        return None
+    # the client's own verification failing was handled before: this handshake failure is the proxy's
+    canonical = server.data.get("canonical")
+    if canonical not in CERT_REASONS:
+        alert = obs.event("client", "handshake-error", "read-error")
+        canonical = (canonical_from_tls(alert.data) if alert else None) or canonical
+    return Rejection(by="server", canonical=canonical, phase="verification",
+                     message=f"{server.data['proxy']}: {server.data.get('message')}")
 
 
 def _seconds(value: float | None) -> str:
@@ -242,7 +264,15 @@ def judge(scenario: Scenario, obs: Observation, deadline: float) -> Judgement:
         if found.canonical != expect.reason:
             return Judgement(Verdict.FAIL, phase, f"rejected for {found.canonical}, expected {expect.reason}", found)
         if PHASES.index(found.phase) > PHASES.index(expect.latest_phase):
-            return Judgement(Verdict.FAIL, phase, f"rejected only at {found.phase}", found)
+            # Later than the scenario allows is a FAIL even when nothing got through (the handler never
+            # ran): nginx's `ssl_verify_client on` completes the TLS handshake whatever the client
+            # presents and refuses the request with HTTP 400. Its user sees an HTTP status instead of a
+            # failed TLS handshake (whose alert can name the certificate problem); code that handles
+            # TLS failures (retry policy, error reporting, monitoring) does not see one. The
+            # expectation says where a correct rejection lands; the reason says where and how this one did.
+            how = f": {found.message}" if found.message and found.message != (obs.error and obs.error.message) else ""
+            saw = f"; the client saw {seen}" if seen and seen != found.canonical else ""
+            return Judgement(Verdict.FAIL, phase, f"rejected only at {found.phase}{how}{saw}", found)
         return Judgement(Verdict.PASS, phase, f"the {found.by} rejected with {found.canonical}", found)
 
     if timed_out:

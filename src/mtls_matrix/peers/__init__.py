@@ -11,6 +11,7 @@ exceptions map to canonical errors.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.metadata
 import ssl
@@ -25,6 +26,8 @@ BUILTIN = (
     "mtls_matrix.peers.tornado",
     "mtls_matrix.peers.websocket_client",
     "mtls_matrix.peers.hostile",
+    "mtls_matrix.peers.nginx",
+    "mtls_matrix.peers.haproxy",
     "mtls_matrix.peers.socketio",
 )
 ENTRY_POINT_GROUP = "mtls_matrix.peers"
@@ -44,11 +47,24 @@ def parse_close_command(message: Any) -> tuple[int, str] | None:
     return None
 
 
+# The headers a TLS-terminating proxy (peers/proxy.py) sets on every request it forwards, replacing
+# any the client sent: the verified client's subject CN, and its verification result.
+FORWARDED_CN = "X-SSL-Client-CN"
+FORWARDED_VERIFY = "X-SSL-Client-Verify"
+
+
+def forwarded_cn(headers: Any) -> str | None:
+    """The client identity a proxy vouches for; only for a server with `behind_proxy` set, whose
+    plain listener nobody but the proxy reaches. A TLS listener never reads these headers."""
+    return headers.get(FORWARDED_CN) if headers.get(FORWARDED_VERIFY) == "SUCCESS" else None
+
+
 def cell_token(path: str) -> str:
     """The cell token clients put in the URL path: /cell/<token>."""
     return path.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
 
 
+@functools.cache  # reading package metadata costs milliseconds, and every cell asks
 def version_of(distribution: str) -> str:
     try:
         return importlib.metadata.version(distribution)
@@ -131,6 +147,12 @@ class ServerPeer(Peer):
     # this server's cells get the run's deadline times this: a stack whose cells finish in
     # milliseconds but whose library timeouts run to tens of seconds need not wait the full one
     deadline_scale: float = 1.0
+    # Set by peers/proxy.py on the copy it runs behind a proxy: start() then gets context None (a
+    # plain listener on 127.0.0.1) and the handler takes the identity from forwarded_cn(headers).
+    behind_proxy = False
+    # True for a server that runs in another process (peers/proxy.py): its side of a cell arrives
+    # from its log (the runner waits for its "proxy-done"), and its sockets are not this process's.
+    out_of_process = False
 
     @abstractmethod
     async def start(self, context: ssl.SSLContext, profile: str) -> int:
@@ -151,6 +173,8 @@ class ClientPeer(Peer):
     role = "client"
     variants: tuple[str, ...] = ("ssl=context",)
     unsupported: dict[str, str] = {}  # I/O op -> why this library cannot express it
+    # a sync library: its cells run in a client process (isolate.py), so a hung one can be killed
+    blocking = False
 
     @abstractmethod
     async def connect(self, variant: str, url: str, tls: ClientTLS, profile: str,

@@ -17,7 +17,7 @@ from aiohttp import WSMsgType, web
 
 from mtls_matrix import observe
 from mtls_matrix.peers import (
-    TUNED_MAX_MESSAGE, ClientPeer, ClientTLS, Closed, Connection, ServerPeer, parse_close_command,
+    TUNED_MAX_MESSAGE, ClientPeer, ClientTLS, Closed, Connection, ServerPeer, forwarded_cn, parse_close_command,
 )
 from mtls_matrix.verdict import CLOSE_CODES
 
@@ -152,8 +152,11 @@ class Server(ServerPeer):
 
     async def _handler(self, request: web.Request) -> web.WebSocketResponse:
         token = request.match_info["token"]
-        der = request.transport.get_extra_info("ssl_object").getpeercert(binary_form=True)
-        observe.server_event(token, "handler", peer_cn=observe.subject_cn(der))
+        if self.behind_proxy:  # a plain listener only the TLS-terminating proxy reaches (peers/proxy.py)
+            peer_cn = forwarded_cn(request.headers)
+        else:
+            peer_cn = observe.subject_cn(request.transport.get_extra_info("ssl_object").getpeercert(binary_form=True))
+        observe.server_event(token, "handler", peer_cn=peer_cn)
         ws = web.WebSocketResponse(**self._limits)
         await ws.prepare(request)
         reason = None  # aiohttp exposes a received close reason only on the CLOSE message

@@ -27,7 +27,7 @@ from tornado.websocket import WebSocketClosedError, WebSocketHandler, websocket_
 
 from mtls_matrix import observe
 from mtls_matrix.peers import (
-    TUNED_MAX_MESSAGE, ClientPeer, ClientTLS, Closed, Connection, ServerPeer, parse_close_command,
+    TUNED_MAX_MESSAGE, ClientPeer, ClientTLS, Closed, Connection, ServerPeer, forwarded_cn, parse_close_command,
 )
 
 
@@ -150,19 +150,23 @@ _REPRO_REQUESTS = {
 
 
 class _Handler(WebSocketHandler):
-    def initialize(self, live: set) -> None:
+    def initialize(self, live: set, behind_proxy: bool) -> None:
         self.live = live  # the server's open handlers: detached from HTTPServer, so it cannot close them
+        self.behind_proxy = behind_proxy
 
     def prepare(self) -> None:
         # tornado's documented way to the client certificate, HTTPServerRequest.get_ssl_certificate,
         # works only before the upgrade: open() runs after the stream is detached from the request's
         # connection and it raises AttributeError there (tornadoweb/tornado#2994).
-        self.peer_der = self.request.get_ssl_certificate(binary_form=True)
+        if self.behind_proxy:  # a plain listener only the TLS-terminating proxy reaches (peers/proxy.py)
+            self.peer_cn = forwarded_cn(self.request.headers)
+        else:
+            self.peer_cn = observe.subject_cn(self.request.get_ssl_certificate(binary_form=True))
 
     def open(self, token: str) -> None:
         self.token = token
         self.live.add(self)
-        observe.server_event(token, "handler", peer_cn=observe.subject_cn(self.peer_der))
+        observe.server_event(token, "handler", peer_cn=self.peer_cn)
 
     def on_message(self, message):
         command = parse_close_command(message)
@@ -201,7 +205,8 @@ class Server(ServerPeer):
     async def start(self, context: ssl.SSLContext, profile: str) -> int:
         settings = {"websocket_max_message_size": TUNED_MAX_MESSAGE} if profile == "tuned" else {}
         self._live: set[_Handler] = set()
-        app = Application([(r"/cell/(.*)", self.handler, {"live": self._live})], **settings)
+        app = Application([(r"/cell/(.*)", self.handler, {"live": self._live, "behind_proxy": self.behind_proxy})],
+                          **settings)
         self._server = HTTPServer(app, ssl_options=context)
         sockets = bind_sockets(0, "127.0.0.1")
         self._server.add_sockets(sockets)

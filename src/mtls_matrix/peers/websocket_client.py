@@ -128,6 +128,7 @@ class _Conn(Connection):
 class Client(ClientPeer):
     name = library = "websocket-client"
     variants = ("sslopt=context", "sslopt=dict")
+    blocking = True
 
     async def connect(self, variant, url, tls: ClientTLS, profile, timeout):
         if variant == "sslopt=context":

@@ -17,7 +17,8 @@ from websockets.asyncio.server import serve
 
 from mtls_matrix import observe
 from mtls_matrix.peers import (
-    TUNED_MAX_MESSAGE, ClientPeer, ClientTLS, Closed, Connection, ServerPeer, cell_token, parse_close_command,
+    TUNED_MAX_MESSAGE, ClientPeer, ClientTLS, Closed, Connection, ServerPeer, cell_token, forwarded_cn,
+    parse_close_command,
 )
 
 
@@ -119,8 +120,11 @@ class Server(ServerPeer):
 
     async def _handler(self, ws) -> None:
         token = cell_token(ws.request.path)
-        der = ws.transport.get_extra_info("ssl_object").getpeercert(binary_form=True)
-        observe.server_event(token, "handler", peer_cn=observe.subject_cn(der))
+        if self.behind_proxy:  # a plain listener only the TLS-terminating proxy reaches (peers/proxy.py)
+            peer_cn = forwarded_cn(ws.request.headers)
+        else:
+            peer_cn = observe.subject_cn(ws.transport.get_extra_info("ssl_object").getpeercert(binary_form=True))
+        observe.server_event(token, "handler", peer_cn=peer_cn)
         try:
             async for message in ws:
                 command = parse_close_command(message)

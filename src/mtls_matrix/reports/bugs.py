@@ -760,6 +760,12 @@ def _server_saw(cells: list[Cell]) -> str:
         text += f", seeing client identity {', '.join(code(i) for i in identities)}"
     if errors:
         text += f"; server TLS error {code(errors[0])}" + (f" (+{len(errors) - 1} more)" if len(errors) > 1 else "")
+    # a TLS-terminating proxy (peers/proxy.py): what it answered, and its verification result, from its log
+    answered = Counter(f"HTTP {c.server_saw.proxy_status} (verify {c.server_saw.proxy_verify})" for c in cells
+                       if c.server_saw.proxy_status is not None)
+    if answered:
+        text += "; the proxy answered " + ", ".join(f"{code(k)} ×{n}" for k, n in answered.most_common(3))
+        text += f" (+{len(answered) - 3} more)" if len(answered) > 3 else ""
     return text
 
 
@@ -780,9 +786,11 @@ def clarity_title(finding: ClarityFinding) -> str:
 def render_clarity_finding(finding: ClarityFinding) -> list[str]:
     cells = finding.cells
     partners = "clients" if finding.role == "server" else "servers"
+    # a rejection later than allowed (nginx's HTTP 400 after TLS) is FAIL: say so, not "PASS"
+    verdicts = "every cell PASS" if all(c.verdict == Verdict.PASS for c in cells) else spelled(counts(cells))
     lines = [f"### F{finding.number}. {clarity_title(finding)}", "", "**Configuration**", "",
              f"- Scenarios: {', '.join(sorted({c.scenario for c in cells}, key=scenario_rank))}: the server must "
-             "reject the client certificate, and does (every cell PASS)",
+             f"reject the client certificate, and does ({verdicts})",
              f"- {partners.capitalize()}: {', '.join(f'`{p}`' for p in finding.partners)}",
              "", "**Observed**", ""]
     lines += [f"- The client's user saw {user_error(kind, message)} ({grade}; {n} of {len(cells)} cells)"

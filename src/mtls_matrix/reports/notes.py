@@ -79,6 +79,49 @@ NOTES = [
          "https://github.com/python-websockets/websockets/issues/1503"),
     ),
     Note(
+        "FAIL server:nginx+* upgrade HTTP_400",
+        "nginx with `ssl_verify_client on` does not fail the TLS handshake when the client certificate is missing "
+        "or invalid: its verify callback keeps OpenSSL's verdict, the handshake completes, and nginx refuses the "
+        "first HTTP request with 400 ('No required SSL certificate was sent' / 'The SSL certificate error'; "
+        "internally 496 / 495). That is a rejection, not a TLS alert: nothing reached the backend, but the "
+        "client's user sees an HTTP 400 (the reason is only in the HTML body and in nginx's info-level log), at "
+        "the upgrade instead of the handshake, under TLS 1.2 as under 1.3; code that handles TLS failures does "
+        "not fire. By design, documented: `error_page 495 496` can answer differently (for instance 403 with a "
+        "body naming the problem), but no setting makes nginx send the alert. HAProxy's `verify required` does "
+        "fail the handshake (compare the `server:haproxy+*` cells).",
+        ("https://nginx.org/en/docs/http/ngx_http_ssl_module.html#ssl_verify_client",
+         "https://nginx.org/en/docs/http/ngx_http_ssl_module.html#errors"),
+    ),
+    Note(
+        "FAIL *server:nginx+tornado* HTTP_403",
+        "tornado's WebSocketHandler refuses an upgrade whose Origin header does not match its Host header (403 "
+        "'Cross origin websockets not allowed'). websocket-client sends `Origin: https://host:port` by default; "
+        "behind nginx with the common `proxy_set_header Host $host` (the reference configuration), the backend "
+        "gets a Host without the port, so every websocket-client connection is refused. Other clients send no "
+        "Origin and pass; HAProxy forwards Host unchanged and passes. Workarounds: `proxy_set_header Host "
+        "$http_host` in nginx, tornado's `check_origin` / trusted origins, or websocket-client's "
+        "`suppress_origin=True`.",
+        ("https://www.tornadoweb.org/en/stable/websocket.html#tornado.websocket.WebSocketHandler.check_origin",
+         "https://nginx.org/en/docs/http/ngx_http_core_module.html#var_host"),
+    ),
+    Note(
+        "haproxy+*-client-not-yet-valid*",
+        "HAProxy fails the handshake as it must, but nothing says why the certificate was refused: OpenSSL's alert "
+        "for a certificate that is not yet valid is the generic `bad certificate`, and HAProxy 2.6 logs only 'SSL "
+        "client certificate not trusted' (in 2.6 the line logged for a failed handshake has a fixed format; the "
+        "verify error, `ssl_c_err`, can only be logged for a connection that reached HTTP). A server that records "
+        "OpenSSL's verify result (every Python server here) knows it is CERT_NOT_YET_VALID.",
+        ("https://docs.haproxy.org/2.6/configuration.html",
+         "https://www.haproxy.com/blog/ssl-client-certificate-management-at-application-level"),
+    ),
+    Note(
+        "haproxy+*-client-no-cert-tls12",
+        "HAProxy refuses the client that sends no certificate, but under TLS 1.2 nothing says so: the alert is the "
+        "generic `handshake failure` (TLS 1.3 has `certificate required`) and HAProxy 2.6 logs only 'SSL handshake "
+        "failure', the same line as for any other handshake error.",
+        ("https://docs.haproxy.org/2.6/configuration.html",),
+    ),
+    Note(
         "CLARITY server:aiohttp *",
         "Same cause as for server:websockets: aiohttp serves TLS through asyncio's SSL transport, which drops "
         "the alert when the handshake fails (gh-98078).",

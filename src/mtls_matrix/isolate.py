@@ -1,0 +1,187 @@
+"""A client process for blocking (sync) client libraries, so that a hung one can be killed.
+
+A thread cannot be killed. An async client is cancelled at the deadline, and a sync client
+blocked in a socket call returns once the runner shuts its socket down, but a sync client blocked
+anywhere else (a lock, a sleep, a C call) would be left running. So the cells of a `ClientPeer`
+with `blocking = True` run their client in a client process: it runs the very same client code
+(cell.run_client, with the TLS probe, each cell on its own thread as in-process) and sends back
+what happened. A client process in which a client could not be stopped takes no more cells and
+is killed (SIGKILL) as soon as the cells still running in it have answered; a client process that
+does not answer by the deadline plus the stop grace is killed at once. One process serves every
+cell of its parent (the hostile batch's cells side by side), so a cell costs a round trip over a
+pipe, not a process start; it starts with the run's first such cell and its start does not count
+against any cell's deadline.
+
+A client process dies with its parent: it exits when its stdin closes, and the kernel kills it
+when the process that started it dies (PR_SET_PDEATHSIG).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import itertools
+import os
+import pickle
+import signal
+import struct
+import subprocess
+import sys
+import threading
+from concurrent.futures import Future, TimeoutError
+from typing import Any, BinaryIO, Callable
+
+_HEADER = struct.Struct("!I")
+START_S = 60.0  # importing the libraries in a new client process, on a loaded machine
+REPLY_GRACE_S = 2.0  # after the cell's own deadline and stop grace: the round trip, pickling
+_READY = "ready"
+
+
+def _send(stream: BinaryIO, obj: Any) -> None:
+    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    stream.write(_HEADER.pack(len(data)) + data)
+    stream.flush()
+
+
+def _receive(stream: BinaryIO) -> Any:
+    header = stream.read(_HEADER.size)
+    if len(header) < _HEADER.size:
+        raise EOFError("the other side closed the pipe")
+    (size,) = _HEADER.unpack(header)
+    return pickle.loads(stream.read(size))
+
+
+class ClientProcess:
+    def __init__(self) -> None:
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))  # peer plugins import in the child
+        self.proc = subprocess.Popen([sys.executable, "-m", "mtls_matrix.isolate"], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, env=env)
+        self.ready: Future = Future()
+        self.replies: dict[int, Future] = {}
+        self.retiring = False  # a client in it could not be stopped: no new cells, killed once idle
+        self._ids = itertools.count()
+        self._lock = threading.Lock()
+        threading.Thread(target=self._read, name=f"client-process:{self.proc.pid}", daemon=True).start()
+
+    def _read(self) -> None:
+        try:
+            while True:
+                cell_id, reply = _receive(self.proc.stdout)
+                future = self.ready if reply == _READY else self.replies.pop(cell_id, None)
+                if future is not None:
+                    future.set_result(reply)
+        except (OSError, EOFError, ValueError, pickle.UnpicklingError):
+            pass  # the process ended: whoever still waits gets no reply
+        if not self.ready.done():
+            self.ready.set_exception(OSError(f"client process {self.proc.pid} ended before it was ready"))
+        for future in list(self.replies.values()):
+            future.set_result(None)
+
+    @property
+    def usable(self) -> bool:
+        return not self.retiring and self.proc.poll() is None
+
+    def call(self, request: dict, limit: float, started: Callable[[], None]) -> dict | None:
+        """The reply to one cell, or None if there was none within `limit` seconds after it was
+        sent (then the process is killed, and with it the client)."""
+        future: Future = Future()
+        try:
+            self.ready.result(START_S)
+            with self._lock:
+                cell_id = next(self._ids)
+                self.replies[cell_id] = future
+                started()
+                _send(self.proc.stdin, (cell_id, request))
+            reply = future.result(limit)
+        except (OSError, TimeoutError):
+            reply = None
+        if reply is None:
+            self.kill()
+            return None
+        if not reply["reusable"]:
+            self.retiring = True
+        if self.retiring and not self.replies:
+            self.kill()
+        return reply
+
+    def kill(self) -> None:
+        self.retiring = True
+        try:
+            self.proc.kill()
+        except OSError:
+            pass
+        self.proc.wait()
+        for stream in (self.proc.stdin, self.proc.stdout):
+            try:
+                stream.close()
+            except OSError:
+                pass
+
+
+class Pool:
+    """The client process of this process, replaced when it had to be killed."""
+
+    def __init__(self) -> None:
+        self._processes: list[ClientProcess] = []
+        self._lock = threading.Lock()
+
+    def pids(self) -> list[int]:
+        with self._lock:
+            return [p.proc.pid for p in self._processes if p.proc.poll() is None]
+
+    def call(self, request: dict, limit: float, started: Callable[[], None]) -> dict | None:
+        with self._lock:
+            self._processes = [p for p in self._processes if p.proc.poll() is None]
+            process = next((p for p in self._processes if p.usable), None)
+            if process is None:
+                process = ClientProcess()
+                self._processes.append(process)
+        return process.call(request, limit, started)
+
+    def close(self) -> None:
+        with self._lock:
+            processes, self._processes = self._processes, []
+        for process in processes:
+            process.kill()
+
+
+POOL = Pool()
+
+
+def _die_with_parent() -> None:
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # not Linux: stdin EOF still ends the process once the parent is gone
+    if os.getppid() == 1:
+        os._exit(0)  # the parent died before the line above took effect
+
+
+def main() -> None:
+    """The client process: each request is one cell's client, on a thread of its own."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)  # a Ctrl-C to the process group ends it quietly
+    _die_with_parent()
+    from mtls_matrix import cell, observe  # here, not at the top: the parent imports this module too
+
+    observe.install()
+    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    sys.stdout = sys.stderr  # nothing a library prints may corrupt the replies
+    lock = threading.Lock()
+
+    def reply(cell_id: int, answer: Any) -> None:
+        with lock:
+            _send(stdout, (cell_id, answer))
+
+    def serve(cell_id: int, request: dict) -> None:
+        reply(cell_id, cell.client_in_child(**request))
+
+    reply(-1, _READY)
+    while True:
+        try:
+            cell_id, request = _receive(stdin)
+        except EOFError:
+            os._exit(0)
+        threading.Thread(target=serve, args=(cell_id, request), daemon=True).start()
+
+
+if __name__ == "__main__":
+    main()
