@@ -22,7 +22,9 @@ import time
 from dataclasses import dataclass
 
 from mtls_matrix import isolate, leaks, observe
-from mtls_matrix.peers import CLOSE_COMMAND, ClientTLS, ClientVariant, Closed, Connection, ServerFiles, ServerPeer
+from mtls_matrix.peers import (
+    CLOSE_COMMAND, FINAL_CLOSE, ClientTLS, ClientVariant, Closed, Connection, ServerFiles, ServerPeer,
+)
 from mtls_matrix.pki import PKI
 from mtls_matrix.results import Cell, ErrorInfo, Leaks, ServerSaw, Step, TLSSide
 from mtls_matrix.scenarios import Scenario
@@ -198,6 +200,7 @@ class _ClientRun:
         self.task: asyncio.Task | None = None
         self.total_s = 0.0
         self.pending_tasks: int | None = None  # tasks still pending on the loop when it was closed
+        self.transport: str | None = None  # socketio family: the transport that carried the session
         self.error: ErrorInfo | None = None  # what the client's user saw, if it failed
         self.warnings: list[str] = []  # ResourceWarnings of a client process (isolate.py)
 
@@ -231,6 +234,7 @@ class _ClientRun:
             return
         self.connected = True
         self.upgrade_t = time.perf_counter() - self.t0
+        self.transport = getattr(conn, "transport", None)
         try:
             for op, *args in self.spec.scenario.io:
                 start = time.perf_counter()
@@ -247,7 +251,7 @@ class _ClientRun:
         finally:
             if not closed:
                 try:
-                    await conn.close(1000, "done")
+                    await conn.close(*FINAL_CLOSE)
                 except Exception:
                     pass
 
@@ -268,7 +272,7 @@ class _ClientRun:
 
 def run_cell(spec: CellSpec, servers: ServerPool, pki: PKI, deadline: float, versions: dict[str, str]) -> Cell:
     scenario = spec.scenario
-    deadline = deadline * scenario.deadline_scale
+    deadline = deadline * scenario.deadline_scale * spec.server.deadline_scale
     unsupported = next((spec.client.peer.unsupported[op] for op, *_ in scenario.io
                         if op in spec.client.peer.unsupported), None)
     token = f"{os.getpid()}-{next(_tokens)}"
@@ -482,6 +486,8 @@ def _result(spec: CellSpec, obs: Observation, deadline: float, client: _ClientRu
         handler_identity_error=handler.data.get("identity_error") if handler else None,
         close_code=closed.data.get("code") if closed else None,
         close_reason=closed.data.get("reason") if closed else None,
+        transport=next((e.data["transport"] for e in reversed(obs.events)
+                        if e.side == "server" and e.kind in ("transport", "handler") and "transport" in e.data), None),
         proxy_status=proxy.data.get("status") if proxy else None,
         proxy_verify=proxy.data.get("verify") if proxy else None,
     )
@@ -493,6 +499,7 @@ def _result(spec: CellSpec, obs: Observation, deadline: float, client: _ClientRu
         reason=judgement.reason, error=error or ErrorInfo(),
         rejection=judgement.rejection, client_tls=_tls_side(obs, "client"), server_saw=saw, steps=obs.steps,
         timings=timings, repro=spec.repro, client_after_deadline=obs.client_after_deadline, hostile=obs.hostile,
+        transport=client.transport if client else None,
         versions={spec.server.library: versions.get(spec.server.library, spec.server.version),
                   spec.client.peer.library: versions.get(spec.client.peer.library, spec.client.peer.version)},
     )

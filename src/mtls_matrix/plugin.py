@@ -8,6 +8,7 @@ the matrix test requests.
 from __future__ import annotations
 
 import datetime as dt
+import fnmatch
 import os
 import platform
 import re
@@ -117,15 +118,26 @@ def build_selection(servers=None, clients=None, scenario_names=None, profile="de
         if _plays(server, client, scenario)
         for profile in (profiles if scenario.profiled else ["default"])
         if scenario.profiled or profile == profiles[0] or "default" in profiles
+        if _plays_profile(server, scenario, profile)
     ]
     return Selection(registry, cells, profiles, deadline)
 
 
+def _plays_profile(server, scenario, profile: str) -> bool:
+    """A server's `scenarios` name profiled cells as in their ids: NAME (default), NAME-tuned."""
+    if server.scenarios is None or not scenario.profiled or profile == "default":
+        return True
+    return any(fnmatch.fnmatchcase(f"{scenario.name}-{profile}", p) for p in server.scenarios)
+
+
 def _plays(server, client, scenario) -> bool:
     """A hostile scenario pairs the harness's hostile peer, in the role it names, with every real
-    peer of the other role; every other scenario pairs real peers (within the server's groups)."""
+    peer of the other role; every other scenario pairs real peers (within the server's groups and
+    scenarios)."""
     hostile_role = scenarios.HOSTILE_GROUPS.get(scenario.group)
     if server.groups is not None and scenario.group not in server.groups:
+        return False
+    if server.scenarios is not None and not any(fnmatch.fnmatchcase(scenario.name, p) for p in server.scenarios):
         return False
     return server.harness == (hostile_role == "server") and client.peer.harness == (hostile_role == "client")
 
@@ -332,7 +344,14 @@ def record(request: pytest.FixtureRequest, cell: Cell) -> None:
     if cell.verdict == Verdict.UNSUPPORTED:
         pytest.skip(f"UNSUPPORTED: {cell.reason}")
     if known:  # strict: an entry whose cells pass again fails the run at the end (Collector)
-        pytest.xfail(f"KNOWN {cell.verdict.value} (baseline {known.label}): {known.reason}")
+        # pytrace=False, as for pytest.fail below: the report is the message, no source is parsed.
+        # pytest.xfail() formats a full traceback, and CPython 3.11's ast.parse (used for that, and
+        # for the carets of every traceback printed) keeps its recursion depth in state shared by
+        # threads: a library thread printing a traceback at that moment (engine.io logs its request
+        # errors) breaks it, and every later parse in the worker raises SystemError
+        # ("AST constructor recursion depth mismatch"), which crashed whole runs
+        raise pytest.xfail.Exception(f"KNOWN {cell.verdict.value} (baseline {known.label}): {known.reason}",
+                                     pytrace=False)
     if cell.flaky:  # even when the first run passed: a verdict that varies is a finding
         pytest.fail(f"FLAKY ({repeat_mod.rate_text(cell)}): first run {cell.verdict.value} at {cell.phase}: "
                     f"{cell.reason}", pytrace=False)

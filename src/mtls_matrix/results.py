@@ -69,6 +69,8 @@ class ServerSaw(BaseModel):
     handler_identity_error: Optional[str] = Field(None, description="what the handler hit reading the identity")
     close_code: Optional[int] = None
     close_reason: Optional[str] = None
+    transport: Optional[str] = Field(None, description="socketio family: the transport the server saw last "
+                                                       "(polling | websocket)")
     proxy_status: Optional[int] = Field(None, description="the HTTP status a TLS-terminating proxy answered, from its log")
     proxy_verify: Optional[str] = Field(None, description="the proxy's client-certificate verification result "
                                         "as it logs it (nginx $ssl_client_verify, HAProxy ssl_c_verify)")
@@ -163,6 +165,9 @@ class Cell(BaseModel):
                           "its id then ends in @ENVIRONMENT. None: a plain run")
     runs: Optional[Runs] = Field(None, description="--repeat / --confirm: every run of this cell; None: it ran once")
     flaky: bool = Field(False, description="its runs did not all reach the same verdict (see runs)")
+    transport: Optional[str] = Field(
+        None, description="socketio family: the transport that carried the session on the client once connected "
+                          "(polling | websocket); None for the ws family or a cell that never connected")
     hostile: Optional[Hostile] = Field(None, description="hostile-server / hostile-client cells: the outcome")
     leaks: Optional[Leaks] = Field(
         None, description="rejection cells: what the peers left behind (sockets, tasks, ResourceWarnings); "

@@ -28,12 +28,15 @@ BUILTIN = (
     "mtls_matrix.peers.hostile",
     "mtls_matrix.peers.nginx",
     "mtls_matrix.peers.haproxy",
+    "mtls_matrix.peers.socketio",
 )
 ENTRY_POINT_GROUP = "mtls_matrix.peers"
 
 # The ws-family echo protocol every server speaks: echo each message with its type; a text
 # message "__close__ CODE REASON" asks the server to close with that code and reason.
 CLOSE_COMMAND = "__close__"
+# the harness's own close at the end of a script that did not close: housekeeping, not under test
+FINAL_CLOSE = (1000, "done")
 TUNED_MAX_MESSAGE = 64 * 1024 * 1024
 
 
@@ -138,6 +141,12 @@ class Peer(ABC):
 class ServerPeer(Peer):
     role = "server"
     groups: tuple[str, ...] | None = None  # scenario groups this peer is meant for (None: all)
+    # scenario names (globs) this peer plays within its groups (None: all); a family whose TLS runs
+    # through stacks the ws family already covers plays the subset where it adds information
+    scenarios: tuple[str, ...] | None = None
+    # this server's cells get the run's deadline times this: a stack whose cells finish in
+    # milliseconds but whose library timeouts run to tens of seconds need not wait the full one
+    deadline_scale: float = 1.0
     # Set by peers/proxy.py on the copy it runs behind a proxy: start() then gets context None (a
     # plain listener on 127.0.0.1) and the handler takes the identity from forwarded_cn(headers).
     behind_proxy = False

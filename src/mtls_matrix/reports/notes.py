@@ -8,7 +8,22 @@ every link one that was read, and say when a statement depends on a version.
 
 from __future__ import annotations
 
-from mtls_matrix.reports.bugs import Note
+from mtls_matrix.reports.bugs import Note, _glob
+
+
+def _cells_at(phase: str, *patterns: str):
+    """A note for findings at `phase` that hold a cell matching one of the globs: a pattern over
+    ids alone would also attach it to another finding of the same pair (socketio notes)."""
+    globs = [_glob(p) for p in patterns]
+    return lambda finding: (getattr(finding, "phase", None) == phase
+                            and any(g.match(i) for g in globs for i in finding.note_ids))
+
+
+def _ws_family(pattern: str):
+    """A note about the ws-family libraries' limits: not for socketio cells of the same scenario."""
+    glob = _glob(pattern)
+    return lambda finding: any(glob.match(i) and not i.startswith("socketio-") for i in finding.note_ids)
+
 
 NOTES = [
     Note(
@@ -23,7 +38,7 @@ NOTES = [
          "https://github.com/urllib3/urllib3/pull/2113"),
     ),
     Note(
-        "*-io-1mib*",
+        _ws_family("*-io-1mib*"),
         "websockets checks `max_size` (default 1 MiB) against the frame as received. With permessage-deflate "
         "on (the default of websockets, accepted by the aiohttp server), 1 MiB of incompressible data becomes a "
         "frame slightly larger than 1 MiB, so a message of exactly the documented limit is refused with 1009. "
@@ -31,7 +46,7 @@ NOTES = [
         ("https://websockets.readthedocs.io/en/stable/reference/asyncio/client.html",),
     ),
     Note(
-        "*-io-16mib",
+        _ws_family("*-io-16mib"),
         "Every server's default message limit is below 16 MiB: websockets `max_size` 1 MiB, aiohttp "
         "`max_msg_size` 4 MiB (server `WebSocketResponse` and client `ws_connect`), tornado "
         "`websocket_max_message_size` 10 MiB (server) and `max_message_size` 10 MiB (client); websocket-client "
@@ -111,5 +126,90 @@ NOTES = [
         "Same cause as for server:websockets: aiohttp serves TLS through asyncio's SSL transport, which drops "
         "the alert when the handshake fails (gh-98078).",
         ("https://github.com/python/cpython/issues/98078",),
+    ),
+    Note(
+        _cells_at("upgrade", "socketio-*-socketio-client?*+websocket?-*",
+                  "socketio-*-socketio-client?http_session=requests+upgrade?-*"),
+        "engine.io's async drivers (aiohttp, tornado, asgi) set `wsgi.url_scheme` to 'http' unless an "
+        "X-Forwarded-Proto header says otherwise, even when the server terminates TLS itself, and the default "
+        "same-origin check (`cors_allowed_origins=None`) compares the request's Origin with that. websocket-client "
+        "(the sync `socketio.Client`'s websocket transport) sends `Origin: https://HOST` for wss, so the server "
+        "refuses the upgrade: HTTP 400 on aiohttp, 403 under uvicorn. On tornado the refusal comes after "
+        "tornado has already sent 101: engine.io's `make_response` cannot set a status any more and returns "
+        "silently, the WebSocket stays open and nothing is ever sent, and the client (no timeout of its own "
+        "on that read) waits forever: HANG. Polling requests carry no Origin and pass. Workaround: "
+        "`cors_allowed_origins=['https://HOST:PORT']` on the server.",
+        ("https://github.com/miguelgrinberg/python-socketio/issues/977",
+         "https://github.com/websocket-client/websocket-client/issues/787"),
+    ),
+    Note(
+        "socketio-*-socketio-*?websocket_extra_options=*+upgrade?-*",
+        "`websocket_extra_options` reaches only the websocket transport (aiohttp `ws_connect(**options)`, "
+        "websocket-client `create_connection(**options)`). The polling leg that `+upgrade` (the library "
+        "default: polling first) starts with uses the library's own HTTP session with the default trust store "
+        "and no client certificate, so it fails verification of the private CA (UNKNOWN_CA) before any upgrade. "
+        "The TLS settings hold on one transport and not the other; give them through `http_session` instead.",
+        ("https://python-socketio.readthedocs.io/en/stable/api.html#socketio.AsyncClient",),
+    ),
+    Note(
+        _cells_at("handler", "socketio-uvicorn-*"),
+        "uvicorn puts no `tls` extension in the ASGI scope (the ASGI TLS extension is specified but not "
+        "implemented; open PRs), so a python-socketio ASGI app under uvicorn cannot see the client certificate "
+        "uvicorn itself verified: the handshake works, the connect handler sees no identity.",
+        ("https://github.com/Kludex/uvicorn/issues/745", "https://github.com/Kludex/uvicorn/pull/1119",
+         "https://asgi.readthedocs.io/en/latest/specs/tls.html"),
+    ),
+    Note(
+        _cells_at("handler", "socketio-tornado-socketio-*+websocket?-*"),
+        "On the websocket transport python-socketio runs the connect handler from tornado's `open()`, after "
+        "the upgrade, where `request.get_ssl_certificate()` raises AttributeError (tornado#2994): the app "
+        "cannot see the client identity. Polling and upgrade sessions connect on a polling request first and see it.",
+        ("https://github.com/tornadoweb/tornado/issues/2994",),
+    ),
+    Note(
+        _cells_at("io", "socketio-*-socketio-*?*+polling?-io-close*"),
+        "On the polling transport, `disconnect()` returns only when the client's pending long-poll GET ends. "
+        "The engine.io server drops the session on the client's CLOSE packet without answering that GET "
+        "(`AsyncSocket.receive`: `close(abort=True)` queues nothing), so the client waits out the GET's own "
+        "timeout, max(ping_interval, ping_timeout) + 5 = 30 s with the defaults (measured: 30.2 s, websocket: "
+        "0.01 s). No upstream issue found (python-engineio#127 is about requests without a timeout, a related "
+        "older cause). Workaround: `sio.eio.disconnect(abort=True)`, or the websocket transport.",
+        ("https://github.com/miguelgrinberg/python-engineio/issues/127",),
+    ),
+    Note(
+        _cells_at("io", "socketio-*-socketio-asyncclient?*+websocket?-io-close*",
+                  "socketio-*-socketio-asyncclient?*+upgrade?-io-close*"),
+        "`AsyncClient.disconnect()` on the websocket transport queues the namespace DISCONNECT and engine.io "
+        "CLOSE packets, then closes the WebSocket at once (`engineio.AsyncClient.disconnect`: `ws.close()` "
+        "right after `queue.put(None)`), before the write loop has sent them: the server's disconnect handler "
+        "gets reason 'transport close', not 'client disconnect', so a server cannot tell a deliberate "
+        "disconnect from a dropped connection. No upstream issue found.",
+        ("https://python-socketio.readthedocs.io/en/stable/api.html#socketio.AsyncServer.reason",),
+    ),
+    Note(
+        _cells_at("io", "socketio-*-socketio-*?*+polling?-io-1000-ordered*"),
+        "On polling, the client's write loop puts every queued packet into one POST, but the engine.io server "
+        "decodes at most `Payload.max_decode_packets` = 16 packets per payload: a burst of more emits is "
+        "answered with 400, the client's write loop logs a warning and ends, the events are lost without an "
+        "error or a disconnect, and their acknowledgements never come. Client and server of the same library "
+        "disagree. Workaround: raise `engineio.payload.Payload.max_decode_packets` on the server, or use websocket.",
+        ("https://github.com/miguelgrinberg/python-engineio/issues/142",),
+    ),
+    Note(
+        _cells_at("io", "socketio-aiohttp-socketio-*?*+polling?-io-1mib-tuned"),
+        "A polling POST of about 1.4 MB (1 MiB of binary, base64-encoded) reaches the engine.io server on aiohttp "
+        "truncated: `AsyncSocket.handle_post_request` reads the body with one `wsgi.input.read(length)`, and the "
+        "aiohttp driver's `wsgi.input` is the request's `StreamReader`, whose `read(n)` returns at most n bytes, "
+        "whatever has arrived. The server logs 'Incorrect padding' (base64), answers 400, the client's write loop "
+        "ends, and the event and its ack are lost without an error to the caller (measured on plain HTTP too: "
+        "no ack within 20 s).",
+        ("https://github.com/miguelgrinberg/python-socketio/issues/368",),
+    ),
+    Note(
+        _cells_at("io", "socketio-*-io-1mib", "socketio-*-io-16mib"),
+        "python-socketio's `max_http_buffer_size` defaults to 1,000,000 bytes, less than 1 MiB: a 1 MiB "
+        "payload is refused (polling POST: 413; websocket on aiohttp: message too big). The `tuned` profile "
+        "raises it.",
+        ("https://python-socketio.readthedocs.io/en/stable/api.html#socketio.AsyncServer",),
     ),
 ]
