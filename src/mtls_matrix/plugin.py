@@ -130,6 +130,11 @@ def _plays_profile(server, scenario, profile: str) -> bool:
     return any(fnmatch.fnmatchcase(f"{scenario.name}-{profile}", p) for p in server.scenarios)
 
 
+def _named(scenario, patterns: tuple[str, ...]) -> bool:
+    """Is the scenario among these names, globs or group names?"""
+    return any(p == scenario.group or fnmatch.fnmatchcase(scenario.name, p) for p in patterns)
+
+
 def _plays(server, client, scenario) -> bool:
     """A hostile scenario pairs the harness's hostile peer, in the role it names, with every real
     peer of the other role; every other scenario pairs real peers (within the server's groups and
@@ -137,7 +142,7 @@ def _plays(server, client, scenario) -> bool:
     hostile_role = scenarios.HOSTILE_GROUPS.get(scenario.group)
     if server.groups is not None and scenario.group not in server.groups:
         return False
-    if server.scenarios is not None and not any(fnmatch.fnmatchcase(scenario.name, p) for p in server.scenarios):
+    if server.scenarios is not None and not _named(scenario, server.scenarios):
         return False
     return server.harness == (hostile_role == "server") and client.peer.harness == (hostile_role == "client")
 

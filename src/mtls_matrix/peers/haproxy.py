@@ -19,7 +19,7 @@ from pathlib import Path
 
 from mtls_matrix.peers import FORWARDED_CN, FORWARDED_VERIFY, ServerFiles
 from mtls_matrix.peers.aiohttp import Server as AiohttpServer
-from mtls_matrix.peers.proxy import ProxiedServer
+from mtls_matrix.peers.proxy import BEHIND, FRONT, ProxiedServer
 from mtls_matrix.peers.tornado import Server as TornadoServer
 from mtls_matrix.peers.websockets import Server as WebsocketsServer
 
@@ -91,4 +91,4 @@ backend app
         return []
 
 
-PEERS = [HAProxy(WebsocketsServer()), HAProxy(AiohttpServer()), HAProxy(TornadoServer())]
+PEERS = [HAProxy(WebsocketsServer(), FRONT), HAProxy(AiohttpServer(), BEHIND), HAProxy(TornadoServer(), BEHIND)]

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from mtls_matrix.peers import FORWARDED_CN, FORWARDED_VERIFY, ServerFiles
 from mtls_matrix.peers.aiohttp import Server as AiohttpServer
-from mtls_matrix.peers.proxy import ProxiedServer
+from mtls_matrix.peers.proxy import BEHIND, FRONT, ProxiedServer
 from mtls_matrix.peers.tornado import Server as TornadoServer
 from mtls_matrix.peers.websockets import Server as WebsocketsServer
 from mtls_matrix.verdict import VERIFY_CODES, canonical_from_text
@@ -123,4 +123,4 @@ http {{
         return []
 
 
-PEERS = [Nginx(WebsocketsServer()), Nginx(AiohttpServer()), Nginx(TornadoServer())]
+PEERS = [Nginx(WebsocketsServer(), FRONT), Nginx(AiohttpServer(), BEHIND), Nginx(TornadoServer(), BEHIND)]

@@ -81,10 +81,11 @@ class ProxiedServer(ServerPeer):
     inherits_listener = False  # True: the proxy takes the listening socket we bound (no port race)
     out_of_process = True
 
-    def __init__(self, backend: ServerPeer):
+    def __init__(self, backend: ServerPeer, scenarios: tuple[str, ...]):
         self.backend_peer = backend
         self.name = f"{self.program}+{backend.name}"
         self.library = self.program
+        self.scenarios = scenarios
 
     @property
     def version(self) -> str:
@@ -223,3 +224,14 @@ class ProxiedServer(ServerPeer):
         self.log.close()
         shutil.rmtree(self.workdir, ignore_errors=True)
         await self.backend.stop()
+
+
+# What a proxy adds to the matrix, played where it adds information (ServerPeer.scenarios): the
+# proxy terminates TLS, so its handling of client certificates (and how each client reports it)
+# is the proxy's whatever the backend; behind it, each backend shows the forwarded identity and
+# the proxied I/O. The server-side certificate checks are the client's own, covered by the direct
+# servers, but for the chain the proxy sends.
+_PROXIED_IO = ("io-text", "io-1mib", "io-close", "io-server-close")
+FRONT = ("works", "client-rejected", "server-missing-intermediate*", "hostile-client") + _PROXIED_IO  # one backend
+BEHIND = ("works", "client-no-cert", "client-no-cert-tls12") + _PROXIED_IO  # behind the others
+

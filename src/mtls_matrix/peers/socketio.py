@@ -32,7 +32,6 @@ import contextlib
 import queue
 import socket
 import ssl
-import threading
 from urllib.parse import urlsplit
 
 import aiohttp
