@@ -9,6 +9,7 @@ from mtls_matrix import observe
 from mtls_matrix.cell import ServerPool
 from mtls_matrix.leaks import listening_addresses
 from mtls_matrix.peers import Registry
+from mtls_matrix.peers.foreign import ForeignServer
 from mtls_matrix.pki import PKI
 from mtls_matrix.scenarios import CATALOGUE
 
@@ -28,6 +29,8 @@ def test_every_server_peer_listens_on_loopback_only():
                         pool.get(server, scenario, profile)
                         started += 1
             opened = listening_addresses() - before
+            for host in pool.hosts.values():  # foreign servers listen in their own process
+                opened |= listening_addresses(host.peer.pid) if isinstance(host.peer, ForeignServer) else set()
             ports = {host.port for host in pool.hosts.values()}
             assert len(ports) == started > 2 * len(hostile)
             assert {port for _, port in opened} == ports

@@ -22,11 +22,12 @@ import time
 from dataclasses import dataclass
 
 from mtls_matrix import leaks, observe
-from mtls_matrix.peers import CLOSE_COMMAND, ClientTLS, ClientVariant, Closed, Connection, ServerFiles, ServerPeer
+from mtls_matrix.peers import CLOSE_COMMAND, HANDSHAKE_GROUPS, ClientTLS, ClientVariant, Closed, Connection, ServerFiles, ServerPeer
 from mtls_matrix.pki import PKI
-from mtls_matrix.results import Cell, ErrorInfo, Leaks, ServerSaw, Step, TLSSide
+from mtls_matrix.results import Cell, ErrorInfo, Leaks, ServerSaw, Step, TLSSide, Verdict
 from mtls_matrix.scenarios import Scenario
 from mtls_matrix.verdict import CLOSE_CODES, Observation, canonical_from_tls, error_info, judge
+from mtls_matrix.verdict import own_check_failed as verdict_own_check_failed
 
 SETTLE_S = 0.5  # how long to wait for the server's side of a story the client already finished
 STOP_GRACE_S = 0.5  # how long a stopped client gets to unwind after the deadline
@@ -78,10 +79,10 @@ class ServerHost:
 
     @property
     def alive(self) -> bool:
-        return self.thread.is_alive() and self.loop.is_running()
+        return self.thread.is_alive() and self.loop.is_running() and self.peer.alive
 
     def close(self) -> None:
-        if not self.alive:
+        if not (self.thread.is_alive() and self.loop.is_running()):
             return  # crashed or exited: nothing left to stop
         try:
             asyncio.run_coroutine_threadsafe(self.peer.stop(), self.loop).result(5)
@@ -101,7 +102,7 @@ class ServerPool:
     def get(self, server: ServerPeer, scenario: Scenario, profile: str) -> ServerHost:
         key = (server.name, scenario.server_key, profile)
         if isinstance(self.hosts.get(key), ServerHost) and not self.hosts[key].alive:
-            del self.hosts[key]  # the server crashed or exited during an earlier cell: that cell paid, start anew
+            self.hosts.pop(key).close()  # the server crashed or exited during an earlier cell: that cell paid, start anew
         if key not in self.hosts:
             try:
                 self.hosts[key] = ServerHost(server, server_context(self.pki, scenario), profile, scenario.hostile)
@@ -230,7 +231,7 @@ class _ClientRun:
         self.connected = True
         self.upgrade_t = time.perf_counter() - self.t0
         try:
-            for op, *args in self.spec.scenario.io:
+            for op, *args in io_steps(self.spec):
                 start = time.perf_counter()
                 try:
                     problem = await run_step(conn, op, *args)
@@ -264,18 +265,30 @@ class _ClientRun:
                 pass  # already closed
 
 
+def unsupported_reason(spec: CellSpec) -> str | None:
+    """Why the client cannot express the cell's scenario, or None."""
+    peer = spec.client.peer
+    if peer.handshake_only:
+        return None if spec.scenario.group in HANDSHAKE_GROUPS else peer.handshake_only
+    return next((peer.unsupported[op] for op, *_ in spec.scenario.io if op in peer.unsupported), None)
+
+
+def io_steps(spec: CellSpec) -> tuple[tuple, ...]:
+    return () if spec.client.peer.handshake_only else spec.scenario.io
+
+
 def run_cell(spec: CellSpec, servers: ServerPool, pki: PKI, deadline: float, versions: dict[str, str]) -> Cell:
     scenario = spec.scenario
     deadline = deadline * scenario.deadline_scale
-    unsupported = next((spec.client.peer.unsupported[op] for op, *_ in scenario.io
-                        if op in spec.client.peer.unsupported), None)
+    unsupported = unsupported_reason(spec)
     token = f"{os.getpid()}-{next(_tokens)}"
     recorder = observe.begin(token)
-    obs = Observation(events=recorder.events, unsupported=unsupported)
+    skipped = spec.server.missing() or spec.client.peer.missing()
+    obs = Observation(events=recorder.events, unsupported=unsupported, skipped=skipped)
     client: _ClientRun | None = None
     watch, leaked = contextlib.ExitStack(), None
     try:
-        if not unsupported:
+        if not (unsupported or skipped):
             host = servers.get(spec.server, scenario, spec.profile)
             if scenario.group in LEAK_GROUPS:
                 warned = watch.enter_context(leaks.resource_warnings([]))
@@ -355,11 +368,13 @@ def _settle(recorder: observe.CellRecorder, client: _ClientRun, scenario: Scenar
         # A client that merely received an alert must wait: the server may send the alert
         # from inside do_handshake (blocking sockets) before the probe records its error.
         client_error = recorder.find("client", "handshake-error")
-        own_check_failed = client_error is not None and client_error.data.get("verify_code") is not None
+        own_check_failed = client_error is not None and verdict_own_check_failed(client_error.data)
         needed = recorder.find("server", "accept") and not own_check_failed
         handshake = any(e.side == "server" and e.kind.startswith("handshake") for e in recorder.events)
         closed = recorder.find("server", "handler-close")
-        if (not needed or handshake) and (not wants_close or closed):
+        # a connected client means the handler ran; a foreign server's word of it may still be in its pipe
+        handler = not client.connected or recorder.find("server", "handler")
+        if (not needed or handshake) and (not wants_close or closed) and handler:
             return
         time.sleep(0.002)
 
@@ -402,6 +417,11 @@ def _tls_side(obs: Observation, side: str) -> TLSSide:
 
 def _result(spec: CellSpec, obs: Observation, deadline: float, client: _ClientRun | None, versions) -> Cell:
     judgement = judge(spec.scenario, obs, deadline)
+    if judgement.verdict not in (Verdict.PASS, Verdict.SKIPPED, Verdict.UNSUPPORTED):
+        # what went wrong inside the server that only it could tell (a foreign server's error or crash)
+        told = "; ".join(e.data["message"] for e in obs.events if e.side == "server" and e.kind == "error"
+                         and e.data.get("message"))
+        judgement.reason += f" (the server said: {told})" if told else ""
     handler = obs.event("server", "handler")
     closed = obs.event("server", "handler-close")
     timings = {}

@@ -18,7 +18,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Iterable
 
 from mtls_matrix import leaks, observe
-from mtls_matrix.cell import CellSpec, ServerHost, _result, client_tls, drive_client, server_context
+from mtls_matrix.cell import (
+    CellSpec, ServerHost, _result, client_tls, drive_client, server_context, unsupported_reason,
+)
 from mtls_matrix.pki import PKI
 from mtls_matrix.results import Cell, Hostile
 from mtls_matrix.scenarios import HOSTILE_GROUPS
@@ -35,9 +37,12 @@ def is_hostile(spec: CellSpec) -> bool:
 def run_hostile_cell(spec: CellSpec, pki: PKI, deadline: float, versions: dict[str, str]) -> Cell:
     scenario = spec.scenario
     recorder = observe.begin(f"{os.getpid()}-hostile-{next(_tokens)}", current=False)
-    obs = Observation(events=recorder.events)
+    obs = Observation(events=recorder.events, skipped=spec.server.missing() or spec.client.peer.missing(),
+                      unsupported=unsupported_reason(spec))
     host = client = None
     try:
+        if obs.skipped or obs.unsupported:
+            return _result(spec, obs, deadline, client, versions)
         host = ServerHost(spec.server, server_context(pki, scenario), spec.profile, scenario.hostile)
         asyncio.run_coroutine_threadsafe(_bind(recorder), host.loop).result(5)
         if HOSTILE_GROUPS[scenario.group] == "client":

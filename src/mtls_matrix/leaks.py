@@ -40,12 +40,12 @@ class TCPSocket:
     inode: str
 
 
-def _my_sockets() -> dict[str, int]:
-    """inode -> descriptor of every socket this process holds."""
+def _my_sockets(pid: int | str = "self") -> dict[str, int]:
+    """inode -> descriptor of every socket this process (or process `pid`) holds."""
     mine = {}
-    for fd in os.listdir("/proc/self/fd"):
+    for fd in os.listdir(f"/proc/{pid}/fd"):
         try:
-            target = os.readlink(f"/proc/self/fd/{fd}")
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
         except OSError:
             continue
         if target.startswith("socket:["):
@@ -53,15 +53,15 @@ def _my_sockets() -> dict[str, int]:
     return mine
 
 
-def _my_socket_inodes() -> set[str]:
-    return set(_my_sockets())
+def _my_socket_inodes(pid: int | str = "self") -> set[str]:
+    return set(_my_sockets(pid))
 
 
-def tcp_sockets() -> list[TCPSocket]:
-    """This process's TCP sockets (IPv4 and IPv6), from /proc/self/net/tcp{,6}."""
-    mine = _my_socket_inodes()
+def tcp_sockets(pid: int | str = "self") -> list[TCPSocket]:
+    """This process's (or process `pid`'s) TCP sockets (IPv4 and IPv6), from /proc/PID/net/tcp{,6}."""
+    mine = _my_socket_inodes(pid)
     found = []
-    for table, size in (("/proc/self/net/tcp", 4), ("/proc/self/net/tcp6", 16)):
+    for table, size in ((f"/proc/{pid}/net/tcp", 4), (f"/proc/{pid}/net/tcp6", 16)):
         try:
             lines = Path(table).read_text().splitlines()[1:]
         except OSError:
@@ -78,9 +78,9 @@ def tcp_sockets() -> list[TCPSocket]:
     return found
 
 
-def listening_addresses() -> set[tuple[str, int]]:
-    """(address, port) of the TCP sockets this process listens on."""
-    return {(s.address, s.port) for s in tcp_sockets() if s.state == LISTEN}
+def listening_addresses(pid: int | str = "self") -> set[tuple[str, int]]:
+    """(address, port) of the TCP sockets this process (or process `pid`: a foreign server) listens on."""
+    return {(s.address, s.port) for s in tcp_sockets(pid) if s.state == LISTEN}
 
 
 def socket_inodes() -> set[str]:

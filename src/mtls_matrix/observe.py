@@ -92,6 +92,13 @@ def thread_event(side: str, kind: str, **data: Any) -> None:
         recorder.add(side, kind, **data)
 
 
+def connection_recorder() -> CellRecorder | None:
+    """The cell a connection made now belongs to: the calling thread's binding, else the current
+    cell (the probe's rule). Foreign peers (peers/foreign.py) capture it when their process
+    reports a new connection, and attribute that connection's later TLS events to it."""
+    return getattr(_thread, "recorder", None) or _current
+
+
 def server_event(token: str, kind: str, **data: Any) -> None:
     """Called by server handlers with the token from the request path."""
     with _lock:
@@ -124,7 +131,7 @@ class _Probe:
         try:
             return self.__dict__["_mtls_bound"]
         except KeyError:
-            self.__dict__["_mtls_bound"] = recorder = getattr(_thread, "recorder", None) or _current
+            self.__dict__["_mtls_bound"] = recorder = connection_recorder()
             if recorder is not None and self.server_side:
                 recorder.add("server", "accept")
             elif recorder is not None and isinstance(self, ssl.SSLSocket):

@@ -31,7 +31,7 @@ from mtls_matrix.cell import CellSpec, ServerPool, run_cell
 from mtls_matrix.hostile import Batch, is_hostile, run_hostile_cell
 from mtls_matrix.peers import Registry
 from mtls_matrix.pki import PKI
-from mtls_matrix.results import SEVERITY, Cell, Floor, Results, Run, Verdict
+from mtls_matrix.results import NOT_OBSERVED, SEVERITY, Cell, Floor, Results, Run, Verdict
 
 # The user's environment must not change a verdict: these make libraries trust other CAs, log
 # keys or route through proxies. Removed for the run (names recorded in results.json).
@@ -282,8 +282,8 @@ def record(request: pytest.FixtureRequest, cell: Cell) -> None:
     base = _baseline(request.config)
     known = baseline_mod.mark(base, cell) if base else None
     request.node.user_properties.append(("mtls_cell", cell.model_dump_json()))
-    if cell.verdict == Verdict.UNSUPPORTED:
-        pytest.skip(f"UNSUPPORTED: {cell.reason}")
+    if cell.verdict in NOT_OBSERVED:
+        pytest.skip(f"{cell.verdict.value}: {cell.reason}")
     if known:  # strict: an entry whose cells pass again fails the run at the end (Collector)
         pytest.xfail(f"KNOWN {cell.verdict.value} (baseline {known.label}): {known.reason}")
     if cell.flaky:  # even when the first run passed: a verdict that varies is a finding

@@ -65,7 +65,10 @@ def canonical_from_text(text: str) -> str | None:
 
 
 def canonical_from_tls(data: dict) -> str | None:
-    """A recorded TLS error (see observe.describe_ssl_error) -> canonical."""
+    """A recorded TLS error (see observe.describe_ssl_error) -> canonical. A foreign peer's event
+    arrives mapped already by its own table (peers/foreign.py)."""
+    if data.get("canonical"):
+        return data["canonical"]
     if data.get("verify_code") in VERIFY_CODES:
         return VERIFY_CODES[data["verify_code"]]
     return canonical_from_text(" ".join(str(data.get(k) or "") for k in ("reason", "message")).replace("_", " "))
@@ -132,6 +135,7 @@ class Observation:
     timed_out: bool = False
     harness_error: str | None = None
     unsupported: str | None = None
+    skipped: str | None = None  # why a peer could not run at all (its toolchain is missing)
     client_after_deadline: str | None = None  # stopped | abandoned, for a client still running at the deadline
     hostile: Hostile | None = None  # hostile-server / hostile-client cells
 
@@ -147,8 +151,14 @@ class Judgement:
     rejection: Rejection | None = None
 
 
+def own_check_failed(data: dict) -> bool:
+    """The recorded TLS error is this side's own verification refusing the other side's certificate
+    (not an alert it received): OpenSSL's verify code, or a foreign peer's table said so."""
+    return data.get("verify_code") is not None or bool(data.get("own_check"))
+
+
 def _cert_related(data: dict) -> bool:
-    return data.get("verify_code") is not None or canonical_from_tls(data) in CERT_REASONS | {"BAD_CERTIFICATE"}
+    return own_check_failed(data) or canonical_from_tls(data) in CERT_REASONS | {"BAD_CERTIFICATE"}
 
 
 def client_phase(obs: Observation) -> str:
@@ -166,12 +176,11 @@ def client_phase(obs: Observation) -> str:
 def rejection(obs: Observation) -> Rejection | None:
     """Which side's own check refused the other: a side that merely received an alert did not."""
     server = obs.event("server", "handshake-error")
-    if server and (server.data.get("verify_code") is not None
-                   or "PEER_DID_NOT_RETURN" in str(server.data.get("reason"))):
+    if server and (own_check_failed(server.data) or "PEER_DID_NOT_RETURN" in str(server.data.get("reason"))):
         return Rejection(by="server", canonical=canonical_from_tls(server.data), phase="verification",
                          message=server.data.get("message"))
     client = obs.event("client", "handshake-error")
-    if client and client.data.get("verify_code") is not None:
+    if client and own_check_failed(client.data):
         return Rejection(by="client", canonical=canonical_from_tls(client.data), phase="verification",
                          message=client.data.get("message"))
     if obs.error and obs.error.canonical and obs.error.canonical.startswith("HTTP_4"):
@@ -214,6 +223,8 @@ def judge(scenario: Scenario, obs: Observation, deadline: float) -> Judgement:
     phase = client_phase(obs)
     if obs.harness_error:
         return Judgement(Verdict.ERROR, phase, f"harness: {obs.harness_error}")
+    if obs.skipped:
+        return Judgement(Verdict.SKIPPED, "tcp", obs.skipped)
     if obs.unsupported:
         return Judgement(Verdict.UNSUPPORTED, "tcp", obs.unsupported)
     if obs.hostile is not None:

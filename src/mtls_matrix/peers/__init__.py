@@ -25,12 +25,15 @@ BUILTIN = (
     "mtls_matrix.peers.tornado",
     "mtls_matrix.peers.websocket_client",
     "mtls_matrix.peers.hostile",
+    "mtls_matrix.peers.node_ws",
+    "mtls_matrix.peers.openssl_sclient",
 )
 ENTRY_POINT_GROUP = "mtls_matrix.peers"
 
 # The ws-family echo protocol every server speaks: echo each message with its type; a text
 # message "__close__ CODE REASON" asks the server to close with that code and reason.
 CLOSE_COMMAND = "__close__"
+HANDSHAKE_GROUPS = ("works", "client-rejected", "server-rejected")
 TUNED_MAX_MESSAGE = 64 * 1024 * 1024
 
 
@@ -118,6 +121,11 @@ class Peer(ABC):
     def version(self) -> str:
         return version_of(self.library)
 
+    def missing(self) -> str | None:
+        """Why this peer cannot run on this machine (a foreign peer's toolchain is absent), or None.
+        Its cells are then SKIPPED with this reason, never left out and never blamed on the library."""
+        return None
+
 
 class ServerPeer(Peer):
     role = "server"
@@ -133,6 +141,12 @@ class ServerPeer(Peer):
     @abstractmethod
     async def stop(self) -> None: ...
 
+    @property
+    def alive(self) -> bool:
+        """False once the listener died by itself (a foreign server's process exited): the pool
+        starts a new one for the next cell."""
+        return True
+
     def own_timeouts(self) -> dict[str, float | None]:
         """The library's default timeouts, read from the library (see ClientPeer.own_timeouts)."""
         return {}
@@ -142,6 +156,10 @@ class ClientPeer(Peer):
     role = "client"
     variants: tuple[str, ...] = ("ssl=context",)
     unsupported: dict[str, str] = {}  # I/O op -> why this library cannot express it
+    # A TLS-only client (openssl s_client): why it speaks nothing after the upgrade. Its cells of
+    # HANDSHAKE_GROUPS run without their I/O steps (judged on the handshake, the verification and
+    # the identity the handler saw); every other group is UNSUPPORTED with this reason.
+    handshake_only: str | None = None
 
     @abstractmethod
     async def connect(self, variant: str, url: str, tls: ClientTLS, profile: str,
