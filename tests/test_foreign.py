@@ -126,3 +126,24 @@ def test_setup_foreign_rejects_an_unknown_stack():
     proc = mtls_matrix("setup-foreign", "--only", "node,cobol")
     assert proc.returncode == 2
     assert "unknown stack cobol; valid: node, openssl" in proc.stderr
+
+
+def test_openssl_s_client_is_judged_on_the_handshake_and_reads_the_tls13_rejection(run_matrix):
+    results, proc = run_matrix("--servers", "websockets", "--clients", "openssl-s_client",
+                               "--scenarios", "mtls-ok,client-no-cert,client-no-cert-tls12,server-untrusted-ca,io-text",
+                               "--profile", "default", "-n", "0")
+    cells = {c.scenario: c for c in results.cells}
+    assert {s: c.verdict.value for s, c in cells.items()} == {
+        "mtls-ok": "PASS", "client-no-cert": "PASS", "client-no-cert-tls12": "PASS", "server-untrusted-ca": "PASS",
+        "io-text": "UNSUPPORTED"}, proc.stdout
+    assert cells["mtls-ok"].server_saw.handler_peer_cn == "mtls-matrix-client"  # its upgrade request reached the handler
+    # TLS 1.3: s_client's handshake finished; it read what came after (asyncio drops the server's
+    # alert, so it reads an EOF where a server that sends the alert gives "alert certificate required")
+    no_cert = cells["client-no-cert"]
+    assert no_cert.client_tls.handshake == "ok" and no_cert.phase == "upgrade"
+    assert no_cert.error.canonical in ("EOF", "CERT_REQUIRED") and ":error:" in no_cert.error.message
+    assert (no_cert.rejection.by, no_cert.rejection.canonical) == ("server", "CERT_REQUIRED")
+    assert cells["client-no-cert-tls12"].phase == "tls-handshake"
+    untrusted = cells["server-untrusted-ca"]
+    assert (untrusted.rejection.by, untrusted.rejection.canonical) == ("client", "UNKNOWN_CA")
+    assert untrusted.error.message.startswith("verify error:num=20:")

@@ -29,7 +29,7 @@ ERRORS = (
               r"|DEPTH_ZERO_SELF_SIGNED_CERT)", "UNKNOWN_CA", own_check=True),
     ErrorRule(r"UNABLE_TO_GET_CRL", "CRL_MISSING", own_check=True),
     ErrorRule(r"peer did not return a certificate", "CERT_REQUIRED", own_check=True),
-    ErrorRule(r"ECONNRESET|socket hang up", "CONNECTION_RESET"),
+    ErrorRule(r"ECONNRESET|EPIPE|socket hang up", "CONNECTION_RESET"),
     ErrorRule(r"ECONNREFUSED", "CONNECTION_REFUSED"),
     ErrorRule(r"ETIMEDOUT|Opening handshake has timed out", "TIMEOUT"),
 )

@@ -839,12 +839,26 @@ def render_skipped(matrix: Matrix) -> list[str]:
     return lines + [""]
 
 
+def peer_libraries(matrix: Matrix) -> dict[str, str]:
+    """peer -> its library. The peer's name says it for Python peers (`client:aiohttp[...]`); a
+    foreign peer is named for its stack (`server:node-ws` runs the `ws` package): its library is
+    the one version key all its cells share, when that is a single one."""
+    found = {}
+    for peer in matrix.servers + matrix.clients:
+        keys = [set(c.versions) for c in matrix.cells if peer in (c.server, c.client) and c.versions]
+        common = set.intersection(*keys) if keys else set()
+        named = library_of(peer)
+        found[peer] = named if named in common or len(common) != 1 else common.pop()
+    return found
+
+
 def render_libraries(matrix: Matrix, findings: list[Finding], clarity: Sequence[ClarityFinding] = ()) -> list[str]:
-    libraries = sorted(set(matrix.run.versions) | {library_of(p) for p in matrix.servers + matrix.clients})
+    library_of_peer = peer_libraries(matrix)
+    libraries = sorted(set(matrix.run.versions) | set(library_of_peer.values()))
     rows = []
     for library in libraries:
         version = matrix.run.versions.get(library, "")
-        for peer in [p for p in matrix.servers + matrix.clients if library_of(p) == library]:
+        for peer in [p for p in matrix.servers + matrix.clients if library_of_peer[p] == library]:
             role = "server" if peer in matrix.servers else "client"
             cells = [c for c in matrix.cells if getattr(c, role) == peer]
             blaming = [f for f in findings if _blames(f, peer)] + [f for f in clarity if f.peer == peer]
@@ -852,7 +866,7 @@ def render_libraries(matrix: Matrix, findings: list[Finding], clarity: Sequence[
             rows.append([f"{library} {version}".strip(), f"`{peer}`", compact(counts(cells)),
                          ", ".join(f"F{f.number}" for f in blaming) or "—",
                          conclusion(peer, role, cells, involving) + clarity_conclusion(peer, clarity)])
-        if not any(library_of(p) == library for p in matrix.servers + matrix.clients):
+        if not any(library_of_peer[p] == library for p in matrix.servers + matrix.clients):
             rows.append([f"{library} {version}".strip(), "—", NOT_RUN, "—", "no peer of this library ran"])
     return ["## Per-library conclusions", "",
             "Only findings that blame the peer (alone, or with every peer of its role) count against it; "
