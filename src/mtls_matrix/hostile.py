@@ -21,6 +21,7 @@ from mtls_matrix import leaks, observe
 from mtls_matrix.cell import (
     CellSpec, ServerHost, _result, client_tls, drive_client, server_context, unsupported_reason,
 )
+from mtls_matrix.peers import Peer
 from mtls_matrix.pki import PKI
 from mtls_matrix.results import Cell, Hostile
 from mtls_matrix.scenarios import HOSTILE_GROUPS
@@ -32,6 +33,17 @@ _tokens = itertools.count()
 
 def is_hostile(spec: CellSpec) -> bool:
     return spec.scenario.group in HOSTILE_GROUPS
+
+
+def batch_of(spec: CellSpec) -> str:
+    """The batch a hostile cell runs in: the foreign peers' cells apart from the Python peers', so
+    each batch stays as large as one worker carries on 2 cores (one batch of all of them pushed the
+    Python clients' fault cells past the deadline) and pytest-xdist may give them different workers."""
+    return "mtls-hostile-foreign" if _foreign(spec.server) or _foreign(spec.client.peer) else "mtls-hostile"
+
+
+def _foreign(peer: Peer) -> bool:
+    return type(peer).missing is not Peer.missing  # it declares a toolchain: a subprocess peer
 
 
 def run_hostile_cell(spec: CellSpec, pki: PKI, deadline: float, versions: dict[str, str]) -> Cell:
@@ -93,17 +105,21 @@ def _held(port: int, side: str) -> bool:
 
 
 class Batch:
-    """The hostile cells of a session, run all at once on first demand; a cell asked for again
-    (--repeat, --confirm) runs alone."""
+    """The hostile cells of a session, each batch (batch_of) run all at once on the first demand
+    for one of its cells; a cell asked for again (--repeat, --confirm) runs alone."""
 
     def __init__(self, specs: Iterable[CellSpec], run: Callable[[CellSpec], Cell]):
         self.specs = [s for s in specs if is_hostile(s)]
         self.run = run
-        self.done: dict[str, Cell] | None = None
+        self.done: dict[str, Cell] = {}
+        self.ran: set[str] = set()
 
     def take(self, spec: CellSpec) -> Cell:
-        if self.done is None:
-            with ThreadPoolExecutor(max_workers=max(1, len(self.specs)), thread_name_prefix="hostile") as pool:
-                self.done = dict(zip((s.id for s in self.specs), pool.map(self.run, self.specs)))
+        group = batch_of(spec)
+        if group not in self.ran:
+            self.ran.add(group)
+            specs = [s for s in self.specs if batch_of(s) == group]
+            with ThreadPoolExecutor(max_workers=max(1, len(specs)), thread_name_prefix="hostile") as pool:
+                self.done.update(zip((s.id for s in specs), pool.map(self.run, specs)))
         cell = self.done.pop(spec.id, None)
         return cell if cell is not None else self.run(spec)

@@ -28,7 +28,7 @@ from mtls_matrix import floor as floor_mod
 from mtls_matrix import observe, scenarios
 from mtls_matrix import repeat as repeat_mod
 from mtls_matrix.cell import CellSpec, ServerPool, run_cell
-from mtls_matrix.hostile import Batch, is_hostile, run_hostile_cell
+from mtls_matrix.hostile import Batch, batch_of, is_hostile, run_hostile_cell
 from mtls_matrix.peers import Registry
 from mtls_matrix.pki import PKI
 from mtls_matrix.results import NOT_OBSERVED, SEVERITY, Cell, Floor, Results, Run, Verdict
@@ -189,7 +189,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         spec = getattr(item, "callspec", None) and item.callspec.params.get("mtls_cell")
         if spec is not None and is_hostile(spec):
-            item.add_marker(pytest.mark.xdist_group("mtls-hostile"))
+            item.add_marker(pytest.mark.xdist_group(batch_of(spec)))
             hostile.append(item)
     if hostile:
         items[:] = hostile + [item for item in items if item not in set(hostile)]

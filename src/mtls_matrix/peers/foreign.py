@@ -470,10 +470,15 @@ class _ForeignConnection(Connection):
             raise
 
     async def send(self, message: str | bytes) -> None:
+        """Pipelined: the command is written and the cell goes on, as a library's send returns once
+        the frame is buffered; the `sent` reply is not awaited (1000 messages must not cost 1000 pipe
+        round trips), and an `error` the send caused surfaces at the next call on the connection."""
+        if self.ended is not None:
+            raise self.ended
         if isinstance(message, bytes):
-            await self._command("send", "sent", type="binary", data=base64.b64encode(message).decode())
+            self.proc.send({"cmd": "send", "id": self.id, "type": "binary", "data": base64.b64encode(message).decode()})
         else:
-            await self._command("send", "sent", type="text", data=message)
+            self.proc.send({"cmd": "send", "id": self.id, "type": "text", "data": message})
 
     async def recv(self) -> str | bytes:
         try:
