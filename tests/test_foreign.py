@@ -138,10 +138,11 @@ def test_openssl_s_client_is_judged_on_the_handshake_and_reads_the_tls13_rejecti
         "io-text": "UNSUPPORTED"}, proc.stdout
     assert cells["mtls-ok"].server_saw.handler_peer_cn == "mtls-matrix-client"  # its upgrade request reached the handler
     # TLS 1.3: s_client's handshake finished; it read what came after (asyncio drops the server's
-    # alert, so it reads an EOF where a server that sends the alert gives "alert certificate required")
+    # alert, so it reads an EOF or a reset where a server that sends the alert gives "alert
+    # certificate required")
     no_cert = cells["client-no-cert"]
     assert no_cert.client_tls.handshake == "ok" and no_cert.phase == "upgrade"
-    assert no_cert.error.canonical in ("EOF", "CERT_REQUIRED") and ":error:" in no_cert.error.message
+    assert no_cert.error.canonical in ("EOF", "CONNECTION_RESET", "CERT_REQUIRED"), no_cert.error
     assert (no_cert.rejection.by, no_cert.rejection.canonical) == ("server", "CERT_REQUIRED")
     assert cells["client-no-cert-tls12"].phase == "tls-handshake"
     untrusted = cells["server-untrusted-ca"]

@@ -328,7 +328,7 @@ def drive_client(spec: CellSpec, port: int, token: str, tls: ClientTLS, deadline
         # say so; the daemon thread is left behind and cannot touch later cells' sockets
         obs.client_after_deadline = "abandoned" if thread.is_alive() else "stopped"
     client.total_s = time.perf_counter() - recorder.t0
-    _settle(recorder, client, spec.scenario)
+    _settle(recorder, client, spec.scenario, spec.server.out_of_process)
     obs.connected = client.connected
     obs.steps = client.steps
     if client.exc is not None and not obs.timed_out:
@@ -357,9 +357,11 @@ def _leaks(host: ServerHost, client: _ClientRun, sockets_before: set[str],
     return found if found != Leaks() else None
 
 
-def _settle(recorder: observe.CellRecorder, client: _ClientRun, scenario: Scenario) -> None:
+def _settle(recorder: observe.CellRecorder, client: _ClientRun, scenario: Scenario, piped: bool = False) -> None:
     """Wait (briefly) until the server has told its side: its handshake outcome, and the close
-    it received when the script closes. Events arrive from the server's thread."""
+    it received when the script closes. Events arrive from the server's thread. `piped`: the
+    server's events come through a pipe (a foreign server), so its handshake outcome is awaited
+    even before its `accept` arrived."""
     wants_close = any(op == "close" for op, *_ in scenario.io) and client.connected
     end = time.perf_counter() + SETTLE_S
     while time.perf_counter() < end:
@@ -369,7 +371,7 @@ def _settle(recorder: observe.CellRecorder, client: _ClientRun, scenario: Scenar
         # from inside do_handshake (blocking sockets) before the probe records its error.
         client_error = recorder.find("client", "handshake-error")
         own_check_failed = client_error is not None and verdict_own_check_failed(client_error.data)
-        needed = recorder.find("server", "accept") and not own_check_failed
+        needed = (piped or recorder.find("server", "accept")) and not own_check_failed
         handshake = any(e.side == "server" and e.kind.startswith("handshake") for e in recorder.events)
         closed = recorder.find("server", "handler-close")
         # a connected client means the handler ran; a foreign server's word of it may still be in its pipe

@@ -130,6 +130,9 @@ class Peer(ABC):
 class ServerPeer(Peer):
     role = "server"
     groups: tuple[str, ...] | None = None  # scenario groups this peer is meant for (None: all)
+    # Its events arrive through a pipe (a foreign server): the runner waits for its side of the
+    # handshake even before its `accept` arrived.
+    out_of_process = False
 
     @abstractmethod
     async def start(self, context: ssl.SSLContext, profile: str) -> int:

@@ -152,6 +152,8 @@ class ForeignServer(_ForeignPeer, ServerPeer):
     """One server process per listener. TLS events without a token are attributed by the
     connection's remote port to the cell that was current when the process reported `accept`."""
 
+    out_of_process = True
+
     async def start(self, context: ssl.SSLContext, profile: str) -> int:
         files = context.mtls_files
         config = {"role": "server", "family": self.family, "port": 0, "chain": str(files.chain),

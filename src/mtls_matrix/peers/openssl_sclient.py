@@ -40,9 +40,10 @@ ERRORS = (
     ErrorRule(r"verify error:num=26:", "BAD_EKU", own_check=True),
     ErrorRule(r"verify error:num=23:", "CERT_REVOKED", own_check=True),
     ErrorRule(r"Connection refused", "CONNECTION_REFUSED"),
+    ErrorRule(r"errno=(104|32)\b", "CONNECTION_RESET"),  # read:errno=104: the peer reset the connection
 )
 _VERIFY = re.compile(r"verify error:num=(\d+):(.*)")
-_OPENSSL_ERROR = re.compile(r":error:[0-9A-F]+:")
+_OPENSSL_ERROR = re.compile(r":error:[0-9A-F]+:|^(read|write):errno=\d+")
 
 
 @functools.lru_cache(maxsize=1)
