@@ -5,7 +5,7 @@ current and stale (XPASS).
 `matrix/baseline.toml` is a list of `[[entry]]` tables. Patterns are globs over cell ids in which
 only `*` and `?` are wildcards: ids contain `[variant]` brackets, which must match literally.
 
-- A cell that is neither PASS nor UNSUPPORTED is KNOWN when an entry matches its id with the same
+- A cell that is neither PASS nor UNSUPPORTED nor SKIPPED is KNOWN when an entry matches its id with the same
   verdict (and canonical error, when the entry names one), NEW otherwise.
 - An entry is stale (XPASS) when the cells it matches all PASS now, or when it matches no cell of
   a complete run of the whole catalogue (its cells were renamed or removed). A slice that did not
@@ -31,11 +31,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mtls_matrix import repeat
-from mtls_matrix.results import BaselineSummary, Cell, Results, StaleEntry, Verdict, write_atomically
+from mtls_matrix.results import NOT_OBSERVED, BaselineSummary, Cell, Results, StaleEntry, Verdict, write_atomically
 
 DEFAULT_FILE = "matrix/baseline.toml"
 PROPOSED_NAME = "baseline.proposed.toml"
-# ERROR is a harness bug and PASS/UNSUPPORTED are no finding: none of them is a known issue.
+# ERROR is a harness bug and PASS/UNSUPPORTED/SKIPPED are no finding: none of them is a known issue.
 VERDICTS = ("INSECURE", "FAIL", "HANG")
 REQUIRED = ("cells", "verdict", "reason")
 OPTIONAL = ("canonical", "upstream")
@@ -119,8 +119,8 @@ def _entry(path: Path, number: int, raw: dict) -> Entry:
 # --------------------------------------------------------------------------- classifying
 
 def classify_cell(baseline: Baseline, cell: Cell) -> tuple[str | None, Entry | None]:
-    """("KNOWN", entry) | ("NEW", None) | (None, None) for PASS and UNSUPPORTED."""
-    if all(run.verdict in (Verdict.PASS, Verdict.UNSUPPORTED) for run in repeat.outcomes(cell)):
+    """("KNOWN", entry) | ("NEW", None) | (None, None) for PASS, UNSUPPORTED and SKIPPED."""
+    if all(run.verdict in (Verdict.PASS, *NOT_OBSERVED) for run in repeat.outcomes(cell)):
         return None, None
     entry = next((e for e in baseline.entries if e.matches(cell.id) and e.expects(cell)), None)
     return ("KNOWN", entry) if entry else ("NEW", None)
@@ -172,7 +172,7 @@ def classify(results: Results, baseline: Baseline, full_run: bool | None = None)
 
 
 def _staleness(entry: Entry, cells: list[Cell], full_run: bool) -> str | None:
-    matched = [c for c in cells if entry.matches(c.id) and c.verdict != Verdict.UNSUPPORTED]
+    matched = [c for c in cells if entry.matches(c.id) and c.verdict not in NOT_OBSERVED]
     if matched and all(run.verdict == Verdict.PASS for c in matched for run in repeat.outcomes(c)):
         return "its only cell PASSes now" if len(matched) == 1 else f"its {len(matched)} cells all PASS now"
     if not matched and full_run and not any(entry.matches(c.id) for c in cells):
@@ -292,7 +292,7 @@ def _patterns(cells: list[Cell], results: Results) -> list[str]:
     patterns = []
     for (scenario, profile), group in by_situation.items():
         ran = [c for c in results.cells if (c.scenario, c.profile) == (scenario, profile)
-               and c.verdict != Verdict.UNSUPPORTED]
+               and c.verdict not in NOT_OBSERVED]
         suffix = group[0].id[group[0].id.rindex(scenario) + len(scenario):]  # "" or "-tuned"
         patterns += [f"*-{scenario}{suffix}"] if len(group) == len(ran) else [c.id for c in group]
     return patterns

@@ -23,12 +23,13 @@ from dataclasses import dataclass
 
 from mtls_matrix import isolate, leaks, observe
 from mtls_matrix.peers import (
-    CLOSE_COMMAND, FINAL_CLOSE, ClientTLS, ClientVariant, Closed, Connection, ServerFiles, ServerPeer,
+    CLOSE_COMMAND, FINAL_CLOSE, HANDSHAKE_GROUPS, ClientTLS, ClientVariant, Closed, Connection, ServerFiles, ServerPeer,
 )
 from mtls_matrix.pki import PKI
-from mtls_matrix.results import Cell, ErrorInfo, Leaks, ServerSaw, Step, TLSSide
+from mtls_matrix.results import Cell, ErrorInfo, Leaks, ServerSaw, Step, TLSSide, Verdict
 from mtls_matrix.scenarios import Scenario
 from mtls_matrix.verdict import CLOSE_CODES, Observation, canonical_from_tls, error_info, judge
+from mtls_matrix.verdict import own_check_failed as verdict_own_check_failed
 
 SETTLE_S = 0.5  # how long to wait for the server's side of a story the client already finished
 STOP_GRACE_S = 0.5  # how long a stopped client gets to unwind after the deadline
@@ -80,10 +81,10 @@ class ServerHost:
 
     @property
     def alive(self) -> bool:
-        return self.thread.is_alive() and self.loop.is_running()
+        return self.thread.is_alive() and self.loop.is_running() and self.peer.alive
 
     def close(self) -> None:
-        if not self.alive:
+        if not (self.thread.is_alive() and self.loop.is_running()):
             return  # crashed or exited: nothing left to stop
         try:
             asyncio.run_coroutine_threadsafe(self.peer.stop(), self.loop).result(5)
@@ -103,7 +104,7 @@ class ServerPool:
     def get(self, server: ServerPeer, scenario: Scenario, profile: str) -> ServerHost:
         key = (server.name, scenario.server_key, profile)
         if isinstance(self.hosts.get(key), ServerHost) and not self.hosts[key].alive:
-            del self.hosts[key]  # the server crashed or exited during an earlier cell: that cell paid, start anew
+            self.hosts.pop(key).close()  # the server crashed or exited during an earlier cell: that cell paid, start anew
         if key not in self.hosts:
             try:
                 self.hosts[key] = ServerHost(server, server_context(self.pki, scenario), profile, scenario.hostile)
@@ -236,7 +237,7 @@ class _ClientRun:
         self.upgrade_t = time.perf_counter() - self.t0
         self.transport = getattr(conn, "transport", None)
         try:
-            for op, *args in self.spec.scenario.io:
+            for op, *args in io_steps(self.spec):
                 start = time.perf_counter()
                 try:
                     problem = await run_step(conn, op, *args)
@@ -270,18 +271,30 @@ class _ClientRun:
                 pass  # already closed
 
 
+def unsupported_reason(spec: CellSpec) -> str | None:
+    """Why the client cannot express the cell's scenario, or None."""
+    peer = spec.client.peer
+    if peer.handshake_only:
+        return None if spec.scenario.group in HANDSHAKE_GROUPS else peer.handshake_only
+    return next((peer.unsupported[op] for op, *_ in spec.scenario.io if op in peer.unsupported), None)
+
+
+def io_steps(spec: CellSpec) -> tuple[tuple, ...]:
+    return () if spec.client.peer.handshake_only else spec.scenario.io
+
+
 def run_cell(spec: CellSpec, servers: ServerPool, pki: PKI, deadline: float, versions: dict[str, str]) -> Cell:
     scenario = spec.scenario
     deadline = deadline * scenario.deadline_scale * spec.server.deadline_scale
-    unsupported = next((spec.client.peer.unsupported[op] for op, *_ in scenario.io
-                        if op in spec.client.peer.unsupported), None)
+    unsupported = unsupported_reason(spec)
     token = f"{os.getpid()}-{next(_tokens)}"
     recorder = observe.begin(token)
-    obs = Observation(events=recorder.events, unsupported=unsupported)
+    skipped = spec.server.missing() or spec.client.peer.missing()
+    obs = Observation(events=recorder.events, unsupported=unsupported, skipped=skipped)
     client: _ClientRun | None = None
     watch, leaked = contextlib.ExitStack(), None
     try:
-        if not unsupported:
+        if not (unsupported or skipped):
             host = servers.get(spec.server, scenario, spec.profile)
             if scenario.group in LEAK_GROUPS:
                 warned = watch.enter_context(leaks.resource_warnings([]))
@@ -310,7 +323,7 @@ def drive_client(spec: CellSpec, port: int, token: str, tls: ClientTLS, deadline
     spec.client.peer.prepare(spec.client.variant, tls)  # before the clock: a browser boots once, not per cell
     run = _run_isolated if spec.client.peer.blocking else run_client
     client = run(spec, url, tls, deadline, timeout, recorder, obs)
-    _settle(recorder, client, spec.scenario, spec.server.out_of_process)
+    _settle(recorder, client, spec.scenario, spec.server)
     obs.connected = client.connected
     obs.steps = client.steps
     obs.error = client.error
@@ -400,10 +413,11 @@ def _leaks(host: ServerHost, client: _ClientRun, sockets_before: set[str],
     return found if found != Leaks() else None
 
 
-def _settle(recorder: observe.CellRecorder, client: _ClientRun, scenario: Scenario, out_of_process: bool) -> None:
+def _settle(recorder: observe.CellRecorder, client: _ClientRun, scenario: Scenario, server: ServerPeer) -> None:
     """Wait (briefly) until the server has told its side: its handshake outcome, and the close
-    it received when the script closes. Events arrive from the server's thread; a proxy's arrive
-    from its log, which ends each connection's story with "proxy-done" (peers/proxy.py)."""
+    it received when the script closes. Events arrive from the server's thread; a foreign server's
+    through its pipe (`piped`: its handshake outcome is awaited even before its `accept` arrived),
+    a proxy's from its log, which ends each connection's story with `story_end`."""
     wants_close = any(op == "close" for op, *_ in scenario.io) and client.connected
     end = time.perf_counter() + SETTLE_S
     while time.perf_counter() < end:
@@ -412,12 +426,14 @@ def _settle(recorder: observe.CellRecorder, client: _ClientRun, scenario: Scenar
         # A client that merely received an alert must wait: the server may send the alert
         # from inside do_handshake (blocking sockets) before the probe records its error.
         client_error = recorder.find("client", "handshake-error")
-        own_check_failed = client_error is not None and client_error.data.get("verify_code") is not None
-        needed = recorder.find("server", "accept") and not own_check_failed
+        own_check_failed = client_error is not None and verdict_own_check_failed(client_error.data)
+        needed = (server.piped or recorder.find("server", "accept")) and not own_check_failed
         handshake = any(e.side == "server" and e.kind.startswith("handshake") for e in recorder.events)
         closed = recorder.find("server", "handler-close")
-        told = not out_of_process or recorder.find("server", "proxy-done")
-        if (not needed or handshake) and (not wants_close or closed) and told:
+        told = not server.story_end or recorder.find("server", server.story_end)
+        # a connected client means the handler ran; an out-of-process server's word of it may still be on its way
+        handler = not client.connected or recorder.find("server", "handler")
+        if (not needed or handshake) and (not wants_close or closed) and told and handler:
             return
         time.sleep(0.002)
 
@@ -460,6 +476,11 @@ def _tls_side(obs: Observation, side: str) -> TLSSide:
 
 def _result(spec: CellSpec, obs: Observation, deadline: float, client: _ClientRun | None, versions) -> Cell:
     judgement = judge(spec.scenario, obs, deadline)
+    if judgement.verdict not in (Verdict.PASS, Verdict.SKIPPED, Verdict.UNSUPPORTED):
+        # what went wrong inside the server that only it could tell (a foreign server's error or crash)
+        told = "; ".join(e.data["message"] for e in obs.events if e.side == "server" and e.kind == "error"
+                         and e.data.get("message"))
+        judgement.reason += f" (the server said: {told})" if told else ""
     handler = obs.event("server", "handler")
     closed = obs.event("server", "handler-close")
     timings = {}

@@ -132,6 +132,7 @@ def cmd_schema(args: argparse.Namespace) -> int:
 # cli.UsageError for bad input.
 COMMAND_MODULES: tuple[str, ...] = (
     "mtls_matrix.baseline", "mtls_matrix.compare", "mtls_matrix.versions", "mtls_matrix.repro",
+    "mtls_matrix.setup_foreign",
 )
 
 

@@ -13,12 +13,16 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Callable, Iterable
 
 from mtls_matrix import leaks, observe
-from mtls_matrix.cell import CellSpec, ServerHost, _result, client_tls, drive_client, server_context
+from mtls_matrix.cell import (
+    CellSpec, ServerHost, _result, client_tls, drive_client, server_context, unsupported_reason,
+)
+from mtls_matrix.peers import Peer
 from mtls_matrix.pki import PKI
 from mtls_matrix.results import Cell, Hostile
 from mtls_matrix.scenarios import HOSTILE_GROUPS
@@ -32,12 +36,26 @@ def is_hostile(spec: CellSpec) -> bool:
     return spec.scenario.group in HOSTILE_GROUPS
 
 
+def batch_of(spec: CellSpec) -> str:
+    """The batch a hostile cell runs in: the foreign peers' cells apart from the Python peers', so
+    each batch stays as large as one worker carries on 2 cores (one batch of all of them pushed the
+    Python clients' fault cells past the deadline) and pytest-xdist may give them different workers."""
+    return "mtls-hostile-foreign" if _foreign(spec.server) or _foreign(spec.client.peer) else "mtls-hostile"
+
+
+def _foreign(peer: Peer) -> bool:
+    return type(peer).missing is not Peer.missing  # it declares a toolchain: a subprocess peer
+
+
 def run_hostile_cell(spec: CellSpec, pki: PKI, deadline: float, versions: dict[str, str]) -> Cell:
     scenario = spec.scenario
     recorder = observe.begin(f"{os.getpid()}-hostile-{next(_tokens)}", current=False)
-    obs = Observation(events=recorder.events)
+    obs = Observation(events=recorder.events, skipped=spec.server.missing() or spec.client.peer.missing(),
+                      unsupported=unsupported_reason(spec))
     host = client = None
     try:
+        if obs.skipped or obs.unsupported:
+            return _result(spec, obs, deadline, client, versions)
         host = ServerHost(spec.server, server_context(pki, scenario), spec.profile, scenario.hostile)
         asyncio.run_coroutine_threadsafe(_bind(recorder), host.loop).result(5)
         if HOSTILE_GROUPS[scenario.group] == "client":
@@ -89,29 +107,44 @@ def _held(port: int, side: str) -> bool:
 
 
 class Batch:
-    """The hostile cells of a session, all at once, in the background: started early (`start`, on
-    the worker the scheduler gives them to, plugin.py) so their waits overlap the other cells, or
-    on first demand; a cell asked for again (--repeat, --confirm) runs alone. They cannot disturb
-    the cells running meanwhile: each binds its threads to its own recorder and has its own
-    listener, and the checks of other cells look at their own listener's port only."""
+    """The hostile cells of a session, in the background: started early (`start`, on the worker
+    the scheduler gives them to, plugin.py) so their waits overlap the other cells, or on first
+    demand; a cell asked for again (--repeat, --confirm) runs alone. Each batch (batch_of) runs
+    all at once, one batch after the other. They cannot disturb the cells running meanwhile: each
+    binds its threads to its own recorder and has its own listener, and the checks of other cells
+    look at their own listener's port only."""
 
     def __init__(self, specs: Iterable[CellSpec], run: Callable[[CellSpec], Cell]):
         # a client that cannot take many cells at once (a browser) runs its hostile cells alone, in turn
         self.specs = [s for s in specs if is_hostile(s) and s.client.peer.side_by_side]
         self.run = run
         self.pending: dict[str, Future] | None = None
-        self.pool: ThreadPoolExecutor | None = None
+        self.thread: threading.Thread | None = None
 
     def start(self) -> None:
-        if self.pending is None and self.specs:
-            self.pool = ThreadPoolExecutor(max_workers=len(self.specs), thread_name_prefix="hostile")
-            self.pending = {s.id: self.pool.submit(self.run, s) for s in self.specs}
+        if self.pending is None:
+            self.pending = {s.id: Future() for s in self.specs}
+            self.thread = threading.Thread(target=self._batches, args=(dict(self.pending),), name="hostile", daemon=True)
+            self.thread.start()
+
+    def _batches(self, futures: dict[str, Future]) -> None:
+        for batch in dict.fromkeys(batch_of(s) for s in self.specs):
+            specs = [s for s in self.specs if batch_of(s) == batch]
+            with ThreadPoolExecutor(max_workers=len(specs), thread_name_prefix="hostile") as pool:
+                for spec in specs:
+                    pool.submit(self._one, spec, futures[spec.id])
+
+    def _one(self, spec: CellSpec, future: Future) -> None:
+        try:
+            future.set_result(self.run(spec))
+        except BaseException as exc:  # the cell's item reports it
+            future.set_exception(exc)
 
     def take(self, spec: CellSpec) -> Cell:
         self.start()
-        future = (self.pending or {}).pop(spec.id, None)
+        future = self.pending.pop(spec.id, None)
         return future.result() if future is not None else self.run(spec)
 
     def close(self) -> None:
-        if self.pool is not None:
-            self.pool.shutdown(wait=True)  # every cell ends by its deadline
+        if self.thread is not None:
+            self.thread.join()  # every cell ends by its deadline

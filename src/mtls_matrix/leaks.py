@@ -111,7 +111,7 @@ def tcp_sockets(mine: set[str] | None = None, pid: int | str = "self") -> list[T
 
 
 def listening_addresses(pid: int | str = "self") -> set[tuple[str, int]]:
-    """(address, port) of the TCP sockets this process (or process `pid`, a proxy) listens on."""
+    """(address, port) of the TCP sockets this process (or process `pid`: a proxy, a foreign server) listens on."""
     return {(s.address, s.port) for s in tcp_sockets(pid=pid) if s.state == LISTEN}
 
 

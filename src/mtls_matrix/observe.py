@@ -92,10 +92,16 @@ def thread_event(side: str, kind: str, **data: Any) -> None:
         recorder.add(side, kind, **data)
 
 
+def connection_recorder() -> CellRecorder | None:
+    """The cell a connection made now belongs to: the calling thread's binding, else the current
+    cell (the probe's rule). Foreign peers (peers/foreign.py) capture it when their process
+    reports a new connection, and attribute that connection's later TLS events to it."""
+    return getattr(_thread, "recorder", None) or _current
+
+
 def cell_event(side: str, kind: str, **data: Any) -> None:
-    """An event that names no cell (a proxy's log line about a connection that sent no request):
-    it belongs to the cell the calling thread is bound to, else to the current cell."""
-    recorder = getattr(_thread, "recorder", None) or _current
+    """An event that names no cell (a proxy's log line about a connection that sent no request)."""
+    recorder = connection_recorder()
     if recorder is not None:
         recorder.add(side, kind, **data)
 
@@ -132,7 +138,7 @@ class _Probe:
         try:
             return self.__dict__["_mtls_bound"]
         except KeyError:
-            self.__dict__["_mtls_bound"] = recorder = getattr(_thread, "recorder", None) or _current
+            self.__dict__["_mtls_bound"] = recorder = connection_recorder()
             if recorder is not None and self.server_side:
                 recorder.add("server", "accept")
             elif recorder is not None and isinstance(self, ssl.SSLSocket):

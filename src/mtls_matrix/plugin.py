@@ -30,10 +30,10 @@ from mtls_matrix import floor as floor_mod
 from mtls_matrix import isolate, observe, scenarios
 from mtls_matrix import repeat as repeat_mod
 from mtls_matrix.cell import CellSpec, ServerPool, run_cell
-from mtls_matrix.hostile import Batch, is_hostile, run_hostile_cell
+from mtls_matrix.hostile import Batch, batch_of, is_hostile, run_hostile_cell
 from mtls_matrix.peers import Registry
 from mtls_matrix.pki import PKI
-from mtls_matrix.results import SEVERITY, Cell, Floor, Results, Run, Verdict
+from mtls_matrix.results import NOT_OBSERVED, SEVERITY, Cell, Floor, Results, Run, Verdict
 
 # The user's environment must not change a verdict: these make libraries trust other CAs, log
 # keys or route through proxies. Removed for the run (names recorded in results.json).
@@ -209,7 +209,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         spec = getattr(item, "callspec", None) and item.callspec.params.get("mtls_cell")
         if spec is not None and is_hostile(spec):
-            item.add_marker(pytest.mark.xdist_group("mtls-hostile"))
+            item.add_marker(pytest.mark.xdist_group(batch_of(spec)))
             hostile.append(item)
     if hostile:
         items[:] = [item for item in items if item not in set(hostile)] + hostile
@@ -346,8 +346,8 @@ def record(request: pytest.FixtureRequest, cell: Cell) -> None:
     base = _baseline(request.config)
     known = baseline_mod.mark(base, cell) if base else None
     request.node.user_properties.append(("mtls_cell", cell.model_dump_json()))
-    if cell.verdict == Verdict.UNSUPPORTED:
-        pytest.skip(f"UNSUPPORTED: {cell.reason}")
+    if cell.verdict in NOT_OBSERVED:
+        pytest.skip(f"{cell.verdict.value}: {cell.reason}")
     if known:  # strict: an entry whose cells pass again fails the run at the end (Collector)
         # pytrace=False, as for pytest.fail below: the report is the message, no source is parsed.
         # pytest.xfail() formats a full traceback, and CPython 3.11's ast.parse (used for that, and

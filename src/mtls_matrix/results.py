@@ -25,11 +25,16 @@ class Verdict(str, Enum):
     HANG = "HANG"
     UNSUPPORTED = "UNSUPPORTED"
     ERROR = "ERROR"
+    SKIPPED = "SKIPPED"  # a peer's toolchain is missing (foreign peers): the cell did not run
 
 
 SEVERITY = {  # report order, worst first
-    Verdict.INSECURE: 0, Verdict.HANG: 1, Verdict.FAIL: 2, Verdict.ERROR: 3, Verdict.UNSUPPORTED: 4, Verdict.PASS: 5,
+    Verdict.INSECURE: 0, Verdict.HANG: 1, Verdict.FAIL: 2, Verdict.ERROR: 3, Verdict.UNSUPPORTED: 4,
+    Verdict.SKIPPED: 5, Verdict.PASS: 6,
 }
+# Declared, never observed: the pair cannot express the scenario, or a peer could not run at all.
+# Neither is evidence about a library, nor a known issue, nor worth a rerun.
+NOT_OBSERVED = (Verdict.UNSUPPORTED, Verdict.SKIPPED)
 
 
 class Clarity(str, Enum):

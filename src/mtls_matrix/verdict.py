@@ -66,8 +66,8 @@ def canonical_from_text(text: str) -> str | None:
 
 
 def canonical_from_tls(data: dict) -> str | None:
-    """A recorded TLS error (see observe.describe_ssl_error) -> canonical. A client that is not
-    Python's ssl (a browser: peers/chromium.py) names the canonical error itself."""
+    """A recorded TLS error (see observe.describe_ssl_error) -> canonical. A peer outside Python's
+    ssl (a foreign peer: peers/foreign.py; a browser: peers/chromium.py) names it already."""
     if data.get("canonical"):
         return data["canonical"]
     if data.get("verify_code") in VERIFY_CODES:
@@ -136,6 +136,7 @@ class Observation:
     timed_out: bool = False
     harness_error: str | None = None
     unsupported: str | None = None
+    skipped: str | None = None  # why a peer could not run at all (its toolchain is missing)
     client_after_deadline: str | None = None  # stopped | abandoned, for a client still running at the deadline
     hostile: Hostile | None = None  # hostile-server / hostile-client cells
 
@@ -151,8 +152,14 @@ class Judgement:
     rejection: Rejection | None = None
 
 
+def own_check_failed(data: dict) -> bool:
+    """The recorded TLS error is this side's own verification refusing the other side's certificate
+    (not an alert it received): OpenSSL's verify code, or a foreign peer's table said so."""
+    return data.get("verify_code") is not None or bool(data.get("own_check"))
+
+
 def _cert_related(data: dict) -> bool:
-    return data.get("verify_code") is not None or canonical_from_tls(data) in CERT_REASONS | {"BAD_CERTIFICATE"}
+    return own_check_failed(data) or canonical_from_tls(data) in CERT_REASONS | {"BAD_CERTIFICATE"}
 
 
 def client_phase(obs: Observation) -> str:
@@ -173,13 +180,12 @@ def rejection(obs: Observation) -> Rejection | None:
     # a client may open several connections in one cell (a browser: a spare socket it closes unused,
     # a request before the WebSocket): the server refused if it refused any of them
     refused = next((e for e in obs.events if e.side == "server" and e.kind == "handshake-error" and (
-        e.data.get("verify_code") is not None or "PEER_DID_NOT_RETURN" in str(e.data.get("reason")))), None)
+        own_check_failed(e.data) or "PEER_DID_NOT_RETURN" in str(e.data.get("reason")))), None)
     if refused:
         return Rejection(by="server", canonical=canonical_from_tls(refused.data), phase="verification",
                          message=refused.data.get("message"))
     client = obs.event("client", "handshake-error")
-    # own_check: a client outside Python's ssl reports that its own verification refused the server
-    if client and (client.data.get("verify_code") is not None or client.data.get("own_check")):
+    if client and own_check_failed(client.data):
         return Rejection(by="client", canonical=canonical_from_tls(client.data), phase="verification",
                          message=client.data.get("message"))
     found = proxy_rejection(obs, server)
@@ -243,6 +249,8 @@ def judge(scenario: Scenario, obs: Observation, deadline: float) -> Judgement:
     phase = client_phase(obs)
     if obs.harness_error:
         return Judgement(Verdict.ERROR, phase, f"harness: {obs.harness_error}")
+    if obs.skipped:
+        return Judgement(Verdict.SKIPPED, "tcp", obs.skipped)
     if obs.unsupported:
         return Judgement(Verdict.UNSUPPORTED, "tcp", obs.unsupported)
     if obs.hostile is not None:

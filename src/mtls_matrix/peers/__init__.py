@@ -29,6 +29,9 @@ BUILTIN = (
     "mtls_matrix.peers.nginx",
     "mtls_matrix.peers.haproxy",
     "mtls_matrix.peers.socketio",
+    "mtls_matrix.peers.node_ws",
+    "mtls_matrix.peers.openssl_sclient",
+    "mtls_matrix.peers.chromium",
 )
 ENTRY_POINT_GROUP = "mtls_matrix.peers"
 
@@ -37,6 +40,7 @@ ENTRY_POINT_GROUP = "mtls_matrix.peers"
 CLOSE_COMMAND = "__close__"
 # the harness's own close at the end of a script that did not close: housekeeping, not under test
 FINAL_CLOSE = (1000, "done")
+HANDSHAKE_GROUPS = ("works", "client-rejected", "server-rejected")
 TUNED_MAX_MESSAGE = 64 * 1024 * 1024
 
 
@@ -137,12 +141,17 @@ class Peer(ABC):
     def version(self) -> str:
         return version_of(self.library)
 
+    def missing(self) -> str | None:
+        """Why this peer cannot run on this machine (a foreign peer's toolchain is absent), or None.
+        Its cells are then SKIPPED with this reason, never left out and never blamed on the library."""
+        return None
+
 
 class ServerPeer(Peer):
     role = "server"
     groups: tuple[str, ...] | None = None  # scenario groups this peer is meant for (None: all)
-    # scenario names (globs) this peer plays within its groups (None: all); a family whose TLS runs
-    # through stacks the ws family already covers plays the subset where it adds information
+    # scenario names (globs) or groups this peer plays within its groups (None: all); a stack whose TLS
+    # runs through stacks the matrix already covers plays the subset where it adds information
     scenarios: tuple[str, ...] | None = None
     # this server's cells get the run's deadline times this: a stack whose cells finish in
     # milliseconds but whose library timeouts run to tens of seconds need not wait the full one
@@ -150,9 +159,14 @@ class ServerPeer(Peer):
     # Set by peers/proxy.py on the copy it runs behind a proxy: start() then gets context None (a
     # plain listener on 127.0.0.1) and the handler takes the identity from forwarded_cn(headers).
     behind_proxy = False
-    # True for a server that runs in another process (peers/proxy.py): its side of a cell arrives
-    # from its log (the runner waits for its "proxy-done"), and its sockets are not this process's.
+    # A server in another process (a proxy, a foreign server): it listens there (`pid`), its sockets
+    # are not this process's, and its side of a cell arrives later than the client's.
     out_of_process = False
+    # its events come through a pipe (a foreign server): the runner waits for its side of the
+    # handshake even before its `accept` arrived
+    piped = False
+    # the event that ends its side of each connection's story (a proxy's log: "proxy-done"), if any
+    story_end: str | None = None
 
     @abstractmethod
     async def start(self, context: ssl.SSLContext, profile: str) -> int:
@@ -163,6 +177,12 @@ class ServerPeer(Peer):
 
     @abstractmethod
     async def stop(self) -> None: ...
+
+    @property
+    def alive(self) -> bool:
+        """False once the listener died by itself (a foreign server's process exited): the pool
+        starts a new one for the next cell."""
+        return True
 
     def own_timeouts(self) -> dict[str, float | None]:
         """The library's default timeouts, read from the library (see ClientPeer.own_timeouts)."""
@@ -178,6 +198,10 @@ class ClientPeer(Peer):
     # hostile cells run all at once (hostile.Batch); False: one at a time, for a client whose cells
     # share a heavy process (a browser starting a dozen contexts at once would time its own start-up)
     side_by_side = True
+    # A TLS-only client (openssl s_client): why it speaks nothing after the upgrade. Its cells of
+    # HANDSHAKE_GROUPS run without their I/O steps (judged on the handshake, the verification and
+    # the identity the handler saw); every other group is UNSUPPORTED with this reason.
+    handshake_only: str | None = None
 
     @abstractmethod
     async def connect(self, variant: str, url: str, tls: ClientTLS, profile: str,

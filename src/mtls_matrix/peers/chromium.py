@@ -44,6 +44,7 @@ import secrets
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 from pathlib import Path
@@ -54,6 +55,7 @@ from cryptography.hazmat.primitives.serialization import BestAvailableEncryption
 
 from mtls_matrix import observe
 from mtls_matrix.peers import ClientPeer, ClientTLS, Closed, Connection
+from mtls_matrix.peers.foreign import SETUP_HINT, Toolchain
 
 CHROMIUM = "/usr/bin/chromium"
 POLICY = Path("/etc/chromium/policies/managed/mtls-matrix.json")
@@ -75,7 +77,6 @@ START_TIMEOUT_S = 30.0
 # own timers decide and the cell's deadline ends the wait
 OWN_TIMEOUT_S = 600.0
 PAGE = b'<!doctype html><link rel="icon" href="data:,"><title>mtls-matrix</title>'  # no favicon request
-SETUP_HINT = "run mtls-matrix setup-foreign"
 PREFLIGHT = "preflight"  # the path the +fetch variant requests first: no server routes it (and no "tls" in
 # the page's error text, which clarity grading reads)
 
@@ -530,9 +531,16 @@ def _record_tls(page: _Page, opened: bool) -> None:
             return
 
 
+# `mtls-matrix setup-foreign`: the browser, NSS's tools, and the managed policy (root)
+TOOLCHAIN = Toolchain("chromium", executables=("chromium", "certutil", "pk12util"), apt=("chromium", "libnss3-tools"),
+                      steps=((sys.executable, "-c", "from mtls_matrix.peers.chromium import install_policy; "
+                                                    "install_policy()"),), built=(str(POLICY),))
+
+
 class Client(ClientPeer):
     name = "chromium"
     library = "chromium"
+    toolchain = TOOLCHAIN
     variants = ("page=same-origin", "page=same-origin+fetch")
     unsupported = {"ping": "the WebSocket API in a page cannot send pings (the browser answers the server's)"}
     side_by_side = False  # one browser per certificate: a batch of hostile cells would queue on it
@@ -563,6 +571,9 @@ class Client(ClientPeer):
         knew = "; ".join(dict.fromkeys(page.knew)) or "nothing"
         raise PageSaw(f"the page saw: {saw}") from BrowserKnew(
             f"the browser knew: {knew}", next((c for c in map(canonical_of, page.knew) if c), None))
+
+    def missing(self) -> str | None:
+        return availability()
 
     def prepare(self, variant, tls):
         try:

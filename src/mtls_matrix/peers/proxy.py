@@ -33,6 +33,7 @@ from pathlib import Path
 
 from mtls_matrix import observe
 from mtls_matrix.peers import ServerFiles, ServerPeer
+from mtls_matrix.peers.foreign import Toolchain
 
 START_TIMEOUT_S = 5.0
 STOP_GRACE_S = 2.0
@@ -80,6 +81,7 @@ class ProxiedServer(ServerPeer):
     version_prefix: str
     inherits_listener = False  # True: the proxy takes the listening socket we bound (no port race)
     out_of_process = True
+    story_end = "proxy-done"  # the last line the proxy logs about a connection
 
     def __init__(self, backend: ServerPeer, scenarios: tuple[str, ...]):
         self.backend_peer = backend
@@ -90,6 +92,18 @@ class ProxiedServer(ServerPeer):
     @property
     def version(self) -> str:
         return program_version(self.program, self.version_args, self.version_prefix)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    @property
+    def toolchain(self) -> Toolchain:
+        """`mtls-matrix setup-foreign` installs the proxy's Debian package; without it, SKIPPED."""
+        return Toolchain(self.program, executables=(self.program,), apt=(self.package,))
+
+    def missing(self) -> str | None:
+        return self.toolchain.missing()
 
     @abstractmethod
     def config(self, files: ServerFiles, versions: list[str], listen: str, backend_port: int, workdir: Path) -> str:
@@ -110,9 +124,6 @@ class ProxiedServer(ServerPeer):
         return True
 
     async def start(self, context: ssl.SSLContext, profile: str) -> int:
-        if not shutil.which(self.program):
-            raise RuntimeError(f"{self.program} not found on PATH: server {self.name} needs the Debian package "
-                               f"{self.package} (apt-get install {self.package})")
         self.process = None
         self.backend = copy.copy(self.backend_peer)  # one backend per listener
         self.backend.behind_proxy = True

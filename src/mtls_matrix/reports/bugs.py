@@ -24,13 +24,14 @@ from typing import Any, Callable, Iterable, Sequence
 
 from mtls_matrix import scenarios
 from mtls_matrix.reports import flaky, hostile, leaks, perf
-from mtls_matrix.results import SEVERITY, Cell, Results, Verdict
+from mtls_matrix.results import NOT_OBSERVED, SEVERITY, Cell, Results, Verdict
 
 SYMBOL = {
     Verdict.PASS: "✅", Verdict.INSECURE: "🔓", Verdict.FAIL: "❌",
-    Verdict.HANG: "⏳", Verdict.UNSUPPORTED: "➖", Verdict.ERROR: "💥",
+    Verdict.HANG: "⏳", Verdict.UNSUPPORTED: "➖", Verdict.ERROR: "💥", Verdict.SKIPPED: "⏭️",
 }
-COUNT_ORDER = (Verdict.PASS, Verdict.INSECURE, Verdict.HANG, Verdict.FAIL, Verdict.ERROR, Verdict.UNSUPPORTED)
+COUNT_ORDER = (Verdict.PASS, Verdict.INSECURE, Verdict.HANG, Verdict.FAIL, Verdict.ERROR, Verdict.UNSUPPORTED,
+               Verdict.SKIPPED)
 REJECTION_GROUPS = {"client-rejected": "server", "server-rejected": "client"}  # group -> side that must reject
 UNDER_TEST = hostile.UNDER_TEST  # the harness plays the other side
 LATE_PHASES = ("upgrade", "handler", "io")
@@ -116,7 +117,7 @@ class Matrix:
         self.by_key = {(c.server, c.client, c.scenario, c.profile): c for c in self.cells}
         self.by_situation: dict[tuple[str, str], list[Cell]] = defaultdict(list)
         for c in self.cells:
-            if c.verdict != Verdict.UNSUPPORTED:  # a pair that cannot express a scenario is no evidence
+            if c.verdict not in NOT_OBSERVED:  # a pair that cannot express a scenario, or did not run, is no evidence
                 self.by_situation[(c.scenario, c.profile)].append(c)
 
     def get(self, server: str, client: str, scenario: str, profile: str) -> Cell | None:
@@ -218,7 +219,7 @@ def _client_or_library(cell: Cell, situation: list[Cell], signature: tuple[str, 
 def find(matrix: Matrix, notes: Iterable[Any] = ()) -> list[Finding]:
     findings: dict[tuple, Finding] = {}
     for cell in matrix.cells:
-        if cell.verdict in (Verdict.PASS, Verdict.UNSUPPORTED) or cell.flaky:  # FLAKY: its own section (flaky.py)
+        if cell.verdict in (Verdict.PASS, *NOT_OBSERVED) or cell.flaky:  # FLAKY: its own section (flaky.py)
             continue
         kind, name = blame(cell, matrix)
         key = (cell.verdict, name, cell.phase, canonical(cell))
@@ -563,6 +564,8 @@ def render_how_to_read() -> list[str]:
             ["HANG", SYMBOL[Verdict.HANG], "no outcome before the deadline"],
             ["UNSUPPORTED", SYMBOL[Verdict.UNSUPPORTED], "the library cannot express the scenario (not a bug)"],
             ["ERROR", SYMBOL[Verdict.ERROR], "the harness itself failed; never blamed on a library"],
+            ["SKIPPED", SYMBOL[Verdict.SKIPPED], "a foreign peer's toolchain is missing (`mtls-matrix setup-foreign` "
+                                                 "installs it): the cell did not run; not a bug"],
         ]), "",
         "**Phases**, in order: `tcp` → `tls-handshake` → `verification` (certificate checks) → `upgrade` "
         "(HTTP 101) → `handler` (the server application ran and saw the client identity) → `io` (echo, ping, "
@@ -832,12 +835,43 @@ def _server_knew(cells: list[Cell]) -> str:
             f" (recorded in {sum(errors.values())} of {len(cells)} cells)")
 
 
+def render_skipped(matrix: Matrix) -> list[str]:
+    """SKIPPED cells are never left out silently: how many, why, and which peers could not run."""
+    reasons: dict[str, list[Cell]] = defaultdict(list)
+    for cell in matrix.cells:
+        if cell.verdict == Verdict.SKIPPED:
+            reasons[cell.reason].append(cell)
+    if not reasons:
+        return []
+    lines = ["## Skipped", ""]
+    for reason, cells in reasons.items():
+        peers = sorted({p for c in cells for p in (c.server, c.client)
+                        if all(o.verdict == Verdict.SKIPPED for o in matrix.cells if p in (o.server, o.client))})
+        lines.append(f"- {len(cells)} {'cell' if len(cells) == 1 else 'cells'} SKIPPED: {reason}"
+                     + (f" (peers that could not run: {', '.join(f'`{p}`' for p in peers)})" if peers else ""))
+    return lines + [""]
+
+
+def peer_libraries(matrix: Matrix) -> dict[str, str]:
+    """peer -> its library. The peer's name says it for Python peers (`client:aiohttp[...]`); a
+    foreign peer is named for its stack (`server:node-ws` runs the `ws` package): its library is
+    the one version key all its cells share, when that is a single one."""
+    found = {}
+    for peer in matrix.servers + matrix.clients:
+        keys = [set(c.versions) for c in matrix.cells if peer in (c.server, c.client) and c.versions]
+        common = set.intersection(*keys) if keys else set()
+        named = library_of(peer)
+        found[peer] = named if named in common or len(common) != 1 else common.pop()
+    return found
+
+
 def render_libraries(matrix: Matrix, findings: list[Finding], clarity: Sequence[ClarityFinding] = ()) -> list[str]:
-    libraries = sorted(set(matrix.run.versions) | {library_of(p) for p in matrix.servers + matrix.clients})
+    library_of_peer = peer_libraries(matrix)
+    libraries = sorted(set(matrix.run.versions) | set(library_of_peer.values()))
     rows = []
     for library in libraries:
         version = matrix.run.versions.get(library, "")
-        for peer in [p for p in matrix.servers + matrix.clients if library_of(p) == library]:
+        for peer in [p for p in matrix.servers + matrix.clients if library_of_peer[p] == library]:
             role = "server" if peer in matrix.servers else "client"
             cells = [c for c in matrix.cells if getattr(c, role) == peer]
             blaming = [f for f in findings if _blames(f, peer)] + [f for f in clarity if f.peer == peer]
@@ -845,7 +879,7 @@ def render_libraries(matrix: Matrix, findings: list[Finding], clarity: Sequence[
             rows.append([f"{library} {version}".strip(), f"`{peer}`", compact(counts(cells)),
                          ", ".join(f"F{f.number}" for f in blaming) or "—",
                          conclusion(peer, role, cells, involving) + clarity_conclusion(peer, clarity)])
-        if not any(library_of(p) == library for p in matrix.servers + matrix.clients):
+        if not any(library_of_peer[p] == library for p in matrix.servers + matrix.clients):
             rows.append([f"{library} {version}".strip(), "—", NOT_RUN, "—", "no peer of this library ran"])
     return ["## Per-library conclusions", "",
             "Only findings that blame the peer (alone, or with every peer of its role) count against it; "
@@ -877,7 +911,10 @@ def conclusion(peer: str, role: str, cells: list[Cell], involving: list[Finding]
     """One line: the findings that blame the peer as exceptions to what it does right, per group.
     Failures blamed on its partners do not count against it."""
     faults, correct = [], []
-    for group in sorted({c.group for c in cells}, key=_group_rank):
+    skipped = [c for c in cells if c.verdict == Verdict.SKIPPED]
+    if skipped and len(skipped) == len(cells):
+        return f"not run: {skipped[0].reason}"
+    for group in sorted({c.group for c in cells if c.verdict != Verdict.SKIPPED}, key=_group_rank):
         here = [f for f in involving if f.group == group]
         own = list(dict.fromkeys(_issue(f) for f in here if _blames(f, peer) and f.blame != "pair"))
         pairs = [f"F{f.number}" for f in here if f.blame == "pair"]
@@ -1009,6 +1046,7 @@ def render(results: Results, notes: Sequence[Any] | None = None, heatmap: str | 
         *render_versions(results),
         *render_how_to_read(),
         *render_summary_table(matrix, heatmap),
+        *render_skipped(matrix),
         *render_groups(matrix),
         *flaky.render(matrix.cells),
         *render_findings(findings, clarity),

@@ -12,7 +12,7 @@ from typing import Sequence
 from mtls_matrix.repeat import rate_text
 from mtls_matrix.results import Cell
 
-SYMBOLS = {"PASS": "✅", "INSECURE": "🔓", "FAIL": "❌", "HANG": "⏳", "UNSUPPORTED": "➖", "ERROR": "💥"}
+SYMBOLS = {"PASS": "✅", "INSECURE": "🔓", "FAIL": "❌", "HANG": "⏳", "UNSUPPORTED": "➖", "ERROR": "💥", "SKIPPED": "⏭️"}
 
 
 def flaky_cells(cells: Sequence[Cell]) -> list[Cell]:

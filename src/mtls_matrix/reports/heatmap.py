@@ -23,6 +23,7 @@ COLOURS = {
     Verdict.FAIL: ("#c62828", "#ffffff"),
     Verdict.ERROR: ("#37474f", "#ffffff"),
     Verdict.UNSUPPORTED: ("#cfd8dc", "#263238"),
+    Verdict.SKIPPED: ("#eceff1", "#455a64"),
     Verdict.PASS: ("#2e7d32", "#ffffff"),
 }
 NOT_RUN = ("#f5f5f5", "#9e9e9e")

@@ -27,6 +27,26 @@ def _ws_family(pattern: str):
 
 NOTES = [
     Note(
+        "*-node-ws?*?-server-cn-only*",
+        "Node's `tls.checkServerIdentity` (what `ws` and `https` clients use) falls back to the subject CN "
+        "when the certificate has no DNS subjectAltName, as CPython does; a maintainer states it there: it "
+        "'only consults the Common Name when no SANs are present' (Node 20). Workaround: pass a "
+        "`checkServerIdentity` that refuses a certificate without a DNS SAN.",
+        ("https://nodejs.org/api/tls.html#tlscheckserveridentityhostname-cert",
+         "https://github.com/nodejs/node/issues/11771"),
+    ),
+    Note(
+        "CLARITY server:node-ws *",
+        "A Node TLS server with `requestCert` and `rejectUnauthorized` verifies a presented client certificate "
+        "only after OpenSSL's handshake (its verify callback accepts everything) and then destroys the socket: "
+        "no TLS alert reaches the client, which sees a completed handshake followed by a hang-up, and the "
+        "application gets `tlsClientError` 'socket hang up' with the reason only in "
+        "`socket.authorizationError`. A missing certificate is refused inside the handshake, with an alert. "
+        "The same behaviour, reimplemented and discussed for Bun's node:tls, is described in oven-sh/bun#33630.",
+        ("https://nodejs.org/api/tls.html#tlscreateserveroptions-secureconnectionlistener",
+         "https://github.com/oven-sh/bun/pull/33630"),
+    ),
+    Note(
         "*-server-cn-only*",
         "CPython's `ssl.SSLContext.hostname_checks_common_name` defaults to True: when a certificate has no "
         "subjectAltName, the host is matched against the subject CN. RFC 6125 (section 6.4.4) and RFC 9525 "

@@ -1,0 +1,197 @@
+'use strict';
+// The `ws` package as an mtls-matrix peer, both roles (docs/FOREIGN.md): the config arrives as
+// the first JSON line on stdin; events and replies leave as JSON lines on stdout; EOF on stdin
+// ends the process.
+
+const fs = require('fs');
+const https = require('https');
+const readline = require('readline');
+const tls = require('tls');
+const WebSocket = require('ws');
+
+const CLOSE_COMMAND = '__close__ ';
+
+function emit(event) {
+  process.stdout.write(JSON.stringify(event) + '\n');
+}
+
+function errorFields(err) {
+  return { message: String(err && err.message), code: (err && err.code) || null, type: (err && err.name) || 'Error' };
+}
+
+function peerCN(socket) {
+  const cert = socket.getPeerCertificate ? socket.getPeerCertificate() : null;
+  return cert && cert.subject ? (cert.subject.CN ?? null) : null;
+}
+
+function handshakeFields(socket) {
+  return { version: socket.getProtocol(), cipher: (socket.getCipher() || {}).name || null, peer_cn: peerCN(socket) };
+}
+
+// ---------------------------------------------------------------------------------- server
+
+function serve(config) {
+  const options = {
+    cert: fs.readFileSync(config.chain), key: fs.readFileSync(config.key), ca: fs.readFileSync(config.ca),
+    requestCert: true, rejectUnauthorized: true,
+  };
+  if (config.crl) options.crl = fs.readFileSync(config.crl);
+  if (config.tls === 'tls12') options.maxVersion = 'TLSv1.2';
+  if (config.tls === 'tls13') options.minVersion = 'TLSv1.3';
+  const server = https.createServer(options);
+  server.on('connection', (socket) => emit({ event: 'accept', remote_port: socket.remotePort }));
+  server.on('secureConnection', (socket) => emit({ event: 'handshake-ok', remote_port: socket.remotePort, ...handshakeFields(socket) }));
+  // Node verifies the client certificate after OpenSSL's handshake and, with rejectUnauthorized,
+  // destroys the socket: the application then gets 'tlsClientError' "socket hang up", and the
+  // reason only in socket.authorizationError.
+  server.on('tlsClientError', (err, socket) => emit({
+    event: 'handshake-error', remote_port: socket.remotePort ?? socket._parent?.remotePort,
+    verify_error: socket.authorizationError || null, ...errorFields(err),
+  }));
+  const wss = new WebSocket.WebSocketServer({
+    server, ...(config.profile === 'tuned' && config.max_message ? { maxPayload: config.max_message } : {}),
+  });
+  wss.on('connection', (ws, req) => {
+    const token = req.url.split('?')[0].replace(/\/+$/, '').split('/').pop();
+    emit({ event: 'handler', token, peer_cn: peerCN(req.socket), remote_port: req.socket.remotePort });
+    ws.on('message', (data, isBinary) => {
+      const text = isBinary ? null : data.toString();
+      if (text !== null && text.startsWith(CLOSE_COMMAND)) {
+        const [, code, ...reason] = text.split(' ');
+        ws.close(Number(code), reason.join(' '));
+        return;
+      }
+      ws.send(data, { binary: isBinary });
+    });
+    ws.on('close', (code, reason) => emit({ event: 'handler-close', token, code, reason: reason.toString() }));
+    ws.on('error', (err) => emit({ event: 'error', token, ...errorFields(err) }));
+  });
+  server.on('error', (err) => emit({ event: 'error', ...errorFields(err) }));
+  server.listen(config.port || 0, '127.0.0.1', () => emit({ event: 'listening', port: server.address().port }));
+}
+
+// ---------------------------------------------------------------------------------- client
+
+// Each documented way to give `ws` the client's TLS settings is a variant.
+const VARIANTS = {
+  // TLS options straight in the WebSocket options (passed on to https.request / tls.connect)
+  'options': (t) => t,
+  // an https.Agent carrying the TLS options
+  'agent': (t) => ({ agent: new https.Agent({ ...t, keepAlive: false }) }),
+  // a tls.SecureContext built by the application
+  'secureContext': (t) => {
+    const { ca, cert, key, ...rest } = t;
+    return { ...rest, secureContext: tls.createSecureContext({ ca, cert, key }) };
+  },
+};
+
+const connections = new Map();
+
+function tlsSettings(command) {
+  const t = { ca: fs.readFileSync(command.ca) };
+  if (command.cert) {
+    t.cert = fs.readFileSync(command.cert);
+    t.key = fs.readFileSync(command.key);
+  }
+  return t;
+}
+
+function phaseOf(err, state) {
+  if (state.open) return 'io';
+  if (/^(ERR_SSL|ERR_TLS|CERT_|UNABLE_TO_|SELF_SIGNED|DEPTH_ZERO|HOSTNAME|INVALID_PURPOSE|EPROTO)/.test(err.code || '')) return 'tls';
+  if (!state.tcp) return 'tcp';
+  return state.secure ? 'upgrade' : 'tls';
+}
+
+function connect(variant, command) {
+  const id = command.id;
+  const state = { tcp: false, secure: false, open: false, ended: false };
+  const options = {
+    ...VARIANTS[variant](tlsSettings(command)),
+    ...(command.timeout ? { handshakeTimeout: Math.round(command.timeout * 1000) } : {}),
+    ...(command.profile === 'tuned' ? { maxPayload: 64 * 1024 * 1024 } : {}),
+  };
+  let ws;
+  try {
+    ws = new WebSocket(command.url, options);
+  } catch (err) {
+    emit({ event: 'error', id, phase: 'tcp', ...errorFields(err) });
+    return;
+  }
+  connections.set(id, ws);
+  // The request's socket is where the TLS handshake shows; ws exposes the request only as _req.
+  ws._req?.on('socket', (socket) => {
+    socket.on('connect', () => { state.tcp = true; });
+    socket.on('secureConnect', () => {
+      state.tcp = state.secure = true;
+      emit({ event: 'handshake-ok', id, ...handshakeFields(socket) });
+    });
+  });
+  ws.on('unexpected-response', (req, res) => {
+    state.ended = true;
+    emit({ event: 'error', id, phase: 'upgrade', status: res.statusCode, message: `Unexpected server response: ${res.statusCode}`, type: 'Error', code: null });
+    req.destroy();
+    connections.delete(id);
+  });
+  ws.on('open', () => { state.open = true; emit({ event: 'open', id }); });
+  ws.on('message', (data, isBinary) => emit({
+    event: 'message', id, type: isBinary ? 'binary' : 'text', data: isBinary ? Buffer.from(data).toString('base64') : data.toString(),
+  }));
+  ws.on('pong', (data) => emit({ event: 'pong', id, data: Buffer.from(data).toString('base64') }));
+  ws.on('error', (err) => {
+    if (state.ended) return;
+    emit({ event: 'error', id, phase: phaseOf(err, state), ...errorFields(err) });
+  });
+  ws.on('close', (code, reason) => {
+    connections.delete(id);
+    if (state.ended) return;
+    state.ended = true;
+    if (state.open || !ws._closeFrameReceived) emit({ event: 'closed', id, code, reason: reason.toString() });
+  });
+}
+
+function command(variant, c) {
+  const ws = connections.get(c.id);
+  if (c.cmd === 'connect') return connect(variant, c);
+  if (c.cmd === 'close') {
+    if (!ws || ws.readyState === WebSocket.CLOSED) {
+      connections.delete(c.id);
+      return emit({ event: 'closed', id: c.id, code: null, reason: null });
+    }
+    ws.removeAllListeners('close');
+    ws.on('close', (code, reason) => {
+      connections.delete(c.id);
+      emit({ event: 'closed', id: c.id, code, reason: reason.toString() });
+    });
+    if (ws.readyState === WebSocket.CONNECTING) return ws.terminate();
+    return ws.close(c.code, c.reason);
+  }
+  if (!ws) return emit({ event: 'error', id: c.id, phase: 'io', message: `no open connection ${c.id}`, type: 'Error', code: null });
+  if (c.cmd === 'send') {
+    const data = c.type === 'binary' ? Buffer.from(c.data, 'base64') : c.data;
+    return ws.send(data, { binary: c.type === 'binary' }, (err) => emit(err
+      ? { event: 'error', id: c.id, phase: 'io', ...errorFields(err) } : { event: 'sent', id: c.id }));
+  }
+  if (c.cmd === 'ping') return ws.ping(Buffer.from(c.data || '', 'base64'));
+  return emit({ event: 'error', id: c.id, phase: 'io', message: `unknown command ${c.cmd}`, type: 'Error', code: null });
+}
+
+// ---------------------------------------------------------------------------------- main
+
+let config = null;
+const input = readline.createInterface({ input: process.stdin });
+input.on('line', (line) => {
+  if (!line.trim()) return;
+  const message = JSON.parse(line);
+  if (config === null) {
+    config = message;
+    if (config.role === 'server') serve(config);
+    else if (!VARIANTS[config.variant]) {
+      process.stderr.write(`unknown variant ${config.variant}; valid: ${Object.keys(VARIANTS).join(', ')}\n`);
+      process.exit(2);
+    }
+    return;
+  }
+  command(config.variant, message);
+});
+input.on('close', () => process.exit(0));

@@ -1,0 +1,516 @@
+"""Foreign peers: programs in other languages, run as subprocesses that speak one contract
+(docs/FOREIGN.md). This module is the harness side of it, written once. A stack is a small
+program under foreign/ plus a module that only declares it (peers/node_ws.py):
+
+    NODE = Toolchain("node", executables=("node", "npm"), apt=("nodejs", "npm"),
+                     steps=(("npm", "ci"),), built=("node_modules/ws",))
+
+    class Server(ForeignServer):
+        name, library, toolchain = "node-ws", "ws", NODE
+        command = ("node", "{foreign}/node/ws-peer.js")
+        errors = (ErrorRule(r"peer did not return a certificate", "CERT_REQUIRED", own_check=True), ...)
+
+A server process serves one listener (one TLS setting and profile: the ServerPool reuses it for
+many cells). A client process serves many cells: one per client variant per worker process,
+connections multiplexed by id. Every process runs in its own process group and exits when its
+stdin reaches EOF, so it dies with the run even when the harness is killed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import base64
+import collections
+import itertools
+import json
+import os
+import re
+import shutil
+import signal
+import ssl
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mtls_matrix import observe
+from mtls_matrix.peers import TUNED_MAX_MESSAGE, ClientPeer, ClientTLS, Closed, Connection, ServerPeer
+from mtls_matrix.verdict import canonical_from_text
+
+def _foreign_dir() -> Path:
+    """The foreign peers' sources: $MTLS_MATRIX_FOREIGN, else this checkout's foreign/ (editable
+    install), else ./foreign (a non-editable install run from the checkout, as CI does)."""
+    if os.environ.get("MTLS_MATRIX_FOREIGN"):
+        return Path(os.environ["MTLS_MATRIX_FOREIGN"])
+    checkout = Path(__file__).resolve().parents[3] / "foreign"
+    return checkout if checkout.is_dir() else Path.cwd() / "foreign"
+
+
+FOREIGN_DIR = _foreign_dir()
+SETUP_HINT = "run `mtls-matrix setup-foreign`"
+START_TIMEOUT_S = 15.0  # a server process must report `listening` within this
+STOP_GRACE_S = 1.0  # after stdin EOF: how long a process gets to exit before its group is killed
+RESPONSIVE_S = 0.5  # a client process must answer the close of an abandoned connection within this
+STDERR_LINES = 30  # the tail of a process's stderr kept for error messages
+
+
+@dataclass(frozen=True)
+class Toolchain:
+    """How a stack is installed, declaratively: `mtls-matrix setup-foreign` runs it, the peers ask
+    `missing()` before every cell."""
+
+    name: str  # as `setup-foreign --only` names it; its sources live in foreign/<name>/
+    executables: tuple[str, ...]  # must be on PATH
+    apt: tuple[str, ...] = ()  # Debian packages that provide them
+    steps: tuple[tuple[str, ...], ...] = ()  # commands run in foreign/<name>/ after apt (npm ci, go build)
+    built: tuple[str, ...] = ()  # files under foreign/<name>/ the steps produce
+    inputs: tuple[str, ...] = ()  # files under foreign/<name>/ whose change makes the steps run again
+
+    @property
+    def dir(self) -> Path:
+        return FOREIGN_DIR / self.name
+
+    def missing(self) -> str | None:
+        for executable in self.executables:
+            if shutil.which(executable) is None:
+                return f"{executable} not found; {SETUP_HINT}"
+        for path in self.built:
+            if not (self.dir / path).exists():
+                return f"foreign/{self.name}/{path} not found; {SETUP_HINT}"
+        return None
+
+
+@dataclass(frozen=True)
+class ErrorRule:
+    """One line of a peer's error table: the stack's own words -> a canonical error (verdict.py)."""
+
+    pattern: str  # a regex searched (case-insensitively) in "type code verify_error message" of the error
+    canonical: str
+    own_check: bool = False  # this side's own verification refused the other (not an alert it received)
+
+
+def map_error(rules: tuple[ErrorRule, ...], event: dict) -> dict[str, Any]:
+    """The canonical error of a foreign error event: the peer's table first, then the generic
+    reading of OpenSSL's words (verdict.TEXTS), which never claims an own check."""
+    text = " ".join(str(event[k]) for k in ("type", "code", "verify_error", "message") if event.get(k))
+    for rule in rules:
+        if re.search(rule.pattern, text, re.I):
+            return {"canonical": rule.canonical, "own_check": rule.own_check}
+    return {"canonical": canonical_from_text(text), "own_check": False}
+
+
+def _argv(command: tuple[str, ...]) -> list[str]:
+    return [part.format(foreign=FOREIGN_DIR) for part in command]
+
+
+def kill_group(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)  # the process and anything it started
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _tls_cap(context: ssl.SSLContext) -> str:
+    if context.maximum_version == ssl.TLSVersion.TLSv1_2:
+        return "tls12"
+    if context.minimum_version == ssl.TLSVersion.TLSv1_3:
+        return "tls13"
+    return "any"
+
+
+def _tail(lines: collections.deque) -> str:
+    return " | ".join(lines)[-1500:] or "(no stderr)"
+
+
+class _ForeignPeer:
+    toolchain: Toolchain
+    command: tuple[str, ...]  # argv; "{foreign}" is the foreign/ directory of this checkout
+    errors: tuple[ErrorRule, ...] = ()
+    version_file: str | None = None  # a package.json-like file under foreign/<stack>/ whose "version" is the library's
+    timeouts: dict[str, float | None] = {}  # the stack's default timeouts, from its documentation (None: none)
+
+    def missing(self) -> str | None:
+        return self.toolchain.missing()
+
+    def own_timeouts(self, *variant: str) -> dict[str, float | None]:
+        return dict(self.timeouts)
+
+    @property
+    def version(self) -> str:
+        if self.version_file:
+            try:
+                return json.loads((self.toolchain.dir / self.version_file).read_text())["version"]
+            except (OSError, ValueError, KeyError):
+                pass
+        return "unknown"
+
+
+class ForeignServer(_ForeignPeer, ServerPeer):
+    """One server process per listener. TLS events without a token are attributed by the
+    connection's remote port to the cell that was current when the process reported `accept`."""
+
+    out_of_process = piped = True
+
+    async def start(self, context: ssl.SSLContext, profile: str) -> int:
+        files = context.mtls_files
+        config = {"role": "server", "family": self.family, "port": 0, "chain": str(files.chain),
+                  "key": str(files.key), "ca": str(files.ca), "crl": str(files.crl) if files.crl else None,
+                  "tls": _tls_cap(context), "profile": profile,
+                  "max_message": TUNED_MAX_MESSAGE if profile == "tuned" else None}
+        self._stopping, self._exited = False, False
+        self._by_port: dict[int, observe.CellRecorder | None] = {}
+        self._stderr: collections.deque = collections.deque(maxlen=STDERR_LINES)
+        self._listening = asyncio.get_running_loop().create_future()
+        self._proc = await asyncio.create_subprocess_exec(
+            *_argv(self.command), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            start_new_session=True, limit=1 << 20)
+        self._proc.stdin.write((json.dumps(config) + "\n").encode())
+        self._tasks = [asyncio.ensure_future(self._read()), asyncio.ensure_future(self._read_stderr())]
+        try:
+            return await asyncio.wait_for(asyncio.shield(self._listening), START_TIMEOUT_S)
+        except BaseException as exc:
+            await self.stop()
+            if isinstance(exc, asyncio.TimeoutError):
+                raise RuntimeError(f"{self.name} did not report listening within {START_TIMEOUT_S:g} s; "
+                                   f"stderr: {_tail(self._stderr)}") from None
+            raise
+
+    @property
+    def alive(self) -> bool:
+        return not self._exited
+
+    @property
+    def pid(self) -> int:
+        """The server process (its sockets are not this process's: leaks.listening_addresses(pid))."""
+        return self._proc.pid
+
+    async def stop(self) -> None:
+        self._stopping = True
+        proc = self._proc
+        if proc.returncode is None:
+            try:
+                proc.stdin.close()  # the contract: exit on stdin EOF
+                await asyncio.wait_for(proc.wait(), STOP_GRACE_S)
+            except (asyncio.TimeoutError, OSError):
+                pass
+        kill_group(proc.pid)
+        try:
+            await asyncio.wait_for(proc.wait(), STOP_GRACE_S)
+        except asyncio.TimeoutError:
+            pass
+        for task in self._tasks:
+            task.cancel()
+
+    async def _read(self) -> None:
+        while line := await self._proc.stdout.readline():
+            try:
+                event = json.loads(line)
+            except ValueError:
+                self._stderr.append(f"(stdout) {line.decode(errors='replace').strip()}")
+                continue
+            if isinstance(event, dict):
+                self._on_event(event)
+        self._exited = True
+        code = await self._proc.wait()
+        why = f"{self.name} server process exited with code {code}; stderr: {_tail(self._stderr)}"
+        if not self._listening.done():
+            self._listening.set_exception(RuntimeError(why))
+        elif not self._stopping:  # a crash: the cell it happened in says so
+            recorder = observe.connection_recorder()
+            if recorder is not None:
+                recorder.add("server", "error", message=why)
+
+    async def _read_stderr(self) -> None:
+        while line := await self._proc.stderr.readline():
+            self._stderr.append(line.decode(errors="replace").rstrip())
+
+    def _on_event(self, event: dict) -> None:
+        kind = event.pop("event", None)
+        token = event.pop("token", None)
+        if kind == "listening":
+            if not self._listening.done():
+                self._listening.set_result(int(event["port"]))
+            return
+        if kind in ("handshake-error", "error"):
+            event.update(map_error(self.errors, event))
+        if token:
+            observe.server_event(token, kind, **event)
+            return
+        port = event.get("remote_port")
+        if kind == "accept":
+            if len(self._by_port) > 4096:
+                self._by_port.clear()
+            self._by_port[port] = observe.connection_recorder()
+        recorder = self._by_port.get(port) if port in self._by_port else observe.connection_recorder()
+        if recorder is not None:
+            recorder.add("server", kind, **event)
+
+
+class ForeignError(Exception):
+    """An error a foreign client reported: the stack's own message, unedited, plus what the
+    harness read from it. Subclassed per (stack, error type) so results show the stack's type."""
+
+    def __init__(self, message: str, phase: str | None = None, status: int | None = None,
+                 canonical: str | None = None, own_check: bool = False):
+        super().__init__(message)
+        self.phase, self.status, self.canonical, self.own_check = phase, status, canonical, own_check
+
+
+_error_types: dict[tuple[str, str], type] = {}
+
+
+def error_type(stack: str, name: str) -> type:
+    key = (stack, name)
+    if key not in _error_types:
+        _error_types[key] = type(name, (ForeignError,), {"__module__": stack, "__qualname__": name})
+    return _error_types[key]
+
+
+class _ClientProcess:
+    """One long-lived client process; a reader thread routes its replies by connection id."""
+
+    def __init__(self, peer: ForeignClient, variant: str):
+        self.peer = peer
+        self.popen = subprocess.Popen(_argv(peer.command), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, start_new_session=True)
+        self.ids = itertools.count(1)
+        self.routes: dict[int, _ForeignConnection] = {}
+        self.abandoned: dict[int, float] = {}  # id -> when the harness gave up on it and sent `close`
+        self.stderr: collections.deque = collections.deque(maxlen=STDERR_LINES)
+        self.lock = threading.Lock()
+        self.ended = False
+        self.send({"role": "client", "family": peer.family, "variant": variant})
+        for target in (self._read, self._read_stderr):
+            threading.Thread(target=target, name=f"foreign:{peer.name}", daemon=True).start()
+
+    @property
+    def alive(self) -> bool:
+        return not self.ended and self.popen.poll() is None
+
+    def send(self, message: dict) -> None:
+        line = (json.dumps(message) + "\n").encode()
+        with self.lock:
+            try:
+                self.popen.stdin.write(line)
+                self.popen.stdin.flush()
+            except (OSError, ValueError) as exc:
+                raise ForeignError(f"{self.peer.name} client process is gone ({exc}); "
+                                   f"stderr: {_tail(self.stderr)}", phase="process") from None
+
+    def _read(self) -> None:
+        for line in self.popen.stdout:
+            try:
+                message = json.loads(line)
+            except ValueError:
+                self.stderr.append(f"(stdout) {line.decode(errors='replace').strip()}")
+                continue
+            ident = message.get("id") if isinstance(message, dict) else None
+            if ident in self.abandoned and message.get("event") == "closed":
+                self.abandoned.pop(ident, None)
+                self.routes.pop(ident, None)
+            conn = self.routes.get(ident)
+            if conn is not None:
+                conn.deliver(message)
+        self.ended = True
+        code = self.popen.wait()
+        gone = {"event": "error", "phase": "process",
+                "message": f"{self.peer.name} client process exited with code {code}; stderr: {_tail(self.stderr)}"}
+        for conn in list(self.routes.values()):
+            conn.deliver(gone)
+
+    def _read_stderr(self) -> None:
+        for line in self.popen.stderr:
+            self.stderr.append(line.decode(errors="replace").rstrip())
+
+    async def responsive(self) -> bool:
+        """After a cell gave up on a connection: did the process answer the close the harness sent?
+        A process that does not is hung, and would cost every later cell too."""
+        while self.abandoned and self.alive:
+            if any(time.perf_counter() - sent > RESPONSIVE_S for sent in list(self.abandoned.values())):
+                return False
+            await asyncio.sleep(0.005)
+        return self.alive
+
+    def close(self, graceful: bool = True) -> None:
+        """Close stdin and give it STOP_GRACE_S to exit (not a hung one), then kill its group."""
+        try:
+            self.popen.stdin.close()
+            if graceful:
+                self.popen.wait(STOP_GRACE_S)
+        except (OSError, ValueError, subprocess.TimeoutExpired):
+            pass
+        kill_group(self.popen.pid)
+        try:
+            self.popen.wait(STOP_GRACE_S)
+        except subprocess.TimeoutExpired:
+            pass
+
+
+_processes: dict[tuple[str, str], _ClientProcess] = {}
+_processes_lock = threading.Lock()
+
+
+@atexit.register
+def close_clients() -> None:
+    """Stop every client process of this Python process (they would exit on stdin EOF anyway)."""
+    with _processes_lock:
+        procs = list(_processes.values())
+        _processes.clear()
+    for proc in procs:
+        proc.close()
+
+
+class ForeignClient(_ForeignPeer, ClientPeer):
+    """One process per client variant per worker process, shared by the cells it serves."""
+
+    async def connect(self, variant: str, url: str, tls: ClientTLS, profile: str,
+                      timeout: float | None) -> Connection:
+        proc = await self._process(variant)
+        conn = _ForeignConnection(self, proc, observe.connection_recorder())
+        await conn.open({"url": url, "ca": str(tls.ca), "cert": str(tls.cert) if tls.cert else None,
+                         "key": str(tls.key) if tls.key else None, "server_hostname": tls.server_hostname,
+                         "profile": profile, "timeout": timeout})
+        return conn
+
+    async def _process(self, variant: str) -> _ClientProcess:
+        key = (self.name, variant)
+        with _processes_lock:
+            proc = _processes.get(key)
+        if proc is not None and not (proc.alive and await proc.responsive()):
+            proc.close(graceful=False)  # crashed, or hung on an earlier cell: that cell paid; start anew
+            proc = None
+        if proc is None:
+            proc = _ClientProcess(self, variant)
+            with _processes_lock:
+                _processes[key] = proc
+        return proc
+
+    def canonical(self, exc: BaseException) -> str | None:
+        return exc.canonical if isinstance(exc, ForeignError) else None
+
+    def error(self, message: dict) -> ForeignError:
+        mapped = map_error(self.errors, message)
+        status = message.get("status")
+        if status:
+            mapped["canonical"] = f"HTTP_{status}"
+        cls = error_type(self.name, str(message.get("type") or "Error"))
+        return cls(str(message.get("message") or ""), phase=message.get("phase"), status=status, **mapped)
+
+
+class _ForeignConnection(Connection):
+    """A connection of a client process, seen from the cell's own event loop."""
+
+    def __init__(self, peer: ForeignClient, proc: _ClientProcess, recorder: observe.CellRecorder | None):
+        self.peer, self.proc, self.recorder = peer, proc, recorder
+        self.loop = asyncio.get_running_loop()
+        self.inbox: asyncio.Queue = asyncio.Queue()
+        self.messages: collections.deque = collections.deque()
+        self.ended: BaseException | None = None  # Closed or ForeignError: what recv raises once drained
+        self.handshake_done = False
+        self.id = next(proc.ids)
+        proc.routes[self.id] = self
+
+    def deliver(self, message: dict) -> None:
+        """On the process's reader thread: record the TLS events now (their time is the cell's
+        timing), and hand everything to the cell's loop."""
+        kind = message.get("event")
+        if self.recorder is not None and kind == "handshake-ok":
+            self.handshake_done = True
+            self.recorder.add("client", "handshake-ok", version=message.get("version"),
+                              cipher=message.get("cipher"), peer_cn=message.get("peer_cn"))
+        elif self.recorder is not None and kind == "error" and message.get("phase") == "tls":
+            data = {k: message.get(k) for k in ("type", "code", "verify_error", "message")}
+            self.recorder.add("client", "read-error" if self.handshake_done else "handshake-error",
+                              **data, **map_error(self.peer.errors, message))
+        try:
+            self.loop.call_soon_threadsafe(self.inbox.put_nowait, message)
+        except RuntimeError:
+            pass  # the cell's loop is closed: the cell is over
+
+    async def _until(self, *replies: str) -> dict:
+        """Wait for one of `replies`; data messages and ends that arrive meanwhile are kept."""
+        try:
+            while True:
+                if self.ended is not None and "closed" not in replies:
+                    raise self.ended
+                message = await self.inbox.get()
+                kind = message.get("event")
+                if kind in replies:
+                    return message
+                if kind == "message":
+                    self.messages.append(message)
+                elif kind == "closed":
+                    self.ended = Closed(message.get("code"), message.get("reason"))
+                elif kind == "error":
+                    self.ended = self.peer.error(message)
+        except asyncio.CancelledError:
+            self._abandon()
+            raise
+
+    def _abandon(self) -> None:
+        """The cell gave up (its deadline): tell the process to drop the connection; the next cell
+        checks that it answered (_ClientProcess.responsive)."""
+        if self.proc.routes.get(self.id) is self and self.id not in self.proc.abandoned:
+            self.proc.abandoned[self.id] = time.perf_counter()
+            try:
+                self.proc.send({"cmd": "close", "id": self.id, "code": 1000, "reason": "abandoned"})
+            except ForeignError:
+                pass
+
+    async def _command(self, cmd: str, reply: str, **fields: Any) -> dict:
+        self.proc.send({"cmd": cmd, "id": self.id, **fields})
+        return await self._until(reply)
+
+    async def open(self, fields: dict) -> None:
+        try:
+            await self._command("connect", "open", **fields)
+        except (ForeignError, Closed):
+            self.proc.routes.pop(self.id, None)
+            raise
+
+    async def send(self, message: str | bytes) -> None:
+        """Pipelined: the command is written and the cell goes on, as a library's send returns once
+        the frame is buffered; the `sent` reply is not awaited (1000 messages must not cost 1000 pipe
+        round trips), and an `error` the send caused surfaces at the next call on the connection."""
+        if self.ended is not None:
+            raise self.ended
+        if isinstance(message, bytes):
+            self.proc.send({"cmd": "send", "id": self.id, "type": "binary", "data": base64.b64encode(message).decode()})
+        else:
+            self.proc.send({"cmd": "send", "id": self.id, "type": "text", "data": message})
+
+    async def recv(self) -> str | bytes:
+        try:
+            while not self.messages:
+                if self.ended is not None:
+                    raise self.ended
+                message = await self.inbox.get()
+                kind = message.get("event")
+                if kind == "message":
+                    self.messages.append(message)
+                elif kind == "closed":
+                    self.ended = Closed(message.get("code"), message.get("reason"))
+                elif kind == "error":
+                    self.ended = self.peer.error(message)
+        except asyncio.CancelledError:
+            self._abandon()
+            raise
+        message = self.messages.popleft()
+        data = message.get("data") or ""
+        return base64.b64decode(data) if message.get("type") == "binary" else data
+
+    async def ping(self, payload: bytes) -> bytes:
+        pong = await self._command("ping", "pong", data=base64.b64encode(payload).decode())
+        return base64.b64decode(pong.get("data") or "")
+
+    async def close(self, code: int, reason: str) -> None:
+        try:
+            if isinstance(self.ended, Closed) or self.proc.routes.get(self.id) is not self:
+                self.proc.send({"cmd": "close", "id": self.id, "code": code, "reason": reason})  # frees the id
+                return
+            await self._command("close", "closed", code=code, reason=reason)
+        finally:
+            self.proc.routes.pop(self.id, None)

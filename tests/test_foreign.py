@@ -1,0 +1,150 @@
+"""Foreign peers (docs/FOREIGN.md, peers/foreign.py): the subprocess contract, against the real
+node-ws program. A crashed server or a hung client costs its own cell only, no process outlives
+the run, a missing toolchain makes SKIPPED cells; and a real slice of node-ws against the Python
+peers passes mtls-ok and is refused by the server on client-no-cert."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from mtls_matrix.peers.node_ws import NODE
+from tests.conftest import REPO, mtls_matrix, verdicts
+
+needs_node = pytest.mark.skipif(NODE.missing() is not None, reason=f"{NODE.missing()}")
+PYTHON_CLIENTS = "websockets,aiohttp[ssl=context],tornado[ssl_options=context],websocket-client[sslopt=context]"
+
+
+def tagged_processes(tag: str) -> list[int]:
+    """Processes whose environment carries the tag: everything a run started inherits it."""
+    found = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if f"MTLS_TEST_TAG={tag}".encode() in environ.read_bytes().split(b"\0"):
+                found.append(int(environ.parent.name))
+        except OSError:
+            continue
+    return [pid for pid in found if pid != os.getpid()]
+
+
+@needs_node
+def test_node_ws_server_with_python_clients_and_python_servers_with_node_ws_client(run_matrix):
+    results, proc = run_matrix("--servers", "node-ws,websockets,aiohttp,tornado", "--clients", f"node-ws,{PYTHON_CLIENTS}",
+                               "--scenarios", "mtls-ok,client-no-cert", "--profile", "default", "-n", "2")
+    cells = [c for c in results.cells if "node-ws" in c.id and not c.id.startswith("node-ws-node-ws")]
+    assert len(cells) == (4 + 3 * 3) * 2, proc.stdout  # node server x 4 clients, 3 servers x 3 node variants
+    for cell in cells:
+        assert cell.verdict.value == "PASS", (cell.id, cell.reason)
+        if cell.scenario == "client-no-cert":
+            assert (cell.rejection.by, cell.rejection.canonical) == ("server", "CERT_REQUIRED"), cell.id
+        else:
+            assert cell.server_saw.handler_peer_cn == "mtls-matrix-client" and cell.client_tls.handshake == "ok"
+
+
+@needs_node
+def test_a_crashed_foreign_server_costs_its_cell_only(run_matrix, tmp_path):
+    env = {"MTLS_TEST_MARKER": str(tmp_path / "crashed")}
+    results, _ = run_matrix("--peer-plugin", "tests.foreign.peers", "--servers", "selftest-node-crash",
+                            "--clients", "websockets", "--scenarios", "mtls-ok,mtls-rsa,io-text,io-binary",
+                            "--profile", "default", "-n", "0", env=env)
+    assert (tmp_path / "crashed").exists()  # it did crash, once, in the first cell
+    first, *rest = results.cells
+    assert first.verdict.value == "FAIL" and "server process exited with code 3" in first.reason, first
+    assert [c.verdict.value for c in rest] == ["PASS"] * 3, [(c.id, c.reason) for c in rest]
+
+
+@needs_node
+def test_a_hung_foreign_client_costs_one_cell(run_matrix, tmp_path):
+    env = {"MTLS_TEST_MARKER": str(tmp_path / "hung")}
+    results, _ = run_matrix("--peer-plugin", "tests.foreign.peers", "--servers", "websockets",
+                            "--clients", "selftest-node-hang", "--scenarios", "mtls-ok,mtls-rsa,io-text,io-binary",
+                            "--profile", "default", "-n", "0", "--deadline", "3", env=env)
+    assert (tmp_path / "hung").exists()
+    first, *rest = results.cells
+    assert first.verdict.value == "HANG", first
+    assert [c.verdict.value for c in rest] == ["PASS"] * 3, [(c.id, c.reason) for c in rest]
+
+
+@needs_node
+def test_no_foreign_process_outlives_a_run(run_matrix):
+    tag = uuid.uuid4().hex
+    results, _ = run_matrix("--servers", "node-ws,websockets", "--clients", "node-ws,websockets",
+                            "--scenarios", "mtls-ok,client-no-cert,io-text", "--profile", "default", "-n", "2",
+                            env={"MTLS_TEST_TAG": tag})
+    assert any(c.id.startswith("node-ws-node-ws") and c.verdict.value == "PASS" for c in results.cells)
+    assert tagged_processes(tag) == []
+
+
+@needs_node
+def test_no_foreign_process_outlives_ctrl_c(tmp_path):
+    tag = uuid.uuid4().hex
+    env = {**os.environ, "PYTHONPATH": str(REPO), "MTLS_TEST_TAG": tag, "PYTHONUNBUFFERED": "1"}
+    run = subprocess.Popen(
+        [sys.executable, "-m", "mtls_matrix.cli", "run", "--out", str(tmp_path / "out"), "-n", "2",
+         "--servers", "node-ws,websockets", "--clients", "node-ws,websockets", "--profile", "default", "--", "-vv"],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        finished, deadline = 0, time.monotonic() + 120
+        while finished < 10 and time.monotonic() < deadline:
+            line = run.stdout.readline()
+            assert line, "the run ended before it could be interrupted"
+            finished += " PASSED " in line or " FAILED " in line
+        assert tagged_processes(tag)  # node processes are running now
+        os.killpg(run.pid, signal.SIGINT)
+        run.communicate(timeout=60)
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+    end = time.monotonic() + 5  # a process that got stdin EOF exits by itself
+    while tagged_processes(tag) and time.monotonic() < end:
+        time.sleep(0.1)
+    assert tagged_processes(tag) == []
+
+
+def test_a_missing_toolchain_makes_skipped_cells(run_matrix):
+    python_only = str(Path(sys.executable).parent)  # no node on this PATH
+    results, proc = run_matrix("--servers", "node-ws,websockets", "--clients", "node-ws[agent],websockets",
+                               "--scenarios", "mtls-ok", "--profile", "default", "-n", "0",
+                               env={"PATH": python_only})
+    assert verdicts(results) == {
+        "node-ws-node-ws[agent]-mtls-ok": "SKIPPED", "node-ws-websockets[ssl=context]-mtls-ok": "SKIPPED",
+        "websockets-node-ws[agent]-mtls-ok": "SKIPPED", "websockets-websockets[ssl=context]-mtls-ok": "PASS",
+    }
+    assert {c.reason for c in results.cells if c.verdict.value == "SKIPPED"} == {
+        "node not found; run `mtls-matrix setup-foreign`"}
+    assert proc.returncode == 0
+
+
+def test_setup_foreign_rejects_an_unknown_stack():
+    proc = mtls_matrix("setup-foreign", "--only", "node,cobol")
+    assert proc.returncode == 2
+    assert "unknown stack cobol; valid: node, openssl" in proc.stderr
+
+
+def test_openssl_s_client_is_judged_on_the_handshake_and_reads_the_tls13_rejection(run_matrix):
+    results, proc = run_matrix("--servers", "websockets", "--clients", "openssl-s_client",
+                               "--scenarios", "mtls-ok,client-no-cert,client-no-cert-tls12,server-untrusted-ca,io-text",
+                               "--profile", "default", "-n", "0")
+    cells = {c.scenario: c for c in results.cells}
+    assert {s: c.verdict.value for s, c in cells.items()} == {
+        "mtls-ok": "PASS", "client-no-cert": "PASS", "client-no-cert-tls12": "PASS", "server-untrusted-ca": "PASS",
+        "io-text": "UNSUPPORTED"}, proc.stdout
+    assert cells["mtls-ok"].server_saw.handler_peer_cn == "mtls-matrix-client"  # its upgrade request reached the handler
+    # TLS 1.3: s_client's handshake finished; it read what came after (asyncio drops the server's
+    # alert, so it reads an EOF or a reset where a server that sends the alert gives "alert
+    # certificate required")
+    no_cert = cells["client-no-cert"]
+    assert no_cert.client_tls.handshake == "ok" and no_cert.phase == "upgrade"
+    assert no_cert.error.canonical in ("EOF", "CONNECTION_RESET", "CERT_REQUIRED"), no_cert.error
+    assert (no_cert.rejection.by, no_cert.rejection.canonical) == ("server", "CERT_REQUIRED")
+    assert cells["client-no-cert-tls12"].phase == "tls-handshake"
+    untrusted = cells["server-untrusted-ca"]
+    assert (untrusted.rejection.by, untrusted.rejection.canonical) == ("client", "UNKNOWN_CA")
+    assert untrusted.error.message.startswith("verify error:num=20:")
