@@ -4,7 +4,6 @@ TLS, judged by the real runner. Cells pair peers of one family only."""
 from __future__ import annotations
 
 from mtls_matrix.plugin import build_selection
-from tests.conftest import verdicts
 
 ASYNC = "socketio-asyncclient"
 SYNC = "socketio-client"
