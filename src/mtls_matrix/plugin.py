@@ -118,16 +118,17 @@ def build_selection(servers=None, clients=None, scenario_names=None, profile="de
         if _plays(server, client, scenario)
         for profile in (profiles if scenario.profiled else ["default"])
         if scenario.profiled or profile == profiles[0] or "default" in profiles
-        if _plays_profile(server, scenario, profile)
+        if _plays_profile(server, client, scenario, profile)
     ]
     return Selection(registry, cells, profiles, deadline)
 
 
-def _plays_profile(server, scenario, profile: str) -> bool:
-    """A server's `scenarios` name profiled cells as in their ids: NAME (default), NAME-tuned."""
-    if server.scenarios is None or not scenario.profiled or profile == "default":
+def _plays_profile(server, client, scenario, profile: str) -> bool:
+    """`scenarios` name profiled cells as in their ids: NAME (default), NAME-tuned."""
+    if not scenario.profiled or profile == "default":
         return True
-    return any(fnmatch.fnmatchcase(f"{scenario.name}-{profile}", p) for p in server.scenarios)
+    return all(patterns is None or any(fnmatch.fnmatchcase(f"{scenario.name}-{profile}", p) for p in patterns)
+               for patterns in (server.scenarios, client.peer.variant_scenarios.get(client.variant)))
 
 
 def _named(scenario, patterns: tuple[str, ...]) -> bool:
@@ -138,11 +139,14 @@ def _named(scenario, patterns: tuple[str, ...]) -> bool:
 def _plays(server, client, scenario) -> bool:
     """A hostile scenario pairs the harness's hostile peer, in the role it names, with every real
     peer of the other role; every other scenario pairs real peers (within the server's groups and
-    scenarios)."""
+    scenarios, the client variant's scenarios and the client's servers)."""
     hostile_role = scenarios.HOSTILE_GROUPS.get(scenario.group)
     if server.groups is not None and scenario.group not in server.groups:
         return False
-    if server.scenarios is not None and not _named(scenario, server.scenarios):
+    for patterns in (server.scenarios, client.peer.variant_scenarios.get(client.variant)):
+        if patterns is not None and not _named(scenario, patterns):
+            return False
+    if client.peer.servers is not None and not any(fnmatch.fnmatchcase(server.name, p) for p in client.peer.servers):
         return False
     return server.harness == (hostile_role == "server") and client.peer.harness == (hostile_role == "client")
 

@@ -193,6 +193,11 @@ class ClientPeer(Peer):
     role = "client"
     variants: tuple[str, ...] = ("ssl=context",)
     unsupported: dict[str, str] = {}  # I/O op -> why this library cannot express it
+    # Where it plays, as data (absent: wherever its server plays): per variant, scenario names,
+    # globs or groups (profiled cells as NAME-tuned); and server name globs. A slow client (a
+    # browser) plays where it adds information; a variant that fails by design, where that is the point.
+    variant_scenarios: dict[str, tuple[str, ...]] = {}
+    servers: tuple[str, ...] | None = None
     # a sync library: its cells run in a client process (isolate.py), so a hung one can be killed
     blocking = False
     # hostile cells run all at once (hostile.Batch); False: one at a time, for a client whose cells
