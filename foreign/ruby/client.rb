@@ -103,7 +103,10 @@ module PeerClient
     def unbind(reason = nil)
       return if @closed || @failed
       @closed = true
-      text = reason ? "#{reason.class}: #{reason.message}" : 'connection closed'
+      # EM passes an Errno class (not an instance), or nil for an orderly close
+      text = if reason.is_a?(Class) then "#{reason.name}: #{reason.new.message}"
+             elsif reason then "#{reason.class}: #{reason.message}"
+             else 'connection closed' end
       phase = if @opened then 'io' elsif driver then 'upgrade' elsif @tcp_up then 'tls' else 'tcp' end
       session.reply('error', 'message' => "unbind: #{text}", 'phase' => phase)
     end
