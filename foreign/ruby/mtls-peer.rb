@@ -4,9 +4,16 @@
 require 'json'
 require 'openssl'
 require 'base64'
+require 'fileutils'
 
 module Peer
   OUT = Mutex.new
+  TEMP_DIRS = [] # removed at exit: exit! (needed to stop puma's and EM's threads) skips at_exit
+
+  def self.exit_now(code)
+    TEMP_DIRS.each { |dir| FileUtils.rm_rf(dir) }
+    exit!(code)
+  end
 
   # One event per line, flushed at once: the harness reads line by line.
   def self.emit(event, fields = {})
@@ -57,10 +64,10 @@ $stdout.sync = true
 
 if config['role'] == 'server'
   require_relative 'server'
-  Thread.new { $stdin.read; exit!(0) } # EOF: the harness is gone or done
+  Thread.new { $stdin.read; Peer.exit_now(0) } # EOF: the harness is gone or done
   PeerServer.run(config)
 else
   require_relative 'client'
   PeerClient.run(config) # reads commands until EOF
-  exit!(0)
+  Peer.exit_now(0)
 end

@@ -74,7 +74,7 @@ module PeerServer
       # MiniSSL has no CRL option; OpenSSL reads CRLs from the ca file, and puma passes
       # verification_flags through, so the CRL goes into a copy of the ca file.
       dir = Dir.mktmpdir('mtls-peer-ruby-')
-      at_exit { FileUtils.rm_rf(dir) }
+      Peer::TEMP_DIRS << dir
       combined = File.join(dir, 'ca-and-crl.pem')
       File.write(combined, File.read(config['ca']) + File.read(config['crl']))
       options.merge!(ca: combined, verification_flags: 'CRL_CHECK')
