@@ -28,7 +28,14 @@ module PeerClient
     end
 
     def reply(event, fields = {})
+      @closed_with = fields if event == 'closed'
       Peer.emit(event, { 'id' => id }.merge(fields))
+    end
+
+    # A close command after the connection ended repeats how it ended, as the contract wants a reply.
+    def close(command)
+      return reply('closed', @closed_with) if @closed_with
+      stack_close(command)
     end
 
     def message(data)
@@ -159,7 +166,8 @@ module PeerClient
       @conn.driver.ping(Base64.decode64(command['data'])) { reply('pong', 'data' => command['data']) }
     end
 
-    def close(command)
+    def stack_close(command)
+      return reply('closed', 'code' => 1006, 'reason' => '') unless @conn.driver
       @conn.driver.close(command['reason'], command['code'])
     end
   end
@@ -188,7 +196,7 @@ module PeerClient
       @ws.ping(Base64.decode64(command['data'])) { reply('pong', 'data' => command['data']) }
     end
 
-    def close(command)
+    def stack_close(command)
       @ws.close(command['code'], command['reason'])
     end
   end
