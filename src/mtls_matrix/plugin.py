@@ -126,6 +126,8 @@ def _plays(server, client, scenario) -> bool:
     hostile_role = scenarios.HOSTILE_GROUPS.get(scenario.group)
     if server.groups is not None and scenario.group not in server.groups:
         return False
+    if scenario.group not in client.peer.variant_groups.get(client.variant, (scenario.group,)):
+        return False
     return server.harness == (hostile_role == "server") and client.peer.harness == (hostile_role == "client")
 
 

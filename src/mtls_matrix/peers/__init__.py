@@ -26,6 +26,8 @@ BUILTIN = (
     "mtls_matrix.peers.websocket_client",
     "mtls_matrix.peers.hostile",
     "mtls_matrix.peers.node_ws",
+    "mtls_matrix.peers.gorilla",
+    "mtls_matrix.peers.ruby",
     "mtls_matrix.peers.openssl_sclient",
 )
 ENTRY_POINT_GROUP = "mtls_matrix.peers"
@@ -92,6 +94,11 @@ class Closed(Exception):
         self.code, self.reason = code, reason
 
 
+class Unsupported(Exception):
+    """The peer cannot express a setting the cell asks for (puma has no TLS version cap): the
+    cell is UNSUPPORTED with this message as its reason, not a failure of the library."""
+
+
 class Connection(ABC):
     """An open client connection. Sync libraries implement these as plain blocking calls: each
     cell's client runs on its own thread and event loop, so blocking there blocks nobody else."""
@@ -155,6 +162,9 @@ class ServerPeer(Peer):
 class ClientPeer(Peer):
     role = "client"
     variants: tuple[str, ...] = ("ssl=context",)
+    # variant -> the only scenario groups it plays: a variant that disables verification on
+    # purpose plays only where that is what the scenario tests (server-rejected: INSECURE)
+    variant_groups: dict[str, tuple[str, ...]] = {}
     unsupported: dict[str, str] = {}  # I/O op -> why this library cannot express it
     # A TLS-only client (openssl s_client): why it speaks nothing after the upgrade. Its cells of
     # HANDSHAKE_GROUPS run without their I/O steps (judged on the handshake, the verification and
