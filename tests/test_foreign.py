@@ -125,4 +125,4 @@ def test_a_missing_toolchain_makes_skipped_cells(run_matrix):
 def test_setup_foreign_rejects_an_unknown_stack():
     proc = mtls_matrix("setup-foreign", "--only", "node,cobol")
     assert proc.returncode == 2
-    assert "unknown stack cobol; valid: node, openssl" in proc.stderr
+    assert "unknown stack cobol; valid: node, go, ruby, openssl" in proc.stderr
