@@ -64,6 +64,7 @@ class ReferenceFinding:
     untestable: str | None = None  # why not
     contrast: Cells | None = None
     comment: str = ""  # what the cells add to the claim (the real cause, a better variant)
+    links: tuple[str, ...] = ()  # the upstream record, each one read
 
 
 def _glob(pattern: str) -> re.Pattern[str]:
@@ -101,7 +102,8 @@ FINDINGS: tuple[ReferenceFinding, ...] = (
         contrast=Cells(client="faye-websocket[faye-root-cert-file]", scenarios=("mtls-ok",), verdicts=("PASS",),
                        shows="connects"),
         comment="The cause is the option, not the certificate: faye 0.11 reads `root_cert_file`; `ca_file` (what "
-                "the reference passed) is ignored and the system store is used."),
+                "the reference passed) is ignored and the system store is used.",
+        links=("https://github.com/faye/faye-websocket-ruby/pull/129",)),
     ReferenceFinding(
         "2.3", "puma + faye-websocket server: `TypeError: no implicit conversion of Puma::MiniSSL::Socket into "
         "Integer` at `EM.attach`", "faye cannot attach puma's TLS socket to EventMachine after the hijack",
@@ -109,7 +111,8 @@ FINDINGS: tuple[ReferenceFinding, ...] = (
                        text=r"no implicit conversion of Puma::MiniSSL::Socket into Integer",
                        shows="the server reports that TypeError and the connection goes nowhere",
                        exclude=SELF_FAILING),
-        contrast=Cells(server="puma-driver", scenarios=("mtls-ok",), verdicts=("PASS",), shows="works")),
+        contrast=Cells(server="puma-driver", scenarios=("mtls-ok",), verdicts=("PASS",), shows="works"),
+        links=("https://github.com/puma/puma/issues/1515", "https://github.com/puma/puma/issues/865")),
     ReferenceFinding("2.4", "`Faye::WebSocket.load_adapter('puma')` does not help",
                      "the puma adapter does not fix the TypeError",
                      untestable="no cell can: faye-websocket 0.11 ships no puma adapter (only goliath, rainbows, "
@@ -129,7 +132,8 @@ FINDINGS: tuple[ReferenceFinding, ...] = (
                        verdicts=("PASS",), shows="connects"),
         comment="Not an OpenSSL or CA problem: EventMachine has no CA option (`ca_file` is ignored) and with "
                 "`verify_peer: true` accepts a certificate only if the application's `ssl_verify_peer` returns "
-                "true; without one, every server is refused."),
+                "true; without one, every server is refused.",
+        links=("https://github.com/faye/faye-websocket-ruby/pull/129",)),
     ReferenceFinding(
         "3.3", "the puma/faye server fails the same way whatever the client",
         "the server-side TypeError does not depend on the client library",
@@ -227,5 +231,7 @@ def render(cells: Sequence[Cell]) -> list[str]:
                                f"{contrast[0].verdict.value}).")
         if finding.comment:
             details.append(f"- {finding.comment}")
+        if finding.links:
+            details.append("- Upstream: " + ", ".join(finding.links))
         details.append("")
     return lines + [""] + details
