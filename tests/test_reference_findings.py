@@ -8,7 +8,8 @@ from mtls_matrix.results import ErrorInfo, Rejection, Verdict
 from tests.test_bugs_report import cell, results
 
 TYPE_ERROR = "TypeError: no implicit conversion of Puma::MiniSSL::Socket into Integer"
-STALLED = dict(verdict=Verdict.HANG, phase="io", reason=f"no outcome within 5s (reached io) (the server said: {TYPE_ERROR})",
+STALLED = dict(verdict=Verdict.HANG, phase="io",
+               reason=f"no outcome within 5s (reached io) (the server said: {TYPE_ERROR})",
                error=ErrorInfo(canonical="TIMEOUT", message="no outcome within 5s"))
 EPROTO = dict(verdict=Verdict.FAIL, phase="tls-handshake", reason="should connect but failed with HANDSHAKE_FAILURE",
               error=ErrorInfo(canonical="HANDSHAKE_FAILURE", message="unbind: Errno::EPROTO: Protocol error"))

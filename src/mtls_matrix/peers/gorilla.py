@@ -45,13 +45,15 @@ ERRORS = (
 
 
 class Server(ForeignServer):
-    name, library, toolchain, command, errors, version_package = "gorilla", "gorilla/websocket", GO, COMMAND, ERRORS, PACKAGE
+    name, library, toolchain, command, errors = "gorilla", "gorilla/websocket", GO, COMMAND, ERRORS
+    version_package = PACKAGE
     # net/http's documented zero values: no read, header or idle deadline at all
     timeouts = {"net/http ReadTimeout": None, "net/http ReadHeaderTimeout": None}
 
 
 class Client(ForeignClient):
-    name, library, toolchain, command, errors, version_package = "gorilla", "gorilla/websocket", GO, COMMAND, ERRORS, PACKAGE
+    name, library, toolchain, command, errors = "gorilla", "gorilla/websocket", GO, COMMAND, ERRORS
+    version_package = PACKAGE
     variants = ("dialer-tlsconfig", "netdialtlscontext", "getclientcertificate")
     timeouts = {"Dialer.HandshakeTimeout": None}  # only websocket.DefaultDialer has 45 s; a Dialer literal has none
 

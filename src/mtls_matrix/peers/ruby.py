@@ -23,7 +23,8 @@ COMMAND = ("ruby", "{foreign}/ruby/mtls-peer.rb")
 # Puma: "OpenSSL certificate verification error: <text> - <X509 code>"; the EM callback variant:
 # "certificate verify failed: <text> (<code>)". The code says it all, as for Python's peers.
 ERRORS = (
-    *(ErrorRule(rf"verification error: .* - {code}$", canonical, own_check=True) for code, canonical in VERIFY_CODES.items()),
+    *(ErrorRule(rf"verification error: .* - {code}$", canonical, own_check=True)
+      for code, canonical in VERIFY_CODES.items()),
     *(ErrorRule(rf"certificate verify failed: .*\({code}\)", canonical, own_check=True)
       for code, canonical in VERIFY_CODES.items()),
     ErrorRule(r"peer did not return a certificate", "CERT_REQUIRED", own_check=True),
@@ -61,8 +62,10 @@ class EmDriver(ForeignClient):
         "em-websocket-driver", "websocket-driver", RUBY, COMMAND, ERRORS, "ruby-websocket-driver")
     # em-driver-noverify: start_tls(verify_peer: false), insecure by design (reference finding 3.2):
     # it plays only the scenarios where accepting any server is what the cell exposes
+    # em-driver-no-callback (the reference's settings, finding 3.1) refuses every server by itself:
+    # the works group shows it, any other cell would only repeat it
     variants = ("em-driver-verify-callback", "em-driver-no-callback", "em-driver-noverify")
-    variant_groups = {"em-driver-noverify": ("server-rejected",)}
+    variant_groups = {"em-driver-noverify": ("server-rejected",), "em-driver-no-callback": ("works",)}
     timeouts = CLIENT_TIMEOUTS
 
 
@@ -70,6 +73,7 @@ class Faye(ForeignClient):
     name, library, toolchain, command, errors, version_package = (
         "faye-websocket", "faye-websocket", RUBY, COMMAND, ERRORS, "ruby-faye-websocket")
     variants = ("faye-root-cert-file", "faye-ca-file")
+    variant_groups = {"faye-ca-file": ("works",)}  # the reference's `ca_file` (finding 2.1) refuses every server
     timeouts = CLIENT_TIMEOUTS
 
 

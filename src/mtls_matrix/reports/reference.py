@@ -96,7 +96,7 @@ FINDINGS: tuple[ReferenceFinding, ...] = (
     ReferenceFinding(
         "2.1", "faye-websocket client: `Unable to verify the server certificate for 'localhost'`",
         "blamed on a server certificate without SANs",
-        evidence=Cells(client="faye-websocket[faye-ca-file]", scenarios=SUCCEEDS, verdicts=("FAIL",),
+        evidence=Cells(client="faye-websocket[faye-ca-file]", scenarios=("works",), verdicts=("FAIL",),
                        text=r"Unable to verify the server certificate",
                        shows="fails with that message although the server certificate has DNS and IP SANs"),
         contrast=Cells(client="faye-websocket[faye-root-cert-file]", scenarios=("mtls-ok",), verdicts=("PASS",),
@@ -126,7 +126,7 @@ FINDINGS: tuple[ReferenceFinding, ...] = (
     ReferenceFinding(
         "3.1", "EventMachine `start_tls(verify_peer: true, ca_file:)`: `certificate verify failed`",
         "an EventMachine bug, since `openssl s_client` verifies the same server",
-        evidence=Cells(client="em-websocket-driver[em-driver-no-callback]", scenarios=SUCCEEDS, verdicts=("FAIL",),
+        evidence=Cells(client="em-websocket-driver[em-driver-no-callback]", scenarios=("works",), verdicts=("FAIL",),
                        phase="tls-handshake", shows="every connection fails in the TLS handshake"),
         contrast=Cells(client="em-websocket-driver[em-driver-verify-callback]", scenarios=("mtls-ok",),
                        verdicts=("PASS",), shows="connects"),
