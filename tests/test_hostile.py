@@ -20,8 +20,10 @@ def test_hostile_peers_play_only_hostile_scenarios_and_only_against_real_peers()
         role = HOSTILE_GROUPS.get(cell.scenario.group)
         assert cell.server.harness == (role == "server"), cell.id
         assert cell.client.peer.harness == (role == "client"), cell.id
-    # the hostile server speaks the ws-family protocol: it faces every real client of that family
-    real_clients = {c.client.name for c in cells if not c.client.peer.harness and c.client.peer.family == "ws"}
+    # the hostile server speaks the ws-family protocol: it faces every real client of that family,
+    # but a variant restricted to other scenarios (one insecure by design)
+    real_clients = {c.client.name for c in cells if not c.client.peer.harness and c.client.peer.family == "ws"
+                    and "hostile-server" in c.client.peer.variant_scenarios.get(c.client.variant, ("hostile-server",))}
     assert {c.client.name for c in hostile if c.scenario.group == "hostile-server"} == real_clients
 
 

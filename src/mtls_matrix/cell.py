@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from mtls_matrix import isolate, leaks, observe
 from mtls_matrix.peers import (
     CLOSE_COMMAND, FINAL_CLOSE, HANDSHAKE_GROUPS, ClientTLS, ClientVariant, Closed, Connection, ServerFiles, ServerPeer,
+    Unsupported,
 )
 from mtls_matrix.pki import PKI
 from mtls_matrix.results import Cell, ErrorInfo, Leaks, ServerSaw, Step, TLSSide, Verdict
@@ -111,6 +112,8 @@ class ServerPool:
             except Exception as exc:  # remembered: one broken server start costs its cells, not the run
                 self.hosts[key] = exc
         host = self.hosts[key]
+        if isinstance(host, Unsupported):
+            raise host
         if isinstance(host, Exception):
             raise RuntimeError(f"server {server.name} did not start: {type(host).__name__}: {host}")
         return host
@@ -304,6 +307,8 @@ def run_cell(spec: CellSpec, servers: ServerPool, pki: PKI, deadline: float, ver
             if scenario.group in LEAK_GROUPS:
                 client.exc = None  # the harness lets go of the error: what stays open, the library holds
                 leaked = _leaks(host, client, *before, warned + client.warnings)
+    except Unsupported as exc:  # the server cannot express the scenario's settings
+        obs.unsupported = str(exc)
     except Exception as exc:
         obs.harness_error = f"{type(exc).__name__}: {exc}"
     finally:

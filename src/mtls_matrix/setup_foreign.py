@@ -1,7 +1,7 @@
 """`mtls-matrix setup-foreign`: install the foreign peers' toolchains, idempotently.
 
 Each foreign peer module declares its `Toolchain` (peers/foreign.py): the executables it needs,
-the Debian packages that provide them, and the steps that build it in foreign/<stack>/ (`npm ci`).
+the Debian packages that provide them (and the library files they install), and the steps that build it in foreign/<stack>/ (`npm ci`).
 This command only runs those declarations: apt-get when an executable is missing, the steps when
 what they build is missing or older than their inputs (package-lock.json). Run it again and it
 does nothing. Exit codes: 0 every selected stack is ready, 1 a step failed, 2 an unknown stack.
@@ -41,6 +41,11 @@ def _stale(chain: Toolchain) -> bool:
     return oldest is not None and any(path.stat().st_mtime > oldest for path in inputs)
 
 
+def _needs_packages(chain: Toolchain) -> bool:
+    return (any(shutil.which(e) is None for e in chain.executables)
+            or any(not Path(f).exists() for f in chain.files))
+
+
 def _run(argv: list[str], cwd=None) -> None:
     print("+ " + " ".join(argv) + (f"  (in {cwd})" if cwd else ""), flush=True)
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
@@ -65,7 +70,7 @@ def _no_service_starts():
 
 
 def setup(chains: list[Toolchain]) -> int:
-    apt = [pkg for chain in chains if any(shutil.which(e) is None for e in chain.executables) for pkg in chain.apt]
+    apt = [pkg for chain in chains if _needs_packages(chain) for pkg in chain.apt]
     try:
         if apt:
             if shutil.which("apt-get") is None:

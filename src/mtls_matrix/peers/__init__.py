@@ -30,6 +30,8 @@ BUILTIN = (
     "mtls_matrix.peers.haproxy",
     "mtls_matrix.peers.socketio",
     "mtls_matrix.peers.node_ws",
+    "mtls_matrix.peers.gorilla",
+    "mtls_matrix.peers.ruby",
     "mtls_matrix.peers.openssl_sclient",
     "mtls_matrix.peers.chromium",
 )
@@ -110,6 +112,11 @@ class Closed(Exception):
     def __init__(self, code: int | None, reason: str | None):
         super().__init__(f"closed with code {code} reason {reason!r}")
         self.code, self.reason = code, reason
+
+
+class Unsupported(Exception):
+    """The peer cannot express a setting the cell asks for (puma has no TLS version cap): the
+    cell is UNSUPPORTED with this message as its reason, not a failure of the library."""
 
 
 class Connection(ABC):

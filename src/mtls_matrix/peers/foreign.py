@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from mtls_matrix import observe
-from mtls_matrix.peers import TUNED_MAX_MESSAGE, ClientPeer, ClientTLS, Closed, Connection, ServerPeer
+from mtls_matrix.peers import TUNED_MAX_MESSAGE, ClientPeer, ClientTLS, Closed, Connection, ServerPeer, Unsupported
 from mtls_matrix.verdict import canonical_from_text
 
 def _foreign_dir() -> Path:
@@ -68,6 +68,8 @@ class Toolchain:
     steps: tuple[tuple[str, ...], ...] = ()  # commands run in foreign/<name>/ after apt (npm ci, go build)
     built: tuple[str, ...] = ()  # files under foreign/<name>/ the steps produce
     inputs: tuple[str, ...] = ()  # files under foreign/<name>/ whose change makes the steps run again
+    # absolute paths the apt packages provide besides executables (libraries: Go sources, Ruby gems)
+    files: tuple[str, ...] = ()
 
     @property
     def dir(self) -> Path:
@@ -77,6 +79,9 @@ class Toolchain:
         for executable in self.executables:
             if shutil.which(executable) is None:
                 return f"{executable} not found; {SETUP_HINT}"
+        for path in self.files:
+            if not Path(path).exists():
+                return f"{path} not found; {SETUP_HINT}"
         for path in self.built:
             if not (self.dir / path).exists():
                 return f"foreign/{self.name}/{path} not found; {SETUP_HINT}"
@@ -121,6 +126,20 @@ def _tls_cap(context: ssl.SSLContext) -> str:
     return "any"
 
 
+_package_versions: dict[str, str] = {}
+
+
+def _package_version(package: str) -> str:
+    if package not in _package_versions:
+        try:
+            found = subprocess.run(["dpkg-query", "-W", "-f=${Version}", package], capture_output=True,
+                                   text=True, timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            found = ""
+        _package_versions[package] = found or "unknown"
+    return _package_versions[package]
+
+
 def _tail(lines: collections.deque) -> str:
     return " | ".join(lines)[-1500:] or "(no stderr)"
 
@@ -130,6 +149,7 @@ class _ForeignPeer:
     command: tuple[str, ...]  # argv; "{foreign}" is the foreign/ directory of this checkout
     errors: tuple[ErrorRule, ...] = ()
     version_file: str | None = None  # a package.json-like file under foreign/<stack>/ whose "version" is the library's
+    version_package: str | None = None  # else the Debian package whose installed version is the library's
     timeouts: dict[str, float | None] = {}  # the stack's default timeouts, from its documentation (None: none)
 
     def missing(self) -> str | None:
@@ -145,12 +165,18 @@ class _ForeignPeer:
                 return json.loads((self.toolchain.dir / self.version_file).read_text())["version"]
             except (OSError, ValueError, KeyError):
                 pass
+        if self.version_package:
+            return _package_version(self.version_package)
         return "unknown"
 
 
 class ForeignServer(_ForeignPeer, ServerPeer):
     """One server process per listener. TLS events without a token are attributed by the
-    connection's remote port to the cell that was current when the process reported `accept`."""
+    connection's remote port to the cell that was current when the process reported `accept`.
+    A program that cannot express the settings exits with an `error` event marked `unsupported`
+    before `listening`: the cells of that listener are UNSUPPORTED with its message."""
+
+    fixed_config: dict[str, Any] = {}  # added to every config line: a server variant of the program
 
     out_of_process = piped = True
 
@@ -159,7 +185,7 @@ class ForeignServer(_ForeignPeer, ServerPeer):
         config = {"role": "server", "family": self.family, "port": 0, "chain": str(files.chain),
                   "key": str(files.key), "ca": str(files.ca), "crl": str(files.crl) if files.crl else None,
                   "tls": _tls_cap(context), "profile": profile,
-                  "max_message": TUNED_MAX_MESSAGE if profile == "tuned" else None}
+                  "max_message": TUNED_MAX_MESSAGE if profile == "tuned" else None, **self.fixed_config}
         self._stopping, self._exited = False, False
         self._by_port: dict[int, observe.CellRecorder | None] = {}
         self._stderr: collections.deque = collections.deque(maxlen=STDERR_LINES)
@@ -233,6 +259,9 @@ class ForeignServer(_ForeignPeer, ServerPeer):
         if kind == "listening":
             if not self._listening.done():
                 self._listening.set_result(int(event["port"]))
+            return
+        if kind == "error" and event.get("unsupported") and not self._listening.done():
+            self._listening.set_exception(Unsupported(f"{self.name}: {event.get('message')}"))
             return
         if kind in ("handshake-error", "error"):
             event.update(map_error(self.errors, event))
@@ -372,9 +401,14 @@ class ForeignClient(_ForeignPeer, ClientPeer):
                                   "io-binary*", "io-1mib*", "io-1000-ordered*", "io-ping*", "io-close*",
                                   "io-server-close*")
 
+    # variant -> where it plays instead: a variant that disables verification on purpose plays only
+    # where that is what the cell exposes (server-rejected: INSECURE); one that refuses every server
+    # by design, only where that shows (works)
+    only: dict[str, tuple[str, ...]] = {}
+
     @property
     def variant_scenarios(self) -> dict[str, tuple[str, ...]]:
-        return {variant: self.scenarios for variant in self.variants}
+        return {variant: self.only.get(variant, self.scenarios) for variant in self.variants}
 
     async def connect(self, variant: str, url: str, tls: ClientTLS, profile: str,
                       timeout: float | None) -> Connection:
@@ -431,10 +465,14 @@ class _ForeignConnection(Connection):
             self.handshake_done = True
             self.recorder.add("client", "handshake-ok", version=message.get("version"),
                               cipher=message.get("cipher"), peer_cn=message.get("peer_cn"))
-        elif self.recorder is not None and kind == "error" and message.get("phase") == "tls":
-            data = {k: message.get(k) for k in ("type", "code", "verify_error", "message")}
-            self.recorder.add("client", "read-error" if self.handshake_done else "handshake-error",
-                              **data, **map_error(self.peer.errors, message))
+        elif self.recorder is not None and kind == "error":
+            mapped = map_error(self.peer.errors, message)
+            # the client's own check of the server certificate is TLS's business even when the
+            # stack cannot say where it happened (faye's verifier reports no phase)
+            if message.get("phase") == "tls" or (mapped["own_check"] and not message.get("phase")):
+                data = {k: message.get(k) for k in ("type", "code", "verify_error", "message")}
+                self.recorder.add("client", "read-error" if self.handshake_done else "handshake-error",
+                                  **data, **mapped)
         try:
             self.loop.call_soon_threadsafe(self.inbox.put_nowait, message)
         except RuntimeError:

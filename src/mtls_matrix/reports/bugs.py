@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
 from mtls_matrix import scenarios
-from mtls_matrix.reports import flaky, hostile, leaks, perf
+from mtls_matrix.reports import flaky, hostile, leaks, perf, reference
 from mtls_matrix.results import NOT_OBSERVED, SEVERITY, Cell, Results, Verdict
 
 SYMBOL = {
@@ -1055,6 +1055,7 @@ def render(results: Results, notes: Sequence[Any] | None = None, heatmap: str | 
         *render_clarity(matrix, clarity),
         *hostile.render(matrix.cells, results.run.deadline_s),
         *leaks.render(matrix.cells),
+        *reference.render(matrix.cells),
         *perf.render_markdown(results),
     ]
     return "\n".join(lines).rstrip() + "\n"

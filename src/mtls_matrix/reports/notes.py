@@ -58,6 +58,35 @@ NOTES = [
          "https://github.com/urllib3/urllib3/pull/2113"),
     ),
     Note(
+        "*-*websocket-driver?em-driver-verify-callback?-server-cn-only*",
+        "Ruby: `OpenSSL::SSL.verify_certificate_identity` (Ruby's openssl, which the EventMachine callback "
+        "variant and faye-websocket's verifier call for the hostname) matches the subject CN when the "
+        "certificate has no subjectAltName, as CPython does by default; unlike CPython it has no switch to "
+        "turn the fallback off (Debian's ruby 3.1, openssl gem 3.0).",
+        ("https://github.com/faye/faye-websocket-ruby/pull/129",),
+    ),
+    Note(
+        "*-faye-websocket?faye-root-cert-file?-server-*",
+        "faye-websocket 0.11 verifies the server itself (EventMachine verifies nothing: `ssl_verify_peer` is "
+        "the application's), with an `OpenSSL::X509::Store` that sets no purpose, so a server certificate "
+        "with EKU clientAuth only is accepted, and with `verify_certificate_identity`, which falls back to the "
+        "CN. Its hostname check runs in `ssl_handshake_completed`, after the WebSocket upgrade request was "
+        "queued: against a fast server (asyncio) the request reaches the handler of a server whose name does "
+        "not match before the client closes (server-wrong-host INSECURE with websockets, aiohttp, tornado; "
+        "rejected in time by gorilla and puma). Every verification failure reads 'Unable to verify the server "
+        "certificate', whatever the reason.",
+        ("https://github.com/faye/faye-websocket-ruby/pull/129",),
+    ),
+    Note(
+        "puma-faye-*",
+        "faye-websocket's Rack adapter hands the hijacked socket to `EM.attach`, which needs a file "
+        "descriptor; puma's TLS socket (`Puma::MiniSSL::Socket`) is a Ruby object over OpenSSL, hence "
+        "`TypeError: no implicit conversion of Puma::MiniSSL::Socket into Integer`, and the connection stalls "
+        "after the 101. Known for years, closed without a fix on either side. Workaround (server:puma-driver): "
+        "drive the hijacked socket with websocket-driver directly.",
+        ("https://github.com/puma/puma/issues/1515", "https://github.com/puma/puma/issues/865"),
+    ),
+    Note(
         _ws_family("*-io-1mib*"),
         "websockets checks `max_size` (default 1 MiB) against the frame as received. With permessage-deflate "
         "on (the default of websockets, accepted by the aiohttp server), 1 MiB of incompressible data becomes a "

@@ -1,0 +1,80 @@
+"""Ruby stacks from Debian's packages (foreign/ruby/mtls-peer.rb) through the foreign-peer
+contract (peers/foreign.py, docs/FOREIGN.md): puma serving faye-websocket or websocket-driver,
+and the EventMachine websocket-driver and faye-websocket clients.
+
+Puma's MiniSSL and EventMachine both sit on OpenSSL; what the application sees differs: puma
+reports a failed handshake with OpenSSL's text and the X509 verify code at the end, EM gives an
+`unbind` with an Errno class only (the callback variant writes its own text with the code), and
+faye says "Unable to verify the server certificate" whatever the reason. Puma cannot cap TLS
+versions: the program says so (exit 3) and those cells are UNSUPPORTED.
+"""
+
+from __future__ import annotations
+
+from mtls_matrix.peers.foreign import ErrorRule, ForeignClient, ForeignServer, Toolchain
+from mtls_matrix.verdict import VERIFY_CODES
+
+RUBY = Toolchain("ruby", executables=("ruby", "puma"),
+                 apt=("ruby", "puma", "ruby-faye-websocket", "ruby-websocket-driver", "ruby-eventmachine", "ruby-rack"),
+                 files=("/usr/lib/ruby/vendor_ruby/faye/websocket.rb",
+                        "/usr/lib/ruby/vendor_ruby/websocket/driver.rb", "/usr/lib/ruby/vendor_ruby/eventmachine.rb"))
+COMMAND = ("ruby", "{foreign}/ruby/mtls-peer.rb")
+
+# Puma: "OpenSSL certificate verification error: <text> - <X509 code>"; the EM callback variant:
+# "certificate verify failed: <text> (<code>)". The code says it all, as for Python's peers.
+ERRORS = (
+    *(ErrorRule(rf"verification error: .* - {code}$", canonical, own_check=True)
+      for code, canonical in VERIFY_CODES.items()),
+    *(ErrorRule(rf"certificate verify failed: .*\({code}\)", canonical, own_check=True)
+      for code, canonical in VERIFY_CODES.items()),
+    ErrorRule(r"peer did not return a certificate", "CERT_REQUIRED", own_check=True),
+    ErrorRule(r"hostname mismatch|does not match the server certificate", "HOSTNAME_MISMATCH", own_check=True),
+    ErrorRule(r"Unable to verify the server certificate", "CERT_VERIFY_FAILED", own_check=True),
+    ErrorRule(r"ECONNRESET", "CONNECTION_RESET"),
+    ErrorRule(r"unbind: Errno::EPROTO", "HANDSHAKE_FAILURE"),  # EM's only word for a failed TLS handshake
+    ErrorRule(r"ECONNREFUSED", "CONNECTION_REFUSED"),
+    ErrorRule(r"ETIMEDOUT", "TIMEOUT"),
+    ErrorRule(r"unbind: connection closed", "EOF"),
+)
+SERVER_TIMEOUTS = {"puma first_data_timeout": 30.0, "faye/websocket-driver handshake": None}
+CLIENT_TIMEOUTS = {"EM pending_connect_timeout (TCP only)": 20.0, "TLS handshake": None, "upgrade": None}
+
+
+class _PumaServer(ForeignServer):
+    library, toolchain, command, errors, version_package = "puma", RUBY, COMMAND, ERRORS, "puma"
+    timeouts = SERVER_TIMEOUTS
+
+
+class PumaFaye(_PumaServer):
+    name, fixed_config = "puma-faye", {"variant": "puma-faye"}  # Faye::WebSocket.new(env) as faye documents for Rack
+    # Every connection that reaches faye stalls after the 101 (EM.attach cannot take puma's TLS
+    # socket: reference finding 2.3), so each cell of the other groups would only repeat that HANG
+    # at the cost of a full deadline; puma's own TLS is the same in puma-driver, which plays them all.
+    groups = ("works", "client-rejected")
+
+
+class PumaDriver(_PumaServer):
+    name, fixed_config = "puma-driver", {"variant": "puma-driver"}  # rack.hijack + WebSocket::Driver.rack
+
+
+class EmDriver(ForeignClient):
+    name, library, toolchain, command, errors, version_package = (
+        "em-websocket-driver", "websocket-driver", RUBY, COMMAND, ERRORS, "ruby-websocket-driver")
+    # em-driver-noverify: start_tls(verify_peer: false), insecure by design (reference finding 3.2):
+    # it plays only the scenarios where accepting any server is what the cell exposes
+    # em-driver-no-callback (the reference's settings, finding 3.1) refuses every server by itself:
+    # the works group shows it, any other cell would only repeat it
+    variants = ("em-driver-verify-callback", "em-driver-no-callback", "em-driver-noverify")
+    only = {"em-driver-noverify": ("server-rejected",), "em-driver-no-callback": ("works",)}
+    timeouts = CLIENT_TIMEOUTS
+
+
+class Faye(ForeignClient):
+    name, library, toolchain, command, errors, version_package = (
+        "faye-websocket", "faye-websocket", RUBY, COMMAND, ERRORS, "ruby-faye-websocket")
+    variants = ("faye-root-cert-file", "faye-ca-file")
+    only = {"faye-ca-file": ("works",)}  # the reference's `ca_file` (finding 2.1) refuses every server
+    timeouts = CLIENT_TIMEOUTS
+
+
+PEERS = [PumaFaye(), PumaDriver(), EmDriver(), Faye()]

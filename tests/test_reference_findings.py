@@ -1,0 +1,80 @@
+"""BUGS.md's reference findings section (reports/reference.py), on hand-built results: each
+finding's status is computed from the cells that test it, never assumed."""
+
+from __future__ import annotations
+
+from mtls_matrix.reports import bugs, reference
+from mtls_matrix.results import ErrorInfo, Rejection, Verdict
+from tests.test_bugs_report import cell, results
+
+TYPE_ERROR = "TypeError: no implicit conversion of Puma::MiniSSL::Socket into Integer"
+STALLED = dict(verdict=Verdict.HANG, phase="io",
+               reason=f"no outcome within 5s (reached io) (the server said: {TYPE_ERROR})",
+               error=ErrorInfo(canonical="TIMEOUT", message="no outcome within 5s"))
+EPROTO = dict(verdict=Verdict.FAIL, phase="tls-handshake", reason="should connect but failed with HANDSHAKE_FAILURE",
+              error=ErrorInfo(canonical="HANDSHAKE_FAILURE", message="unbind: Errno::EPROTO: Protocol error"))
+ACCEPTED = dict(verdict=Verdict.INSECURE, phase="io",
+                reason="accepted (the handler ran) although the client must reject with UNKNOWN_CA")
+SERVER_REJECTED = dict(verdict=Verdict.PASS, phase="upgrade", reason="the server rejected with CERT_REQUIRED",
+                       rejection=Rejection(by="server", canonical="CERT_REQUIRED", phase="verification",
+                                           message="peer did not return a certificate - 199"))
+
+
+def statuses(*cells) -> dict[str, tuple[str, int, int]]:
+    found = {}
+    for finding in reference.FINDINGS:
+        state, tested, shown = reference.status(finding, cells)
+        found[finding.id] = (state, len(tested), len(shown))
+    return found
+
+
+def test_statuses_follow_the_cells():
+    cells = [
+        cell("server:puma-faye", "client:websockets[ssl=context]", "mtls-ok", **STALLED),
+        cell("server:puma-faye", "client:em-websocket-driver[em-driver-verify-callback]", "io-text", **STALLED),
+        cell("server:puma-faye", "client:em-websocket-driver[em-driver-no-callback]", "mtls-ok", **EPROTO),
+        cell("server:websockets", "client:em-websocket-driver[em-driver-no-callback]", "mtls-ok", **EPROTO),
+        cell("server:websockets", "client:em-websocket-driver[em-driver-verify-callback]", "mtls-ok"),
+        cell("server:websockets", "client:em-websocket-driver[em-driver-noverify]", "server-untrusted-ca", **ACCEPTED),
+        cell("server:puma-driver", "client:em-websocket-driver[em-driver-verify-callback]", "mtls-ok"),
+        cell("server:puma-driver", "client:websockets[ssl=context]", "client-no-cert", **SERVER_REJECTED),
+        cell("server:puma-faye", "client:websockets[ssl=context]", "client-expired",
+             verdict=Verdict.FAIL, phase="io", reason="accepted"),
+    ]
+    found = statuses(*cells)
+    assert found["2.3"] == ("reproduced", 2, 2)  # the em-driver-no-callback cell never reached the server
+    assert found["3.1"] == ("reproduced", 2, 2)
+    assert found["3.4"] == ("not reproduced", 1, 0)  # the upgrade reached the handler
+    assert found["4.2"] == ("not reproduced", 1, 0)
+    assert found["§3 puma"] == ("partly reproduced", 2, 1)
+    assert found["2.1"] == ("not run", 0, 0)
+    assert found["1.1"][0] == found["1.4"][0] == "not testable here"
+
+
+def test_skipped_and_unsupported_cells_are_no_evidence():
+    skipped = dict(verdict=Verdict.SKIPPED, phase="tcp", reason="ruby not found; run `mtls-matrix setup-foreign`")
+    found = statuses(cell("server:puma-faye", "client:websockets[ssl=context]", "mtls-ok", **skipped))
+    assert found["2.3"] == ("not run", 0, 0)
+
+
+def test_bugs_md_states_each_finding_with_its_cells():
+    res = results(
+        cell("server:puma-faye", "client:websockets[ssl=context]", "mtls-ok", **STALLED),
+        cell("server:puma-driver", "client:websockets[ssl=context]", "mtls-ok"),
+        cell("server:puma-driver", "client:em-websocket-driver[em-driver-verify-callback]", "mtls-ok"),
+    )
+    text = bugs.render(res)
+    section = text[text.index("## Reference findings"):]
+    for finding in reference.FINDINGS:
+        assert f"| {finding.id} |" in section and f"### {finding.id}: " in section
+    assert "| 2.3 | puma + faye-websocket server" in section and "**reproduced** | 1 of 1 |" in section
+    assert "`puma-faye-websockets[ssl=context]-mtls-ok HANG (shows it)`" in section
+    assert "### 4.2: not reproduced" in section
+    assert "`puma-driver-em-websocket-driver[em-driver-verify-callback]-mtls-ok PASS`" in section
+    assert "async-websocket and protocol-websocket are not packaged" in section  # why 1.1-1.4 cannot be tested
+    assert "Contrast: `puma-driver` x `*` x mtls-ok works in 2 of 2 cells" in section
+
+
+def test_no_section_without_the_ruby_peers():
+    text = bugs.render(results(cell("server:alpha", "client:one[a=1]", "mtls-ok")))
+    assert "Reference findings" not in text
