@@ -22,7 +22,6 @@ from mtls_matrix import leaks, observe
 from mtls_matrix.cell import (
     CellSpec, ServerHost, _result, client_tls, drive_client, server_context, unsupported_reason,
 )
-from mtls_matrix.peers import Peer
 from mtls_matrix.pki import PKI
 from mtls_matrix.results import Cell, Hostile
 from mtls_matrix.scenarios import HOSTILE_GROUPS
@@ -40,11 +39,7 @@ def batch_of(spec: CellSpec) -> str:
     """The batch a hostile cell runs in: the foreign peers' cells apart from the Python peers', so
     each batch stays as large as one worker carries on 2 cores (one batch of all of them pushed the
     Python clients' fault cells past the deadline) and pytest-xdist may give them different workers."""
-    return "mtls-hostile-foreign" if _foreign(spec.server) or _foreign(spec.client.peer) else "mtls-hostile"
-
-
-def _foreign(peer: Peer) -> bool:
-    return type(peer).missing is not Peer.missing  # it declares a toolchain: a subprocess peer
+    return "mtls-hostile-foreign" if spec.server.foreign or spec.client.peer.foreign else "mtls-hostile"
 
 
 def run_hostile_cell(spec: CellSpec, pki: PKI, deadline: float, versions: dict[str, str]) -> Cell:

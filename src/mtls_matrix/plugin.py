@@ -139,8 +139,10 @@ def _named(scenario, patterns: tuple[str, ...]) -> bool:
 def _plays(server, client, scenario) -> bool:
     """A hostile scenario pairs the harness's hostile peer, in the role it names, with every real
     peer of the other role; every other scenario pairs real peers (within the server's groups and
-    scenarios, the client variant's scenarios and the client's servers)."""
+    scenarios, the client variant's scenarios and the client's servers), foreign with Python."""
     hostile_role = scenarios.HOSTILE_GROUPS.get(scenario.group)
+    if server.foreign and client.peer.foreign:
+        return False
     if server.groups is not None and scenario.group not in server.groups:
         return False
     for patterns in (server.scenarios, client.peer.variant_scenarios.get(client.variant)):

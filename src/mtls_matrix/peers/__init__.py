@@ -143,6 +143,9 @@ class Peer(ABC):
     family: str = "ws"
     library: str  # distribution name, for its version
     harness = False  # the harness's own hostile peers (peers/hostile.py): they only play hostile scenarios
+    # not a Python library (peers/foreign.py, openssl s_client, Chromium): it pairs with the Python
+    # peers (and the proxies in front of them), not with another foreign peer
+    foreign = False
 
     @property
     def version(self) -> str:

@@ -540,6 +540,7 @@ TOOLCHAIN = Toolchain("chromium", executables=("chromium", "certutil", "pk12util
 class Client(ClientPeer):
     name = "chromium"
     library = "chromium"
+    foreign = True
     toolchain = TOOLCHAIN
     variants = ("page=same-origin", "page=same-origin+fetch")
     unsupported = {"ping": "the WebSocket API in a page cannot send pings (the browser answers the server's)"}

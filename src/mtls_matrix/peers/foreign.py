@@ -145,6 +145,7 @@ def _tail(lines: collections.deque) -> str:
 
 
 class _ForeignPeer:
+    foreign = True
     toolchain: Toolchain
     command: tuple[str, ...]  # argv; "{foreign}" is the foreign/ directory of this checkout
     errors: tuple[ErrorRule, ...] = ()
@@ -401,6 +402,8 @@ class ForeignClient(_ForeignPeer, ClientPeer):
                                   "io-binary*", "io-1mib*", "io-1000-ordered*", "io-ping*", "io-close*",
                                   "io-server-close*")
 
+    # the Python servers; the proxies in front of them are judged with the Python clients
+    servers: tuple[str, ...] | None = ("websockets", "aiohttp", "tornado", "tornado[[]identity=open[]]")
     # variant -> where it plays instead: a variant that disables verification on purpose plays only
     # where that is what the cell exposes (server-rejected: INSECURE); one that refuses every server
     # by design, only where that shows (works)

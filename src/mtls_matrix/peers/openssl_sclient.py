@@ -94,6 +94,7 @@ async def _end(proc: asyncio.subprocess.Process, extra: Path | None) -> None:
 
 class Client(ClientPeer):
     name = "openssl-s_client"
+    foreign = True
     library = "openssl"
     variants = ("verify_return_error",)
     handshake_only = TLS_ONLY
