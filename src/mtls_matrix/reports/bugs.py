@@ -179,11 +179,15 @@ def blame(cell: Cell, matrix: Matrix) -> tuple[str, str]:
         if len(situation) > 1 and all(raw_signature(c) == signature for c in situation):
             return f"every {under_test}", f"every {under_test}"
         return _client_or_library(cell, situation, signature) if under_test == "client" else ("server", cell.server)
+    must_reject = REJECTION_GROUPS.get(cell.group)
+    if must_reject and cell.verdict == Verdict.INSECURE:
+        # it accepted what it had to refuse: that side is at fault, whatever the other side did (a
+        # server that only meets clients sharing the flaw, a foreign one, would otherwise be blamed)
+        return _client_or_library(cell, situation, signature) if must_reject == "client" else ("server", cell.server)
     with_client = [c for c in situation if c.client == cell.client]  # this client with every server
     with_server = [c for c in situation if c.server == cell.server]  # this server with every client
     client_always = all(raw_signature(c) == signature for c in with_client)
     server_always = all(raw_signature(c) == signature for c in with_server)
-    must_reject = REJECTION_GROUPS.get(cell.group)
     if client_always and server_always:
         if len(with_client) == 1 and len(with_server) == 1:  # a single pair: nothing to compare against
             return (must_reject, getattr(cell, must_reject)) if must_reject else ("pair", _pair(cell))
