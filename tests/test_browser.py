@@ -26,7 +26,7 @@ PLAIN = "chromium[page=same-origin]"
 
 
 def test_chromium_with_the_websockets_server(run_matrix):
-    results, _ = run_matrix(*PLUGIN, "--servers", "websockets", "--clients", "chromium",
+    results, _ = run_matrix(*PLUGIN, "--all-pairs", "--servers", "websockets", "--clients", "chromium",
                             "--scenarios", "mtls-ok,client-no-cert,server-untrusted-ca")
     cells = {c.id: c for c in results.cells}
     assert verdicts(results) == {

@@ -75,7 +75,7 @@ def test_a_hung_foreign_client_costs_one_cell(run_matrix, tmp_path):
 @needs_node
 def test_no_foreign_process_outlives_a_run(run_matrix):
     tag = uuid.uuid4().hex
-    results, _ = run_matrix("--servers", "node-ws,websockets", "--clients", "node-ws,websockets",
+    results, _ = run_matrix("--all-pairs", "--servers", "node-ws,websockets", "--clients", "node-ws,websockets",
                             "--scenarios", "mtls-ok,client-no-cert,io-text", "--profile", "default", "-n", "2",
                             env={"MTLS_TEST_TAG": tag})
     assert any(c.id.startswith("node-ws-node-ws") and c.verdict.value == "PASS" for c in results.cells)
@@ -110,7 +110,7 @@ def test_no_foreign_process_outlives_ctrl_c(tmp_path):
 
 def test_a_missing_toolchain_makes_skipped_cells(run_matrix):
     python_only = str(Path(sys.executable).parent)  # no node on this PATH
-    results, proc = run_matrix("--servers", "node-ws,websockets", "--clients", "node-ws[agent],websockets",
+    results, proc = run_matrix("--all-pairs", "--servers", "node-ws,websockets", "--clients", "node-ws[agent],websockets",
                                "--scenarios", "mtls-ok", "--profile", "default", "-n", "0",
                                env={"PATH": python_only})
     assert verdicts(results) == {

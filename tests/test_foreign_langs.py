@@ -27,7 +27,7 @@ def check_pass_and_rejection(cells) -> None:
 
 @needs_go
 def test_gorilla_both_ways(run_matrix):
-    results, proc = run_matrix("--servers", "gorilla,websockets", "--clients", "gorilla,websockets",
+    results, proc = run_matrix("--all-pairs", "--servers", "gorilla,websockets", "--clients", "gorilla,websockets",
                                "--scenarios", "mtls-ok,client-no-cert", "--profile", "default", "-n", "2")
     cells = [c for c in results.cells if "gorilla" in c.id]
     assert len(cells) == (1 + 3 + 3) * 2, proc.stdout  # gorilla server x 4 clients, websockets x 3 gorilla variants
@@ -39,6 +39,7 @@ def test_gorilla_both_ways(run_matrix):
 @needs_ruby
 def test_ruby_peers_with_python_peers(run_matrix):
     results, proc = run_matrix(
+        "--all-pairs",
         "--servers", "puma-driver,websockets",
         "--clients", "websockets,em-websocket-driver[em-driver-verify-callback],faye-websocket[faye-root-cert-file]",
         "--scenarios", "mtls-ok,client-no-cert,tls12-only", "--profile", "default", "-n", "2")
@@ -60,7 +61,7 @@ def test_the_insecure_variant_plays_only_server_rejected():
 @needs_ruby
 def test_bugs_md_reports_the_reference_findings(run_matrix, tmp_path):
     bugs_md = tmp_path / "BUGS.md"
-    results, _ = run_matrix("--servers", "puma-faye,puma-driver", "--scenarios", "mtls-ok,server-untrusted-ca",
+    results, _ = run_matrix("--all-pairs", "--servers", "puma-faye,puma-driver", "--scenarios", "mtls-ok,server-untrusted-ca",
                             "--clients", "websockets,em-websocket-driver,faye-websocket", "--profile", "default",
                             "--deadline", "3", "-n", "2", "--bugs", str(bugs_md))
     section = bugs_md.read_text()

@@ -5,7 +5,7 @@ socket). Real libraries, real TLS on loopback; peers/hostile.py is the harness's
 from __future__ import annotations
 
 from mtls_matrix import plugin
-from mtls_matrix.scenarios import HOSTILE_GROUPS, PROMPT_S
+from mtls_matrix.scenarios import BY_NAME, HOSTILE_GROUPS, PROMPT_S
 from tests.conftest import verdicts
 from tests.selftest_peers import QUICK_TIMEOUT_S
 
@@ -20,10 +20,13 @@ def test_hostile_peers_play_only_hostile_scenarios_and_only_against_real_peers()
         role = HOSTILE_GROUPS.get(cell.scenario.group)
         assert cell.server.harness == (role == "server"), cell.id
         assert cell.client.peer.harness == (role == "client"), cell.id
-    # the hostile server speaks the ws-family protocol: it faces every real client of that family,
-    # but a variant restricted to other scenarios (one insecure by design)
+    # the hostile server speaks the ws-family protocol: it faces every real client of that family
+    # that plays there (not a variant insecure by design, not a browser, whose hostile cells are slow)
+    silent = BY_NAME["hostile-server-silent"]
     real_clients = {c.client.name for c in cells if not c.client.peer.harness and c.client.peer.family == "ws"
-                    and "hostile-server" in c.client.peer.variant_scenarios.get(c.client.variant, ("hostile-server",))}
+                    and all(plugin._named(silent, patterns) for patterns in (
+                        c.client.peer.only.get(c.client.variant), c.client.peer.variant_scenarios.get(c.client.variant))
+                        if patterns is not None)}
     assert {c.client.name for c in hostile if c.scenario.group == "hostile-server"} == real_clients
 
 

@@ -47,7 +47,7 @@ def test_nginx_forwards_the_identity_and_refuses_a_bad_certificate_with_http_400
 
 @needs_haproxy
 def test_haproxy_rejects_a_bad_certificate_in_the_tls_handshake(run_matrix):
-    results, _ = run_matrix("--servers", "haproxy+aiohttp", "--clients", "websockets", "-n", "0",
+    results, _ = run_matrix("--all-pairs", "--servers", "haproxy+aiohttp", "--clients", "websockets", "-n", "0",
                             "--scenarios", "mtls-ok,client-expired-tls12")
     cells = {c.scenario: c for c in results.cells}
     assert cells["mtls-ok"].verdict.value == "PASS"
@@ -64,8 +64,8 @@ def test_a_missing_proxy_program_is_named_with_its_package(run_matrix):
     results, _ = run_matrix("--servers", "nginx+tornado", "--clients", "websockets", "--scenarios", "mtls-ok",
                             "-n", "0", env={"PATH": "/nonexistent"})
     [cell] = results.cells
-    assert cell.verdict.value == "ERROR"
-    assert "nginx not found on PATH" in cell.reason and "apt-get install nginx" in cell.reason
+    assert cell.verdict.value == "SKIPPED"
+    assert "nginx not found" in cell.reason and "setup-foreign" in cell.reason
 
 
 @pytest.fixture(scope="module")

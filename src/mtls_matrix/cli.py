@@ -16,7 +16,7 @@ from pathlib import Path
 
 from mtls_matrix import results as results_mod
 from mtls_matrix import baseline, repeat, scenarios, suite
-from mtls_matrix.plugin import DEFAULT_DEADLINE, FAILING, build_selection
+from mtls_matrix.plugin import ALL_PAIRS_HELP, DEFAULT_DEADLINE, FAILING, build_selection
 from mtls_matrix.results import Results, Verdict, write_atomically
 
 
@@ -47,7 +47,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         "--mtls-out", str(out), "--junitxml", str(out / "junit.xml"),
         "--profile", args.profile, "--deadline", str(args.deadline),
         "--repeat", str(args.repeat), "--confirm", str(args.confirm),
-    ]
+    ] + (["--all-pairs"] if args.all_pairs else [])
     for name in ("servers", "clients", "scenarios"):
         if getattr(args, name):
             pytest_args += [f"--{name}", getattr(args, name)]
@@ -143,6 +143,7 @@ def add_selection_arguments(command: argparse.ArgumentParser) -> None:
     command.add_argument("--scenarios", help="comma-separated scenario names, groups or globs (default: all)")
     command.add_argument("--profile", default="default,tuned", help="default, tuned, or both (the default)")
     command.add_argument("--deadline", type=float, default=DEFAULT_DEADLINE, help="seconds per cell before HANG")
+    command.add_argument("--all-pairs", action="store_true", help=ALL_PAIRS_HELP)
 
 
 def parser() -> argparse.ArgumentParser:

@@ -64,6 +64,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "I/O scenarios run once per profile, the others under 'default' only")
     group.addoption("--deadline", type=float, default=DEFAULT_DEADLINE,
                     help=f"seconds a cell may take before it is a HANG (default {DEFAULT_DEADLINE:g})")
+    group.addoption("--all-pairs", action="store_true", help=ALL_PAIRS_HELP)
     group.addoption("--peer-plugin", action="append", default=[], metavar="MODULE",
                     help="import peers from this module's PEERS list (repeatable)")
     group.addoption("--mtls-out", metavar="DIR", help="write DIR/results.json at the end of the run")
@@ -95,8 +96,12 @@ def scrub_environment() -> None:
             _scrubbed.add(name)
 
 
+ALL_PAIRS_HELP = ("every pairing, not only where each peer adds information (ServerPeer.scenarios, a client's "
+                  "variant_scenarios and servers, foreign with foreign); a variant's `only` still holds")
+
+
 def build_selection(servers=None, clients=None, scenario_names=None, profile="default,tuned",
-                    deadline=DEFAULT_DEADLINE, peer_plugins=()) -> Selection:
+                    deadline=DEFAULT_DEADLINE, peer_plugins=(), all_pairs=False) -> Selection:
     """Raises ValueError naming what was wrong and the valid choices."""
     scrub_environment()
     registry = Registry(list(peer_plugins))
@@ -115,10 +120,10 @@ def build_selection(servers=None, clients=None, scenario_names=None, profile="de
         for client in chosen_clients
         if client.peer.family == server.family
         for scenario in chosen_scenarios
-        if _plays(server, client, scenario)
+        if _plays(server, client, scenario, all_pairs)
         for profile in (profiles if scenario.profiled else ["default"])
         if scenario.profiled or profile == profiles[0] or "default" in profiles
-        if _plays_profile(server, client, scenario, profile)
+        if all_pairs or _plays_profile(server, client, scenario, profile)
     ]
     return Selection(registry, cells, profiles, deadline)
 
@@ -136,20 +141,25 @@ def _named(scenario, patterns: tuple[str, ...]) -> bool:
     return any(p == scenario.group or fnmatch.fnmatchcase(scenario.name, p) for p in patterns)
 
 
-def _plays(server, client, scenario) -> bool:
+def _plays(server, client, scenario, all_pairs: bool = False) -> bool:
     """A hostile scenario pairs the harness's hostile peer, in the role it names, with every real
-    peer of the other role; every other scenario pairs real peers (within the server's groups and
+    peer of the other role; every other scenario pairs real peers: within the server's groups and a
+    variant's `only`, always; and unless `all_pairs`, where each peer adds information (the server's
     scenarios, the client variant's scenarios and the client's servers), foreign with Python."""
     hostile_role = scenarios.HOSTILE_GROUPS.get(scenario.group)
-    if server.foreign and client.peer.foreign:
-        return False
     if server.groups is not None and scenario.group not in server.groups:
         return False
-    for patterns in (server.scenarios, client.peer.variant_scenarios.get(client.variant)):
-        if patterns is not None and not _named(scenario, patterns):
-            return False
-    if client.peer.servers is not None and not any(fnmatch.fnmatchcase(server.name, p) for p in client.peer.servers):
+    only = client.peer.only.get(client.variant)
+    if only is not None and not _named(scenario, only):
         return False
+    if not all_pairs:
+        if server.foreign and client.peer.foreign:
+            return False
+        for patterns in (server.scenarios, client.peer.variant_scenarios.get(client.variant)):
+            if patterns is not None and not _named(scenario, patterns):
+                return False
+        if client.peer.servers is not None and not any(fnmatch.fnmatchcase(server.name, p) for p in client.peer.servers):
+            return False
     return server.harness == (hostile_role == "server") and client.peer.harness == (hostile_role == "client")
 
 
@@ -181,7 +191,8 @@ def _selection(config: pytest.Config) -> Selection:
         o = config.option
         try:
             config.stash[_selection_key] = build_selection(
-                _split(o.servers), _split(o.clients), _split(o.scenarios), o.profile, o.deadline, o.peer_plugin)
+                _split(o.servers), _split(o.clients), _split(o.scenarios), o.profile, o.deadline, o.peer_plugin,
+                o.all_pairs)
         except ValueError as exc:
             pytest.exit(f"mtls-matrix: error: {exc}", returncode=2)
     return config.stash[_selection_key]

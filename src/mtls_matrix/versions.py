@@ -176,8 +176,9 @@ _IMPORT_CHECK = """
 import importlib.metadata as m, json, sys
 from mtls_matrix.peers import Registry
 registry = Registry()
-libs = sorted({p.library for p in registry.servers.values()} | {c.peer.library for c in registry.clients.values()})
-print(json.dumps({"versions": {l: m.version(l) for l in libs}, "pins": {p: m.version(p) for p in sys.argv[1:]}}))
+peers = [*registry.servers.values(), *(c.peer for c in registry.clients.values())]  # a foreign peer knows its own
+print(json.dumps({"versions": {p.library: p.version for p in sorted(peers, key=lambda p: p.library)},
+                  "pins": {p: m.version(p) for p in sys.argv[1:]}}))
 """
 
 

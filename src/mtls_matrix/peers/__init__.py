@@ -208,6 +208,10 @@ class ClientPeer(Peer):
     # browser) plays where it adds information; a variant that fails by design, where that is the point.
     variant_scenarios: dict[str, tuple[str, ...]] = {}
     servers: tuple[str, ...] | None = None
+    # variant -> the only scenarios it ever plays (even with --all-pairs): a variant that disables
+    # verification on purpose plays only where that is what the cell exposes (server-rejected:
+    # INSECURE); one that refuses every server by design, only where that shows (works)
+    only: dict[str, tuple[str, ...]] = {}
     # a sync library: its cells run in a client process (isolate.py), so a hung one can be killed
     blocking = False
     # hostile cells run all at once (hostile.Batch); False: one at a time, for a client whose cells

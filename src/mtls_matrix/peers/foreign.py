@@ -402,16 +402,11 @@ class ForeignClient(_ForeignPeer, ClientPeer):
                                   "io-binary*", "io-1mib*", "io-1000-ordered*", "io-ping*", "io-close*",
                                   "io-server-close*")
 
-    # the Python servers; the proxies in front of them are judged with the Python clients
-    servers: tuple[str, ...] | None = ("websockets", "aiohttp", "tornado", "tornado[[]identity=open[]]")
-    # variant -> where it plays instead: a variant that disables verification on purpose plays only
-    # where that is what the cell exposes (server-rejected: INSECURE); one that refuses every server
-    # by design, only where that shows (works)
-    only: dict[str, tuple[str, ...]] = {}
-
+    # the Python servers and the harness's hostile one; the proxies are judged with the Python clients
+    servers: tuple[str, ...] | None = ("websockets", "aiohttp", "tornado", "tornado[[]identity=open[]]", "hostile")
     @property
     def variant_scenarios(self) -> dict[str, tuple[str, ...]]:
-        return {variant: self.only.get(variant, self.scenarios) for variant in self.variants}
+        return {variant: self.scenarios for variant in self.variants}
 
     async def connect(self, variant: str, url: str, tls: ClientTLS, profile: str,
                       timeout: float | None) -> Connection:
