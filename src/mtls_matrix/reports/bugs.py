@@ -180,7 +180,8 @@ def blame(cell: Cell, matrix: Matrix) -> tuple[str, str]:
             return f"every {under_test}", f"every {under_test}"
         return _client_or_library(cell, situation, signature) if under_test == "client" else ("server", cell.server)
     must_reject = REJECTION_GROUPS.get(cell.group)
-    if must_reject and cell.verdict == Verdict.INSECURE:
+    everyone = len(situation) > 1 and all(raw_signature(c) == signature for c in situation)
+    if must_reject and cell.verdict == Verdict.INSECURE and not everyone:
         # it accepted what it had to refuse: that side is at fault, whatever the other side did (a
         # server that only meets clients sharing the flaw, a foreign one, would otherwise be blamed)
         return _client_or_library(cell, situation, signature) if must_reject == "client" else ("server", cell.server)
