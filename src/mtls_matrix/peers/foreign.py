@@ -483,18 +483,22 @@ class _ForeignConnection(Connection):
                 if self.ended is not None and "closed" not in replies:
                     raise self.ended
                 message = await self.inbox.get()
-                kind = message.get("event")
-                if kind in replies:
+                if message.get("event") in replies:
                     return message
-                if kind == "message":
-                    self.messages.append(message)
-                elif kind == "closed":
-                    self.ended = Closed(message.get("code"), message.get("reason"))
-                elif kind == "error":
-                    self.ended = self.peer.error(message)
+                self._absorb(message)
         except asyncio.CancelledError:
             self._abandon()
             raise
+
+    def _absorb(self, message: dict) -> None:
+        """An unsolicited event: a data message is kept for recv(); a close or an error ends the connection."""
+        kind = message.get("event")
+        if kind == "message":
+            self.messages.append(message)
+        elif kind == "closed":
+            self.ended = Closed(message.get("code"), message.get("reason"))
+        elif kind == "error":
+            self.ended = self.peer.error(message)
 
     def _abandon(self) -> None:
         """The cell gave up (its deadline): tell the process to drop the connection; the next cell
@@ -533,14 +537,7 @@ class _ForeignConnection(Connection):
             while not self.messages:
                 if self.ended is not None:
                     raise self.ended
-                message = await self.inbox.get()
-                kind = message.get("event")
-                if kind == "message":
-                    self.messages.append(message)
-                elif kind == "closed":
-                    self.ended = Closed(message.get("code"), message.get("reason"))
-                elif kind == "error":
-                    self.ended = self.peer.error(message)
+                self._absorb(await self.inbox.get())
         except asyncio.CancelledError:
             self._abandon()
             raise
