@@ -394,3 +394,9 @@ def test_a_rival_clear_in_two_thirds_of_the_cells_is_enough():
     found = {f.peer: f for f in clarity_findings(results(*expired_grids(two_thirds)))}
     assert (found["server:beta"].rival_clear, len(found["server:beta"].rival_cells)) == (4, 6)
     assert found["client:two[x=1]"].role == "client"  # and the client alpha's alert never reaches
+
+
+def test_a_stack_that_cannot_run_here_is_named_with_why():
+    text = bugs.render(results(*grid("mtls-ok", {})))
+    section = text.split("## Not run here", 1)[1].split("\n## ", 1)[0]
+    assert ".NET (Kestrel server, ClientWebSocket client)" in section and "registry" in section

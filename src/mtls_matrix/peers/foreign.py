@@ -50,6 +50,16 @@ def _foreign_dir() -> Path:
 
 
 FOREIGN_DIR = _foreign_dir()
+
+# Stacks the issue names that this machine's registries (Debian, npm, PyPI) cannot provide: BUGS.md
+# says so, with why, instead of leaving them out silently.
+NOT_RUN = (
+    (".NET (Kestrel server, ClientWebSocket client)",
+     "no reachable registry provides a .NET runtime: Microsoft publishes the SDK and ASP.NET Core (Kestrel) "
+     "only on its own package feed, Debian bookworm has no dotnet packages, and we found no runtime on npm or PyPI. "
+     "Debian's Mono (mono-runtime 6.8) has a System.Net.WebSockets.ClientWebSocket, but Mono's own "
+     "implementation, not .NET's, and no Kestrel: a finding about it would not be a finding about .NET."),
+)
 SETUP_HINT = "run `mtls-matrix setup-foreign`"
 START_TIMEOUT_S = 15.0  # a server process must report `listening` within this
 STOP_GRACE_S = 1.0  # after stdin EOF: how long a process gets to exit before its group is killed

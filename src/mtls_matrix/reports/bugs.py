@@ -857,6 +857,15 @@ def render_skipped(matrix: Matrix) -> list[str]:
     return lines + [""]
 
 
+def render_not_run() -> list[str]:
+    """Stacks the issues name that could not be run here at all, and why (peers/foreign.py NOT_RUN)."""
+    from mtls_matrix.peers.foreign import NOT_RUN
+
+    lines = ["## Not run here", ""]
+    lines += [f"- **{stack}**: {why}" for stack, why in NOT_RUN]
+    return lines + [""]
+
+
 def peer_libraries(matrix: Matrix) -> dict[str, str]:
     """peer -> its library. The peer's name says it for Python peers (`client:aiohttp[...]`); a
     foreign peer is named for its stack (`server:node-ws` runs the `ws` package): its library is
@@ -1052,6 +1061,7 @@ def render(results: Results, notes: Sequence[Any] | None = None, heatmap: str | 
         *render_how_to_read(),
         *render_summary_table(matrix, heatmap),
         *render_skipped(matrix),
+        *render_not_run(),
         *render_groups(matrix),
         *flaky.render(matrix.cells),
         *render_findings(findings, clarity),
