@@ -73,13 +73,13 @@ class Server(ServerPeer):
 
     async def _close_after_hello(self, reader, writer):
         await reader.read(1)
-        writer.close()
         _fault()
+        writer.close()
 
     async def _garbage(self, reader, writer):
         await reader.read(1)
-        writer.write(NOT_TLS)
         _fault()
+        writer.write(NOT_TLS)
 
     async def _no_upgrade(self, reader, writer):
         pass
@@ -94,8 +94,8 @@ class Server(ServerPeer):
         await writer.drain()
         await asyncio.sleep(0.05)  # let the half frame leave before the reset overtakes it
         writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        writer.transport.abort()  # SO_LINGER 0: the close is a TCP RST
         _fault()
+        writer.transport.abort()  # SO_LINGER 0: the close is a TCP RST
 
     async def _no_close_reply(self, reader, writer):
         await _upgrade(reader, writer)
@@ -108,7 +108,9 @@ class Server(ServerPeer):
 
 
 def _fault() -> None:
-    """When the fault happened: a client's reaction time is measured from here (scenarios.PROMPT_S)."""
+    """When the fault happens: a client's reaction time is measured from here (scenarios.PROMPT_S).
+    Recorded right before the fault, never after: a client that notices at once may otherwise
+    finish, and its cell be judged, before this thread gets to record it."""
     observe.thread_event("server", "fault")
 
 
