@@ -29,16 +29,13 @@ from urllib.parse import urlsplit
 from mtls_matrix import observe
 from mtls_matrix.peers import ClientPeer, ClientTLS, Connection
 from mtls_matrix.peers.foreign import ErrorRule, ForeignError, Toolchain, error_type, kill_group, map_error
+from mtls_matrix.verdict import VERIFY_CODES
 
 OPENSSL = Toolchain("openssl", executables=("openssl",), apt=("openssl",))
 TLS_ONLY = "openssl s_client speaks TLS only: no WebSocket frames after the upgrade"
 ERRORS = (
-    ErrorRule(r"verify error:num=(2|18|19|20|21):", "UNKNOWN_CA", own_check=True),
-    ErrorRule(r"verify error:num=10:", "CERT_EXPIRED", own_check=True),
-    ErrorRule(r"verify error:num=9:", "CERT_NOT_YET_VALID", own_check=True),
-    ErrorRule(r"verify error:num=(62|64):", "HOSTNAME_MISMATCH", own_check=True),
-    ErrorRule(r"verify error:num=26:", "BAD_EKU", own_check=True),
-    ErrorRule(r"verify error:num=23:", "CERT_REVOKED", own_check=True),
+    # s_client's own verification prints OpenSSL's X509 code: the table Python's peers use
+    *(ErrorRule(rf"verify error:num={code}:", canonical, own_check=True) for code, canonical in VERIFY_CODES.items()),
     ErrorRule(r"Connection refused", "CONNECTION_REFUSED"),
     ErrorRule(r"errno=(104|32)\b", "CONNECTION_RESET"),  # read:errno=104: the peer reset the connection
 )
