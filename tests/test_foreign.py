@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -127,6 +128,45 @@ def test_setup_foreign_rejects_an_unknown_stack():
     assert proc.returncode == 2
     valid = proc.stderr.split("unknown stack cobol; valid: ", 1)[1].splitlines()[0].split(", ")
     assert {"node", "go", "ruby", "openssl", "nginx", "haproxy", "chromium"} <= set(valid)
+
+
+def test_openssl_s_client_reads_a_reset_after_the_handshake_as_a_reset():
+    """With -brief, s_client says only "CONNECTION CLOSED BY SERVER" and exits with the errno
+    (104): a server that resets right after the handshake must read as CONNECTION_RESET."""
+    import asyncio
+    import socket
+    import struct
+
+    from mtls_matrix.peers import ClientTLS
+    from mtls_matrix.peers.foreign import ForeignError
+    from mtls_matrix.peers.openssl_sclient import Client
+    from mtls_matrix.pki import PKI
+
+    async def main(pki: PKI) -> ForeignError:
+        server_cred = pki.credentials["server"]
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(server_cred.chain, server_cred.key)
+
+        async def reset_after_handshake(reader, writer):
+            await asyncio.sleep(0.2)  # after the handshake, before the client's upgrade request is answered
+            sock = writer.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            writer.transport.abort()
+
+        server = await asyncio.start_server(reset_after_handshake, "127.0.0.1", 0, ssl=context)
+        port = server.sockets[0].getsockname()[1]
+        tls = ClientTLS(ca=pki.root, cert=None, key=None, server_hostname="localhost")
+        try:
+            await Client().connect("verify_return_error", f"wss://localhost:{port}/", tls, "default", 5)
+        except ForeignError as error:
+            return error
+        finally:
+            server.close()
+        pytest.fail("s_client's upgrade succeeded against a server that reset the connection")
+
+    with PKI() as pki:
+        error = asyncio.run(main(pki))
+    assert error.canonical == "CONNECTION_RESET", error
 
 
 def test_openssl_s_client_is_judged_on_the_handshake_and_reads_the_tls13_rejection(run_matrix):

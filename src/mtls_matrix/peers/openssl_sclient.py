@@ -141,6 +141,7 @@ class Client(ClientPeer):
         summary: dict = {}
         handshake_done = False
         first_error = None
+        closed_by_server = False
         while True:
             raw = await proc.stdout.readline()
             if not raw:
@@ -172,14 +173,27 @@ class Client(ClientPeer):
                 self._record(recorder, "read-error" if handshake_done else "handshake-error",
                              **event, **map_error(ERRORS, event))
                 first_error = first_error or event
+            elif line == "CONNECTION CLOSED BY SERVER":
+                closed_by_server = True
             elif line.startswith("HTTP/1.1 "):
                 status = int(line.split()[1])
                 if status == 101:
                     return
                 raise self._error({"message": line, "type": "s_client", "phase": "upgrade", "status": status})
         await proc.wait()
-        raise self._error(first_error or {"message": f"s_client exited with code {proc.returncode} before the "
-                                                     "upgrade", "type": "s_client"})
+        raise self._error(first_error or self._exit_event(proc.returncode, closed_by_server))
+
+    @staticmethod
+    def _exit_event(returncode: int | None, closed_by_server: bool) -> dict:
+        """With -brief, s_client reports a failed read only as "CONNECTION CLOSED BY SERVER" and
+        exits with the socket's errno (104: reset, 32: broken pipe), 0 for an orderly EOF."""
+        if closed_by_server:
+            if returncode in (104, 32):
+                return {"message": f"connection closed by server: errno={returncode}", "type": "s_client",
+                        "canonical": "CONNECTION_RESET"}
+            if returncode == 0:
+                return {"message": "connection closed by server", "type": "s_client", "canonical": "EOF"}
+        return {"message": f"s_client exited with code {returncode} before the upgrade", "type": "s_client"}
 
     @staticmethod
     def _record(recorder, kind: str, **data) -> None:
@@ -188,6 +202,8 @@ class Client(ClientPeer):
 
     def _error(self, event: dict) -> ForeignError:
         mapped = map_error(ERRORS, event)
+        if event.get("canonical"):
+            mapped["canonical"] = event["canonical"]
         if event.get("status"):
             mapped["canonical"] = f"HTTP_{event['status']}"
         return error_type("openssl", "s_client")(event["message"], phase=event.get("phase"),
