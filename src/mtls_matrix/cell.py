@@ -14,21 +14,23 @@ import copy
 import itertools
 import os
 import re
+import secrets
 import shlex
 import socket
 import ssl
 import threading
 import time
 from dataclasses import dataclass
+from urllib.parse import urlencode
 
 from mtls_matrix import isolate, leaks, observe
 from mtls_matrix.peers import (
-    CLOSE_COMMAND, FINAL_CLOSE, HANDSHAKE_GROUPS, ClientTLS, ClientVariant, Closed, Connection, ServerFiles, ServerPeer,
-    Unsupported,
+    CLOSE_COMMAND, FINAL_CLOSE, HANDSHAKE_GROUPS, TOKEN, ClientTLS, ClientVariant, Closed, Connection, ServerFiles,
+    ServerPeer, TokenAuth, Unsupported,
 )
 from mtls_matrix.pki import PKI
 from mtls_matrix.results import Cell, ErrorInfo, Leaks, ServerSaw, Step, TLSSide, Verdict
-from mtls_matrix.scenarios import HOSTILE_GROUPS, Scenario
+from mtls_matrix.scenarios import HOSTILE_GROUPS, Scenario, Token
 from mtls_matrix.verdict import CLOSE_CODES, Observation, canonical_from_tls, error_info, judge
 from mtls_matrix.verdict import own_check_failed as verdict_own_check_failed
 
@@ -37,14 +39,16 @@ STOP_GRACE_S = 0.5  # how long a stopped client gets to unwind after the deadlin
 LEAK_SETTLE_S = 0.1  # rejection cells: how long the peers get to close what they opened before it counts as left
 LEAK_GROUPS = ("client-rejected", "server-rejected")
 _tokens = itertools.count()
+WRONG_TOKEN = secrets.token_urlsafe(24)  # well-formed, never issued (token-*-wrong)
 
 
 def server_context(pki: PKI, scenario: Scenario) -> ssl.SSLContext:
     """What every server is configured with: its certificate, the run's CA, a required client
-    certificate; plus what the scenario must set (a TLS version cap, a CRL)."""
+    certificate (none requested on a token-auth listener); plus what the scenario must set (a TLS
+    version cap, a CRL)."""
     credential = pki[scenario.server_cert]
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(pki.root))
-    ctx.verify_mode = ssl.CERT_REQUIRED
+    ctx.verify_mode = ssl.CERT_NONE if scenario.token else ssl.CERT_REQUIRED
     ctx.load_cert_chain(str(credential.chain), str(credential.key))
     if scenario.server_tls == "tls12":
         ctx.maximum_version = ssl.TLSVersion.TLSv1_2
@@ -60,21 +64,45 @@ def server_context(pki: PKI, scenario: Scenario) -> ssl.SSLContext:
 
 def client_tls(pki: PKI, scenario: Scenario) -> ClientTLS:
     credential = pki[scenario.client_cert] if scenario.client_cert else None
+    carrier, value = presented_token(scenario.token)
     return ClientTLS(
         ca=pki.root,
         cert=credential.chain if credential else None,
         key=credential.key if credential else None,
         server_hostname=scenario.host,
+        headers=(("Authorization", value),) if carrier == "header" else (),
+        auth=(("token", value),) if carrier == "auth" else (),
     )
+
+
+def presented_token(token: Token | None) -> tuple[str | None, str]:
+    """(carrier, value as sent) for a token scenario; the value is what goes into the Authorization
+    header, the `token` query parameter or the Socket.IO auth payload."""
+    if token is None or token.carrier is None:
+        return None, ""
+    if token.kind == "wrong":
+        value = WRONG_TOKEN
+    elif token.kind == "malformed":  # the valid token in the wrong shape
+        value = TOKEN if token.carrier == "header" else f"Bearer {TOKEN}"
+    else:
+        value = TOKEN
+    return token.carrier, f"Bearer {value}" if token.carrier == "header" and token.kind != "malformed" else value
+
+
+def cell_url(scenario: Scenario, port: int, cell: str) -> str:
+    carrier, value = presented_token(scenario.token)
+    return f"wss://{scenario.host}:{port}/cell/{cell}" + (f"?{urlencode({'token': value})}" if carrier == "query" else "")
 
 
 class ServerHost:
     """One listener of one server peer, on its own thread and event loop."""
 
-    def __init__(self, peer: ServerPeer, context: ssl.SSLContext, profile: str, hostile: str | None = None):
+    def __init__(self, peer: ServerPeer, context: ssl.SSLContext, profile: str, hostile: str | None = None,
+                 token_auth: TokenAuth | None = None):
         self.peer = copy.copy(peer)  # one instance per listener
         if peer.harness:
             self.peer.behaviour = hostile  # the harness's hostile server: what this listener does
+        self.peer.token_auth = token_auth
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name=f"server:{peer.name}", daemon=True)
         self.thread.start()
@@ -108,7 +136,8 @@ class ServerPool:
             self.hosts.pop(key).close()  # the server crashed or exited during an earlier cell: that cell paid, start anew
         if key not in self.hosts:
             try:
-                self.hosts[key] = ServerHost(server, server_context(self.pki, scenario), profile, scenario.hostile)
+                self.hosts[key] = ServerHost(server, server_context(self.pki, scenario), profile, scenario.hostile,
+                                             TokenAuth() if scenario.token else None)
             except Exception as exc:  # remembered: one broken server start costs its cells, not the run
                 self.hosts[key] = exc
         host = self.hosts[key]
@@ -279,6 +308,8 @@ def unsupported_reason(spec: CellSpec) -> str | None:
     peer = spec.client.peer
     if peer.handshake_only:
         return None if spec.scenario.group in HANDSHAKE_GROUPS else peer.handshake_only
+    if presented_token(spec.scenario.token)[0] == "header" and "headers" in peer.unsupported:
+        return peer.unsupported["headers"]
     return next((peer.unsupported[op] for op, *_ in spec.scenario.io if op in peer.unsupported), None)
 
 
@@ -324,7 +355,7 @@ def drive_client(spec: CellSpec, port: int, token: str, tls: ClientTLS, deadline
     """Run the cell's client until it finishes or the deadline, stop it then (a blocking
     library's in its own process: isolate.py), and put what its user saw into `obs`.
     `timeout` is what the library itself is given."""
-    url = f"wss://{spec.scenario.host}:{port}/cell/{token}"
+    url = cell_url(spec.scenario, port, token)
     spec.client.peer.prepare(spec.client.variant, tls)  # before the clock: a browser boots once, not per cell
     # A blocking library's client runs in a client process, so that one that cannot be stopped is
     # killed; but not in the hostile batch, whose cells run side by side: a client process serving

@@ -143,17 +143,22 @@ def _named(scenario, patterns: tuple[str, ...]) -> bool:
 
 def _plays(server, client, scenario, all_pairs: bool = False) -> bool:
     """A hostile scenario pairs the harness's hostile peer, in the role it names, with every real
-    peer of the other role; every other scenario pairs real peers: within the server's groups and a
-    variant's `only`, always; and unless `all_pairs`, where each peer adds information (the server's
-    scenarios, the client variant's scenarios and the client's servers), foreign with Python."""
+    peer of the other role; every other scenario pairs real peers: within the server's groups, the
+    scenario's family and a variant's `only`, always; and unless `all_pairs`, where each peer adds
+    information (the server's scenarios, the client variant's scenarios and the client's servers, one
+    variant for a `one_variant` scenario), foreign with Python."""
     hostile_role = scenarios.HOSTILE_GROUPS.get(scenario.group)
     if server.groups is not None and scenario.group not in server.groups:
+        return False
+    if scenario.family is not None and scenario.family != server.family:
         return False
     only = client.peer.only.get(client.variant)
     if only is not None and not _named(scenario, only):
         return False
     if not all_pairs:
         if server.foreign and client.peer.foreign:
+            return False
+        if scenario.one_variant and client.variant != client.peer.variants[0]:
             return False
         for patterns in (server.scenarios, client.peer.variant_scenarios.get(client.variant)):
             if patterns is not None and not _named(scenario, patterns):

@@ -12,7 +12,10 @@ import fnmatch
 from dataclasses import dataclass, field, replace
 
 PHASES = ("tcp", "tls-handshake", "verification", "upgrade", "handler", "io")
-GROUPS = ("works", "client-rejected", "server-rejected", "io", "hostile-server", "hostile-client")
+GROUPS = ("works", "client-rejected", "server-rejected", "io", "hostile-server", "hostile-client", "token")
+# the groups under mutual TLS: every server peer is configured for them; a stack that cannot serve a
+# listener without client certificates (a foreign server, a proxy) plays these only
+MTLS_GROUPS = tuple(g for g in GROUPS if g != "token")
 # the groups where the harness plays one side (peers/hostile.py), against every peer of the other side
 HOSTILE_GROUPS = {"hostile-server": "server", "hostile-client": "client"}
 PROFILES = ("default", "tuned")
@@ -43,6 +46,15 @@ class Expect:
 
 
 @dataclass(frozen=True)
+class Token:
+    """What a `token`-group client presents (the hybrid model: the server presents its certificate,
+    requests none, and requires a bearer token in the opening request)."""
+
+    carrier: str | None  # header (Authorization: Bearer) | query (?token=) | auth (Socket.IO); None: no token
+    kind: str = "valid"  # valid | malformed (the valid token in the wrong shape) | wrong (well-formed, not issued)
+
+
+@dataclass(frozen=True)
 class Scenario:
     name: str
     group: str
@@ -58,11 +70,16 @@ class Scenario:
     profiled: bool = False  # runs once per profile (default, tuned): limits only matter for I/O
     deadline_scale: float = 1.0
     hostile: str | None = None  # the behaviour of the harness's peer (peers/hostile.py) in the hostile groups
+    token: Token | None = None  # a token-auth server (group `token`), and what the client presents
+    family: str | None = None  # only peers of this family play it (None: both)
+    # What it varies does not pass through the client's TLS settings: the client's first variant shows
+    # it for the whole library (unless --all-pairs)
+    one_variant: bool = False
 
     @property
     def server_key(self) -> tuple:
         """Cells with the same key can share one running server."""
-        return (self.server_cert, self.server_tls, self.crl, self.hostile)
+        return (self.server_cert, self.server_tls, self.crl, self.hostile, self.token is not None)
 
     @property
     def tls_tag(self) -> str:
@@ -112,6 +129,31 @@ def hostile_client(behaviour: str, description: str) -> Scenario:
     """The harness plays the client; judged for every server: does it drop the connection itself?"""
     return Scenario(f"hostile-client-{behaviour}", "hostile-client", description, Expect("give-up", "server"),
                     hostile=behaviour, tags=frozenset({"hostile"}))
+
+
+TOKEN_REFUSED = Expect("reject", "server", "UNAUTHORIZED", latest_phase="upgrade")
+_CARRIERS = {"header": "the Authorization header", "query": "a ?token= query parameter",
+             "auth": "the Socket.IO auth payload"}
+_PRESENTED = {"valid": "the valid token", "malformed": "the valid token in the wrong shape ({})",
+              "wrong": "a well-formed token the server never issued"}
+_MALFORMED = {"header": "no 'Bearer' scheme", "query": "'Bearer <token>'", "auth": "'Bearer <token>'"}
+
+
+def token(carrier: str | None, kind: str = "valid") -> Scenario:
+    """TLS without a client certificate, a bearer token in the opening request (go-ws's BearerTokenAuth
+    / QueryTokenAuth, Socket.IO's auth). Every refusal must come from the server before the upgrade;
+    the success shows which identity the token named. Only the success of the header carrier plays
+    every client variant: the refusals, and the other carriers, show the same with one."""
+    if carrier is None:
+        name, what = "token-missing", "no token at all"
+    else:
+        name = f"token-{carrier}-{'ok' if kind == 'valid' else kind}"
+        what = f"{_PRESENTED[kind].format(_MALFORMED[carrier])} in {_CARRIERS[carrier]}"
+    return Scenario(
+        name, "token", f"no client certificate requested, a token required; the client sends {what}",
+        Expect("succeed") if kind == "valid" and carrier else TOKEN_REFUSED, client_cert=None,
+        token=Token(carrier, kind), family="socketio" if carrier == "auth" else None,
+        one_variant=(carrier, kind) != ("header", "valid"), tags=frozenset({"token"}))
 
 
 CATALOGUE: tuple[Scenario, ...] = (
@@ -175,6 +217,8 @@ CATALOGUE: tuple[Scenario, ...] = (
                                                                                 ("close", 1000, "bye"))),
     hostile_client("silent", "the client opens TCP and never sends a byte (slowloris)"),
     hostile_client("mid-handshake", "the client sends half a ClientHello and stops"),
+    *(token(carrier, kind) for carrier in ("header", "query", "auth") for kind in ("valid", "malformed", "wrong")),
+    token(None),
 )
 
 BY_NAME: dict[str, Scenario] = {s.name: s for s in CATALOGUE}

@@ -57,6 +57,8 @@ CERT_REASONS = {
     "CERT_REVOKED", "BAD_EKU",
 }
 TLS_WORDS = re.compile(r"ssl|tls|handshake|certif|alert", re.I)
+# a refused request's status, or a token-auth server's reason (peers.TokenRefused), in the client's message
+REFUSAL_SHOWN = re.compile(r"\b40[13]\b|unauthori[sz]ed|forbidden|\btoken\b", re.I)
 CLOSE_CODES = {1009: "MESSAGE_TOO_BIG", 1006: "ABNORMAL_CLOSE", 1011: "SERVER_ERROR", 1002: "PROTOCOL_ERROR"}
 
 
@@ -108,9 +110,11 @@ def canonical_from_exception(exc: BaseException, peer_hint: str | None = None) -
 
 
 def clarity(exc: BaseException) -> Clarity:
-    """Grade only what the user of the client sees: the outermost exception's type and text."""
+    """Grade only what the user of the client sees: the outermost exception's type and text. A
+    refused request (a token-auth server's HTTP 401, a Socket.IO connect error) is CLEAR when the
+    text gives its status or the server's reason; a generic connection error is OPAQUE."""
     text = f"{type(exc).__name__}: {exc}"
-    if canonical_from_text(str(exc)) in CERT_REASONS:
+    if canonical_from_text(str(exc)) in CERT_REASONS or REFUSAL_SHOWN.search(str(exc)):
         return Clarity.CLEAR
     if TLS_WORDS.search(text):
         return Clarity.VAGUE
@@ -191,6 +195,10 @@ def rejection(obs: Observation) -> Rejection | None:
     found = proxy_rejection(obs, server)
     if found:
         return found
+    refused = obs.event("server", "auth-refused")  # a token-auth server refused the request (peers.TokenAuth)
+    if refused:
+        return Rejection(by="server", canonical=refused.data.get("canonical"), phase="upgrade",
+                         message=refused.data.get("reason"))
     if obs.error and obs.error.canonical and obs.error.canonical.startswith("HTTP_4"):
         return Rejection(by="server", canonical=obs.error.canonical, phase="upgrade", message=obs.error.message)
     if obs.error and obs.error.canonical in CERT_REASONS and not obs.connected and not server:

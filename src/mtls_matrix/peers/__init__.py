@@ -14,11 +14,17 @@ from __future__ import annotations
 import functools
 import importlib
 import importlib.metadata
+import re
+import secrets
 import ssl
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from mtls_matrix import observe
+from mtls_matrix.pki import CLIENT_CN
 
 BUILTIN = (
     "mtls_matrix.peers.websockets",
@@ -42,7 +48,9 @@ ENTRY_POINT_GROUP = "mtls_matrix.peers"
 CLOSE_COMMAND = "__close__"
 # the harness's own close at the end of a script that did not close: housekeeping, not under test
 FINAL_CLOSE = (1000, "done")
-HANDSHAKE_GROUPS = ("works", "client-rejected", "server-rejected")
+# the groups a TLS-only client (ClientPeer.handshake_only) plays without I/O steps; `token` is judged
+# at the upgrade, which it writes by hand
+HANDSHAKE_GROUPS = ("works", "client-rejected", "server-rejected", "token")
 TUNED_MAX_MESSAGE = 64 * 1024 * 1024
 
 
@@ -63,6 +71,78 @@ def forwarded_cn(headers: Any) -> str | None:
     """The client identity a proxy vouches for; only for a server with `behind_proxy` set, whose
     plain listener nobody but the proxy reaches. A TLS listener never reads these headers."""
     return headers.get(FORWARDED_CN) if headers.get(FORWARDED_VERIFY) == "SUCCESS" else None
+
+
+# The `token` group (issue 3's hybrid model: TLS without client certificates, a bearer token in the
+# opening request). One valid token per process, random: both sides of a cell live in the process that
+# runs it (a client process gets it in ClientTLS), and no constant in the project looks like a credential.
+TOKEN = secrets.token_urlsafe(24)
+# The identity the token names. A token-auth handler reports it where an mTLS handler reports the
+# certificate's CN, so the same "the server saw the client identity" check judges both.
+TOKEN_SUBJECT = CLIENT_CN
+_TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_-]+\Z")  # what TOKEN looks like (secrets.token_urlsafe)
+
+
+class TokenRefused(Exception):
+    """A token-auth server refuses the request before the upgrade; each server answers it its
+    library's way: HTTP 401 with `www_authenticate` (RFC 6750) and the reason as the body, or a
+    Socket.IO connect error carrying the reason."""
+
+    status = 401
+
+    def __init__(self, reason: str, error: str | None = None):
+        super().__init__(reason)
+        self.reason, self.error = reason, error  # error: RFC 6750's code; None when no token came
+
+    @property
+    def www_authenticate(self) -> str:
+        if self.error is None:
+            return 'Bearer realm="mtls-matrix"'
+        return f'Bearer realm="mtls-matrix", error="{self.error}", error_description="{self.reason}"'
+
+
+@dataclass(frozen=True)
+class TokenAuth:
+    """A token-auth listener's check (`ServerPeer.token_auth`): the tokens it accepts, each with the
+    identity it names. Library-neutral: each server hands it what its library shows of the request."""
+
+    tokens: tuple[tuple[str, str], ...] = ((TOKEN, TOKEN_SUBJECT),)
+
+    def identity(self, cell: str | None, authorization: str | None, query: str | None,
+                 payload: Any = None) -> str:
+        """The identity the request's token names, from the first carrier present: the Authorization
+        header, the `token` query parameter, a Socket.IO auth payload's `token`. A malformed header
+        is refused, not skipped for the next carrier. Raises TokenRefused, recorded for the cell as
+        `auth-refused`."""
+        try:
+            if authorization is not None:
+                scheme, _, presented = authorization.strip().partition(" ")
+                if scheme.lower() != "bearer" or not presented.strip():
+                    raise TokenRefused("malformed Authorization header: expected 'Bearer <token>'", "invalid_request")
+                presented = presented.strip()
+            elif query is not None:
+                presented = query
+            elif payload is not None:
+                presented = payload
+            else:
+                raise TokenRefused("no token: send 'Authorization: Bearer <token>', ?token=<token> or a "
+                                   "Socket.IO auth token")
+            if not isinstance(presented, str) or not _TOKEN_SHAPE.match(presented):
+                raise TokenRefused("malformed token", "invalid_request")
+            named = dict(self.tokens).get(presented)
+            if named is None:
+                raise TokenRefused("token not valid", "invalid_token")
+            return named
+        except TokenRefused as refused:
+            observe.server_event(cell, "auth-refused", canonical="UNAUTHORIZED", reason=refused.reason)
+            raise
+
+
+def query_token(path_or_query: str) -> str | None:
+    """The `token` query parameter of a request path (or a bare query string); "" when empty."""
+    query = urlsplit(path_or_query).query if "?" in path_or_query else path_or_query
+    values = parse_qs(query, keep_blank_values=True).get("token")
+    return values[0] if values else None
 
 
 def cell_token(path: str) -> str:
@@ -86,6 +166,12 @@ class ClientTLS:
     cert: Path | None  # the chain to present (leaf + intermediates), None for no certificate
     key: Path | None
     server_hostname: str
+    # headers the scenario asks the client to send on its opening request (the HTTP upgrade, or every
+    # Engine.IO request); each client passes them its library's documented way, or declares in
+    # `unsupported["headers"]` why it cannot
+    headers: tuple[tuple[str, str], ...] = ()
+    # fields the scenario asks a Socket.IO client to add to its connect `auth` payload
+    auth: tuple[tuple[str, str], ...] = ()
 
     def context(self) -> ssl.SSLContext:
         """The documented stdlib way: a default client context plus our CA and certificate."""
@@ -177,6 +263,10 @@ class ServerPeer(Peer):
     piped = False
     # the event that ends its side of each connection's story (a proxy's log: "proxy-done"), if any
     story_end: str | None = None
+    # Set by the harness on the copy serving a `token`-group listener, whose context requests no client
+    # certificate: the server must refuse a request without a valid token before the upgrade
+    # (TokenAuth.identity, TokenRefused) and its handler reports the identity the token names.
+    token_auth: TokenAuth | None = None
 
     @abstractmethod
     async def start(self, context: ssl.SSLContext, profile: str) -> int:
@@ -202,7 +292,8 @@ class ServerPeer(Peer):
 class ClientPeer(Peer):
     role = "client"
     variants: tuple[str, ...] = ("ssl=context",)
-    unsupported: dict[str, str] = {}  # I/O op -> why this library cannot express it
+    # I/O op, or "headers" (ClientTLS.headers), -> why this library cannot express it
+    unsupported: dict[str, str] = {}
     # Where it plays, as data (absent: wherever its server plays): per variant, scenario names,
     # globs or groups (profiled cells as NAME-tuned); and server name globs. A slow client (a
     # browser) plays where it adds information; a variant that fails by design, where that is the point.

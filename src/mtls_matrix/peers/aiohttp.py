@@ -17,7 +17,8 @@ from aiohttp import WSMsgType, web
 
 from mtls_matrix import observe
 from mtls_matrix.peers import (
-    TUNED_MAX_MESSAGE, ClientPeer, ClientTLS, Closed, Connection, ServerPeer, forwarded_cn, parse_close_command,
+    TUNED_MAX_MESSAGE, ClientPeer, ClientTLS, Closed, Connection, ServerPeer, TokenRefused, forwarded_cn,
+    parse_close_command,
 )
 from mtls_matrix.verdict import CLOSE_CODES
 
@@ -152,7 +153,14 @@ class Server(ServerPeer):
 
     async def _handler(self, request: web.Request) -> web.WebSocketResponse:
         token = request.match_info["token"]
-        if self.behind_proxy:  # a plain listener only the TLS-terminating proxy reaches (peers/proxy.py)
+        if self.token_auth:  # a token-auth listener: refused before ws.prepare, i.e. before the upgrade
+            try:
+                peer_cn = self.token_auth.identity(token, request.headers.get("Authorization"),
+                                                   request.query.get("token"))
+            except TokenRefused as refused:
+                raise web.HTTPUnauthorized(text=refused.reason,
+                                           headers={"WWW-Authenticate": refused.www_authenticate}) from None
+        elif self.behind_proxy:  # a plain listener only the TLS-terminating proxy reaches (peers/proxy.py)
             peer_cn = forwarded_cn(request.headers)
         else:
             peer_cn = observe.subject_cn(request.transport.get_extra_info("ssl_object").getpeercert(binary_form=True))
@@ -228,9 +236,10 @@ class Client(ClientPeer):
         # ClientTimeout bounds the opening handshake only (it does not apply after the upgrade)
         timeouts = {"timeout": aiohttp.ClientTimeout(total=timeout)} if timeout else {}
         session = aiohttp.ClientSession(connector=connector, **timeouts)
+        headers = {"headers": dict(tls.headers)} if tls.headers else {}
         tls_kw = {"ssl=context": {"ssl": ctx}, "ssl_context=context": {"ssl_context": ctx}}.get(variant, {})
         try:
-            return _Conn(session, await session.ws_connect(url, **tls_kw, **_limits(profile)))
+            return _Conn(session, await session.ws_connect(url, **tls_kw, **headers, **_limits(profile)))
         except BaseException:
             await session.close()  # no leaked session (and connector) when the upgrade fails
             raise

@@ -543,12 +543,16 @@ class Client(ClientPeer):
     foreign = True
     toolchain = TOOLCHAIN
     variants = ("page=same-origin", "page=same-origin+fetch")
-    unsupported = {"ping": "the WebSocket API in a page cannot send pings (the browser answers the server's)"}
+    unsupported = {"ping": "the WebSocket API in a page cannot send pings (the browser answers the server's)",
+                   "headers": "the WebSocket API in a page cannot set request headers (a token goes in the URL: "
+                              "token-query-*)"}
     side_by_side = False  # one browser per certificate: a batch of hostile cells would queue on it
     # A cell costs a browser context (1-4 s): the default matrix runs the cells that show what a
     # browser adds, against the Python servers; docs/BROWSER.md has the findings of the full set.
     variant_scenarios = {
-        "page=same-origin": ("mtls-ok",),  # a WebSocket alone never presents the certificate
+        # a WebSocket alone never presents the certificate; the token group without one: the URL carries
+        # the token, a header cannot (UNSUPPORTED, declared: costs no browser)
+        "page=same-origin": ("mtls-ok", "token-query-ok", "token-header-ok"),
         "page=same-origin+fetch": ("mtls-ok", "mtls-chain", "client-no-cert", "server-untrusted-ca", "io-close"),
     }
     servers = ("websockets", "aiohttp", "tornado")

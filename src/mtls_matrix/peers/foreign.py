@@ -38,6 +38,7 @@ from typing import Any
 
 from mtls_matrix import observe
 from mtls_matrix.peers import TUNED_MAX_MESSAGE, ClientPeer, ClientTLS, Closed, Connection, ServerPeer, Unsupported
+from mtls_matrix.scenarios import MTLS_GROUPS
 from mtls_matrix.verdict import canonical_from_text
 
 def _foreign_dir() -> Path:
@@ -188,6 +189,8 @@ class ForeignServer(_ForeignPeer, ServerPeer):
     before `listening`: the cells of that listener are UNSUPPORTED with its message."""
 
     fixed_config: dict[str, Any] = {}  # added to every config line: a server variant of the program
+    # the contract's server always requires a client certificate: no token-auth listener (group `token`)
+    groups = MTLS_GROUPS
 
     out_of_process = piped = True
 
@@ -424,7 +427,7 @@ class ForeignClient(_ForeignPeer, ClientPeer):
         conn = _ForeignConnection(self, proc, observe.connection_recorder())
         await conn.open({"url": url, "ca": str(tls.ca), "cert": str(tls.cert) if tls.cert else None,
                          "key": str(tls.key) if tls.key else None, "server_hostname": tls.server_hostname,
-                         "profile": profile, "timeout": timeout})
+                         "headers": dict(tls.headers), "profile": profile, "timeout": timeout})
         return conn
 
     async def _process(self, variant: str) -> _ClientProcess:

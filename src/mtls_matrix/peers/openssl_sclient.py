@@ -129,13 +129,13 @@ class Client(ClientPeer):
         proc = await asyncio.create_subprocess_exec(*argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                                     stderr=subprocess.STDOUT, start_new_session=True)
         try:
-            await asyncio.wait_for(self._upgrade(proc, parts, observe.connection_recorder()), timeout)
+            await asyncio.wait_for(self._upgrade(proc, parts, tls.headers, observe.connection_recorder()), timeout)
         except BaseException:
             await _end(proc, extra)
             raise
         return _Upgraded(proc, extra)
 
-    async def _upgrade(self, proc: asyncio.subprocess.Process, parts, recorder) -> None:
+    async def _upgrade(self, proc: asyncio.subprocess.Process, parts, headers, recorder) -> None:
         """Read s_client's output line by line (its summary on stderr and the server's bytes on
         stdout share one pipe, in the order written) and record what each line says."""
         summary: dict = {}
@@ -157,9 +157,11 @@ class Client(ClientPeer):
                 cn = re.search(r"CN = ([^,]+)", summary.get("Peer certificate", ""))
                 self._record(recorder, "handshake-ok", version=summary.get("Protocol version"),
                              cipher=summary.get("Ciphersuite"), peer_cn=cn.group(1) if cn else None)
-                request = (f"GET {parts.path} HTTP/1.1\r\nHost: {parts.netloc}\r\nUpgrade: websocket\r\n"
+                target = f"{parts.path}?{parts.query}" if parts.query else parts.path
+                sent = "".join(f"{name}: {value}\r\n" for name, value in headers)
+                request = (f"GET {target} HTTP/1.1\r\nHost: {parts.netloc}\r\nUpgrade: websocket\r\n"
                            f"Connection: Upgrade\r\nSec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}"
-                           f"\r\nSec-WebSocket-Version: 13\r\n\r\n")
+                           f"\r\nSec-WebSocket-Version: 13\r\n{sent}\r\n")
                 try:
                     proc.stdin.write(request.encode())
                     await proc.stdin.drain()

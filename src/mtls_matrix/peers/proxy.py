@@ -34,6 +34,7 @@ from pathlib import Path
 from mtls_matrix import observe
 from mtls_matrix.peers import ServerFiles, ServerPeer
 from mtls_matrix.peers.foreign import Toolchain
+from mtls_matrix.scenarios import MTLS_GROUPS
 
 START_TIMEOUT_S = 5.0
 STOP_GRACE_S = 2.0
@@ -82,6 +83,9 @@ class ProxiedServer(ServerPeer):
     inherits_listener = False  # True: the proxy takes the listening socket we bound (no port race)
     out_of_process = True
     story_end = "proxy-done"  # the last line the proxy logs about a connection
+    # it terminates mutual TLS: a client without a certificate is refused before any token reaches the
+    # app, so a token-auth listener (group `token`) is not a proxy topology
+    groups = MTLS_GROUPS
 
     def __init__(self, backend: ServerPeer, scenarios: tuple[str, ...]):
         self.backend_peer = backend

@@ -32,7 +32,7 @@ import contextlib
 import queue
 import socket
 import ssl
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import requests
@@ -45,8 +45,8 @@ from tornado.web import Application
 
 from mtls_matrix import observe, verdict
 from mtls_matrix.peers import (
-    FINAL_CLOSE, TUNED_MAX_MESSAGE, ClientPeer, ClientTLS, Closed, Connection, ServerPeer, cell_token,
-    parse_close_command,
+    FINAL_CLOSE, TUNED_MAX_MESSAGE, ClientPeer, ClientTLS, Closed, Connection, ServerPeer, TokenRefused, cell_token,
+    parse_close_command, query_token,
 )
 
 TLS_WAYS_ASYNC = ("http_session=connector", "websocket_extra_options=ssl")
@@ -64,8 +64,8 @@ WEBSOCKET_ONLY_WAYS = ("websocket_extra_options=ssl", "websocket_extra_options=s
 # rejection and io-close show. Names as in cell ids: `NAME` or `NAME-tuned`.
 SCENARIOS_FULL = ("mtls-ok", "mtls-chain", "client-no-cert", "client-untrusted-ca", "client-revoked",
                   "server-untrusted-ca", "server-wrong-host", "io-text", "io-binary", "io-1mib", "io-1mib-tuned",
-                  "io-16mib", "io-1000-ordered", "io-ping", "io-close", "io-server-close")
-SCENARIOS_SHORT = ("mtls-ok", "client-no-cert", "io-close")
+                  "io-16mib", "io-1000-ordered", "io-ping", "io-close", "io-server-close", "token")
+SCENARIOS_SHORT = ("mtls-ok", "client-no-cert", "io-close", "token-header-ok", "token-missing")
 
 
 def _limits(profile: str) -> dict:
@@ -108,15 +108,29 @@ class _SioServer(ServerPeer):
 
     def _connected(self, sid: str, environ: dict, auth) -> None:
         token = (auth or {}).get("cell") if isinstance(auth, dict) else None
+        subject = self._authorize(token, environ, auth)
         self._tokens[sid] = {"token": token}
         try:
-            der, error = self._identity(environ), None
+            der, error = None if subject else self._identity(environ), None
         except Exception as exc:  # the stack cannot show it: a finding, reported as such
             der, error = None, f"{type(exc).__name__}: {exc}"
         transport = self.sio.transport(sid)
         self._tokens[sid]["transport"] = transport
-        observe.server_event(token, "handler", peer_cn=observe.subject_cn(der), identity_error=error,
+        observe.server_event(token, "handler", peer_cn=subject or observe.subject_cn(der), identity_error=error,
                              transport=transport)
+
+    def _authorize(self, token: str | None, environ: dict, auth) -> str | None:
+        """A token-auth listener: the identity the token names (Authorization header, ?token=, or the
+        auth payload's `token`); else refuses the connect with the reason (the documented way:
+        ConnectionRefusedError in the connect handler, which the client gets as a connect error)."""
+        if self.token_auth is None:
+            return None
+        try:
+            return self.token_auth.identity(token, environ.get("HTTP_AUTHORIZATION"),
+                                            query_token(environ.get("QUERY_STRING", "")),
+                                            auth.get("token") if isinstance(auth, dict) else None)
+        except TokenRefused as refused:
+            raise socketio.exceptions.ConnectionRefusedError(refused.reason) from None
 
     def _echoed(self, sid: str) -> None:
         state = self._tokens.get(sid, {})
@@ -222,7 +236,7 @@ class UvicornServer(_SioServer):
         config = uvicorn.Config(
             socketio.ASGIApp(self._app_server(profile)), log_config=None, log_level="critical", access_log=False,
             lifespan="off", ssl_certfile=str(files.chain), ssl_keyfile=str(files.key),
-            ssl_ca_certs=str(files.ca), ssl_cert_reqs=ssl.CERT_REQUIRED,
+            ssl_ca_certs=str(files.ca), ssl_cert_reqs=context.verify_mode,  # CERT_NONE on a token-auth listener
             # uvicorn's only version knob is the deprecated protocol constant
             **({"ssl_version": ssl.PROTOCOL_TLSv1_2} if tls12 else {}),
         )
@@ -251,9 +265,16 @@ class UvicornServer(_SioServer):
 
 
 def _split(url: str) -> tuple[str, str]:
-    """The harness URL (wss://host:port/cell/TOKEN) -> the Socket.IO server URL and the token."""
+    """The harness URL (wss://host:port/cell/TOKEN[?query]) -> the Socket.IO server URL (with the query,
+    which Engine.IO keeps on every request) and the token."""
     parts = urlsplit(url)
-    return f"https://{parts.netloc}", cell_token(parts.path)
+    return urlunsplit(("https", parts.netloc, "", parts.query, "")), cell_token(parts.path)
+
+
+def _connect_args(tls: ClientTLS, token: str) -> dict:
+    """connect()'s auth payload (the cell token, plus what the scenario adds) and headers (sent on every
+    Engine.IO request)."""
+    return {"auth": {"cell": token, **dict(tls.auth)}, "headers": dict(tls.headers)}
 
 
 def _variants(ways: tuple[str, ...]) -> tuple[str, ...]:
@@ -405,7 +426,8 @@ class AsyncClient(ClientPeer):
                 await session.close()
 
         try:
-            await sio.connect(server, auth={"cell": token}, transports=TRANSPORTS[transport], wait_timeout=timeout)
+            await sio.connect(server, **_connect_args(tls, token), transports=TRANSPORTS[transport],
+                              wait_timeout=timeout)
             _check_upgrade(sio, transport)
         except BaseException:
             await cleanup()
@@ -447,7 +469,7 @@ class Client(ClientPeer):
                 session.close()
 
         try:
-            sio.connect(server, auth={"cell": token}, transports=TRANSPORTS[transport], wait_timeout=timeout)
+            sio.connect(server, **_connect_args(tls, token), transports=TRANSPORTS[transport], wait_timeout=timeout)
             _check_upgrade(sio, transport)
         except BaseException:
             cleanup()

@@ -27,7 +27,8 @@ from tornado.websocket import WebSocketClosedError, WebSocketHandler, websocket_
 
 from mtls_matrix import observe
 from mtls_matrix.peers import (
-    TUNED_MAX_MESSAGE, ClientPeer, ClientTLS, Closed, Connection, ServerPeer, forwarded_cn, parse_close_command,
+    TUNED_MAX_MESSAGE, ClientPeer, ClientTLS, Closed, Connection, ServerPeer, TokenAuth, TokenRefused, cell_token,
+    forwarded_cn, parse_close_command,
 )
 
 
@@ -150,15 +151,25 @@ _REPRO_REQUESTS = {
 
 
 class _Handler(WebSocketHandler):
-    def initialize(self, live: set, behind_proxy: bool) -> None:
+    def initialize(self, live: set, behind_proxy: bool, token_auth: TokenAuth | None = None) -> None:
         self.live = live  # the server's open handlers: detached from HTTPServer, so it cannot close them
         self.behind_proxy = behind_proxy
+        self.token_auth = token_auth
 
     def prepare(self) -> None:
         # tornado's documented way to the client certificate, HTTPServerRequest.get_ssl_certificate,
         # works only before the upgrade: open() runs after the stream is detached from the request's
         # connection and it raises AttributeError there (tornadoweb/tornado#2994).
-        if self.behind_proxy:  # a plain listener only the TLS-terminating proxy reaches (peers/proxy.py)
+        if self.token_auth:  # a token-auth listener: a response finished in prepare() is never upgraded
+            try:
+                self.peer_cn = self.token_auth.identity(cell_token(self.request.path),
+                                                        self.request.headers.get("Authorization"),
+                                                        self.get_query_argument("token", None))
+            except TokenRefused as refused:
+                self.set_status(refused.status)
+                self.set_header("WWW-Authenticate", refused.www_authenticate)
+                self.finish(refused.reason)
+        elif self.behind_proxy:  # a plain listener only the TLS-terminating proxy reaches (peers/proxy.py)
             self.peer_cn = forwarded_cn(self.request.headers)
         else:
             self.peer_cn = observe.subject_cn(self.request.get_ssl_certificate(binary_form=True))
@@ -205,8 +216,8 @@ class Server(ServerPeer):
     async def start(self, context: ssl.SSLContext, profile: str) -> int:
         settings = {"websocket_max_message_size": TUNED_MAX_MESSAGE} if profile == "tuned" else {}
         self._live: set[_Handler] = set()
-        app = Application([(r"/cell/(.*)", self.handler, {"live": self._live, "behind_proxy": self.behind_proxy})],
-                          **settings)
+        app = Application([(r"/cell/(.*)", self.handler, {"live": self._live, "behind_proxy": self.behind_proxy,
+                                                          "token_auth": self.token_auth})], **settings)
         self._server = HTTPServer(app, ssl_options=context)
         sockets = bind_sockets(0, "127.0.0.1")
         self._server.add_sockets(sockets)
@@ -262,17 +273,19 @@ class Client(ClientPeer):
     variants = ("ssl_options=context", "ssl_options=dict", "request=paths")
 
     async def connect(self, variant, url, tls: ClientTLS, profile, timeout):
-        timeouts = {"connect_timeout": timeout, "request_timeout": timeout} if timeout else {}
+        request_kw = {"connect_timeout": timeout, "request_timeout": timeout} if timeout else {}
+        if tls.headers:
+            request_kw["headers"] = dict(tls.headers)
         if variant == "ssl_options=context":
-            request = HTTPRequest(url, ssl_options=tls.context(), **timeouts)
+            request = HTTPRequest(url, ssl_options=tls.context(), **request_kw)
         elif variant == "ssl_options=dict":
             options = {"ca_certs": str(tls.ca)}
             if tls.cert:
                 options |= {"certfile": str(tls.cert), "keyfile": str(tls.key)}
-            request = HTTPRequest(url, ssl_options=options, **timeouts)
+            request = HTTPRequest(url, ssl_options=options, **request_kw)
         else:
             request = HTTPRequest(url, ca_certs=str(tls.ca), client_cert=tls.cert and str(tls.cert),
-                                  client_key=tls.key and str(tls.key), **timeouts)
+                                  client_key=tls.key and str(tls.key), **request_kw)
         limits = {"max_message_size": TUNED_MAX_MESSAGE} if profile == "tuned" else {}
         return _Conn(await websocket_connect(request, **limits))
 

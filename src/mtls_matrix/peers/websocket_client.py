@@ -137,8 +137,10 @@ class Client(ClientPeer):
             sslopt = {"ca_certs": str(tls.ca)}
             if tls.cert:
                 sslopt.update(certfile=str(tls.cert), keyfile=str(tls.key))
-        timeouts = {"timeout": timeout} if timeout else {}  # unset: websocket.getdefaulttimeout()
-        return _Conn(websocket.create_connection(url, sslopt=sslopt, **timeouts))
+        options = {"timeout": timeout} if timeout else {}  # unset: websocket.getdefaulttimeout()
+        if tls.headers:
+            options["header"] = [f"{name}: {value}" for name, value in tls.headers]
+        return _Conn(websocket.create_connection(url, sslopt=sslopt, **options))
 
     def own_timeouts(self, variant):
         close = inspect.signature(websocket.WebSocket.close).parameters["timeout"].default

@@ -17,8 +17,8 @@ from websockets.asyncio.server import serve
 
 from mtls_matrix import observe
 from mtls_matrix.peers import (
-    TUNED_MAX_MESSAGE, ClientPeer, ClientTLS, Closed, Connection, ServerPeer, cell_token, forwarded_cn,
-    parse_close_command,
+    TUNED_MAX_MESSAGE, ClientPeer, ClientTLS, Closed, Connection, ServerPeer, TokenRefused, cell_token, forwarded_cn,
+    parse_close_command, query_token,
 )
 
 
@@ -108,8 +108,21 @@ class Server(ServerPeer):
                 "open_timeout": inspect.signature(serve).parameters["open_timeout"].default}
 
     async def start(self, context: ssl.SSLContext, profile: str) -> int:
-        self._server = await serve(self._handler, "127.0.0.1", 0, ssl=context, **_limits(profile))
+        checks = {"process_request": self._authorize} if self.token_auth else {}
+        self._server = await serve(self._handler, "127.0.0.1", 0, ssl=context, **checks, **_limits(profile))
         return self._server.sockets[0].getsockname()[1]
+
+    def _authorize(self, connection, request):
+        """A token-auth listener: the documented place to refuse before the upgrade (process_request
+        returns a response), and to keep the identity for the handler (an attribute of the connection)."""
+        try:
+            connection.username = self.token_auth.identity(
+                cell_token(request.path), request.headers.get("Authorization"), query_token(request.path))
+        except TokenRefused as refused:
+            response = connection.respond(refused.status, refused.reason + "\n")
+            response.headers["WWW-Authenticate"] = refused.www_authenticate
+            return response
+        return None
 
     async def stop(self) -> None:
         self._server.close()
@@ -120,7 +133,9 @@ class Server(ServerPeer):
 
     async def _handler(self, ws) -> None:
         token = cell_token(ws.request.path)
-        if self.behind_proxy:  # a plain listener only the TLS-terminating proxy reaches (peers/proxy.py)
+        if self.token_auth:
+            peer_cn = ws.username  # the identity the token named (_authorize)
+        elif self.behind_proxy:  # a plain listener only the TLS-terminating proxy reaches (peers/proxy.py)
             peer_cn = forwarded_cn(ws.request.headers)
         else:
             peer_cn = observe.subject_cn(ws.transport.get_extra_info("ssl_object").getpeercert(binary_form=True))
@@ -164,7 +179,8 @@ class Client(ClientPeer):
 
     async def connect(self, variant, url, tls: ClientTLS, profile, timeout):
         timeouts = {"open_timeout": timeout} if timeout else {}
-        return _Conn(await connect(url, ssl=tls.context(), **timeouts, **_limits(profile)))
+        headers = {"additional_headers": list(tls.headers)} if tls.headers else {}
+        return _Conn(await connect(url, ssl=tls.context(), **headers, **timeouts, **_limits(profile)))
 
     def own_timeouts(self, variant):
         defaults = inspect.signature(connect).parameters
