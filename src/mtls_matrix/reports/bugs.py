@@ -11,7 +11,9 @@ narrower belongs to the pair.
 
 Clarity findings come after them: a peer whose certificate rejections almost never reach the
 client with the reason, where a comparable peer's mostly do (a server that drops the TLS alert,
-a client that hides it). Their cells all PASS, so no verdict finding would show it.
+a client that hides it); and a client that almost never shows why a server refused its token
+(`token` group: neither the HTTP status nor the server's reason). Their cells all PASS, so no
+verdict finding would show it.
 """
 
 from __future__ import annotations
@@ -323,13 +325,15 @@ def _is_clear(cell: Cell) -> bool:
 @dataclass
 class ClarityFinding:
     """A peer of `role` whose server-side certificate rejections reach clients without the reason,
-    where `rival` (a peer of the same role, against the same partners and scenarios) mostly gives it."""
+    where `rival` (a peer of the same role, against the same partners and scenarios) mostly gives it;
+    or (group `token`) a client that hides why servers refused its token, rival or not."""
 
     role: str  # server: it drops the reason; client: it hides the reason the server sent
     peer: str
     cells: list[Cell]
-    rival: str
+    rival: str  # "" when no peer does better (token group)
     rival_cells: list[Cell]
+    group: str = "client-rejected"
     number: int = 0
     notes: list[Any] = field(default_factory=list)
     verdict = None  # every cell passed: a clarity finding judges no verdict (callable notes may ask)
@@ -342,7 +346,7 @@ class ClarityFinding:
 
     @property
     def signature_text(self) -> str:
-        return f"CLARITY {self.peer} client-rejected {self.grade}"
+        return f"CLARITY {self.peer} {self.group} {self.grade}"
 
     @property
     def note_ids(self) -> list[str]:
@@ -371,11 +375,32 @@ class ClarityFinding:
 
 def find_clarity(matrix: Matrix, notes: Iterable[Any] = (), first_number: int = 1) -> list[ClarityFinding]:
     rejections = server_rejections(matrix)
-    found = [*clarity_outliers(rejections, "server"), *clarity_outliers(rejections, "client")]
+    found = [*clarity_outliers(rejections, "server"), *clarity_outliers(rejections, "client"),
+             *token_clarity(token_refusals(matrix))]
     notes = list(notes)
     for number, finding in enumerate(found, first_number):
         finding.number = number
         finding.notes = [n for n in notes if note_matches(n, finding)]
+    return found
+
+
+def token_refusals(matrix: Matrix) -> list[Cell]:
+    """`token` cells a server refused before the upgrade, graded by how the client's user saw it."""
+    return [c for c in matrix.cells if c.group == "token" and c.rejection and c.rejection.by == "server"
+            and c.rejection.canonical == scenarios.TOKEN_REFUSED.reason and c.error.clarity]
+
+
+def token_clarity(refusals: list[Cell]) -> list[ClarityFinding]:
+    """Clients whose user almost never learns why a token was refused. Absolute, not against a rival:
+    every server sends a 401 or a connect error with its reason, so hiding it is the client's doing
+    even when a whole family's clients do it; the best other client is shown when there is one."""
+    found = []
+    for peer, own in _by_peer(refusals, "client").items():
+        if clear_share(own) < FEW_CLEAR:
+            rival, rival_cells = _best_rival(own, refusals, "client") or ("", [])
+            if rival_cells and clear_share(rival_cells) < FEW_CLEAR:
+                rival, rival_cells = "", []  # no better: nothing to compare with
+            found.append(ClarityFinding("client", peer, sorted(own, key=cell_order), rival, rival_cells, "token"))
     return found
 
 
@@ -577,8 +602,9 @@ def render_how_to_read() -> list[str]:
         "close). A cell's phase is where the outcome was decided as the client saw it. Under TLS 1.3 the "
         "client finishes its handshake before the server checks the client certificate, so a server-side "
         "rejection reaches the client only at `upgrade` or its first read.", "",
-        "**Clarity** of the error the client's user sees: CLEAR names the certificate problem; VAGUE says TLS "
-        "failed without why; OPAQUE is a reset, EOF, empty message or generic connection error.", "",
+        "**Clarity** of the error the client's user sees: CLEAR names the certificate problem (for a refused "
+        "token: the HTTP status or the server's reason); VAGUE says TLS failed without why; OPAQUE is a reset, "
+        "EOF, empty message or generic connection error.", "",
         "**Blame** comes from the matrix: a client variant failing the same way with every server is blamed "
         "(the whole library when every variant does); a server failing the same way with every client is "
         "blamed; when every pair fails alike the finding says so; otherwise the pair is.", "",
@@ -649,7 +675,8 @@ def render_findings(findings: list[Finding], clarity: list[ClarityFinding]) -> l
     if clarity:
         lines += ["Clarity findings follow: certificate rejections that PASS, but reach the client without the "
                   f"reason, where a comparable peer's CLEAR share is at least {MOSTLY_CLEAR:.0%} and this peer's "
-                  f"is below {FEW_CLEAR:.0%}.", ""]
+                  f"is below {FEW_CLEAR:.0%}; and token refusals that PASS, but reach a client's user without "
+                  f"the status or the server's reason in more than {1 - FEW_CLEAR:.0%} of its cells.", ""]
     for finding in clarity:
         lines += render_clarity_finding(finding)
     return lines
@@ -786,6 +813,11 @@ def clarity_title(finding: ClarityFinding) -> str:
     scope = f" under {finding.tls_scope[0]}" if len(finding.tls_scope) == 1 else ""
     counted = f"{finding.clear} CLEAR of {len(finding.cells)}"
     rival = f"{finding.rival_clear} of {len(finding.rival_cells)}"
+    if finding.group == "token":
+        how = "never shows" if not finding.clear else "rarely shows"
+        compared = f"; {finding.rival} shows it in {rival}" if finding.rival else ""
+        return (f"{finding.grade}: when {' or '.join(finding.partners)} refuses its token, {finding.peer} {how} the "
+                f"status or the server's reason ({counted}{compared})")
     if finding.role == "server":
         who = "no client learns why" if not finding.clear else "clients rarely learn why"
         return (f"{finding.grade}: when {finding.peer} rejects a client certificate{scope}, {who} ({counted}; "
@@ -801,20 +833,25 @@ def render_clarity_finding(finding: ClarityFinding) -> list[str]:
     partners = "clients" if finding.role == "server" else "servers"
     # a rejection later than allowed (nginx's HTTP 400 after TLS) is FAIL: say so, not "PASS"
     verdicts = "every cell PASS" if all(c.verdict == Verdict.PASS for c in cells) else spelled(counts(cells))
+    must = ("refuse the token before the upgrade (HTTP 401 or a Socket.IO connect error, with its reason)"
+            if finding.group == "token" else "reject the client certificate")
     lines = [f"### F{finding.number}. {clarity_title(finding)}", "", "**Configuration**", "",
              f"- Scenarios: {', '.join(sorted({c.scenario for c in cells}, key=scenario_rank))}: the server must "
-             f"reject the client certificate, and does ({verdicts})",
+             f"{must}, and does ({verdicts})",
              f"- {partners.capitalize()}: {', '.join(f'`{p}`' for p in finding.partners)}",
              "", "**Observed**", ""]
     lines += [f"- The client's user saw {user_error(kind, message)} ({grade}; {n} of {len(cells)} cells)"
               for (kind, message, grade), n in _top_errors(cells)]
     lines.append("- Seen at: " + ", ".join(f"`{phase}` under {label} ({n} cells)"
                                           for (label, phase), n in _phases_seen(cells)))
-    lines.append(_server_knew(cells))
+    lines.append(_server_refused(cells) if finding.group == "token" else _server_knew(cells))
     example = _top_errors([c for c in finding.rival_cells if _is_clear(c)])
-    lines.append(f"- For comparison, `{finding.rival}` with the same {partners} and scenarios: "
-                 f"{finding.rival_clear} CLEAR of {len(finding.rival_cells)}"
-                 + (f", e.g. {user_error(*example[0][0][:2])}" if example else ""))
+    if finding.rival:
+        lines.append(f"- For comparison, `{finding.rival}` with the same {partners} and scenarios: "
+                     f"{finding.rival_clear} CLEAR of {len(finding.rival_cells)}"
+                     + (f", e.g. {user_error(*example[0][0][:2])}" if example else ""))
+    else:
+        lines.append(f"- No other client does better against the same {partners} and scenarios")
     lines += ["", f"**Affected cells ({len(cells)})**", "", *id_list([c.id for c in cells], f"{len(cells)} cells"), ""]
     return lines + render_notes(finding.notes)
 
@@ -828,6 +865,12 @@ def _top_errors(cells: list[Cell], limit: int = 3) -> list[tuple[tuple[str, str,
 def _phases_seen(cells: list[Cell]) -> list[tuple[tuple[str, str], int]]:
     tally = Counter((tls_label(c), c.phase) for c in cells)
     return sorted(tally.items(), key=lambda e: (TLS_LABELS.index(e[0][0]), -e[1], e[0][1]))
+
+
+def _server_refused(cells: list[Cell]) -> str:
+    reasons = Counter(c.rejection.message for c in cells if c.rejection and c.rejection.message)
+    said = "; ".join(f"{code(text)} ({n})" for text, n in sorted(reasons.items(), key=lambda e: (-e[1], e[0]))[:3])
+    return f"- The server's reason, sent with its refusal: {said}" if said else "- The server recorded no reason"
 
 
 def _server_knew(cells: list[Cell]) -> str:
@@ -948,10 +991,14 @@ def clarity_conclusion(peer: str, clarity: Sequence[ClarityFinding]) -> str:
     issues = []
     for f in (f for f in clarity if f.peer == peer):
         scope = f" under {f.tls_scope[0]}" if len(f.tls_scope) == 1 else ""
-        what = ("its rejections of client certificates reach no client with the reason" if f.role == "server"
-                else "it does not report why a server rejected its certificate")
-        issues.append(f"{what}{scope} (F{f.number}, {f.grade}: {f.clear} CLEAR of {len(f.cells)}, "
-                      f"{f.rival} {f.rival_clear} of {len(f.rival_cells)})")
+        if f.group == "token":
+            what = "it does not show why a server refused its token"
+        elif f.role == "server":
+            what = "its rejections of client certificates reach no client with the reason"
+        else:
+            what = "it does not report why a server rejected its certificate"
+        rival = f", {f.rival} {f.rival_clear} of {len(f.rival_cells)}" if f.rival else ""
+        issues.append(f"{what}{scope} (F{f.number}, {f.grade}: {f.clear} CLEAR of {len(f.cells)}{rival})")
     return f". Clarity: {'; '.join(issues)}" if issues else ""
 
 

@@ -255,6 +255,26 @@ NOTES = [
         ("https://github.com/miguelgrinberg/python-socketio/issues/368",),
     ),
     Note(
+        "CLARITY client:socketio-* token *",
+        "A connect handler's `ConnectionRefusedError(reason)` reaches the python-socketio client as a CONNECT_ERROR "
+        "packet whose data carries the reason, but `connect()` raises `ConnectionError('One or more namespaces "
+        "failed to connect: /')` without it: the reason goes only to a `connect_error` event handler, which the "
+        "application must register before connecting (added after python-socketio#344, which asked how a client "
+        "learns that the server refused it). Workaround: `@sio.event def connect_error(data)` and read "
+        "`data['message']`.",
+        ("https://github.com/miguelgrinberg/python-socketio/issues/344",
+         "https://python-socketio.readthedocs.io/en/stable/client.html"),
+    ),
+    Note(
+        _cells_at("upgrade", "socketio-*-socketio-*?*+polling?-token-*"),
+        "On the polling transport a refused connect takes 30 s to raise: after the CONNECT_ERROR, `connect()` "
+        "calls `disconnect()`, which waits for the pending long-poll GET that the engine.io server never answers "
+        "once it dropped the session (the io-close note's mechanism; max(ping_interval, ping_timeout) + 5 = 30 s "
+        "with the defaults, measured 30.1 s; websocket: 0.03 s). AsyncClient always waits; the sync Client only "
+        "when its long-poll was already pending (a race: 31 ms or 30 s). No upstream issue found.",
+        ("https://github.com/miguelgrinberg/python-engineio/issues/127",),
+    ),
+    Note(
         _cells_at("io", "socketio-*-io-1mib", "socketio-*-io-16mib"),
         "python-socketio's `max_http_buffer_size` defaults to 1,000,000 bytes, less than 1 MiB: a 1 MiB "
         "payload is refused (polling POST: 413; websocket on aiohttp: message too big). The `tuned` profile "
