@@ -110,6 +110,8 @@ function connect(variant, command) {
     ...VARIANTS[variant](tlsSettings(command)),
     ...(command.timeout ? { handshakeTimeout: Math.round(command.timeout * 1000) } : {}),
     ...(command.profile === 'tuned' ? { maxPayload: 64 * 1024 * 1024 } : {}),
+    // request headers the scenario asks for (a bearer token), on the upgrade request
+    ...(command.headers && Object.keys(command.headers).length ? { headers: command.headers } : {}),
   };
   let ws;
   try {

@@ -92,6 +92,7 @@ module PeerClient
 
     def start_driver
       self.driver = WebSocket::Driver.client(self)
+      (command['headers'] || {}).each { |name, value| driver.set_header(name, value) }  # e.g. a bearer token
       driver.on(:open) { @opened = true; session.reply('open') }
       driver.on(:message) { |event| session.message(event.data) }
       driver.on(:close) do |event|
@@ -181,7 +182,7 @@ module PeerClient
         tls[:private_key_file] = command['key']
       end
       tls[variant == 'faye-root-cert-file' ? :root_cert_file : :ca_file] = command['ca']
-      @ws = Faye::WebSocket::Client.new(command['url'], nil, tls: tls)
+      @ws = Faye::WebSocket::Client.new(command['url'], nil, tls: tls, headers: command['headers'] || {})
       @ws.on(:open) { @opened = true; reply('open') }
       @ws.on(:message) { |event| message(event.data) }
       @ws.on(:error) { |event| reply('error', { 'message' => event.message, 'phase' => (@opened ? 'io' : nil) }.compact) }

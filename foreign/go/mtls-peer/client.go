@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net"
+	"net/http"
 	"net/url"
 	"strings"
 	"sync"
@@ -48,20 +49,21 @@ func variantNames() []string {
 }
 
 type command struct {
-	Command        string          `json:"command"`
-	Cmd            string          `json:"cmd"`
-	ID             json.RawMessage `json:"id"`
-	URL            string          `json:"url"`
-	CA             string          `json:"ca"`
-	Cert           *string         `json:"cert"`
-	Key            *string         `json:"key"`
-	ServerHostname *string         `json:"server_hostname"`
-	Profile        string          `json:"profile"`
-	Timeout        *float64        `json:"timeout"`
-	Type           string          `json:"type"`
-	Data           string          `json:"data"`
-	Code           int             `json:"code"`
-	Reason         string          `json:"reason"`
+	Command        string            `json:"command"`
+	Cmd            string            `json:"cmd"`
+	ID             json.RawMessage   `json:"id"`
+	URL            string            `json:"url"`
+	CA             string            `json:"ca"`
+	Cert           *string           `json:"cert"`
+	Key            *string           `json:"key"`
+	ServerHostname *string           `json:"server_hostname"`
+	Profile        string            `json:"profile"`
+	Timeout        *float64          `json:"timeout"`
+	Headers        map[string]string `json:"headers"`
+	Type           string            `json:"type"`
+	Data           string            `json:"data"`
+	Code           int               `json:"code"`
+	Reason         string            `json:"reason"`
 }
 
 type clientConn struct {
@@ -184,7 +186,11 @@ func connect(variant string, cmd command) {
 		reply(cmd.ID, "error", map[string]any{"message": err.Error()})
 		return
 	}
-	ws, resp, err := dialer.DialContext(ctx, cmd.URL, nil)
+	header := http.Header{} // request headers the scenario asks for (a bearer token), on the upgrade request
+	for name, value := range cmd.Headers {
+		header.Set(name, value)
+	}
+	ws, resp, err := dialer.DialContext(ctx, cmd.URL, header)
 	if err != nil {
 		fields := map[string]any{"message": err.Error()}
 		if p := phase(err); p != "" {

@@ -266,6 +266,15 @@ NOTES = [
          "https://python-socketio.readthedocs.io/en/stable/client.html"),
     ),
     Note(
+        "CLARITY client:gorilla?* token *",
+        "gorilla/websocket reports every refused upgrade as `websocket: bad handshake` (ErrBadHandshake); the "
+        "status and the server's reason are only on the `*http.Response` that `Dial` returns beside the error, "
+        "as documented ('so that callers can handle redirects, authentication, etcetera'). An application that "
+        "logs the error alone tells its user nothing. Workaround: log `resp.Status` and the body when err is "
+        "ErrBadHandshake.",
+        ("https://pkg.go.dev/github.com/gorilla/websocket#Dialer.DialContext",),
+    ),
+    Note(
         _cells_at("upgrade", "socketio-*-socketio-*?*+polling?-token-*"),
         "On the polling transport a refused connect takes 30 s to raise: after the CONNECT_ERROR, `connect()` "
         "calls `disconnect()`, which waits for the pending long-poll GET that the engine.io server never answers "
