@@ -7,6 +7,7 @@ plain asyncio TLS) misconfigured in exactly one way; the harness must judge it a
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import socket
 import ssl
@@ -17,7 +18,7 @@ from websockets.asyncio.client import connect
 from websockets.asyncio.server import serve
 
 from mtls_matrix import observe
-from mtls_matrix.peers import ClientPeer, ServerPeer, cell_token
+from mtls_matrix.peers import ClientPeer, ServerPeer, cell_token, query_token
 from mtls_matrix.peers import websockets as ws_peer
 
 
@@ -199,5 +200,35 @@ class HandshakeTimeoutServer(ws_peer.Server):
         return self._server.sockets[0].getsockname()[1]
 
 
+class LaxTokenServer(ws_peer.Server):
+    """A token-auth server that checks a token only when one is sent (`if token: check(token)`):
+    must be INSECURE on token-missing, and still refuse a wrong token."""
+
+    name = "selftest-lax-token"
+
+    def _authorize(self, connection, request):
+        if request.headers.get("Authorization") is None and query_token(request.path) is None:
+            connection.username = None
+            return None
+        return super()._authorize(connection, request)
+
+
+class HeaderlessClient(ws_peer.Client):
+    """websockets, declaring that it cannot set request headers: its header cells are UNSUPPORTED."""
+
+    name = "selftest-headerless"
+    unsupported = {"headers": "this selftest client declares it cannot set request headers"}
+
+
+class HeaderDroppingClient(ws_peer.Client):
+    """websockets, silently leaving out the headers it was asked to send: the server refuses it."""
+
+    name = "selftest-drops-headers"
+
+    async def connect(self, variant, url, tls, profile, timeout):
+        return await super().connect(variant, url, dataclasses.replace(tls, headers=()), profile, timeout)
+
+
 PEERS = [InsecureClient(), LaxServer(), BlindServer(), HangingServer(), BlockingClient(), StuckInRecvClient(),
-         CrashingServer(), FlakyServer(), LeakyClient(), QuickTimeoutClient(), HandshakeTimeoutServer()]
+         CrashingServer(), FlakyServer(), LeakyClient(), QuickTimeoutClient(), HandshakeTimeoutServer(),
+         LaxTokenServer(), HeaderlessClient(), HeaderDroppingClient()]
