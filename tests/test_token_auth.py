@@ -3,6 +3,9 @@ the opening request. Real servers and clients, real handshakes, judged by the re
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 from mtls_matrix import scenarios
 from mtls_matrix.peers import ClientTLS
 from mtls_matrix.pki import CLIENT_CN
@@ -102,3 +105,19 @@ def test_socketio_refuses_in_the_connect_handler_and_the_client_hides_the_reason
 def test_client_tls_headers_default_to_none():
     tls = ClientTLS(ca=None, cert=None, key=None, server_hostname="localhost")
     assert tls.headers == () and tls.auth == ()
+
+
+def test_a_reproducer_sends_the_token_the_way_the_cell_does(tmp_path):
+    for cell, observed in (("websockets-websocket-client[sslopt=dict]-token-header-ok", "works: "),
+                           ("aiohttp-tornado[ssl_options=context]-token-query-wrong", "rejected by the server: UNAUTHORIZED"),
+                           ("tornado-aiohttp[ssl=context]-token-header-malformed",
+                            "rejected by the server: UNAUTHORIZED")):
+        out = tmp_path / cell
+        proc = mtls_matrix("repro", cell, "--out", str(out))
+        assert proc.returncode == 0, proc.stderr
+        script = (out / "repro.py").read_text()
+        assert "TOKENS = {TOKEN: CLIENT_CN}" in script  # its own random token: no value in the text
+        run = subprocess.run([sys.executable, "-I", str(out / "repro.py")], capture_output=True, text=True,
+                             timeout=60, cwd=tmp_path)
+        assert f"OBSERVED: {observed}" in run.stdout, run.stdout + run.stderr
+        assert "VERDICT: PASS" in run.stdout

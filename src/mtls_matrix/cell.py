@@ -75,17 +75,17 @@ def client_tls(pki: PKI, scenario: Scenario) -> ClientTLS:
     )
 
 
-def presented_token(token: Token | None) -> tuple[str | None, str]:
+def presented_token(token: Token | None, valid: str = TOKEN, wrong: str = WRONG_TOKEN) -> tuple[str | None, str]:
     """(carrier, value as sent) for a token scenario; the value is what goes into the Authorization
     header, the `token` query parameter or the Socket.IO auth payload."""
     if token is None or token.carrier is None:
         return None, ""
     if token.kind == "wrong":
-        value = WRONG_TOKEN
+        value = wrong
     elif token.kind == "malformed":  # the valid token in the wrong shape
-        value = TOKEN if token.carrier == "header" else f"Bearer {TOKEN}"
+        value = valid if token.carrier == "header" else f"Bearer {valid}"
     else:
-        value = TOKEN
+        value = valid
     return token.carrier, f"Bearer {value}" if token.carrier == "header" and token.kind != "malformed" else value
 
 

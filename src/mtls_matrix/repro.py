@@ -33,6 +33,7 @@ from pathlib import Path
 from string import Template
 
 from mtls_matrix import cell as matrix_cell
+from mtls_matrix import peers
 from mtls_matrix.cell import CellSpec
 from mtls_matrix.pki import CLIENT_CN, PKI
 from mtls_matrix.plugin import DEFAULT_DEADLINE, build_selection
@@ -173,7 +174,12 @@ def script(spec: CellSpec, files: dict[str, tuple[Path, bool, str]], deadline: f
                     f'CLIENT_KEY = str(HERE / "{client_chain.replace(".chain.pem", ".key.pem")}")\n'
                     if client_chain else "CLIENT_CERT = CLIENT_KEY = None  # the client presents no certificate\n")
     server_lib, client_lib = spec.server.library, spec.client.peer.library
+    headers, query = _token_source(scenario)
     return SKELETON.substitute(
+        headers=headers, query=query, tokens="{TOKEN: CLIENT_CN}" if scenario.token else "None",
+        token_shape=repr(peers.TOKEN_SHAPE.pattern),
+        token_check="\n\n\n".join(inspect.getsource(f).rstrip() for f in (
+            peers.TokenRefused, peers.check_token, peers.query_token)),
         cell_id=spec.id,
         scenario=scenario.name,
         description=scenario.description,
@@ -197,6 +203,17 @@ def script(spec: CellSpec, files: dict[str, tuple[Path, bool, str]], deadline: f
         run_step=inspect.getsource(matrix_cell.run_step).rstrip(),
         server_src=server_src.rstrip(), client_src=client_src.rstrip(),
     )
+
+
+def _token_source(scenario) -> tuple[str, str]:
+    """HEADERS and QUERY as source: the scenario's token presented as the cell presents it, but made
+    of the script's own random TOKEN and WRONG_TOKEN (names, not values, in the generated text)."""
+    carrier, value = matrix_cell.presented_token(scenario.token, valid="\0TOKEN\0", wrong="\0WRONG_TOKEN\0")
+    parts = value.split("\0")  # odd items are the script's names
+    expr = " + ".join(part if i % 2 else repr(part) for i, part in enumerate(parts) if part) or '""'
+    headers = f'{{"Authorization": {expr}}}' if carrier == "header" else "{}"
+    query = f'"?" + urlencode({{"token": {expr}}})' if carrier == "query" else '""'
+    return headers, query
 
 
 def readme(spec: CellSpec, files: dict[str, tuple[Path, bool, str]], pki: PKI, reqs: list[str],
@@ -330,9 +347,9 @@ def cmd_repro(args: argparse.Namespace) -> int:
     # mtls_matrix.cli` the CLI module is __main__ and a second import of it has another class.
     try:
         spec = find_cell(args.cell_id, args.peer_plugin)
-        op = next((op for op, *_ in spec.scenario.io if op in spec.client.peer.unsupported), None)
-        if op:
-            raise ReproError(f"{spec.id} is UNSUPPORTED ({spec.client.peer.unsupported[op]}): nothing to reproduce")
+        why = matrix_cell.unsupported_reason(spec)
+        if why:
+            raise ReproError(f"{spec.id} is UNSUPPORTED ({why}): nothing to reproduce")
         cell = run = None
         if args.results:
             try:
@@ -392,11 +409,15 @@ from __future__ import annotations
 import asyncio
 import os
 import platform
+import re
+import secrets
 import ssl
 import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 HERE = Path(__file__).resolve().parent
 
@@ -411,12 +432,18 @@ IO = $io  # what the client does once connected
 CLIENT_CN = "$client_cn"  # the identity the server handler must see
 EXPECT = $expect
 EXPECTED = $expected_repr
+# Token auth (TLS without client certificates): this script's own random tokens; None: mutual TLS
+TOKEN, WRONG_TOKEN = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
+TOKENS = $tokens  # token -> the identity it names
+HEADERS = $headers  # headers the client sends on its opening request
+QUERY = $query  # the URL's query
 
 
 def server_context() -> ssl.SSLContext:
-    """The server's TLS settings: its certificate, the test CA, a client certificate required."""
+    """The server's TLS settings: its certificate, the test CA, a client certificate required (none
+    requested by a token-auth server)."""
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=CA)
-    context.verify_mode = ssl.CERT_REQUIRED
+    context.verify_mode = ssl.CERT_NONE if TOKENS else ssl.CERT_REQUIRED
     context.load_cert_chain(SERVER_CERT, SERVER_KEY)
 $server_tls\
     # Record the server's own handshake outcome: asyncio servers do not log a failed handshake,
@@ -428,7 +455,8 @@ $server_tls\
 
 
 # -- what the server saw -----------------------------------------------------------------------
-SERVER_SAW = {"tls": None, "handler": False, "peer_cn": None, "identity_error": None, "close": None}
+SERVER_SAW = {"tls": None, "handler": False, "peer_cn": None, "identity_error": None, "close": None,
+              "refused": None}
 
 
 class _RecordHandshake:
@@ -452,10 +480,23 @@ class RecordingSSLSocket(_RecordHandshake, ssl.SSLSocket):
     pass
 
 
-def report_handler(peer_cert: dict | None, error: str | None = None) -> None:
-    """Called by the server handler with the client certificate as the application sees it."""
+def report_handler(peer_cert: dict | None, error: str | None = None, identity: str | None = None) -> None:
+    """Called by the server handler with the client certificate as the application sees it (a
+    token-auth server: with the identity the token names)."""
     subject = dict(rdn[0] for rdn in (peer_cert or {}).get("subject", ()))
-    SERVER_SAW.update(handler=True, peer_cn=subject.get("commonName"), identity_error=error)
+    SERVER_SAW.update(handler=True, peer_cn=identity or subject.get("commonName"), identity_error=error)
+
+
+def report_refused(reason: str) -> None:
+    """Called by a token-auth server that refused the request before the upgrade."""
+    SERVER_SAW["refused"] = reason
+
+
+# -- token auth: the matrix's own check (mtls_matrix.peers) ----------------------------------
+TOKEN_SHAPE = re.compile($token_shape)
+
+
+$token_check
 
 
 def report_close(code, reason) -> None:
@@ -614,6 +655,8 @@ def summary(run: ClientRun, hung: bool) -> str:
         server_tls = SERVER_SAW["tls"]
         if server_tls and server_tls[0] == "error" and cert_reason(server_tls[1]):
             return f"rejected by the server: {cert_reason(server_tls[1])}"
+        if SERVER_SAW["refused"]:
+            return "rejected by the server: UNAUTHORIZED"
         client_reason = next((cert_reason(e) for e in causes(run.error) if cert_reason(e)), None)
         if client_reason:
             late = " after the TLS handshake" if server_tls and server_tls[0] == "ok" else ""
@@ -631,10 +674,11 @@ def main() -> int:
     server_loop = asyncio.new_event_loop()
     threading.Thread(target=server_loop.run_forever, daemon=True).start()
     port = asyncio.run_coroutine_threadsafe(start_server(server_context()), server_loop).result(10)
-    url = f"wss://{HOST}:{port}/"
+    url = f"wss://{HOST}:{port}/{QUERY}"
     versions = {"any": "any TLS version", "tls12": "TLS 1.2 at most", "tls13": "TLS 1.3 only"}
     print(f"python {platform.python_version()}, {ssl.OPENSSL_VERSION}")
-    print(f"server: $server_lib $server_version on 127.0.0.1:{port}, {versions[SERVER_TLS]}, client certificate required")
+    auth = "a bearer token required, no client certificate" if TOKENS else "client certificate required"
+    print(f"server: $server_lib $server_version on 127.0.0.1:{port}, {versions[SERVER_TLS]}, {auth}")
     print(f"client: $client_lib $client_version connects to {url}, TLS settings as $variant, "
           f"certificate {'none' if CLIENT_CERT is None else Path(CLIENT_CERT).name}")
 
@@ -663,6 +707,8 @@ def main() -> int:
         code = getattr(tls[1], "verify_code", None)
         why = f" (verify code {code}: {tls[1].verify_message})" if code is not None else ""
         print(f"server: TLS handshake failed: {type(tls[1]).__name__}: {tls[1]}{why}")
+    if SERVER_SAW["refused"]:
+        print(f"server: refused the request before the upgrade: {SERVER_SAW['refused']}")
     if SERVER_SAW["handler"]:
         error = f" (reading it raised {SERVER_SAW['identity_error']})" if SERVER_SAW["identity_error"] else ""
         print(f"server: handler ran; the client identity it saw: {SERVER_SAW['peer_cn']!r}{error}")

@@ -80,7 +80,7 @@ TOKEN = secrets.token_urlsafe(24)
 # The identity the token names. A token-auth handler reports it where an mTLS handler reports the
 # certificate's CN, so the same "the server saw the client identity" check judges both.
 TOKEN_SUBJECT = CLIENT_CN
-_TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_-]+\Z")  # what TOKEN looks like (secrets.token_urlsafe)
+TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_-]+\Z")  # what TOKEN looks like (secrets.token_urlsafe)
 
 
 class TokenRefused(Exception):
@@ -101,6 +101,28 @@ class TokenRefused(Exception):
         return f'Bearer realm="mtls-matrix", error="{self.error}", error_description="{self.reason}"'
 
 
+def check_token(tokens: dict[str, str], authorization: str | None, query: str | None, payload: Any = None) -> str:
+    """The identity the request's token names, from the first carrier present: the Authorization
+    header, the `token` query parameter, a Socket.IO auth payload's `token`. A malformed header is
+    refused, not skipped for the next carrier. Raises TokenRefused. (Reproducers carry its source.)"""
+    if authorization is not None:
+        scheme, _, presented = authorization.strip().partition(" ")
+        if scheme.lower() != "bearer" or not presented.strip():
+            raise TokenRefused("malformed Authorization header: expected 'Bearer <token>'", "invalid_request")
+        presented = presented.strip()
+    elif query is not None:
+        presented = query
+    elif payload is not None:
+        presented = payload
+    else:
+        raise TokenRefused("no token: send 'Authorization: Bearer <token>', ?token=<token> or a Socket.IO auth token")
+    if not isinstance(presented, str) or not TOKEN_SHAPE.match(presented):
+        raise TokenRefused("malformed token", "invalid_request")
+    if presented not in tokens:
+        raise TokenRefused("token not valid", "invalid_token")
+    return tokens[presented]
+
+
 @dataclass(frozen=True)
 class TokenAuth:
     """A token-auth listener's check (`ServerPeer.token_auth`): the tokens it accepts, each with the
@@ -110,29 +132,9 @@ class TokenAuth:
 
     def identity(self, cell: str | None, authorization: str | None, query: str | None,
                  payload: Any = None) -> str:
-        """The identity the request's token names, from the first carrier present: the Authorization
-        header, the `token` query parameter, a Socket.IO auth payload's `token`. A malformed header
-        is refused, not skipped for the next carrier. Raises TokenRefused, recorded for the cell as
-        `auth-refused`."""
+        """check_token for this listener; a refusal is recorded for the cell as `auth-refused`."""
         try:
-            if authorization is not None:
-                scheme, _, presented = authorization.strip().partition(" ")
-                if scheme.lower() != "bearer" or not presented.strip():
-                    raise TokenRefused("malformed Authorization header: expected 'Bearer <token>'", "invalid_request")
-                presented = presented.strip()
-            elif query is not None:
-                presented = query
-            elif payload is not None:
-                presented = payload
-            else:
-                raise TokenRefused("no token: send 'Authorization: Bearer <token>', ?token=<token> or a "
-                                   "Socket.IO auth token")
-            if not isinstance(presented, str) or not _TOKEN_SHAPE.match(presented):
-                raise TokenRefused("malformed token", "invalid_request")
-            named = dict(self.tokens).get(presented)
-            if named is None:
-                raise TokenRefused("token not valid", "invalid_token")
-            return named
+            return check_token(dict(self.tokens), authorization, query, payload)
         except TokenRefused as refused:
             observe.server_event(cell, "auth-refused", canonical="UNAUTHORIZED", reason=refused.reason)
             raise

@@ -40,8 +40,16 @@ from aiohttp import WSMsgType, web
 
 
 async def handler(request: web.Request) -> web.WebSocketResponse:
-    # the client certificate, as asyncio exposes it to the application
-    report_handler(request.transport.get_extra_info("peercert"))
+    if TOKENS:  # a token-auth server refuses before ws.prepare, i.e. before the upgrade
+        try:
+            identity = check_token(TOKENS, request.headers.get("Authorization"), request.query.get("token"))
+        except TokenRefused as refused:
+            report_refused(refused.reason)
+            raise web.HTTPUnauthorized(text=refused.reason,
+                                       headers={"WWW-Authenticate": refused.www_authenticate}) from None
+        report_handler(None, identity=identity)
+    else:  # the client certificate, as asyncio exposes it to the application
+        report_handler(request.transport.get_extra_info("peercert"))
     ws = web.WebSocketResponse($limits)
     await ws.prepare(request)
     reason = None  # aiohttp exposes a received close reason only on the CLOSE message
@@ -97,7 +105,7 @@ class Client:
             context.load_cert_chain(CLIENT_CERT, CLIENT_KEY)
         session = aiohttp.ClientSession($session_args)
         try:
-            return cls(session, await session.ws_connect(url$connect_args))
+            return cls(session, await session.ws_connect(url, headers=HEADERS$connect_args))
         except BaseException:
             await session.close()
             raise

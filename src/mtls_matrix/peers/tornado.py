@@ -73,11 +73,22 @@ async def stop_server() -> None:
 
 _IDENTITY_IN_PREPARE = '''\
     def prepare(self) -> None:
+        self.peer_cert = self.identity = None
+        if TOKENS:  # a token-auth server: a response finished in prepare() is never upgraded
+            try:
+                self.identity = check_token(TOKENS, self.request.headers.get("Authorization"),
+                                            self.get_query_argument("token", None))
+            except TokenRefused as refused:
+                report_refused(refused.reason)
+                self.set_status(refused.status)
+                self.set_header("WWW-Authenticate", refused.www_authenticate)
+                self.finish(refused.reason)
+            return
         # HTTPServerRequest.get_ssl_certificate works only before the upgrade (tornado#2994)
         self.peer_cert = self.request.get_ssl_certificate()
 
     def open(self) -> None:
-        report_handler(self.peer_cert)
+        report_handler(self.peer_cert, identity=self.identity)
 '''
 
 _IDENTITY_IN_OPEN = '''\
@@ -138,14 +149,16 @@ _REPRO_REQUESTS = {
         context = ssl.create_default_context(cafile=CA)
         if CLIENT_CERT:
             context.load_cert_chain(CLIENT_CERT, CLIENT_KEY)
-        request = HTTPRequest(url, ssl_options=context, connect_timeout=timeout, request_timeout=timeout)''',
+        request = HTTPRequest(url, ssl_options=context, headers=HEADERS, connect_timeout=timeout,
+                              request_timeout=timeout)''',
     "ssl_options=dict": '''\
         options = {"ca_certs": CA}
         if CLIENT_CERT:
             options |= {"certfile": CLIENT_CERT, "keyfile": CLIENT_KEY}
-        request = HTTPRequest(url, ssl_options=options, connect_timeout=timeout, request_timeout=timeout)''',
+        request = HTTPRequest(url, ssl_options=options, headers=HEADERS, connect_timeout=timeout,
+                              request_timeout=timeout)''',
     "request=paths": '''\
-        request = HTTPRequest(url, ca_certs=CA, client_cert=CLIENT_CERT, client_key=CLIENT_KEY,
+        request = HTTPRequest(url, ca_certs=CA, client_cert=CLIENT_CERT, client_key=CLIENT_KEY, headers=HEADERS,
                               connect_timeout=timeout, request_timeout=timeout)''',
 }
 

@@ -52,7 +52,7 @@ class Client:
     @classmethod
     async def connect(cls, url: str, timeout: float) -> "Client":
 $sslopt
-        return cls(websocket.create_connection(url, sslopt=sslopt, timeout=timeout))
+        return cls(websocket.create_connection(url, sslopt=sslopt, header=HEADERS, timeout=timeout))
 
     async def send(self, message):
         self.ws.send(message, ABNF.OPCODE_TEXT if isinstance(message, str) else ABNF.OPCODE_BINARY)

@@ -37,9 +37,23 @@ _REPRO_SERVER = Template('''\
 from websockets.asyncio.server import serve
 
 
+def authorize(connection, request):
+    """A token-auth server refuses before the upgrade: process_request returns a response."""
+    try:
+        connection.username = check_token(TOKENS, request.headers.get("Authorization"), query_token(request.path))
+    except TokenRefused as refused:
+        report_refused(refused.reason)
+        response = connection.respond(refused.status, refused.reason + "\\n")
+        response.headers["WWW-Authenticate"] = refused.www_authenticate
+        return response
+    return None
+
+
 async def handler(ws):
-    # the client certificate, as asyncio exposes it to the application
-    report_handler(ws.transport.get_extra_info("peercert"))
+    if TOKENS:
+        report_handler(None, identity=ws.username)  # the identity the token named (authorize)
+    else:  # the client certificate, as asyncio exposes it to the application
+        report_handler(ws.transport.get_extra_info("peercert"))
     try:
         async for message in ws:
             command = close_command(message)
@@ -53,7 +67,7 @@ async def handler(ws):
 
 async def start_server(context: ssl.SSLContext) -> int:
     global SERVER
-    SERVER = await serve(handler, "127.0.0.1", 0, ssl=context$limits)
+    SERVER = await serve(handler, "127.0.0.1", 0, ssl=context, process_request=authorize if TOKENS else None$limits)
     return SERVER.sockets[0].getsockname()[1]
 
 
@@ -78,7 +92,7 @@ class Client:
         context = ssl.create_default_context(cafile=CA)
         if CLIENT_CERT:
             context.load_cert_chain(CLIENT_CERT, CLIENT_KEY)
-        return cls(await connect(url, ssl=context, open_timeout=timeout$limits))
+        return cls(await connect(url, ssl=context, additional_headers=HEADERS, open_timeout=timeout$limits))
 
     async def send(self, message):
         await self.ws.send(message)
