@@ -80,13 +80,11 @@ def presented_token(token: Token | None, valid: str = TOKEN, wrong: str = WRONG_
     header, the `token` query parameter or the Socket.IO auth payload."""
     if token is None or token.carrier is None:
         return None, ""
-    if token.kind == "wrong":
-        value = wrong
-    elif token.kind == "malformed":  # the valid token in the wrong shape
-        value = valid if token.carrier == "header" else f"Bearer {valid}"
-    else:
-        value = valid
-    return token.carrier, f"Bearer {value}" if token.carrier == "header" and token.kind != "malformed" else value
+    value = wrong if token.kind == "wrong" else valid
+    if token.carrier == "header":  # malformed: the bare token, without the Bearer scheme
+        return "header", value if token.kind == "malformed" else f"Bearer {value}"
+    # malformed: a Bearer scheme where the bare token belongs
+    return token.carrier, f"Bearer {value}" if token.kind == "malformed" else value
 
 
 def cell_url(scenario: Scenario, port: int, cell: str) -> str:

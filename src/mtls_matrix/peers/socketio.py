@@ -64,7 +64,10 @@ WEBSOCKET_ONLY_WAYS = ("websocket_extra_options=ssl", "websocket_extra_options=s
 # rejection and io-close show. Names as in cell ids: `NAME` or `NAME-tuned`.
 SCENARIOS_FULL = ("mtls-ok", "mtls-chain", "client-no-cert", "client-untrusted-ca", "client-revoked",
                   "server-untrusted-ca", "server-wrong-host", "io-text", "io-binary", "io-1mib", "io-1mib-tuned",
-                  "io-16mib", "io-1000-ordered", "io-ping", "io-close", "io-server-close", "token")
+                  "io-16mib", "io-1000-ordered", "io-ping", "io-close", "io-server-close",
+                  # each carrier's success and wrong token; a malformed one tests the shared check (peers.TokenAuth),
+                  # which the ws servers cover, and a refusal on polling waits out the long-poll (30 s: HANG)
+                  "token-*-ok", "token-*-wrong", "token-missing")
 SCENARIOS_SHORT = ("mtls-ok", "client-no-cert", "io-close", "token-header-ok", "token-missing")
 
 

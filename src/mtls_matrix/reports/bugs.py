@@ -1052,22 +1052,26 @@ def render_clarity_by_server(matrix: Matrix, clarity: Sequence[ClarityFinding]) 
 
 def render_clarity_by_client(matrix: Matrix) -> list[str]:
     rows = []
+    refusals = token_refusals(matrix)  # a column of its own only when the run has any
     for client in matrix.clients:
         cells = [c for c in matrix.cells if c.client == client and c.group in REJECTION_GROUPS and c.error.clarity]
-        if not cells:
+        refused = [c for c in refusals if c.client == client]
+        if not cells and not refused:
             continue
         by_server = Counter(c.error.clarity.value for c in cells if c.group == "client-rejected")
         by_client = Counter(c.error.clarity.value for c in cells if c.group == "server-rejected")
         late = sum(1 for c in cells if seen_late(c))
-        rows.append([f"`{client}`", _grades(by_server), _grades(by_client), f"{late} of {len(cells)}",
-                     _least_clear(cells)])
+        tokens = [_grades(Counter(c.error.clarity.value for c in refused))] if refusals else []
+        rows.append([f"`{client}`", _grades(by_server), _grades(by_client), *tokens, f"{late} of {len(cells)}",
+                     _least_clear(cells + refused)])
     lines = ["### Clarity by client", "",
              "Counts of CLEAR / VAGUE / OPAQUE over the rejection scenarios, as the client's user sees them. "
              "'Seen late' counts rejections that reached the client only after its handshake (TLS 1.3).", ""]
     if not rows:
         return lines + ["No rejection cells with a client-side error were recorded.", ""]
     return lines + table(["client", "server rejected the client's certificate", "client rejected the server's "
-                          "certificate", "seen late", "least clear message"], rows) + [""]
+                          "certificate", *(["server refused its token"] if refusals else []), "seen late",
+                          "least clear message"], rows) + [""]
 
 
 def _grades(tally: Counter[str]) -> str:
