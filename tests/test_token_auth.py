@@ -109,7 +109,8 @@ def test_client_tls_headers_default_to_none():
 
 def test_a_reproducer_sends_the_token_the_way_the_cell_does(tmp_path):
     for cell, observed in (("websockets-websocket-client[sslopt=dict]-token-header-ok", "works: "),
-                           ("aiohttp-tornado[ssl_options=context]-token-query-wrong", "rejected by the server: UNAUTHORIZED"),
+                           ("aiohttp-tornado[ssl_options=context]-token-query-wrong",
+                            "rejected by the server: UNAUTHORIZED"),
                            ("tornado-aiohttp[ssl=context]-token-header-malformed",
                             "rejected by the server: UNAUTHORIZED")):
         out = tmp_path / cell

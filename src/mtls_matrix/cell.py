@@ -89,7 +89,8 @@ def presented_token(token: Token | None, valid: str = TOKEN, wrong: str = WRONG_
 
 def cell_url(scenario: Scenario, port: int, cell: str) -> str:
     carrier, value = presented_token(scenario.token)
-    return f"wss://{scenario.host}:{port}/cell/{cell}" + (f"?{urlencode({'token': value})}" if carrier == "query" else "")
+    query = f"?{urlencode({'token': value})}" if carrier == "query" else ""
+    return f"wss://{scenario.host}:{port}/cell/{cell}{query}"
 
 
 class ServerHost:
