@@ -74,7 +74,8 @@ def test_the_family_plays_the_scenarios_where_it_adds_information():
     by_server = {}
     for c in cells:
         by_server.setdefault(c.server.name, set()).add(c.id.split("]-", 1)[1])
-    assert by_server["socketio-tornado"] == by_server["socketio-uvicorn"] == {"mtls-ok", "client-no-cert", "io-close"}
+    assert by_server["socketio-tornado"] == by_server["socketio-uvicorn"] == {
+        "mtls-ok", "client-no-cert", "io-close", "token-header-ok", "token-missing"}
     assert "io-1mib-tuned" in by_server["socketio-aiohttp"] and "io-text-tuned" not in by_server["socketio-aiohttp"]
     variants = {c.client.name for c in cells}
     assert len(variants) == 10  # every TLS way; websocket_extra_options not on polling alone, where it cannot apply
