@@ -115,3 +115,13 @@ def test_availability_names_what_is_missing(monkeypatch, tmp_path):
     assert "differs" in chromium.availability()
     monkeypatch.setattr(chromium, "CHROMIUM", str(tmp_path / "no-chromium"))
     assert "chromium" in chromium.availability()
+
+
+def test_chromium_sends_a_token_in_the_url_and_cannot_set_a_header(run_matrix):
+    results, _ = run_matrix(*PLUGIN, "--servers", "websockets", "--clients", PLAIN,
+                            "--scenarios", "token-query-ok,token-header-ok")
+    cells = {c.scenario: c for c in results.cells}
+    assert cells["token-query-ok"].verdict.value == "PASS", cells["token-query-ok"].reason
+    assert cells["token-query-ok"].server_saw.handler_peer_cn == CLIENT_CN  # the identity the token names
+    assert cells["token-header-ok"].verdict.value == "UNSUPPORTED"
+    assert "cannot set request headers" in cells["token-header-ok"].reason
