@@ -492,7 +492,7 @@ def report_refused(reason: str) -> None:
     SERVER_SAW["refused"] = reason
 
 
-# -- token auth: the matrix's own check (mtls_matrix.peers) ----------------------------------
+# -- token auth: the check the matrix's token-auth servers run ------------------------------
 TOKEN_SHAPE = re.compile($token_shape)
 
 
