@@ -150,7 +150,7 @@ def token(carrier: str | None, kind: str = "valid") -> Scenario:
         name = f"token-{carrier}-{'ok' if kind == 'valid' else kind}"
         what = f"{_PRESENTED[kind].format(_MALFORMED[carrier])} in {_CARRIERS[carrier]}"
     return Scenario(
-        name, "token", f"no client certificate requested, a token required; the client sends {what}",
+        name, "token", f"the server requests no client certificate but a token; the client sends {what}",
         Expect("succeed") if kind == "valid" and carrier else TOKEN_REFUSED, client_cert=None,
         token=Token(carrier, kind), family="socketio" if carrier == "auth" else None,
         one_variant=(carrier, kind) != ("header", "valid"), tags=frozenset({"token"}))
