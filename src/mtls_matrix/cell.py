@@ -20,15 +20,16 @@ import ssl
 import threading
 import time
 from dataclasses import dataclass
+from urllib.parse import quote
 
 from mtls_matrix import isolate, leaks, observe
 from mtls_matrix.peers import (
-    CLOSE_COMMAND, FINAL_CLOSE, HANDSHAKE_GROUPS, ClientTLS, ClientVariant, Closed, Connection, ServerFiles, ServerPeer,
-    Unsupported,
+    CLOSE_COMMAND, FINAL_CLOSE, FORWARDED_CERT, HANDSHAKE_GROUPS, PROXY_PROOF, PROXY_SECRET, ClientTLS, ClientVariant,
+    Closed, Connection, ServerFiles, ServerPeer, Unsupported,
 )
 from mtls_matrix.pki import PKI
 from mtls_matrix.results import Cell, ErrorInfo, Leaks, ServerSaw, Step, TLSSide, Verdict
-from mtls_matrix.scenarios import HOSTILE_GROUPS, Scenario
+from mtls_matrix.scenarios import HOSTILE_GROUPS, Claim, Scenario
 from mtls_matrix.verdict import CLOSE_CODES, Observation, canonical_from_tls, error_info, judge
 from mtls_matrix.verdict import own_check_failed as verdict_own_check_failed
 
@@ -54,18 +55,35 @@ def server_context(pki: PKI, scenario: Scenario) -> ssl.SSLContext:
         ctx.load_verify_locations(str(pki.crl))
         ctx.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF
     # the same settings as files, for stacks configured by paths (peers/foreign.py, uvicorn)
-    ctx.mtls_files = ServerFiles(credential.chain, credential.key, pki.root, pki.crl if scenario.crl else None)
+    ctx.mtls_files = ServerFiles(credential.chain, credential.key, pki.root, pki.crl if scenario.crl else None,
+                                 agent_cert=pki["client"].cert)
     return ctx
 
 
 def client_tls(pki: PKI, scenario: Scenario) -> ClientTLS:
     credential = pki[scenario.client_cert] if scenario.client_cert else None
+    claim = scenario.claim
     return ClientTLS(
         ca=pki.root,
         cert=credential.chain if credential else None,
         key=credential.key if credential else None,
         server_hostname=scenario.host,
+        headers=claimed_headers(pki, claim) if claim else (),
+        auth=(("agent", claim.agent),) if claim else (),
     )
+
+
+def claimed_headers(pki: PKI, claim: Claim) -> tuple[tuple[str, str], ...]:
+    """The proxy's headers as the client sends them itself: the certificate URL-escaped like nginx's
+    $ssl_client_escaped_cert (only ever a public certificate, never a key)."""
+    headers = []
+    if claim.forwarded_cert:
+        headers.append((FORWARDED_CERT, quote(pki[claim.forwarded_cert].cert.read_text(), safe="")))
+    elif claim.forwarded_raw is not None:
+        headers.append((FORWARDED_CERT, claim.forwarded_raw))
+    if claim.proof:
+        headers.append((PROXY_PROOF, PROXY_SECRET if claim.proof == "proxy" else "guessed-" + PROXY_SECRET[:8]))
+    return tuple(headers)
 
 
 class ServerHost:
@@ -277,6 +295,8 @@ class _ClientRun:
 def unsupported_reason(spec: CellSpec) -> str | None:
     """Why the client cannot express the cell's scenario, or None."""
     peer = spec.client.peer
+    if spec.scenario.claim and not peer.claims:
+        return "this client cannot send the headers and Socket.IO auth entries the scenario claims an identity with"
     if peer.handshake_only:
         return None if spec.scenario.group in HANDSHAKE_GROUPS else peer.handshake_only
     return next((peer.unsupported[op] for op, *_ in spec.scenario.io if op in peer.unsupported), None)

@@ -11,8 +11,13 @@ from __future__ import annotations
 import fnmatch
 from dataclasses import dataclass, field, replace
 
+from mtls_matrix.pki import CLIENT_CN
+
 PHASES = ("tcp", "tls-handshake", "verification", "upgrade", "handler", "io")
-GROUPS = ("works", "client-rejected", "server-rejected", "io", "hostile-server", "hostile-client")
+GROUPS = ("works", "client-rejected", "server-rejected", "io", "hostile-server", "hostile-client", "proxy-identity")
+# groups a server plays only when it names them in its `groups`: their scenarios test an application
+# pattern the server must implement (peers/proxy_identity.py), not the TLS stack every server has
+OPT_IN_GROUPS = ("proxy-identity",)
 # the groups where the harness plays one side (peers/hostile.py), against every peer of the other side
 HOSTILE_GROUPS = {"hostile-server": "server", "hostile-client": "client"}
 PROFILES = ("default", "tuned")
@@ -43,6 +48,18 @@ class Expect:
 
 
 @dataclass(frozen=True)
+class Claim:
+    """proxy-identity: the agent id the client claims (Socket.IO `auth` payload), and what it sends
+    itself in the headers a TLS-terminating proxy sets (peers.FORWARDED_CERT, peers.PROXY_PROOF):
+    to test the app directly, playing the proxy, or to forge them through a real proxy."""
+
+    agent: str = CLIENT_CN
+    forwarded_cert: str | None = None  # a LEAVES name: its certificate (public PEM, URL-escaped) as the header
+    forwarded_raw: str | None = None  # or this header value as is (a malformed one)
+    proof: str | None = None  # "proxy": the proxy's secret; "guess": a made-up one; None: no proof header
+
+
+@dataclass(frozen=True)
 class Scenario:
     name: str
     group: str
@@ -58,6 +75,7 @@ class Scenario:
     profiled: bool = False  # runs once per profile (default, tuned): limits only matter for I/O
     deadline_scale: float = 1.0
     hostile: str | None = None  # the behaviour of the harness's peer (peers/hostile.py) in the hostile groups
+    claim: Claim | None = None  # proxy-identity: the identity the client claims, and how
 
     @property
     def server_key(self) -> tuple:
@@ -113,6 +131,48 @@ def hostile_client(behaviour: str, description: str) -> Scenario:
     return Scenario(f"hostile-client-{behaviour}", "hostile-client", description, Expect("give-up", "server"),
                     hostile=behaviour, tags=frozenset({"hostile"}))
 
+
+def proxy_identity(name: str, description: str, reason: str | None = None, tags: tuple[str, ...] = (),
+                   **kw) -> Scenario:
+    """The app validates the certificate a proxy forwards (peers/proxy_identity.py). `reason`: the
+    server's app must refuse the Socket.IO connection with it, in its connect handler at the latest."""
+    expect = Expect("reject", "server", reason, latest_phase="handler") if reason else Expect("succeed")
+    return Scenario(name, "proxy-identity", description, expect, tags=frozenset({"proxy-identity", *tags}), **kw)
+
+
+# Two topologies (the peers say which they play): `proxy-id-header-*` test the app alone, the client
+# sending over TLS what the proxy would set (it presents its good certificate, which only carries the
+# connection); `proxy-id-cert-*` put nginx (`ssl_verify_client optional_no_ca`) in front, and the
+# client presents the certificate nginx forwards.
+_PLAYS_PROXY = Claim(forwarded_cert="client", proof="proxy")
+_FORGED = Claim(forwarded_cert="client", proof="guess")  # the stored certificate is public: anyone can send it
+PROXY_IDENTITY = (
+    proxy_identity("proxy-id-header-ok", "the stored certificate and the proxy's proof in the headers, "
+                   "the agent id of its CN claimed", claim=_PLAYS_PROXY),
+    proxy_identity("proxy-id-header-forged", "a client connecting directly sends the stored certificate in "
+                   "X-SSL-Client-Cert, without the proxy's proof", "FORWARD_UNTRUSTED",
+                   claim=Claim(forwarded_cert="client"), tags=("forged-header",)),
+    proxy_identity("proxy-id-header-not-stored", "a certificate with the same CN from another CA, not in the store",
+                   "CERT_NOT_STORED", claim=Claim(forwarded_cert="client-untrusted-ca", proof="proxy")),
+    proxy_identity("proxy-id-header-cn-mismatch", "the stored certificate, but the client claims another agent id",
+                   "AGENT_MISMATCH", claim=Claim(agent="agent-other", forwarded_cert="client", proof="proxy")),
+    proxy_identity("proxy-id-header-malformed", "X-SSL-Client-Cert holds no PEM certificate", "BAD_FORWARDED_CERT",
+                   claim=Claim(forwarded_raw="-----BEGIN%20CERTIFICATE-----%0Anot-base64%0A", proof="proxy")),
+    proxy_identity("proxy-id-cert-ok", "the client presents the stored certificate; nginx forwards it",
+                   claim=Claim()),
+    proxy_identity("proxy-id-cert-not-stored", "the client presents a certificate from another CA (same CN), which "
+                   "nginx does not check", "CERT_NOT_STORED", client_cert="client-untrusted-ca", claim=Claim()),
+    proxy_identity("proxy-id-cert-none", "the client presents no certificate; nginx forwards none",
+                   "CERT_REQUIRED", client_cert=None, claim=Claim()),
+    proxy_identity("proxy-id-cert-cn-mismatch", "the client presents the stored certificate, claims another agent id",
+                   "AGENT_MISMATCH", claim=Claim(agent="agent-other")),
+    proxy_identity("proxy-id-cert-forged-header", "the client presents a certificate from another CA and sends the "
+                   "stored one in X-SSL-Client-Cert with a guessed proof: nginx must replace both",
+                   "CERT_NOT_STORED", client_cert="client-untrusted-ca", claim=_FORGED, tags=("forged-header",)),
+    proxy_identity("proxy-id-cert-none-forged-header", "the client presents no certificate and sends the stored one "
+                   "in X-SSL-Client-Cert with a guessed proof: nginx must drop both (it forwards no empty header)",
+                   "CERT_REQUIRED", client_cert=None, claim=_FORGED, tags=("forged-header",)),
+)
 
 CATALOGUE: tuple[Scenario, ...] = (
     works("mtls-ok", "ECDSA P-256 leaves from the root CA, both verified"),
@@ -175,6 +235,7 @@ CATALOGUE: tuple[Scenario, ...] = (
                                                                                 ("close", 1000, "bye"))),
     hostile_client("silent", "the client opens TCP and never sends a byte (slowloris)"),
     hostile_client("mid-handshake", "the client sends half a ClientHello and stops"),
+    *PROXY_IDENTITY,
 )
 
 BY_NAME: dict[str, Scenario] = {s.name: s for s in CATALOGUE}

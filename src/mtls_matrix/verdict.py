@@ -56,6 +56,22 @@ CERT_REASONS = {
     "CERT_REQUIRED", "CERT_EXPIRED", "CERT_NOT_YET_VALID", "UNKNOWN_CA", "HOSTNAME_MISMATCH",
     "CERT_REVOKED", "BAD_EKU",
 }
+# Canonical errors of an application that validates the identity a proxy forwards
+# (peers/proxy_identity.py), refusing the connection in its connect handler; CERT_REQUIRED when
+# none was forwarded. They name the problem: CLEAR when the client's user sees them.
+APP_REASONS = {
+    "FORWARD_UNTRUSTED": "the forwarded-certificate header did not come from the proxy",
+    "BAD_FORWARDED_CERT": "the forwarded-certificate header holds no certificate",
+    "CERT_NOT_STORED": "the forwarded certificate is not in the app's certificate store",
+    "AGENT_MISMATCH": "the claimed agent id is not the certificate's CN",
+}
+TEXTS = (  # the app's own words, before the generic fragments they contain ("certificate")
+    ("did not come through the proxy", "FORWARD_UNTRUSTED"),
+    ("holds no pem certificate", "BAD_FORWARDED_CERT"),
+    ("not in the certificate store", "CERT_NOT_STORED"),
+    ("is not the certificate's cn", "AGENT_MISMATCH"),
+    ("no client certificate forwarded", "CERT_REQUIRED"),
+) + TEXTS
 TLS_WORDS = re.compile(r"ssl|tls|handshake|certif|alert", re.I)
 CLOSE_CODES = {1009: "MESSAGE_TOO_BIG", 1006: "ABNORMAL_CLOSE", 1011: "SERVER_ERROR", 1002: "PROTOCOL_ERROR"}
 
@@ -110,7 +126,7 @@ def canonical_from_exception(exc: BaseException, peer_hint: str | None = None) -
 def clarity(exc: BaseException) -> Clarity:
     """Grade only what the user of the client sees: the outermost exception's type and text."""
     text = f"{type(exc).__name__}: {exc}"
-    if canonical_from_text(str(exc)) in CERT_REASONS:
+    if canonical_from_text(str(exc)) in CERT_REASONS | set(APP_REASONS):
         return Clarity.CLEAR
     if TLS_WORDS.search(text):
         return Clarity.VAGUE
@@ -191,6 +207,10 @@ def rejection(obs: Observation) -> Rejection | None:
     found = proxy_rejection(obs, server)
     if found:
         return found
+    refused = obs.event("server", "app-refused")
+    if refused:  # the application refused the identity it was given (peers/proxy_identity.py)
+        return Rejection(by="server", canonical=refused.data.get("canonical"), phase="handler",
+                         message=refused.data.get("message"))
     if obs.error and obs.error.canonical and obs.error.canonical.startswith("HTTP_4"):
         return Rejection(by="server", canonical=obs.error.canonical, phase="upgrade", message=obs.error.message)
     if obs.error and obs.error.canonical in CERT_REASONS and not obs.connected and not server:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import importlib
 import importlib.metadata
+import secrets
 import ssl
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ BUILTIN = (
     "mtls_matrix.peers.nginx",
     "mtls_matrix.peers.haproxy",
     "mtls_matrix.peers.socketio",
+    "mtls_matrix.peers.proxy_identity",
     "mtls_matrix.peers.node_ws",
     "mtls_matrix.peers.gorilla",
     "mtls_matrix.peers.ruby",
@@ -65,6 +67,17 @@ def forwarded_cn(headers: Any) -> str | None:
     return headers.get(FORWARDED_CN) if headers.get(FORWARDED_VERIFY) == "SUCCESS" else None
 
 
+# The proxy-validated identity pattern (peers/proxy_identity.py): a proxy that does not verify the
+# client certificate forwards it (URL-escaped PEM, nginx's $ssl_client_escaped_cert) for the app to
+# check, with its proof that it set the headers itself: a secret only the proxy and the app know. One
+# per process: a cell's server, proxy and client are started by one process (a client process gets
+# the headers already made, in ClientTLS). A real deployment also binds the app where only the proxy
+# reaches it (a unix socket).
+FORWARDED_CERT = "X-SSL-Client-Cert"
+PROXY_PROOF = "X-Proxy-Secret"
+PROXY_SECRET = secrets.token_urlsafe(32)
+
+
 def cell_token(path: str) -> str:
     """The cell token clients put in the URL path: /cell/<token>."""
     return path.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
@@ -86,6 +99,10 @@ class ClientTLS:
     cert: Path | None  # the chain to present (leaf + intermediates), None for no certificate
     key: Path | None
     server_hostname: str
+    # headers the scenario asks the client to send on its opening request(s)
+    headers: tuple[tuple[str, str], ...] = ()
+    # entries the scenario asks the client to add to its Socket.IO `auth` payload (the agent id it claims)
+    auth: tuple[tuple[str, str], ...] = ()
 
     def context(self) -> ssl.SSLContext:
         """The documented stdlib way: a default client context plus our CA and certificate."""
@@ -104,6 +121,9 @@ class ServerFiles:
     key: Path
     ca: Path
     crl: Path | None
+    # the run's good client certificate (leaf PEM), for an app that keeps its own store of agent
+    # certificates and registers it (peers/proxy_identity.py)
+    agent_cert: Path | None = None
 
 
 class Closed(Exception):
@@ -163,6 +183,9 @@ class ServerPeer(Peer):
     # scenario names (globs) or groups this peer plays within its groups (None: all); a stack whose TLS
     # runs through stacks the matrix already covers plays the subset where it adds information
     scenarios: tuple[str, ...] | None = None
+    # client variants (`name[variant]`) it plays with (None: all of its family): where a variant's
+    # known failure (its TLS settings missing on one transport) would only hide what this server tests
+    clients: tuple[str, ...] | None = None
     # this server's cells get the run's deadline times this: a stack whose cells finish in
     # milliseconds but whose library timeouts run to tens of seconds need not wait the full one
     deadline_scale: float = 1.0
@@ -221,6 +244,9 @@ class ClientPeer(Peer):
     # HANDSHAKE_GROUPS run without their I/O steps (judged on the handshake, the verification and
     # the identity the handler saw); every other group is UNSUPPORTED with this reason.
     handshake_only: str | None = None
+    # it sends what a scenario's `claim` asks for (ClientTLS.headers and .auth); a client that cannot
+    # is UNSUPPORTED there, never run without them
+    claims = False
 
     @abstractmethod
     async def connect(self, variant: str, url: str, tls: ClientTLS, profile: str,

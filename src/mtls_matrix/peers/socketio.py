@@ -251,9 +251,33 @@ class UvicornServer(_SioServer):
 
 
 def _split(url: str) -> tuple[str, str]:
-    """The harness URL (wss://host:port/cell/TOKEN) -> the Socket.IO server URL and the token."""
+    """The harness URL (wss://host:port/cell/TOKEN) -> the Socket.IO server URL and the token. The
+    token also goes in the URL's query (engine.io keeps it on every request), so a proxy's log line
+    names its cell (peers/nginx.py)."""
     parts = urlsplit(url)
-    return f"https://{parts.netloc}", cell_token(parts.path)
+    token = cell_token(parts.path)
+    return f"https://{parts.netloc}/?cell={token}", token
+
+
+class ConnectRefused(Exception):
+    """The server's connect handler refused the connection. The library raises only 'One or more
+    namespaces failed to connect' and hands the server's reason to a `connect_error` handler: the
+    adapter registers one (the documented way) and raises this with the reason instead."""
+
+
+def _refusals(sio) -> list:
+    refusals: list = []
+    sio.on("connect_error", lambda data=None: refusals.append(data))
+    return refusals
+
+
+def _refused(sio, refusals: list) -> ConnectRefused | None:
+    """What connect() raises when the server refused: the reason, the library's exception as its cause."""
+    if not (sio.failed_namespaces and refusals):  # a transport failure also reaches connect_error
+        return None
+    data = refusals[-1]
+    reason = data.get("message") if isinstance(data, dict) else data
+    return ConnectRefused(f"the server refused the connection: {reason}")
 
 
 def _variants(ways: tuple[str, ...]) -> tuple[str, ...]:
@@ -362,6 +386,8 @@ def _check_upgrade(sio, transport: str) -> None:
 def _canonical(exc) -> str | None:
     if isinstance(exc, NoUpgrade):
         return "NO_UPGRADE"
+    if isinstance(exc, ConnectRefused):
+        return "CONNECT_REFUSED"
     if isinstance(exc, socketio.exceptions.TimeoutError):
         return "TIMEOUT"
     if isinstance(exc, Closed):  # a disconnect the server did not ask for: the library's reason
@@ -385,6 +411,7 @@ class AsyncClient(ClientPeer):
     # verification): neither can carry a private CA or a client certificate, so no variant.
     variants = _variants(TLS_WAYS_ASYNC)
     unsupported = _UNSUPPORTED
+    claims = True  # headers= and auth= of connect()
 
     async def connect(self, variant, url, tls: ClientTLS, profile, timeout):
         way, transport = variant.split("+")
@@ -404,12 +431,14 @@ class AsyncClient(ClientPeer):
             if session is not None:  # the user's session: the library never closes it
                 await session.close()
 
+        refusals = _refusals(sio)
         try:
-            await sio.connect(server, auth={"cell": token}, transports=TRANSPORTS[transport], wait_timeout=timeout)
+            await sio.connect(server, auth={"cell": token, **dict(tls.auth)}, headers=dict(tls.headers),
+                              transports=TRANSPORTS[transport], wait_timeout=timeout)
             _check_upgrade(sio, transport)
-        except BaseException:
+        except BaseException as exc:
             await cleanup()
-            raise
+            raise _refused(sio, refusals) or exc
         return _AsyncConn(sio, timeout, cleanup)
 
     def canonical(self, exc):
@@ -426,6 +455,7 @@ class Client(ClientPeer):
     # polling uses the library's own requests.Session (default trust store, no certificate).
     variants = _variants(TLS_WAYS_SYNC)
     unsupported = _UNSUPPORTED
+    claims = True  # headers= and auth= of connect()
 
     async def connect(self, variant, url, tls: ClientTLS, profile, timeout):
         way, transport = variant.split("+")
@@ -446,12 +476,14 @@ class Client(ClientPeer):
             if session is not None:
                 session.close()
 
+        refusals = _refusals(sio)
         try:
-            sio.connect(server, auth={"cell": token}, transports=TRANSPORTS[transport], wait_timeout=timeout)
+            sio.connect(server, auth={"cell": token, **dict(tls.auth)}, headers=dict(tls.headers),
+                        transports=TRANSPORTS[transport], wait_timeout=timeout)
             _check_upgrade(sio, transport)
-        except BaseException:
+        except BaseException as exc:
             cleanup()
-            raise
+            raise _refused(sio, refusals) or exc
         return _SyncConn(sio, timeout, cleanup)
 
     def canonical(self, exc):
