@@ -17,7 +17,8 @@ from websockets.asyncio.client import connect
 from websockets.asyncio.server import serve
 
 from mtls_matrix import observe
-from mtls_matrix.peers import ClientPeer, ServerPeer, cell_token
+from mtls_matrix.peers import PROXY_SECRET, ClientPeer, ServerPeer, cell_token
+from mtls_matrix.peers import proxy_identity
 from mtls_matrix.peers import websockets as ws_peer
 
 
@@ -199,5 +200,16 @@ class HandshakeTimeoutServer(ws_peer.Server):
         return self._server.sockets[0].getsockname()[1]
 
 
+class TrustingApp(proxy_identity.App):
+    """The proxy-identity app without the proxy's proof (the reference's app, which relies on nobody but
+    nginx reaching it): it trusts X-SSL-Client-Cert from whoever sends it. Must be INSECURE on
+    proxy-id-header-forged."""
+
+    name = "selftest-trusting-app"
+
+    async def _on_connect(self, sid, environ, auth):
+        await super()._on_connect(sid, {**environ, "HTTP_X_PROXY_SECRET": PROXY_SECRET}, auth)
+
+
 PEERS = [InsecureClient(), LaxServer(), BlindServer(), HangingServer(), BlockingClient(), StuckInRecvClient(),
-         CrashingServer(), FlakyServer(), LeakyClient(), QuickTimeoutClient(), HandshakeTimeoutServer()]
+         CrashingServer(), FlakyServer(), LeakyClient(), QuickTimeoutClient(), HandshakeTimeoutServer(), TrustingApp()]
