@@ -103,8 +103,7 @@ class App(AiohttpServer):
         try:
             agent = validate(environ, auth.get("agent") if isinstance(auth, dict) else None, self.store)
         except Refused as refused:
-            observe.server_event(token, "app-refused", canonical=refused.canonical, message=str(refused),
-                                 forwarded_verify=_header(environ, FORWARDED_VERIFY))
+            observe.server_event(token, "app-refused", canonical=refused.canonical, message=str(refused))
             raise socketio.exceptions.ConnectionRefusedError(str(refused)) from None
         self._tokens[sid] = {"token": token, "transport": self.sio.transport(sid)}
         observe.server_event(token, "handler", peer_cn=agent, transport=self._tokens[sid]["transport"])
