@@ -18,7 +18,8 @@ from websockets.asyncio.client import connect
 from websockets.asyncio.server import serve
 
 from mtls_matrix import observe
-from mtls_matrix.peers import ClientPeer, ServerPeer, cell_token, query_token
+from mtls_matrix.peers import PROXY_SECRET, ClientPeer, ServerPeer, cell_token, query_token
+from mtls_matrix.peers import proxy_identity
 from mtls_matrix.peers import websockets as ws_peer
 
 
@@ -229,6 +230,17 @@ class HeaderDroppingClient(ws_peer.Client):
         return await super().connect(variant, url, dataclasses.replace(tls, headers=()), profile, timeout)
 
 
+class TrustingApp(proxy_identity.App):
+    """The proxy-identity app without the proxy's proof (the reference's app, which relies on nobody but
+    nginx reaching it): it trusts X-SSL-Client-Cert from whoever sends it. Must be INSECURE on
+    proxy-id-header-forged."""
+
+    name = "selftest-trusting-app"
+
+    async def _on_connect(self, sid, environ, auth):
+        await super()._on_connect(sid, {**environ, "HTTP_X_PROXY_SECRET": PROXY_SECRET}, auth)
+
+
 PEERS = [InsecureClient(), LaxServer(), BlindServer(), HangingServer(), BlockingClient(), StuckInRecvClient(),
          CrashingServer(), FlakyServer(), LeakyClient(), QuickTimeoutClient(), HandshakeTimeoutServer(),
-         LaxTokenServer(), HeaderlessClient(), HeaderDroppingClient()]
+         LaxTokenServer(), HeaderlessClient(), HeaderDroppingClient(), TrustingApp()]

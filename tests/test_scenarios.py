@@ -14,8 +14,8 @@ def test_every_certificate_a_scenario_names_exists():
 
 
 def test_every_certificate_rejection_runs_under_tls13_and_tls12():
-    # a token refusal happens after TLS, whichever version: it has no TLS 1.2 twin
-    rejections = [s for s in CATALOGUE if s.expect.outcome == "reject" and s.group != "token"]
+    # a token refusal, and proxy-identity's refusals, are the app's, after TLS: the version cannot move them
+    rejections = [s for s in CATALOGUE if s.expect.outcome == "reject" and s.group not in ("token", "proxy-identity")]
     assert len(rejections) == 28
     for s in rejections:
         if not s.name.endswith("-tls12"):
@@ -29,6 +29,9 @@ def test_groups_cover_the_catalogue_and_expectations_match_them():
               "hostile-server": "client", "hostile-client": "server"}.get(s.group)  # the side under test
         if s.group == "token":  # the server refuses a bad token; a good one connects
             by = "server" if s.expect.outcome == "reject" else None
+        elif s.group == "proxy-identity":  # the app refuses, in its connect handler, or accepts
+            by = "server" if s.expect.reason else None
+            assert s.claim is not None and (not by or s.expect.latest_phase == "handler"), s.name
         assert s.expect.by == by, s.name
         assert (s.hostile is not None) == (s.group in HOSTILE_GROUPS), s.name
 

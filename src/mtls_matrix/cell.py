@@ -21,16 +21,16 @@ import ssl
 import threading
 import time
 from dataclasses import dataclass
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from mtls_matrix import isolate, leaks, observe
 from mtls_matrix.peers import (
-    CLOSE_COMMAND, FINAL_CLOSE, HANDSHAKE_GROUPS, TOKEN, ClientTLS, ClientVariant, Closed, Connection, ServerFiles,
-    ServerPeer, TokenAuth, Unsupported,
+    CLOSE_COMMAND, FINAL_CLOSE, FORWARDED_CERT, HANDSHAKE_GROUPS, PROXY_PROOF, PROXY_SECRET, TOKEN, ClientTLS,
+    ClientVariant, Closed, Connection, ServerFiles, ServerPeer, TokenAuth, Unsupported,
 )
 from mtls_matrix.pki import PKI
 from mtls_matrix.results import Cell, ErrorInfo, Leaks, ServerSaw, Step, TLSSide, Verdict
-from mtls_matrix.scenarios import HOSTILE_GROUPS, Scenario, Token
+from mtls_matrix.scenarios import HOSTILE_GROUPS, Claim, Scenario, Token
 from mtls_matrix.verdict import CLOSE_CODES, Observation, canonical_from_tls, error_info, judge
 from mtls_matrix.verdict import own_check_failed as verdict_own_check_failed
 
@@ -58,20 +58,28 @@ def server_context(pki: PKI, scenario: Scenario) -> ssl.SSLContext:
         ctx.load_verify_locations(str(pki.crl))
         ctx.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF
     # the same settings as files, for stacks configured by paths (peers/foreign.py, uvicorn)
-    ctx.mtls_files = ServerFiles(credential.chain, credential.key, pki.root, pki.crl if scenario.crl else None)
+    ctx.mtls_files = ServerFiles(credential.chain, credential.key, pki.root, pki.crl if scenario.crl else None,
+                                 agent_cert=pki["client"].cert)
     return ctx
 
 
 def client_tls(pki: PKI, scenario: Scenario) -> ClientTLS:
     credential = pki[scenario.client_cert] if scenario.client_cert else None
+    claim = scenario.claim
+    headers = claimed_headers(pki, claim) if claim else ()
+    auth = (("agent", claim.agent),) if claim else ()
     carrier, value = presented_token(scenario.token)
+    if carrier == "header":
+        headers += (("Authorization", value),)
+    elif carrier == "auth":
+        auth += (("token", value),)
     return ClientTLS(
         ca=pki.root,
         cert=credential.chain if credential else None,
         key=credential.key if credential else None,
         server_hostname=scenario.host,
-        headers=(("Authorization", value),) if carrier == "header" else (),
-        auth=(("token", value),) if carrier == "auth" else (),
+        headers=headers,
+        auth=auth,
     )
 
 
@@ -91,6 +99,19 @@ def cell_url(scenario: Scenario, port: int, cell: str) -> str:
     carrier, value = presented_token(scenario.token)
     query = f"?{urlencode({'token': value})}" if carrier == "query" else ""
     return f"wss://{scenario.host}:{port}/cell/{cell}{query}"
+
+
+def claimed_headers(pki: PKI, claim: Claim) -> tuple[tuple[str, str], ...]:
+    """The proxy's headers as the client sends them itself: the certificate URL-escaped like nginx's
+    $ssl_client_escaped_cert (only ever a public certificate, never a key)."""
+    headers = []
+    if claim.forwarded_cert:
+        headers.append((FORWARDED_CERT, quote(pki[claim.forwarded_cert].cert.read_text(), safe="")))
+    elif claim.forwarded_raw is not None:
+        headers.append((FORWARDED_CERT, claim.forwarded_raw))
+    if claim.proof:
+        headers.append((PROXY_PROOF, PROXY_SECRET if claim.proof == "proxy" else "guessed-" + PROXY_SECRET[:8]))
+    return tuple(headers)
 
 
 class ServerHost:
@@ -307,7 +328,7 @@ def unsupported_reason(spec: CellSpec) -> str | None:
     peer = spec.client.peer
     if peer.handshake_only:
         return None if spec.scenario.group in HANDSHAKE_GROUPS else peer.handshake_only
-    if presented_token(spec.scenario.token)[0] == "header" and "headers" in peer.unsupported:
+    if spec.scenario.sends_headers and "headers" in peer.unsupported:
         return peer.unsupported["headers"]
     return next((peer.unsupported[op] for op, *_ in spec.scenario.io if op in peer.unsupported), None)
 

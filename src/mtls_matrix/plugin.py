@@ -148,7 +148,7 @@ def _plays(server, client, scenario, all_pairs: bool = False) -> bool:
     information (the server's scenarios, the client variant's scenarios and the client's servers, one
     variant for a `one_variant` scenario), foreign with Python."""
     hostile_role = scenarios.HOSTILE_GROUPS.get(scenario.group)
-    if server.groups is not None and scenario.group not in server.groups:
+    if scenario.group not in (server.groups or set(scenarios.GROUPS) - set(scenarios.OPT_IN_GROUPS)):
         return False
     if scenario.family is not None and scenario.family != server.family:
         return False
@@ -164,6 +164,8 @@ def _plays(server, client, scenario, all_pairs: bool = False) -> bool:
             if patterns is not None and not _named(scenario, patterns):
                 return False
         if client.peer.servers is not None and not any(fnmatch.fnmatchcase(server.name, p) for p in client.peer.servers):
+            return False
+        if server.clients is not None and client.name not in server.clients:
             return False
     return server.harness == (hostile_role == "server") and client.peer.harness == (hostile_role == "client")
 

@@ -11,11 +11,17 @@ from __future__ import annotations
 import fnmatch
 from dataclasses import dataclass, field, replace
 
+from mtls_matrix.pki import CLIENT_CN
+
 PHASES = ("tcp", "tls-handshake", "verification", "upgrade", "handler", "io")
-GROUPS = ("works", "client-rejected", "server-rejected", "io", "hostile-server", "hostile-client", "token")
+GROUPS = ("works", "client-rejected", "server-rejected", "io", "hostile-server", "hostile-client", "token",
+          "proxy-identity")
+# groups a server plays only when it names them in its `groups`: their scenarios test an application
+# pattern the server must implement (peers/proxy_identity.py), not the TLS stack every server has
+OPT_IN_GROUPS = ("proxy-identity",)
 # the groups under mutual TLS: every server peer is configured for them; a stack that cannot serve a
 # listener without client certificates (a foreign server, a proxy) plays these only
-MTLS_GROUPS = tuple(g for g in GROUPS if g != "token")
+MTLS_GROUPS = tuple(g for g in GROUPS if g != "token" and g not in OPT_IN_GROUPS)
 # the groups where the harness plays one side (peers/hostile.py), against every peer of the other side
 HOSTILE_GROUPS = {"hostile-server": "server", "hostile-client": "client"}
 PROFILES = ("default", "tuned")
@@ -52,6 +58,15 @@ class Token:
 
     carrier: str | None  # header (Authorization: Bearer) | query (?token=) | auth (Socket.IO); None: no token
     kind: str = "valid"  # valid | malformed (the valid token in the wrong shape) | wrong (well-formed, not issued)
+class Claim:
+    """proxy-identity: the agent id the client claims (Socket.IO `auth` payload), and what it sends
+    itself in the headers a TLS-terminating proxy sets (peers.FORWARDED_CERT, peers.PROXY_PROOF):
+    to test the app directly, playing the proxy, or to forge them through a real proxy."""
+
+    agent: str = CLIENT_CN
+    forwarded_cert: str | None = None  # a LEAVES name: its certificate (public PEM, URL-escaped) as the header
+    forwarded_raw: str | None = None  # or this header value as is (a malformed one)
+    proof: str | None = None  # "proxy": the proxy's secret; "guess": a made-up one; None: no proof header
 
 
 @dataclass(frozen=True)
@@ -75,6 +90,14 @@ class Scenario:
     # What it varies does not pass through the client's TLS settings: the client's first variant shows
     # it for the whole library (unless --all-pairs)
     one_variant: bool = False
+    claim: Claim | None = None  # proxy-identity: the identity the client claims, and how
+
+    @property
+    def sends_headers(self) -> bool:
+        """The client must send request headers (ClientTLS.headers): a bearer token, or a proxy's headers."""
+        claim = self.claim
+        return (self.token is not None and self.token.carrier == "header") or (
+            claim is not None and (claim.forwarded_cert or claim.forwarded_raw or claim.proof) is not None)
 
     @property
     def server_key(self) -> tuple:
@@ -155,6 +178,47 @@ def token(carrier: str | None, kind: str = "valid") -> Scenario:
         token=Token(carrier, kind), family="socketio" if carrier == "auth" else None,
         one_variant=(carrier, kind) != ("header", "valid"), tags=frozenset({"token"}))
 
+def proxy_identity(name: str, description: str, reason: str | None = None, tags: tuple[str, ...] = (),
+                   **kw) -> Scenario:
+    """The app validates the certificate a proxy forwards (peers/proxy_identity.py). `reason`: the
+    server's app must refuse the Socket.IO connection with it, in its connect handler at the latest."""
+    expect = Expect("reject", "server", reason, latest_phase="handler") if reason else Expect("succeed")
+    return Scenario(name, "proxy-identity", description, expect, tags=frozenset({"proxy-identity", *tags}), **kw)
+
+
+# Two topologies (the peers say which they play): `proxy-id-header-*` test the app alone, the client
+# sending over TLS what the proxy would set (it presents its good certificate, which only carries the
+# connection); `proxy-id-cert-*` put nginx (`ssl_verify_client optional_no_ca`) in front, and the
+# client presents the certificate nginx forwards.
+_PLAYS_PROXY = Claim(forwarded_cert="client", proof="proxy")
+_FORGED = Claim(forwarded_cert="client", proof="guess")  # the stored certificate is public: anyone can send it
+PROXY_IDENTITY = (
+    proxy_identity("proxy-id-header-ok", "the stored certificate and the proxy's proof in the headers, "
+                   "the agent id of its CN claimed", claim=_PLAYS_PROXY),
+    proxy_identity("proxy-id-header-forged", "a client connecting directly sends the stored certificate in "
+                   "X-SSL-Client-Cert, without the proxy's proof", "FORWARD_UNTRUSTED",
+                   claim=Claim(forwarded_cert="client"), tags=("forged-header",)),
+    proxy_identity("proxy-id-header-not-stored", "a certificate with the same CN from another CA, not in the store",
+                   "CERT_NOT_STORED", claim=Claim(forwarded_cert="client-untrusted-ca", proof="proxy")),
+    proxy_identity("proxy-id-header-cn-mismatch", "the stored certificate, but the client claims another agent id",
+                   "AGENT_MISMATCH", claim=Claim(agent="agent-other", forwarded_cert="client", proof="proxy")),
+    proxy_identity("proxy-id-header-malformed", "X-SSL-Client-Cert holds no PEM certificate", "BAD_FORWARDED_CERT",
+                   claim=Claim(forwarded_raw="-----BEGIN%20CERTIFICATE-----%0Anot-base64%0A", proof="proxy")),
+    proxy_identity("proxy-id-cert-ok", "the client presents the stored certificate; nginx forwards it",
+                   claim=Claim()),
+    proxy_identity("proxy-id-cert-not-stored", "the client presents a certificate from another CA (same CN), which "
+                   "nginx does not check", "CERT_NOT_STORED", client_cert="client-untrusted-ca", claim=Claim()),
+    proxy_identity("proxy-id-cert-none", "the client presents no certificate; nginx forwards none",
+                   "CERT_REQUIRED", client_cert=None, claim=Claim()),
+    proxy_identity("proxy-id-cert-cn-mismatch", "the client presents the stored certificate, claims another agent id",
+                   "AGENT_MISMATCH", claim=Claim(agent="agent-other")),
+    proxy_identity("proxy-id-cert-forged-header", "the client presents a certificate from another CA and sends the "
+                   "stored one in X-SSL-Client-Cert with a guessed proof: nginx must replace both",
+                   "CERT_NOT_STORED", client_cert="client-untrusted-ca", claim=_FORGED, tags=("forged-header",)),
+    proxy_identity("proxy-id-cert-none-forged-header", "the client presents no certificate and sends the stored one "
+                   "in X-SSL-Client-Cert with a guessed proof: nginx must drop both (it forwards no empty header)",
+                   "CERT_REQUIRED", client_cert=None, claim=_FORGED, tags=("forged-header",)),
+)
 
 CATALOGUE: tuple[Scenario, ...] = (
     works("mtls-ok", "ECDSA P-256 leaves from the root CA, both verified"),
@@ -219,6 +283,7 @@ CATALOGUE: tuple[Scenario, ...] = (
     hostile_client("mid-handshake", "the client sends half a ClientHello and stops"),
     *(token(carrier, kind) for carrier in ("header", "query", "auth") for kind in ("valid", "malformed", "wrong")),
     token(None),
+    *PROXY_IDENTITY,
 )
 
 BY_NAME: dict[str, Scenario] = {s.name: s for s in CATALOGUE}

@@ -56,6 +56,22 @@ CERT_REASONS = {
     "CERT_REQUIRED", "CERT_EXPIRED", "CERT_NOT_YET_VALID", "UNKNOWN_CA", "HOSTNAME_MISMATCH",
     "CERT_REVOKED", "BAD_EKU",
 }
+# Canonical errors of an application that validates the identity a proxy forwards
+# (peers/proxy_identity.py), refusing the connection in its connect handler; CERT_REQUIRED when
+# none was forwarded. They name the problem: CLEAR when the client's user sees them.
+APP_REASONS = {
+    "FORWARD_UNTRUSTED": "the forwarded-certificate header did not come from the proxy",
+    "BAD_FORWARDED_CERT": "the forwarded-certificate header holds no certificate",
+    "CERT_NOT_STORED": "the forwarded certificate is not in the app's certificate store",
+    "AGENT_MISMATCH": "the claimed agent id is not the certificate's CN",
+}
+TEXTS = (  # the app's own words, before the generic fragments they contain ("certificate")
+    ("did not come through the proxy", "FORWARD_UNTRUSTED"),
+    ("holds no pem certificate", "BAD_FORWARDED_CERT"),
+    ("not in the certificate store", "CERT_NOT_STORED"),
+    ("is not the certificate's cn", "AGENT_MISMATCH"),
+    ("no client certificate forwarded", "CERT_REQUIRED"),
+) + TEXTS
 TLS_WORDS = re.compile(r"ssl|tls|handshake|certif|alert", re.I)
 # a refused request's status, or a token-auth server's reason (peers.TokenRefused), in the client's message
 REFUSAL_SHOWN = re.compile(r"\b40[13]\b|unauthori[sz]ed|forbidden|\btoken\b", re.I)
@@ -114,7 +130,7 @@ def clarity(exc: BaseException) -> Clarity:
     refused request (a token-auth server's HTTP 401, a Socket.IO connect error) is CLEAR when the
     text gives its status or the server's reason; a generic connection error is OPAQUE."""
     text = f"{type(exc).__name__}: {exc}"
-    if canonical_from_text(str(exc)) in CERT_REASONS or REFUSAL_SHOWN.search(str(exc)):
+    if canonical_from_text(str(exc)) in CERT_REASONS | set(APP_REASONS) or REFUSAL_SHOWN.search(str(exc)):
         return Clarity.CLEAR
     if TLS_WORDS.search(text):
         return Clarity.VAGUE
@@ -199,6 +215,10 @@ def rejection(obs: Observation) -> Rejection | None:
     if refused:
         return Rejection(by="server", canonical=refused.data.get("canonical"), phase="upgrade",
                          message=refused.data.get("reason"))
+    refused = obs.event("server", "app-refused")
+    if refused:  # the application refused the identity it was given (peers/proxy_identity.py)
+        return Rejection(by="server", canonical=refused.data.get("canonical"), phase="handler",
+                         message=refused.data.get("message"))
     if obs.error and obs.error.canonical and obs.error.canonical.startswith("HTTP_4"):
         return Rejection(by="server", canonical=obs.error.canonical, phase="upgrade", message=obs.error.message)
     if obs.error and obs.error.canonical in CERT_REASONS and not obs.connected and not server:

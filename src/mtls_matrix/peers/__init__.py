@@ -35,6 +35,7 @@ BUILTIN = (
     "mtls_matrix.peers.nginx",
     "mtls_matrix.peers.haproxy",
     "mtls_matrix.peers.socketio",
+    "mtls_matrix.peers.proxy_identity",
     "mtls_matrix.peers.node_ws",
     "mtls_matrix.peers.gorilla",
     "mtls_matrix.peers.ruby",
@@ -145,6 +146,15 @@ def query_token(path_or_query: str) -> str | None:
     query = urlsplit(path_or_query).query if "?" in path_or_query else path_or_query
     values = parse_qs(query, keep_blank_values=True).get("token")
     return values[0] if values else None
+# The proxy-validated identity pattern (peers/proxy_identity.py): a proxy that does not verify the
+# client certificate forwards it (URL-escaped PEM, nginx's $ssl_client_escaped_cert) for the app to
+# check, with its proof that it set the headers itself: a secret only the proxy and the app know. One
+# per process: a cell's server, proxy and client are started by one process (a client process gets
+# the headers already made, in ClientTLS). A real deployment also binds the app where only the proxy
+# reaches it (a unix socket).
+FORWARDED_CERT = "X-SSL-Client-Cert"
+PROXY_PROOF = "X-Proxy-Secret"
+PROXY_SECRET = secrets.token_urlsafe(32)
 
 
 def cell_token(path: str) -> str:
@@ -192,6 +202,9 @@ class ServerFiles:
     key: Path
     ca: Path
     crl: Path | None
+    # the run's good client certificate (leaf PEM), for an app that keeps its own store of agent
+    # certificates and registers it (peers/proxy_identity.py)
+    agent_cert: Path | None = None
 
 
 class Closed(Exception):
@@ -251,6 +264,9 @@ class ServerPeer(Peer):
     # scenario names (globs) or groups this peer plays within its groups (None: all); a stack whose TLS
     # runs through stacks the matrix already covers plays the subset where it adds information
     scenarios: tuple[str, ...] | None = None
+    # client variants (`name[variant]`) it plays with (None: all of its family): where a variant's
+    # known failure (its TLS settings missing on one transport) would only hide what this server tests
+    clients: tuple[str, ...] | None = None
     # this server's cells get the run's deadline times this: a stack whose cells finish in
     # milliseconds but whose library timeouts run to tens of seconds need not wait the full one
     deadline_scale: float = 1.0

@@ -37,13 +37,16 @@ _NO_CERT = "client sent no required SSL certificate"
 
 
 def _token(uri: str) -> str | None:
-    match = re.match(r"/cell/([\w.-]+)$", uri.split("?", 1)[0])
+    """The cell a request belongs to: /cell/TOKEN (ws), or ?cell=TOKEN (Socket.IO: peers/socketio.py)."""
+    path, _, query = uri.partition("?")
+    match = re.match(r"/cell/([\w.-]+)$", path) or re.search(r"(?:^|&)cell=([\w.-]+)", query)
     return match.group(1) if match else None
 
 
 class Nginx(ProxiedServer):
     program = package = "nginx"
     version_prefix = "nginx/"
+    location = "/"  # what it proxies
 
     def own_timeouts(self):
         return {"client_header_timeout (also bounds the TLS handshake)": 60.0, "proxy_read_timeout": 60.0}
@@ -55,10 +58,20 @@ class Nginx(ProxiedServer):
         # -e: where nginx writes before it has read the configuration (not /var/log/nginx)
         return ["nginx", "-e", "stderr", "-p", str(config.parent), "-c", str(config)]
 
+    def client_verification(self, files: ServerFiles) -> list[str]:
+        """The server block's client-certificate directives."""
+        crl = [f"ssl_crl {files.crl};"] if files.crl else []
+        return [f"ssl_client_certificate {files.ca};", "ssl_verify_client on;", *crl]
+
+    def forwarded(self) -> dict[str, str]:
+        """The headers set on every proxied request (replacing any the client sent): name -> nginx value."""
+        return {FORWARDED_CN: "$ssl_client_cn", FORWARDED_VERIFY: "$ssl_client_verify"}
+
     def config(self, files: ServerFiles, versions: list[str], listen: str, backend_port: int, workdir: Path) -> str:
         temp = "\n".join(f"    {name}_temp_path {workdir}/{name};" for name in ("client_body", "proxy", "fastcgi",
                                                                                   "uwsgi", "scgi"))
-        crl = f"        ssl_crl {files.crl};\n" if files.crl else ""
+        verification = "\n".join(f"        {line}" for line in self.client_verification(files))
+        forwarded = "\n".join(f"            proxy_set_header {name} {value};" for name, value in self.forwarded().items())
         return f"""daemon off;
 master_process off;
 worker_processes 1;
@@ -76,16 +89,14 @@ http {{
         ssl_certificate {files.chain};
         ssl_certificate_key {files.key};
         ssl_protocols {" ".join(versions)};
-        ssl_client_certificate {files.ca};
-        ssl_verify_client on;
-{crl}        location / {{
+{verification}
+        location {self.location} {{
             proxy_pass http://127.0.0.1:{backend_port};
             proxy_http_version 1.1;
             proxy_set_header Upgrade $http_upgrade;
             proxy_set_header Connection $connection_upgrade;
             proxy_set_header Host $host;
-            proxy_set_header {FORWARDED_CN} $ssl_client_cn;
-            proxy_set_header {FORWARDED_VERIFY} $ssl_client_verify;
+{forwarded}
         }}
     }}
 }}

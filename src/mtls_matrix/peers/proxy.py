@@ -123,14 +123,19 @@ class ProxiedServer(ServerPeer):
         Kinds: handshake-ok, handshake-error, upgrade-refused, proxy-response; a connection's
         last line also yields proxy-done."""
 
+    def backend_for(self, context: ssl.SSLContext) -> ServerPeer:
+        """The copy of the backend this listener runs behind the proxy (one per listener)."""
+        backend = copy.copy(self.backend_peer)
+        backend.behind_proxy = True
+        return backend
+
     def ready(self) -> bool:
         """The proxy listens (an inheriting proxy is ready as soon as it runs: the kernel queues)."""
         return True
 
     async def start(self, context: ssl.SSLContext, profile: str) -> int:
         self.process = None
-        self.backend = copy.copy(self.backend_peer)  # one backend per listener
-        self.backend.behind_proxy = True
+        self.backend = self.backend_for(context)
         self.backend_port = backend_port = await self.backend.start(None, profile)
         self.workdir = Path(tempfile.mkdtemp(prefix=f"mtls-matrix-{self.program}-"))
         self.log = open(self.workdir / "proxy.log", "a", encoding="utf-8")

@@ -32,7 +32,7 @@ import contextlib
 import queue
 import socket
 import ssl
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import aiohttp
 import requests
@@ -268,16 +268,40 @@ class UvicornServer(_SioServer):
 
 
 def _split(url: str) -> tuple[str, str]:
-    """The harness URL (wss://host:port/cell/TOKEN[?query]) -> the Socket.IO server URL (with the query,
-    which Engine.IO keeps on every request) and the token."""
+    """The harness URL (wss://host:port/cell/TOKEN[?query]) -> the Socket.IO server URL and the token.
+    Engine.IO keeps the URL's query on every request: the scenario's (a `token`), and the cell token,
+    so a proxy's log line names its cell (peers/nginx.py)."""
     parts = urlsplit(url)
-    return urlunsplit(("https", parts.netloc, "", parts.query, "")), cell_token(parts.path)
+    token = cell_token(parts.path)
+    query = "&".join(q for q in (parts.query, urlencode({"cell": token})) if q)
+    return urlunsplit(("https", parts.netloc, "/", query, "")), token
 
 
 def _connect_args(tls: ClientTLS, token: str) -> dict:
     """connect()'s auth payload (the cell token, plus what the scenario adds) and headers (sent on every
     Engine.IO request)."""
     return {"auth": {"cell": token, **dict(tls.auth)}, "headers": dict(tls.headers)}
+
+
+class ConnectRefused(Exception):
+    """The server's connect handler refused the connection. The library raises only 'One or more
+    namespaces failed to connect' and hands the server's reason to a `connect_error` handler: the
+    adapter registers one (the documented way) and raises this with the reason instead."""
+
+
+def _refusals(sio) -> list:
+    refusals: list = []
+    sio.on("connect_error", lambda data=None: refusals.append(data))
+    return refusals
+
+
+def _refused(sio, refusals: list) -> ConnectRefused | None:
+    """What connect() raises when the server refused: the reason, the library's exception as its cause."""
+    if not (sio.failed_namespaces and refusals):  # a transport failure also reaches connect_error
+        return None
+    data = refusals[-1]
+    reason = data.get("message") if isinstance(data, dict) else data
+    return ConnectRefused(f"the server refused the connection: {reason}")
 
 
 def _variants(ways: tuple[str, ...]) -> tuple[str, ...]:
@@ -386,6 +410,8 @@ def _check_upgrade(sio, transport: str) -> None:
 def _canonical(exc) -> str | None:
     if isinstance(exc, NoUpgrade):
         return "NO_UPGRADE"
+    if isinstance(exc, ConnectRefused):
+        return "CONNECT_REFUSED"
     if isinstance(exc, socketio.exceptions.TimeoutError):
         return "TIMEOUT"
     if isinstance(exc, Closed):  # a disconnect the server did not ask for: the library's reason
@@ -428,13 +454,14 @@ class AsyncClient(ClientPeer):
             if session is not None:  # the user's session: the library never closes it
                 await session.close()
 
+        refusals = _refusals(sio)
         try:
             await sio.connect(server, **_connect_args(tls, token), transports=TRANSPORTS[transport],
                               wait_timeout=timeout)
             _check_upgrade(sio, transport)
-        except BaseException:
+        except BaseException as exc:
             await cleanup()
-            raise
+            raise _refused(sio, refusals) or exc
         return _AsyncConn(sio, timeout, cleanup)
 
     def canonical(self, exc):
@@ -471,12 +498,13 @@ class Client(ClientPeer):
             if session is not None:
                 session.close()
 
+        refusals = _refusals(sio)
         try:
             sio.connect(server, **_connect_args(tls, token), transports=TRANSPORTS[transport], wait_timeout=timeout)
             _check_upgrade(sio, transport)
-        except BaseException:
+        except BaseException as exc:
             cleanup()
-            raise
+            raise _refused(sio, refusals) or exc
         return _SyncConn(sio, timeout, cleanup)
 
     def canonical(self, exc):

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
 from mtls_matrix import scenarios
-from mtls_matrix.reports import flaky, hostile, leaks, perf, reference
+from mtls_matrix.reports import flaky, hostile, leaks, perf, proxy_identity, reference
 from mtls_matrix.results import NOT_OBSERVED, SEVERITY, Cell, Results, Verdict
 
 SYMBOL = {
@@ -1120,6 +1120,7 @@ def render(results: Results, notes: Sequence[Any] | None = None, heatmap: str | 
         *render_workarounds(findings),
         *render_clarity(matrix, clarity),
         *hostile.render(matrix.cells, results.run.deadline_s),
+        *proxy_identity.render(matrix.cells),
         *leaks.render(matrix.cells),
         *reference.render(matrix.cells),
         *perf.render_markdown(results),

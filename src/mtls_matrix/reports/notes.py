@@ -226,6 +226,17 @@ NOTES = [
         ("https://github.com/miguelgrinberg/python-engineio/issues/127",),
     ),
     Note(
+        "*-socketio-*?*+polling?-proxy-id-*",
+        "When the server's connect handler refuses the connection (`ConnectionRefusedError`), `connect()` calls "
+        "`disconnect()` before it raises, and on the polling transport that waits out the pending long-poll GET "
+        "(max(ping_interval, ping_timeout) + 5 = 30 s; measured: 30.1-31.0 s with the defaults, well under a "
+        "second on websocket and polling-then-upgrade); the refusal was decided and sent at once. The reason "
+        "reaches only a "
+        "`connect_error` handler (python-socketio#344); `connect()` raises 'One or more namespaces failed to "
+        "connect'. No upstream issue found for the wait.",
+        ("https://github.com/miguelgrinberg/python-socketio/issues/344",),
+    ),
+    Note(
         _cells_at("io", "socketio-*-socketio-asyncclient?*+websocket?-io-close*",
                   "socketio-*-socketio-asyncclient?*+upgrade?-io-close*"),
         "`AsyncClient.disconnect()` on the websocket transport queues the namespace DISCONNECT and engine.io "
