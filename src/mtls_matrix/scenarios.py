@@ -58,6 +58,9 @@ class Token:
 
     carrier: str | None  # header (Authorization: Bearer) | query (?token=) | auth (Socket.IO); None: no token
     kind: str = "valid"  # valid | malformed (the valid token in the wrong shape) | wrong (well-formed, not issued)
+
+
+@dataclass(frozen=True)
 class Claim:
     """proxy-identity: the agent id the client claims (Socket.IO `auth` payload), and what it sends
     itself in the headers a TLS-terminating proxy sets (peers.FORWARDED_CERT, peers.PROXY_PROOF):
@@ -177,6 +180,7 @@ def token(carrier: str | None, kind: str = "valid") -> Scenario:
         Expect("succeed") if kind == "valid" and carrier else TOKEN_REFUSED, client_cert=None,
         token=Token(carrier, kind), family="socketio" if carrier == "auth" else None,
         one_variant=(carrier, kind) != ("header", "valid"), tags=frozenset({"token"}))
+
 
 def proxy_identity(name: str, description: str, reason: str | None = None, tags: tuple[str, ...] = (),
                    **kw) -> Scenario:
