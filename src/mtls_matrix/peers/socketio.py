@@ -284,9 +284,11 @@ def _connect_args(tls: ClientTLS, token: str) -> dict:
 
 
 class ConnectRefused(Exception):
-    """The server's connect handler refused the connection. The library raises only 'One or more
-    namespaces failed to connect' and hands the server's reason to a `connect_error` handler: the
-    adapter registers one (the documented way) and raises this with the reason instead."""
+    """The server's connect handler refused the connection, with its reason. The library raises only
+    'One or more namespaces failed to connect' and hands the reason to a `connect_error` handler
+    (python-socketio#344): the adapter registers one (the documented way) and attaches the reason as
+    the cause of the library's exception, so the report shows it while the clarity grade stays with
+    what connect() told its user."""
 
 
 def _refusals(sio) -> list:
@@ -295,13 +297,13 @@ def _refusals(sio) -> list:
     return refusals
 
 
-def _refused(sio, refusals: list) -> ConnectRefused | None:
-    """What connect() raises when the server refused: the reason, the library's exception as its cause."""
-    if not (sio.failed_namespaces and refusals):  # a transport failure also reaches connect_error
-        return None
-    data = refusals[-1]
-    reason = data.get("message") if isinstance(data, dict) else data
-    return ConnectRefused(f"the server refused the connection: {reason}")
+def _with_refusal(sio, refusals: list, exc: BaseException) -> BaseException:
+    """connect()'s exception, with the server's refusal as its cause when the server refused."""
+    if sio.failed_namespaces and refusals:  # a transport failure also reaches connect_error
+        data = refusals[-1]
+        reason = data.get("message") if isinstance(data, dict) else data
+        exc.__cause__ = ConnectRefused(f"the server refused the connection: {reason}")
+    return exc
 
 
 def _variants(ways: tuple[str, ...]) -> tuple[str, ...]:
@@ -410,7 +412,7 @@ def _check_upgrade(sio, transport: str) -> None:
 def _canonical(exc) -> str | None:
     if isinstance(exc, NoUpgrade):
         return "NO_UPGRADE"
-    if isinstance(exc, ConnectRefused):
+    if isinstance(exc.__cause__, ConnectRefused):
         return "CONNECT_REFUSED"
     if isinstance(exc, socketio.exceptions.TimeoutError):
         return "TIMEOUT"
@@ -461,7 +463,7 @@ class AsyncClient(ClientPeer):
             _check_upgrade(sio, transport)
         except BaseException as exc:
             await cleanup()
-            raise _refused(sio, refusals) or exc
+            raise _with_refusal(sio, refusals, exc)
         return _AsyncConn(sio, timeout, cleanup)
 
     def canonical(self, exc):
@@ -504,7 +506,7 @@ class Client(ClientPeer):
             _check_upgrade(sio, transport)
         except BaseException as exc:
             cleanup()
-            raise _refused(sio, refusals) or exc
+            raise _with_refusal(sio, refusals, exc)
         return _SyncConn(sio, timeout, cleanup)
 
     def canonical(self, exc):
