@@ -19,23 +19,25 @@ import socket
 import ssl
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from urllib.parse import urlencode
 
 from mtls_matrix import isolate, leaks, observe
 from mtls_matrix.peers import (
     CLOSE_COMMAND, FINAL_CLOSE, HANDSHAKE_GROUPS, ClientTLS, ClientVariant, Closed, Connection, ServerFiles, ServerPeer,
     Unsupported,
 )
-from mtls_matrix.pki import PKI
+from mtls_matrix.pki import CLIENT_CN, PKI
 from mtls_matrix.results import Cell, ErrorInfo, Leaks, ServerSaw, Step, TLSSide, Verdict
-from mtls_matrix.scenarios import HOSTILE_GROUPS, Scenario
-from mtls_matrix.verdict import CLOSE_CODES, Observation, canonical_from_tls, error_info, judge
+from mtls_matrix.scenarios import BY_NAME, HOSTILE_GROUPS, Scenario
+from mtls_matrix.verdict import CLOSE_CODES, INSECURE_STEP, Observation, canonical_from_tls, error_info, judge
 from mtls_matrix.verdict import own_check_failed as verdict_own_check_failed
 
 SETTLE_S = 0.5  # how long to wait for the server's side of a story the client already finished
 STOP_GRACE_S = 0.5  # how long a stopped client gets to unwind after the deadline
 LEAK_SETTLE_S = 0.1  # rejection cells: how long the peers get to close what they opened before it counts as left
 LEAK_GROUPS = ("client-rejected", "server-rejected")
+RESTART_GAP_S = 0.3  # how long a restarting server is away: a reconnect attempt or two meet a closed port
 _tokens = itertools.count()
 
 
@@ -93,6 +95,24 @@ class ServerHost:
             pass  # a peer that cannot stop cleanly still loses its loop below
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(2)
+
+
+class ServerControl:
+    """The harness's hand on a cell's private server (Scenario.private_server), for the
+    `reconnect` step: drop its connections, or restart it (with another certificate, if asked)."""
+
+    def __init__(self, host: ServerHost, pki: PKI, scenario: Scenario, recorder: observe.CellRecorder):
+        self.host, self.pki, self.scenario, self.recorder = host, pki, scenario, recorder
+
+    def disrupt(self, how: str, server_cert: str | None = None) -> None:
+        if how == "drop":
+            action = self.host.peer.drop()
+        elif how == "restart":
+            context = server_context(self.pki, replace(self.scenario, server_cert=server_cert or self.scenario.server_cert))
+            action = self.host.peer.restart(context, RESTART_GAP_S)
+        else:
+            raise ValueError(f"unknown reconnect step {how!r}; valid: drop, restart")
+        asyncio.run_coroutine_threadsafe(action, self.host.loop).result(5)
 
 
 class ServerPool:
@@ -157,8 +177,10 @@ def _describe(got) -> str:
     return f"{type(got).__name__} of {len(got)}" if isinstance(got, (str, bytes)) else repr(got)
 
 
-async def run_step(conn: Connection, op: str, *args) -> str | None:
+async def run_step(conn: Connection, op: str, *args, control: ServerControl | None = None) -> str | None:
     """Runs one I/O step; returns None if it behaved, else what went wrong."""
+    if op == "reconnect":
+        return await _reconnect(conn, control, *args)
     if op in ("text", "binary"):
         message = args[0] if op == "text" else payload(args[0])
         await conn.send(message)
@@ -191,11 +213,46 @@ async def run_step(conn: Connection, op: str, *args) -> str | None:
     raise ValueError(f"unknown I/O op {op!r}")
 
 
+async def _reconnect(conn: Connection, control: ServerControl | None, how: str,
+                     server_cert: str | None = None) -> str | None:
+    """The server drops the connection or restarts (coming back with `server_cert`, if given); the
+    client's own reconnection must connect again, presenting its certificate (the server's handler
+    sees the client identity once more) after a new handshake; or, facing a server certificate it
+    must not trust, refuse it for the reason that certificate's own scenario names, and not connect."""
+    if control is None:
+        raise RuntimeError("a reconnect step needs the cell's private server (Scenario.private_server)")
+    events = control.recorder.events
+    seen = len(events)
+    problem = await conn.reconnect(lambda: control.disrupt(how, server_cert), refuse=server_cert is not None)
+    new = events[seen:]
+    identities = [e.data.get("peer_cn") for e in new if e.side == "server" and e.kind == "handler"]
+    handshakes = [e for e in new if e.side == "client" and e.kind in ("handshake-ok", "handshake-error")]
+    if server_cert is not None:
+        expected = BY_NAME[server_cert].expect.reason
+        if problem or identities:
+            return f"{INSECURE_STEP}after the {how} with {server_cert}, the client reconnected (the handler saw " \
+                   f"{identities}) although it must refuse that certificate with {expected}"
+        refused = [canonical_from_tls(e.data) for e in handshakes if e.kind == "handshake-error"]
+        if expected not in refused:
+            return f"the client did not reconnect, but did not refuse the certificate with {expected} either " \
+                   f"(its handshakes after the {how}: {refused or 'none'})"
+        return None
+    if problem:
+        return problem
+    if identities != [CLIENT_CN]:
+        return f"after the {how} the server's handler saw client identities {identities}, expected {CLIENT_CN!r} once"
+    if not any(e.kind == "handshake-ok" for e in handshakes):
+        return f"the client reconnected after the {how} without a new TLS handshake"
+    return None
+
+
 class _ClientRun:
     """The client side of one cell, on its own thread and event loop."""
 
-    def __init__(self, spec: CellSpec, url: str, tls: ClientTLS, deadline: float, timeout: float | None):
+    def __init__(self, spec: CellSpec, url: str, tls: ClientTLS, deadline: float, timeout: float | None,
+                 control: ServerControl | None = None):
         self.spec, self.url, self.tls, self.deadline, self.timeout = spec, url, tls, deadline, timeout
+        self.control = control
         self.connected = False
         self.exc: BaseException | None = None
         self.steps: list[Step] = []
@@ -243,7 +300,7 @@ class _ClientRun:
             for op, *args in io_steps(self.spec):
                 start = time.perf_counter()
                 try:
-                    problem = await run_step(conn, op, *args)
+                    problem = await run_step(conn, op, *args, control=self.control)
                 except Exception as exc:
                     self.exc = exc
                     problem = f"{type(exc).__name__}: {exc}"
@@ -298,11 +355,18 @@ def run_cell(spec: CellSpec, servers: ServerPool, pki: PKI, deadline: float, ver
     watch, leaked = contextlib.ExitStack(), None
     try:
         if not (unsupported or skipped):
-            host = servers.get(spec.server, scenario, spec.profile)
+            control = None
+            if scenario.private_server:  # its steps drop or restart it: a server of its own, stopped with the cell
+                host = ServerHost(spec.server, server_context(pki, scenario), spec.profile)
+                watch.callback(host.close)
+                control = ServerControl(host, pki, scenario, recorder)
+            else:
+                host = servers.get(spec.server, scenario, spec.profile)
             if scenario.group in LEAK_GROUPS:
                 warned = watch.enter_context(leaks.resource_warnings([]))
                 before = leaks.socket_inodes(), leaks.server_tasks(host.loop)
-            client = drive_client(spec, host.port, token, client_tls(pki, scenario), deadline, deadline, recorder, obs)
+            client = drive_client(spec, host.port, token, client_tls(pki, scenario), deadline, deadline, recorder, obs,
+                                  control)
             _check_close(obs, scenario)
             if scenario.group in LEAK_GROUPS:
                 client.exc = None  # the harness lets go of the error: what stays open, the library holds
@@ -320,11 +384,13 @@ def run_cell(spec: CellSpec, servers: ServerPool, pki: PKI, deadline: float, ver
 
 
 def drive_client(spec: CellSpec, port: int, token: str, tls: ClientTLS, deadline: float, timeout: float | None,
-                 recorder: observe.CellRecorder, obs: Observation) -> _ClientRun:
+                 recorder: observe.CellRecorder, obs: Observation, control: ServerControl | None = None) -> _ClientRun:
     """Run the cell's client until it finishes or the deadline, stop it then (a blocking
     library's in its own process: isolate.py), and put what its user saw into `obs`.
-    `timeout` is what the library itself is given."""
+    `timeout` is what the library itself is given; `control`, the cell's private server, if it has one."""
     url = f"wss://{spec.scenario.host}:{port}/cell/{token}"
+    if spec.scenario.namespace:  # a Socket.IO namespace: the family's clients read it from the query
+        url += "?" + urlencode({"namespace": spec.scenario.namespace})
     spec.client.peer.prepare(spec.client.variant, tls)  # before the clock: a browser boots once, not per cell
     # A blocking library's client runs in a client process, so that one that cannot be stopped is
     # killed; but not in the hostile batch, whose cells run side by side: a client process serving
@@ -332,7 +398,7 @@ def drive_client(spec: CellSpec, port: int, token: str, tls: ClientTLS, deadline
     # in a socket call is stopped by shutting its sockets down.
     isolated = spec.client.peer.blocking and spec.scenario.group not in HOSTILE_GROUPS
     run = _run_isolated if isolated else run_client
-    client = run(spec, url, tls, deadline, timeout, recorder, obs)
+    client = run(spec, url, tls, deadline, timeout, recorder, obs, control)
     _settle(recorder, client, spec.scenario, spec.server)
     obs.connected = client.connected
     obs.steps = client.steps
@@ -341,9 +407,9 @@ def drive_client(spec: CellSpec, port: int, token: str, tls: ClientTLS, deadline
 
 
 def run_client(spec: CellSpec, url: str, tls: ClientTLS, deadline: float, timeout: float | None,
-               recorder: observe.CellRecorder, obs: Observation) -> _ClientRun:
+               recorder: observe.CellRecorder, obs: Observation, control: ServerControl | None = None) -> _ClientRun:
     """The client on its own thread until it finishes or the deadline; stopped then."""
-    client = _ClientRun(spec, url, tls, deadline, timeout)
+    client = _ClientRun(spec, url, tls, deadline, timeout, control)
     recorder.t0 = time.perf_counter()  # run_client's own deadline: from the moment it runs
     thread = threading.Thread(target=client.run, args=(recorder,), name=f"client:{spec.id}", daemon=True)
     thread.start()
@@ -368,8 +434,10 @@ def run_client(spec: CellSpec, url: str, tls: ClientTLS, deadline: float, timeou
 
 
 def _run_isolated(spec: CellSpec, url: str, tls: ClientTLS, deadline: float, timeout: float | None,
-                  recorder: observe.CellRecorder, obs: Observation) -> _ClientRun:
+                  recorder: observe.CellRecorder, obs: Observation, control: ServerControl | None = None) -> _ClientRun:
     """run_client in a client process; killed with it if it cannot be stopped."""
+    if control is not None:
+        raise RuntimeError("a client process cannot drive the cell's private server (a reconnect step)")
     request = dict(spec=spec, url=url, tls=tls, deadline=deadline, timeout=timeout,
                    warnings=spec.scenario.group in LEAK_GROUPS)
     reply = isolate.POOL.call(request, deadline + STOP_GRACE_S + isolate.REPLY_GRACE_S,

@@ -149,6 +149,8 @@ def _plays(server, client, scenario, all_pairs: bool = False) -> bool:
     hostile_role = scenarios.HOSTILE_GROUPS.get(scenario.group)
     if server.groups is not None and scenario.group not in server.groups:
         return False
+    if scenario.family is not None and scenario.family != server.family:
+        return False  # a scenario of one protocol (a Socket.IO namespace): even with all_pairs
     only = client.peer.only.get(client.variant)
     if only is not None and not _named(scenario, only):
         return False

@@ -21,18 +21,28 @@ transport and not the other. `+upgrade` (the library default: polling, then webs
 ends on polling raised NoUpgrade (canonical NO_UPGRADE): the library drops a failed upgrade
 silently (engineio logs a warning and carries on polling).
 
-Reconnection is off: a client reconnecting in the background after its cell would open TLS
-connections that the probe attributes to whichever cell runs then.
+Namespaces: the `io-namespace` scenario puts its namespace in the URL's query (cell.py); the
+client then connects to that namespace only, whose handlers are the same as the default's.
+
+Reconnect (the `reconnect-*` scenarios): the harness drops or restarts the cell's private server
+(cell.ServerControl) and the client's own reconnection logic must connect again. python-socketio
+reads `reconnection` when the connection drops, so the clients are built with short reconnection
+delays and `reconnection=False`, and the reconnect step switches it on: in every other cell a
+transport error ends the cell as before. The cell's cleanup switches it off again and ends a
+reconnection in progress (`shutdown()`, which waits for it), so no reconnect runs after its cell,
+where the probe would attribute its connections to whichever cell runs then.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import queue
+import threading
 import socket
 import ssl
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
 import requests
@@ -66,6 +76,14 @@ SCENARIOS_FULL = ("mtls-ok", "mtls-chain", "client-no-cert", "client-untrusted-c
                   "server-untrusted-ca", "server-wrong-host", "io-text", "io-binary", "io-1mib", "io-1mib-tuned",
                   "io-16mib", "io-1000-ordered", "io-ping", "io-close", "io-server-close")
 SCENARIOS_SHORT = ("mtls-ok", "client-no-cert", "io-close")
+# aiohttp also plays the family's own scenarios: a namespace, and the reconnects (its server can
+# drop its connections and restart on the same port)
+SCENARIOS_OWN = ("io-namespace", "reconnect-*")
+NAMESPACES = ("/", "/agents")  # the server's handlers answer in each; scenarios name the namespace to use
+# Reconnection: quick attempts, so a reconnect cell takes a second, and a bounded number, so a
+# client that must refuse the restarted server gives up within its cell
+RECONNECTION = dict(reconnection_delay=0.1, reconnection_delay_max=0.2, randomization_factor=0,
+                    reconnection_attempts=3)
 
 
 def _limits(profile: str) -> dict:
@@ -98,29 +116,28 @@ class _SioServer(ServerPeer):
     def _app_server(self, profile: str):
         sio = socketio.AsyncServer(async_mode=self.async_mode, **_limits(profile))
         self._tokens: dict[str, dict] = {}
-        sio.on("connect", self._on_connect)
-        sio.on("echo", self._on_echo)
-        sio.on("bye", self._on_bye)
-        sio.on("close", self._on_close)
-        sio.on("disconnect", self._on_disconnect)
+        for namespace in NAMESPACES:
+            for event, handler in (("connect", self._on_connect), ("echo", self._on_echo), ("bye", self._on_bye),
+                                   ("close", self._on_close), ("disconnect", self._on_disconnect)):
+                sio.on(event, functools.partial(handler, namespace=namespace), namespace=namespace)
         self.sio = sio
         return sio
 
-    def _connected(self, sid: str, environ: dict, auth) -> None:
+    def _connected(self, sid: str, environ: dict, auth, namespace: str = "/") -> None:
         token = (auth or {}).get("cell") if isinstance(auth, dict) else None
         self._tokens[sid] = {"token": token}
         try:
             der, error = self._identity(environ), None
         except Exception as exc:  # the stack cannot show it: a finding, reported as such
             der, error = None, f"{type(exc).__name__}: {exc}"
-        transport = self.sio.transport(sid)
+        transport = self.sio.transport(sid, namespace)
         self._tokens[sid]["transport"] = transport
         observe.server_event(token, "handler", peer_cn=observe.subject_cn(der), identity_error=error,
-                             transport=transport)
+                             transport=transport, namespace=namespace)
 
-    def _echoed(self, sid: str) -> None:
+    def _echoed(self, sid: str, namespace: str = "/") -> None:
         state = self._tokens.get(sid, {})
-        transport = self.sio.transport(sid)
+        transport = self.sio.transport(sid, namespace)
         if transport != state.get("transport") or "echoed" not in state:  # first echo, or an upgrade since
             state["transport"], state["echoed"] = transport, True
             observe.server_event(state.get("token"), "transport", transport=transport)
@@ -134,27 +151,27 @@ class _SioServer(ServerPeer):
             code, text = None, str(reason)
         observe.server_event(state.get("token"), "handler-close", code=code, reason=text)
 
-    async def _on_connect(self, sid, environ, auth):
-        self._connected(sid, environ, auth)
+    async def _on_connect(self, sid, environ, auth, namespace="/"):
+        self._connected(sid, environ, auth, namespace)
 
-    async def _on_echo(self, sid, data):
-        self._echoed(sid)
+    async def _on_echo(self, sid, data, namespace="/"):
+        self._echoed(sid, namespace)
         return data
 
-    async def _on_bye(self, sid, data):
+    async def _on_bye(self, sid, data, namespace="/"):
         self._tokens.get(sid, {})["bye"] = (data.get("code"), data.get("reason"))
         return True  # acknowledged: the client disconnects once the server holds code and reason
 
-    async def _on_close(self, sid, data):
-        await self.sio.disconnect(sid)
+    async def _on_close(self, sid, data, namespace="/"):
+        await self.sio.disconnect(sid, namespace)
 
-    async def _on_disconnect(self, sid, reason):
+    async def _on_disconnect(self, sid, reason, namespace="/"):
         self._closed(sid, reason)
 
 
 class AiohttpServer(_SioServer):
     name = "socketio-aiohttp"
-    scenarios = SCENARIOS_FULL
+    scenarios = SCENARIOS_FULL + SCENARIOS_OWN
 
     def _identity(self, environ):
         transport = environ["aiohttp.request"].transport
@@ -167,8 +184,24 @@ class AiohttpServer(_SioServer):
         self._app_server(profile).attach(app)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=context).start()
+        self._site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=context)
+        await self._site.start()
         return self._runner.addresses[0][1]
+
+    async def drop(self):
+        # an abort, not Socket.IO's disconnect: a server-initiated disconnect ends the client's
+        # session for good, a lost connection is what its reconnection is for
+        for handler in self._runner.server.connections:
+            if handler.transport is not None:
+                handler.transport.abort()
+
+    async def restart(self, context, gap):
+        port = self._runner.addresses[0][1]
+        await self._site.stop()  # the listener only: engine.io's sessions are not told
+        await self.drop()
+        await asyncio.sleep(gap)
+        self._site = web.TCPSite(self._runner, "127.0.0.1", port, ssl_context=context)
+        await self._site.start()
 
     async def stop(self):
         await self.sio.shutdown()
@@ -250,10 +283,12 @@ class UvicornServer(_SioServer):
 # ---------------------------------------------------------------- clients
 
 
-def _split(url: str) -> tuple[str, str]:
-    """The harness URL (wss://host:port/cell/TOKEN) -> the Socket.IO server URL and the token."""
+def _split(url: str) -> tuple[str, str, str]:
+    """The harness URL (wss://host:port/cell/TOKEN[?namespace=/NS]) -> the Socket.IO server URL,
+    the token and the namespace to connect to."""
     parts = urlsplit(url)
-    return f"https://{parts.netloc}", cell_token(parts.path)
+    namespace = parse_qs(parts.query).get("namespace", ["/"])[0]
+    return f"https://{parts.netloc}", cell_token(parts.path), namespace
 
 
 def _variants(ways: tuple[str, ...]) -> tuple[str, ...]:
@@ -273,8 +308,9 @@ class _Conn(Connection):
     scripts) aborts the engine.io session instead (`sio.eio.disconnect(abort=True)`: the CLOSE
     packet is still queued, the client just does not wait for the long-poll)."""
 
-    def __init__(self, sio, timeout: float, cleanup=None):
-        self.sio, self.timeout, self.cleanup = sio, timeout, cleanup
+    def __init__(self, sio, timeout: float, cleanup, namespace: str, asked_transport: str, session):
+        self.sio, self.timeout, self.cleanup, self.namespace = sio, timeout, cleanup, namespace
+        self.asked_transport, self.session = asked_transport, session  # the user's HTTP session, if given
         self.asked: tuple[int, str] | None = None
         self.transport = sio.transport()
 
@@ -286,20 +322,55 @@ class _Conn(Connection):
     async def ping(self, payload):  # never called: see unsupported
         raise NotImplementedError
 
+    def _after_reconnect(self, before) -> str | None:
+        """What the reconnect must have kept: the user's HTTP session (same object, open), the transport."""
+        if self.session is not None and (self.sio.eio.http is not self.session or getattr(self.session, "closed", False)):
+            return (f"the user's HTTP session was {'closed' if getattr(self.session, 'closed', False) else 'replaced'} "
+                    f"by the reconnect (now {self.sio.eio.http!r})")
+        try:
+            _check_upgrade(self.sio, self.asked_transport)
+        except NoUpgrade as exc:
+            return f"after the reconnect: {exc}"
+        if self.asked_transport != "upgrade" and self.sio.transport() != before:
+            return f"reconnected on {self.sio.transport()}, was {before}"
+        return None
+
 
 class _AsyncConn(_Conn):
-    def __init__(self, sio, timeout, cleanup):
-        super().__init__(sio, timeout, cleanup)
+    def __init__(self, *args):
+        super().__init__(*args)
         self.inbox: asyncio.Queue = asyncio.Queue()
-        sio.on("disconnect", lambda reason: self.inbox.put_nowait(self._disconnected(reason)))
+        self.sio.on("disconnect", self._on_disconnect, namespace=self.namespace)
+
+    def _on_disconnect(self, reason):
+        if not self.sio.reconnection:  # else the reconnect step is watching: not an end of the connection
+            self.inbox.put_nowait(self._disconnected(reason))
 
     async def send(self, message):
         command = parse_close_command(message)
         if command:
             self.asked = command
-            await self.sio.emit("close", {"code": command[0], "reason": command[1]})
+            await self.sio.emit("close", {"code": command[0], "reason": command[1]}, namespace=self.namespace)
         else:
-            await self.sio.emit("echo", message, callback=self.inbox.put_nowait)
+            await self.sio.emit("echo", message, namespace=self.namespace, callback=self.inbox.put_nowait)
+
+    async def reconnect(self, disrupt, refuse):
+        before, connected = self.sio.transport(), asyncio.Event()
+        self.sio.on("connect", connected.set, namespace=self.namespace)
+        self.sio.reconnection = True
+        try:
+            await asyncio.to_thread(disrupt)
+            if refuse:  # wait() returns once the connection ended and the reconnection gave up
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self.sio.wait(), self.timeout)
+                return "reconnected" if self.sio.connected else None
+            try:
+                await asyncio.wait_for(connected.wait(), self.timeout)
+            except asyncio.TimeoutError:
+                return f"no reconnect within {self.timeout:g}s"
+            return self._after_reconnect(before)
+        finally:
+            self.sio.reconnection = False
 
     async def recv(self):
         got = await asyncio.wait_for(self.inbox.get(), self.timeout)
@@ -311,25 +382,47 @@ class _AsyncConn(_Conn):
     async def close(self, code, reason):
         try:
             if (code, reason) != FINAL_CLOSE:  # see _Conn: the harness's own close is cleanup only
-                await self.sio.call("bye", {"code": code, "reason": reason}, timeout=self.timeout)
+                await self.sio.call("bye", {"code": code, "reason": reason}, namespace=self.namespace,
+                                    timeout=self.timeout)
                 await self.sio.disconnect()
         finally:
             await self.cleanup()
 
 
 class _SyncConn(_Conn):
-    def __init__(self, sio, timeout, cleanup):
-        super().__init__(sio, timeout, cleanup)
+    def __init__(self, *args):
+        super().__init__(*args)
         self.inbox: queue.Queue = queue.Queue()
-        sio.on("disconnect", lambda reason: self.inbox.put(self._disconnected(reason)))
+        self.sio.on("disconnect", self._on_disconnect, namespace=self.namespace)
+
+    def _on_disconnect(self, reason):
+        if not self.sio.reconnection:  # else the reconnect step is watching: not an end of the connection
+            self.inbox.put(self._disconnected(reason))
 
     async def send(self, message):
         command = parse_close_command(message)
         if command:
             self.asked = command
-            self.sio.emit("close", {"code": command[0], "reason": command[1]})
+            self.sio.emit("close", {"code": command[0], "reason": command[1]}, namespace=self.namespace)
         else:
-            self.sio.emit("echo", message, callback=self.inbox.put)
+            self.sio.emit("echo", message, namespace=self.namespace, callback=self.inbox.put)
+
+    async def reconnect(self, disrupt, refuse):
+        before, connected = self.sio.transport(), threading.Event()
+        self.sio.on("connect", connected.set, namespace=self.namespace)
+        self.sio.reconnection = True
+        try:
+            disrupt()
+            if refuse:  # wait() returns once the connection ended and the reconnection gave up
+                waiter = threading.Thread(target=self.sio.wait, name="socketio-wait", daemon=True)
+                waiter.start()
+                waiter.join(self.timeout)  # a wait() still blocked here is on a connection cleanup ends
+                return "reconnected" if self.sio.connected else None
+            if not connected.wait(self.timeout):
+                return f"no reconnect within {self.timeout:g}s"
+            return self._after_reconnect(before)
+        finally:
+            self.sio.reconnection = False
 
     async def recv(self):
         try:
@@ -344,7 +437,7 @@ class _SyncConn(_Conn):
     async def close(self, code, reason):
         try:
             if (code, reason) != FINAL_CLOSE:  # see _Conn: the harness's own close is cleanup only
-                self.sio.call("bye", {"code": code, "reason": reason}, timeout=self.timeout)
+                self.sio.call("bye", {"code": code, "reason": reason}, namespace=self.namespace, timeout=self.timeout)
                 self.sio.disconnect()
         finally:
             self.cleanup()
@@ -388,29 +481,34 @@ class AsyncClient(ClientPeer):
 
     async def connect(self, variant, url, tls: ClientTLS, profile, timeout):
         way, transport = variant.split("+")
-        server, token = _split(url)
+        server, token, namespace = _split(url)
         ctx = tls.context()
         session = None
         if way == "http_session=connector":
             session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ctx))
-            sio = socketio.AsyncClient(reconnection=False, http_session=session, request_timeout=timeout)
+            sio = socketio.AsyncClient(reconnection=False, **RECONNECTION, http_session=session,
+                                       request_timeout=timeout)
         else:
-            sio = socketio.AsyncClient(reconnection=False, websocket_extra_options={"ssl": ctx},
+            sio = socketio.AsyncClient(reconnection=False, **RECONNECTION, websocket_extra_options={"ssl": ctx},
                                        request_timeout=timeout)
 
         async def cleanup():  # see _Conn: aborts, so a polling session costs no 30 s here
+            sio.reconnection = False  # a drop from here on ends the session
             with contextlib.suppress(Exception):
+                if not sio.connected:
+                    await sio.shutdown()  # ends a reconnection in progress, and waits for it
                 await sio.eio.disconnect(abort=True)
             if session is not None:  # the user's session: the library never closes it
                 await session.close()
 
         try:
-            await sio.connect(server, auth={"cell": token}, transports=TRANSPORTS[transport], wait_timeout=timeout)
+            await sio.connect(server, auth={"cell": token}, transports=TRANSPORTS[transport], namespaces=[namespace],
+                              wait_timeout=timeout)
             _check_upgrade(sio, transport)
         except BaseException:
             await cleanup()
             raise
-        return _AsyncConn(sio, timeout, cleanup)
+        return _AsyncConn(sio, timeout, cleanup, namespace, transport, session)
 
     def canonical(self, exc):
         return _canonical(exc)
@@ -429,30 +527,35 @@ class Client(ClientPeer):
 
     async def connect(self, variant, url, tls: ClientTLS, profile, timeout):
         way, transport = variant.split("+")
-        server, token = _split(url)
+        server, token, namespace = _split(url)
         session = None
         if way == "http_session=requests":
             session = requests.Session()
             session.verify = str(tls.ca)
             session.cert = (str(tls.cert), str(tls.key)) if tls.cert else None
-            sio = socketio.Client(reconnection=False, http_session=session, request_timeout=timeout)
+            sio = socketio.Client(reconnection=False, **RECONNECTION, http_session=session, request_timeout=timeout)
         else:
-            sio = socketio.Client(reconnection=False, websocket_extra_options={"sslopt": {"context": tls.context()}},
+            sio = socketio.Client(reconnection=False, **RECONNECTION,
+                                  websocket_extra_options={"sslopt": {"context": tls.context()}},
                                   request_timeout=timeout)
 
         def cleanup():  # see _Conn: aborts, so a polling session costs no 30 s here
+            sio.reconnection = False  # a drop from here on ends the session
             with contextlib.suppress(Exception):
+                if not sio.connected:
+                    sio.shutdown()  # ends a reconnection in progress, and waits for it
                 sio.eio.disconnect(abort=True)
             if session is not None:
                 session.close()
 
         try:
-            sio.connect(server, auth={"cell": token}, transports=TRANSPORTS[transport], wait_timeout=timeout)
+            sio.connect(server, auth={"cell": token}, transports=TRANSPORTS[transport], namespaces=[namespace],
+                        wait_timeout=timeout)
             _check_upgrade(sio, transport)
         except BaseException:
             cleanup()
             raise
-        return _SyncConn(sio, timeout, cleanup)
+        return _SyncConn(sio, timeout, cleanup, namespace, transport, session)
 
     def canonical(self, exc):
         return _canonical(exc)
