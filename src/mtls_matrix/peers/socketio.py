@@ -189,8 +189,13 @@ class AiohttpServer(_SioServer):
         return self._runner.addresses[0][1]
 
     async def drop(self):
-        # an abort, not Socket.IO's disconnect: a server-initiated disconnect ends the client's
-        # session for good, a lost connection is what its reconnection is for
+        # what a crash or a lost connection does: the TCP connections aborted and the engine.io
+        # sessions gone, the client not told. Not Socket.IO's disconnect, which ends the client's
+        # session for good (no reconnection); and not the TCP abort alone, which a polling session
+        # survives (aiohttp's client retries the long-poll on a new connection: the session
+        # lives on the server, not in a connection)
+        for session in list(self.sio.eio.sockets.values()):  # engine.io's own table: no public API aborts
+            await session.close(wait=False, abort=True)
         for handler in self._runner.server.connections:
             if handler.transport is not None:
                 handler.transport.abort()
