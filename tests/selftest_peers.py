@@ -18,6 +18,7 @@ from websockets.asyncio.server import serve
 
 from mtls_matrix import observe
 from mtls_matrix.peers import ClientPeer, ServerPeer, cell_token
+from mtls_matrix.peers import socketio as sio_peer
 from mtls_matrix.peers import websockets as ws_peer
 
 
@@ -199,5 +200,23 @@ class HandshakeTimeoutServer(ws_peer.Server):
         return self._server.sockets[0].getsockname()[1]
 
 
+class ForgetfulSioClient(sio_peer.AsyncClient):
+    """python-socketio whose settings lose server verification once connected (as a library that
+    rebuilt its TLS settings for a reconnect would): it still presents its certificate, so a
+    reconnect works; facing a restarted server with an untrusted certificate it must be INSECURE."""
+
+    name = "selftest-sio-forgetful"
+    variants = ("websocket_extra_options=ssl+websocket",)
+
+    async def connect(self, variant, url, tls, profile, timeout):
+        conn = await super().connect(variant, url, tls, profile, timeout)
+        lax = tls.context()
+        lax.check_hostname = False
+        lax.verify_mode = ssl.CERT_NONE
+        conn.sio.eio.websocket_extra_options["ssl"] = lax  # what the next connection (a reconnect) uses
+        return conn
+
+
 PEERS = [InsecureClient(), LaxServer(), BlindServer(), HangingServer(), BlockingClient(), StuckInRecvClient(),
-         CrashingServer(), FlakyServer(), LeakyClient(), QuickTimeoutClient(), HandshakeTimeoutServer()]
+         CrashingServer(), FlakyServer(), LeakyClient(), QuickTimeoutClient(), HandshakeTimeoutServer(),
+         ForgetfulSioClient()]

@@ -40,6 +40,7 @@ import contextlib
 import functools
 import queue
 import threading
+import time
 import socket
 import ssl
 from urllib.parse import parse_qs, urlsplit
@@ -365,10 +366,12 @@ class _AsyncConn(_Conn):
         self.sio.reconnection = True
         try:
             await asyncio.to_thread(disrupt)
-            if refuse:  # wait() returns once the connection ended and the reconnection gave up
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self.sio.wait(), self.timeout)
-                return "reconnected" if self.sio.connected else None
+            if refuse:  # until it reconnects, or wait() returns: the connection ended and the reconnection gave up
+                waits = [asyncio.ensure_future(connected.wait()), asyncio.ensure_future(self.sio.wait())]
+                await asyncio.wait(waits, timeout=self.timeout, return_when=asyncio.FIRST_COMPLETED)
+                for waiting in waits:
+                    waiting.cancel()
+                return "reconnected" if connected.is_set() else None
             try:
                 await asyncio.wait_for(connected.wait(), self.timeout)
             except asyncio.TimeoutError:
@@ -418,11 +421,13 @@ class _SyncConn(_Conn):
         self.sio.reconnection = True
         try:
             disrupt()
-            if refuse:  # wait() returns once the connection ended and the reconnection gave up
+            if refuse:  # until it reconnects, or wait() returns: the connection ended and the reconnection gave up
                 waiter = threading.Thread(target=self.sio.wait, name="socketio-wait", daemon=True)
-                waiter.start()
-                waiter.join(self.timeout)  # a wait() still blocked here is on a connection cleanup ends
-                return "reconnected" if self.sio.connected else None
+                waiter.start()  # a wait() still blocked after the step is on a connection the cleanup ends
+                end = time.monotonic() + self.timeout
+                while waiter.is_alive() and not connected.wait(0.02) and time.monotonic() < end:
+                    pass
+                return "reconnected" if connected.is_set() else None
             if not connected.wait(self.timeout):
                 return f"no reconnect within {self.timeout:g}s"
             return self._after_reconnect(before)
