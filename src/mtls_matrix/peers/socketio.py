@@ -1,6 +1,5 @@
-"""python-socketio: AsyncServer on aiohttp, on tornado and as an ASGI app under uvicorn;
-AsyncClient and Client. Family `socketio`. (The sync Server under a threaded WSGI server is not
-built yet.)
+"""python-socketio: AsyncServer on aiohttp, on tornado and as an ASGI app under uvicorn; the sync
+Server under werkzeug's threaded WSGI server; AsyncClient and Client. Family `socketio`.
 
 The ws echo protocol, mapped onto Socket.IO events (the server's handlers are below):
 - the cell token travels in the Socket.IO `auth` payload ({"cell": token}); the connect handler
@@ -53,6 +52,7 @@ from aiohttp import web
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 from tornado.web import Application
+from werkzeug.serving import make_server
 
 from mtls_matrix import observe, verdict
 from mtls_matrix.peers import (
@@ -284,6 +284,71 @@ class UvicornServer(_SioServer):
         await self.sio.shutdown()
         self._server.should_exit = True
         await asyncio.wait_for(self._task, 5)
+
+
+class WerkzeugServer(_SioServer):
+    """The sync socketio.Server as a WSGI app under werkzeug's threaded server with its
+    `ssl_context`: engine.io's 'threading' mode, whose WebSocket is simple-websocket on the
+    connection's socket. WSGI has no key for the client certificate and werkzeug sets none; the
+    app reaches it through that socket (`werkzeug.socket`, which werkzeug puts in the environ for
+    WebSocket upgrades). On the websocket transport that is the open WebSocket's connection; on
+    polling it is the handshake request's, which werkzeug closed after answering it (it never keeps
+    a connection alive), before the Socket.IO connect handler runs: the app cannot see the
+    certificate there (an app would have to copy it into the environ in a WSGI middleware while
+    the request runs)."""
+
+    name = "socketio-werkzeug"
+
+    def _identity(self, environ):
+        sock = environ.get("werkzeug.socket")
+        if sock is None:
+            raise LookupError("werkzeug put no 'werkzeug.socket' in the WSGI environ")
+        if sock.fileno() == -1:  # the Socket.IO connect handler gets the environ of engine.io's handshake request
+            raise RuntimeError("werkzeug closes every connection after its response (Connection: close), and the "
+                               "connect handler gets the environ of engine.io's handshake request: its "
+                               "'werkzeug.socket' is closed and no longer shows the client certificate")
+        return sock.getpeercert(binary_form=True)
+
+    def _app_server(self, profile):
+        sio = socketio.Server(async_mode="threading", **_limits(profile))
+        self._tokens: dict[str, dict] = {}
+        for namespace in NAMESPACES:  # the sync server's handlers: the shared logic without await
+            sio.on("connect", functools.partial(self._connected, namespace=namespace), namespace=namespace)
+            sio.on("echo", functools.partial(self._sync_echo, namespace=namespace), namespace=namespace)
+            sio.on("bye", functools.partial(self._sync_bye, namespace=namespace), namespace=namespace)
+            sio.on("close", lambda sid, data, ns=namespace: sio.disconnect(sid, ns), namespace=namespace)
+            sio.on("disconnect", lambda sid, reason, ns=namespace: self._closed(sid, reason), namespace=namespace)
+        self.sio = sio
+        return sio
+
+    def _sync_echo(self, sid, data, namespace="/"):
+        self._echoed(sid, namespace)
+        return data
+
+    def _sync_bye(self, sid, data, namespace="/"):
+        self._tokens.get(sid, {})["bye"] = (data.get("code"), data.get("reason"))
+        return True
+
+    async def start(self, context, profile):
+        self._server = make_server("127.0.0.1", 0, socketio.WSGIApp(self._app_server(profile)), threaded=True,
+                                   ssl_context=context)
+        self._thread = threading.Thread(target=self._server.serve_forever, name="server:socketio-werkzeug",
+                                        daemon=True)
+        self._thread.start()
+        return self._server.port
+
+    async def stop(self):
+        self.sio.shutdown()
+        # shutdown() waits for the serve loop, which does each TLS handshake itself (in accept):
+        # a connection that never sends its ClientHello holds it, and shutdown() with it. A daemon
+        # thread waits instead of the host loop (or an executor thread the interpreter would join at exit).
+        stopper = threading.Thread(target=self._server.shutdown, name="stop:socketio-werkzeug", daemon=True)
+        stopper.start()
+        for _ in range(100):
+            if not stopper.is_alive():
+                break
+            await asyncio.sleep(0.02)
+        self._server.server_close()
 
 
 # ---------------------------------------------------------------- clients
@@ -571,4 +636,4 @@ class Client(ClientPeer):
         return _canonical(exc)
 
 
-PEERS = [AiohttpServer(), TornadoServer(), UvicornServer(), AsyncClient(), Client()]
+PEERS = [AiohttpServer(), TornadoServer(), UvicornServer(), WerkzeugServer(), AsyncClient(), Client()]
