@@ -289,25 +289,20 @@ class UvicornServer(_SioServer):
 class WerkzeugServer(_SioServer):
     """The sync socketio.Server as a WSGI app under werkzeug's threaded server with its
     `ssl_context`: engine.io's 'threading' mode, whose WebSocket is simple-websocket on the
-    connection's socket. WSGI has no key for the client certificate and werkzeug sets none; the
-    app reaches it through that socket (`werkzeug.socket`, which werkzeug puts in the environ for
-    WebSocket upgrades). On the websocket transport that is the open WebSocket's connection; on
-    polling it is the handshake request's, which werkzeug closed after answering it (it never keeps
-    a connection alive), before the Socket.IO connect handler runs: the app cannot see the
-    certificate there (an app would have to copy it into the environ in a WSGI middleware while
-    the request runs)."""
+    connection's socket. WSGI has no standard key for the client certificate; werkzeug sets
+    `SSL_CLIENT_CERT` (PEM, as nginx and Apache name it) in each request's environ
+    (pallets/werkzeug#1469). The connect handler gets the environ of engine.io's handshake request,
+    whose connection werkzeug has closed by then on polling (it never keeps one alive): the
+    certificate copied into the environ is still there, the socket (`werkzeug.socket`) is not."""
 
     name = "socketio-werkzeug"
+    library = "werkzeug"  # the stack that decides what the app sees (python-socketio's version: its clients')
 
     def _identity(self, environ):
-        sock = environ.get("werkzeug.socket")
-        if sock is None:
-            raise LookupError("werkzeug put no 'werkzeug.socket' in the WSGI environ")
-        if sock.fileno() == -1:  # the Socket.IO connect handler gets the environ of engine.io's handshake request
-            raise RuntimeError("werkzeug closes every connection after its response (Connection: close), and the "
-                               "connect handler gets the environ of engine.io's handshake request: its "
-                               "'werkzeug.socket' is closed and no longer shows the client certificate")
-        return sock.getpeercert(binary_form=True)
+        pem = environ.get("SSL_CLIENT_CERT")
+        if pem is None:
+            raise LookupError("werkzeug put no SSL_CLIENT_CERT in the WSGI environ")
+        return ssl.PEM_cert_to_DER_cert(pem)
 
     def _app_server(self, profile):
         sio = socketio.Server(async_mode="threading", **_limits(profile))
