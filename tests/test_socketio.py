@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import asyncio
 
-from mtls_matrix import cell, observe
-from mtls_matrix.cell import ServerControl, ServerHost, client_tls, server_context
+from mtls_matrix import observe
+from mtls_matrix.cell import ServerControl, ServerHost, client_tls, run_step, server_context
 from mtls_matrix.peers import socketio as sio_peers
 from mtls_matrix.pki import CLIENT_CN, PKI
 from mtls_matrix.plugin import build_selection
@@ -122,7 +122,8 @@ def test_family_scenarios_never_reach_the_ws_family():
 
 def test_a_namespace_echo_passes_with_the_identity_seen_in_that_namespace(run_matrix):
     results, _ = run_matrix("-n", "0", "--servers", "socketio-aiohttp",
-                            "--clients", f"{ASYNC}[http_session=connector+websocket],{SYNC}[http_session=requests+polling]",
+                            "--clients",
+                            f"{ASYNC}[http_session=connector+websocket],{SYNC}[http_session=requests+polling]",
                             "--scenarios", "io-namespace", "--profile", "default")
     assert len(results.cells) == 2
     for c in results.cells:
@@ -146,9 +147,9 @@ def _reconnect_after(how: str, variant: str, server_cert: str | None = None):
                                       client_tls(pki, scenario), "default", 5)
             try:
                 session = conn.session
-                problem = await cell.run_step(conn, "reconnect", how, *([server_cert] if server_cert else []),
+                problem = await run_step(conn, "reconnect", how, *([server_cert] if server_cert else []),
                                               control=control)
-                after = None if server_cert else await cell.run_step(conn, "text", "after")
+                after = None if server_cert else await run_step(conn, "text", "after")
                 closed = getattr(session, "closed", False)  # requests.Session has no such flag
                 return problem, after, session, conn.sio.eio.http, conn.sio.connected, closed
             finally:
@@ -194,7 +195,8 @@ def test_the_sync_server_under_werkzeug_shows_the_certificate_on_both_transports
     the connect handler gets the handshake request's environ, whose connection is closed by then,
     and the copy still names the client."""
     results, _ = run_matrix("-n", "0", "--servers", "socketio-werkzeug",
-                            "--clients", f"{ASYNC}[http_session=connector+websocket],{ASYNC}[http_session=connector+polling]",
+                            "--clients",
+                            f"{ASYNC}[http_session=connector+websocket],{ASYNC}[http_session=connector+polling]",
                             "--scenarios", "mtls-ok,client-no-cert", "--profile", "default")
     got = {(c.client.split("+")[-1].rstrip("]"), c.scenario): c for c in results.cells}
     for transport in ("websocket", "polling"):

@@ -108,8 +108,8 @@ class ServerControl:
         if how == "drop":
             action = self.host.peer.drop()
         elif how == "restart":
-            context = server_context(self.pki, replace(self.scenario, server_cert=server_cert or self.scenario.server_cert))
-            action = self.host.peer.restart(context, RESTART_GAP_S)
+            comes_back = replace(self.scenario, server_cert=server_cert or self.scenario.server_cert)
+            action = self.host.peer.restart(server_context(self.pki, comes_back), RESTART_GAP_S)
         else:
             raise ValueError(f"unknown reconnect step {how!r}; valid: drop, restart")
         asyncio.run_coroutine_threadsafe(action, self.host.loop).result(5)

@@ -390,9 +390,10 @@ class _Conn(Connection):
 
     def _after_reconnect(self, before) -> str | None:
         """What the reconnect must have kept: the user's HTTP session (same object, open), the transport."""
-        if self.session is not None and (self.sio.eio.http is not self.session or getattr(self.session, "closed", False)):
-            return (f"the user's HTTP session was {'closed' if getattr(self.session, 'closed', False) else 'replaced'} "
-                    f"by the reconnect (now {self.sio.eio.http!r})")
+        closed = getattr(self.session, "closed", False)  # aiohttp's; a requests.Session has no such flag
+        if self.session is not None and (self.sio.eio.http is not self.session or closed):
+            return (f"the user's HTTP session was {'closed' if closed else 'replaced'} by the reconnect "
+                    f"(now {self.sio.eio.http!r})")
         try:
             _check_upgrade(self.sio, self.asked_transport)
         except NoUpgrade as exc:
