@@ -11,6 +11,7 @@ import os
 import socket
 import ssl
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 from websockets.asyncio.client import connect
@@ -217,6 +218,19 @@ class ForgetfulSioClient(sio_peer.AsyncClient):
         return conn
 
 
+class CertlessReconnectClient(sio_peer.AsyncClient):
+    """python-socketio whose settings lose the client certificate once connected: its reconnect is
+    refused by the server (a FAIL, not a HANG: the library gives up after its attempts)."""
+
+    name = "selftest-sio-certless"
+    variants = ("websocket_extra_options=ssl+websocket",)
+
+    async def connect(self, variant, url, tls, profile, timeout):
+        conn = await super().connect(variant, url, tls, profile, timeout)
+        conn.sio.eio.websocket_extra_options["ssl"] = replace(tls, cert=None, key=None).context()
+        return conn
+
+
 PEERS = [InsecureClient(), LaxServer(), BlindServer(), HangingServer(), BlockingClient(), StuckInRecvClient(),
          CrashingServer(), FlakyServer(), LeakyClient(), QuickTimeoutClient(), HandshakeTimeoutServer(),
-         ForgetfulSioClient()]
+         ForgetfulSioClient(), CertlessReconnectClient()]

@@ -9,7 +9,7 @@ from mtls_matrix import observe
 from mtls_matrix.cell import ServerControl, ServerHost, client_tls, run_step, server_context
 from mtls_matrix.peers import socketio as sio_peers
 from mtls_matrix.pki import CLIENT_CN, PKI
-from mtls_matrix.plugin import build_selection
+from mtls_matrix.plugin import SCRUBBED, build_selection
 from mtls_matrix.scenarios import BY_NAME
 
 ASYNC = "socketio-asyncclient"
@@ -131,9 +131,11 @@ def test_a_namespace_echo_passes_with_the_identity_seen_in_that_namespace(run_ma
         assert [s.op for s in c.steps] == ["text"] and c.steps[0].ok
 
 
-def _reconnect_after(how: str, variant: str, server_cert: str | None = None):
+def _reconnect_after(monkeypatch, how: str, variant: str, server_cert: str | None = None):
     """One real client of the family against a private aiohttp server: connect, run the reconnect
     step, echo; returns what the client held and what the cell recorded."""
+    for name in SCRUBBED:  # as the runner does: requests prefers REQUESTS_CA_BUNDLE to Session.verify
+        monkeypatch.delenv(name, raising=False)
     observe.install()
     scenario = BY_NAME["reconnect-drop"]
     with PKI() as pki:
@@ -162,9 +164,9 @@ def _reconnect_after(how: str, variant: str, server_cert: str | None = None):
             host.close()
 
 
-def test_a_reconnect_after_a_drop_shows_the_identity_twice_and_keeps_the_session():
+def test_a_reconnect_after_a_drop_shows_the_identity_twice_and_keeps_the_session(monkeypatch):
     for variant in ("http_session=connector+websocket", "http_session=requests+polling"):
-        (problem, after, session, http, connected, closed), recorder = _reconnect_after("drop", variant)
+        (problem, after, session, http, connected, closed), recorder = _reconnect_after(monkeypatch, "drop", variant)
         assert (problem, after, connected) == (None, None, True), variant
         identities = [e.data["peer_cn"] for e in recorder.events if e.side == "server" and e.kind == "handler"]
         assert identities == [CLIENT_CN, CLIENT_CN], variant  # the certificate presented again
@@ -174,20 +176,23 @@ def test_a_reconnect_after_a_drop_shows_the_identity_twice_and_keeps_the_session
         assert not closed, variant
 
 
-def test_a_restarted_server_with_an_untrusted_certificate_is_refused(run_matrix):
-    """The client must refuse the server that came back (UNKNOWN_CA) and give up. The check can
-    fail: a client whose reconnect skips verification (tests/selftest_peers.py) is INSECURE."""
-    (problem, _, _, _, connected, _), recorder = _reconnect_after("restart", "http_session=connector+upgrade",
-                                                               "server-untrusted-ca")
+def test_a_restarted_server_with_an_untrusted_certificate_is_refused(run_matrix, monkeypatch):
+    """The client must refuse the server that came back (UNKNOWN_CA) and give up. The checks can
+    fail (tests/selftest_peers.py): a client whose reconnect skips verification is INSECURE there;
+    one whose reconnect drops its certificate FAILs a plain drop, promptly, naming the refusal."""
+    (problem, _, _, _, connected, _), recorder = _reconnect_after(
+        monkeypatch, "restart", "http_session=connector+upgrade", "server-untrusted-ca")
     assert (problem, connected) == (None, False)
     assert [e.data["peer_cn"] for e in recorder.events if e.kind == "handler"] == [CLIENT_CN]  # the first one only
     results, _ = run_matrix("-n", "0", "--peer-plugin", "tests.selftest_peers", "--servers", "socketio-aiohttp",
-                            "--clients", f"{SYNC}[http_session=requests+polling],selftest-sio-forgetful",
-                            "--scenarios", "reconnect-restart-untrusted", "--profile", "default")
-    got = {c.client: (c.verdict.value, c.reason) for c in results.cells}
-    assert got[f"client:{SYNC}[http_session=requests+polling]"][0] == "PASS"
-    verdict, reason = got["client:selftest-sio-forgetful[websocket_extra_options=ssl+websocket]"]
+                            "--clients", f"{SYNC}[http_session=requests+polling],selftest-sio-forgetful,selftest-sio-certless",
+                            "--scenarios", "reconnect-restart-untrusted,reconnect-drop", "--profile", "default")
+    got = {(c.client.split("[")[0], c.scenario): (c.verdict.value, c.reason) for c in results.cells}
+    assert got[f"client:{SYNC}", "reconnect-restart-untrusted"][0] == "PASS"
+    verdict, reason = got["client:selftest-sio-forgetful", "reconnect-restart-untrusted"]
     assert verdict == "INSECURE" and "reconnected" in reason and "UNKNOWN_CA" in reason
+    verdict, reason = got["client:selftest-sio-certless", "reconnect-drop"]
+    assert verdict == "FAIL" and "gave up" in reason and "server CERT_REQUIRED" in reason, reason
 
 
 def test_the_sync_server_under_werkzeug_shows_the_certificate_on_both_transports(run_matrix):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import Counter
 import copy
 import itertools
 import os
@@ -238,7 +239,9 @@ async def _reconnect(conn: Connection, control: ServerControl | None, how: str,
                    f"(its handshakes after the {how}: {refused or 'none'})"
         return None
     if problem:
-        return problem
+        refused = Counter(f"{e.side} {canonical_from_tls(e.data)}" for e in new if e.kind == "handshake-error")
+        seen = ", ".join(f"{what} ×{n}" for what, n in refused.items())
+        return problem + (f" (handshake errors after the {how}: {seen})" if refused else "")
     if identities != [CLIENT_CN]:
         return f"after the {how} the server's handler saw client identities {identities}, expected {CLIENT_CN!r} once"
     if not any(e.kind == "handshake-ok" for e in handshakes):

@@ -388,6 +388,15 @@ class _Conn(Connection):
     async def ping(self, payload):  # never called: see unsupported
         raise NotImplementedError
 
+    def _outcome(self, reconnected: bool, gave_up: bool, refuse: bool, before: str) -> str | None:
+        if refuse:
+            return "reconnected" if reconnected else None
+        if not reconnected:
+            attempts = self.sio.reconnection_attempts
+            return (f"the reconnection gave up after {attempts} attempts" if gave_up
+                    else f"no reconnect within {self.timeout:g}s")
+        return self._after_reconnect(before)
+
     def _after_reconnect(self, before) -> str | None:
         """What the reconnect must have kept: the user's HTTP session (same object, open), the transport."""
         closed = getattr(self.session, "closed", False)  # aiohttp's; a requests.Session has no such flag
@@ -427,19 +436,14 @@ class _AsyncConn(_Conn):
         self.sio.reconnection = True
         try:
             await asyncio.to_thread(disrupt)
-            if refuse:  # until it reconnects, or wait() returns: the connection ended and the reconnection gave up
-                waits = [asyncio.ensure_future(connected.wait()), asyncio.ensure_future(self.sio.wait())]
-                await asyncio.wait(waits, timeout=self.timeout, return_when=asyncio.FIRST_COMPLETED)
-                for waiting in waits:
-                    waiting.cancel()
-                return "reconnected" if connected.is_set() else None
-            try:
-                await asyncio.wait_for(connected.wait(), self.timeout)
-            except asyncio.TimeoutError:
-                return f"no reconnect within {self.timeout:g}s"
-            return self._after_reconnect(before)
+            # until it reconnects, or wait() returns: the connection ended and the reconnection gave up
+            waits = [asyncio.ensure_future(connected.wait()), asyncio.ensure_future(self.sio.wait())]
+            await asyncio.wait(waits, timeout=self.timeout, return_when=asyncio.FIRST_COMPLETED)
+            for waiting in waits:
+                waiting.cancel()
         finally:
             self.sio.reconnection = False
+        return self._outcome(connected.is_set(), waits[1].done() and not waits[1].cancelled(), refuse, before)
 
     async def recv(self):
         got = await asyncio.wait_for(self.inbox.get(), self.timeout)
@@ -482,18 +486,15 @@ class _SyncConn(_Conn):
         self.sio.reconnection = True
         try:
             disrupt()
-            if refuse:  # until it reconnects, or wait() returns: the connection ended and the reconnection gave up
-                waiter = threading.Thread(target=self.sio.wait, name="socketio-wait", daemon=True)
-                waiter.start()  # a wait() still blocked after the step is on a connection the cleanup ends
-                end = time.monotonic() + self.timeout
-                while waiter.is_alive() and not connected.wait(0.02) and time.monotonic() < end:
-                    pass
-                return "reconnected" if connected.is_set() else None
-            if not connected.wait(self.timeout):
-                return f"no reconnect within {self.timeout:g}s"
-            return self._after_reconnect(before)
+            # until it reconnects, or wait() returns: the connection ended and the reconnection gave up
+            waiter = threading.Thread(target=self.sio.wait, name="socketio-wait", daemon=True)
+            waiter.start()  # a wait() still blocked after the step is on a connection the cleanup ends
+            end = time.monotonic() + self.timeout
+            while waiter.is_alive() and not connected.wait(0.02) and time.monotonic() < end:
+                pass
         finally:
             self.sio.reconnection = False
+        return self._outcome(connected.is_set(), not waiter.is_alive(), refuse, before)
 
     async def recv(self):
         try:
