@@ -185,7 +185,8 @@ def test_a_restarted_server_with_an_untrusted_certificate_is_refused(run_matrix,
     assert (problem, connected) == (None, False)
     assert [e.data["peer_cn"] for e in recorder.events if e.kind == "handler"] == [CLIENT_CN]  # the first one only
     results, _ = run_matrix("-n", "0", "--peer-plugin", "tests.selftest_peers", "--servers", "socketio-aiohttp",
-                            "--clients", f"{SYNC}[http_session=requests+polling],selftest-sio-forgetful,selftest-sio-certless",
+                            "--clients",
+                            f"{SYNC}[http_session=requests+polling],selftest-sio-forgetful,selftest-sio-certless",
                             "--scenarios", "reconnect-restart-untrusted,reconnect-drop", "--profile", "default")
     got = {(c.client.split("[")[0], c.scenario): (c.verdict.value, c.reason) for c in results.cells}
     assert got[f"client:{SYNC}", "reconnect-restart-untrusted"][0] == "PASS"
