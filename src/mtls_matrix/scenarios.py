@@ -85,8 +85,10 @@ def io(name: str, description: str, *steps: tuple, **kw) -> Scenario:
 def reconnect(name: str, description: str, step: tuple, *after: tuple) -> Scenario:
     """Socket.IO: echo, then the server drops the connection or restarts (the `reconnect` step,
     run by the harness on the cell's private server), then what must follow."""
+    # deadline_scale: a reconnect takes reconnection delays, a second server start, and when it must be
+    # refused the library's attempts and the 1 s python-socketio's wait() sleeps before it reports giving up
     return Scenario(name, "io", description, Expect("succeed"), io=(("text", "before"), step, *after),
-                    family="socketio", private_server=True, tags=frozenset({"reconnect"}))
+                    family="socketio", private_server=True, tags=frozenset({"reconnect"}), deadline_scale=2.0)
 
 
 def _with_tls12(base: Scenario) -> list[Scenario]:
