@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 
 from mtls_matrix import observe
-from mtls_matrix.cell import ServerControl, ServerHost, client_tls, run_step, server_context
+from mtls_matrix.cell import ServerControl, ServerHost, client_tls, reconnect_step, run_step, server_context
 from mtls_matrix.peers import socketio as sio_peers
 from mtls_matrix.pki import CLIENT_CN, PKI
 from mtls_matrix.plugin import SCRUBBED, build_selection
@@ -149,8 +149,7 @@ def _reconnect_after(monkeypatch, how: str, variant: str, server_cert: str | Non
                                       client_tls(pki, scenario), "default", 5)
             try:
                 session = conn.session
-                problem = await run_step(conn, "reconnect", how, *([server_cert] if server_cert else []),
-                                              control=control)
+                problem = await reconnect_step(conn, control, how, *([server_cert] if server_cert else []))
                 after = None if server_cert else await run_step(conn, "text", "after")
                 closed = getattr(session, "closed", False)  # requests.Session has no such flag
                 return problem, after, session, conn.sio.eio.http, conn.sio.connected, closed
