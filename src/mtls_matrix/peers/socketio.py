@@ -38,10 +38,10 @@ import asyncio
 import contextlib
 import functools
 import queue
-import threading
-import time
 import socket
 import ssl
+import threading
+import time
 from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
@@ -159,9 +159,12 @@ class _SioServer(ServerPeer):
         self._echoed(sid, namespace)
         return data
 
-    async def _on_bye(self, sid, data, namespace="/"):
+    def _bye(self, sid, data, namespace="/"):
         self._tokens.get(sid, {})["bye"] = (data.get("code"), data.get("reason"))
         return True  # acknowledged: the client disconnects once the server holds code and reason
+
+    async def _on_bye(self, sid, data, namespace="/"):
+        return self._bye(sid, data)
 
     async def _on_close(self, sid, data, namespace="/"):
         await self.sio.disconnect(sid, namespace)
@@ -310,7 +313,7 @@ class WerkzeugServer(_SioServer):
         for namespace in NAMESPACES:  # the sync server's handlers: the shared logic without await
             sio.on("connect", functools.partial(self._connected, namespace=namespace), namespace=namespace)
             sio.on("echo", functools.partial(self._sync_echo, namespace=namespace), namespace=namespace)
-            sio.on("bye", functools.partial(self._sync_bye, namespace=namespace), namespace=namespace)
+            sio.on("bye", functools.partial(self._bye, namespace=namespace), namespace=namespace)
             sio.on("close", lambda sid, data, ns=namespace: sio.disconnect(sid, ns), namespace=namespace)
             sio.on("disconnect", lambda sid, reason, ns=namespace: self._closed(sid, reason), namespace=namespace)
         self.sio = sio
@@ -319,10 +322,6 @@ class WerkzeugServer(_SioServer):
     def _sync_echo(self, sid, data, namespace="/"):
         self._echoed(sid, namespace)
         return data
-
-    def _sync_bye(self, sid, data, namespace="/"):
-        self._tokens.get(sid, {})["bye"] = (data.get("code"), data.get("reason"))
-        return True
 
     async def start(self, context, profile):
         self._server = make_server("127.0.0.1", 0, socketio.WSGIApp(self._app_server(profile)), threaded=True,
