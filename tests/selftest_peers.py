@@ -7,11 +7,11 @@ plain asyncio TLS) misconfigured in exactly one way; the harness must judge it a
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import os
 import socket
 import ssl
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 from websockets.asyncio.client import connect
@@ -20,6 +20,7 @@ from websockets.asyncio.server import serve
 from mtls_matrix import observe
 from mtls_matrix.peers import PROXY_SECRET, ClientPeer, ServerPeer, cell_token, query_token
 from mtls_matrix.peers import proxy_identity
+from mtls_matrix.peers import socketio as sio_peer
 from mtls_matrix.peers import websockets as ws_peer
 
 
@@ -227,7 +228,7 @@ class HeaderDroppingClient(ws_peer.Client):
     name = "selftest-drops-headers"
 
     async def connect(self, variant, url, tls, profile, timeout):
-        return await super().connect(variant, url, dataclasses.replace(tls, headers=()), profile, timeout)
+        return await super().connect(variant, url, replace(tls, headers=()), profile, timeout)
 
 
 class TrustingApp(proxy_identity.App):
@@ -239,8 +240,37 @@ class TrustingApp(proxy_identity.App):
 
     async def _on_connect(self, sid, environ, auth):
         await super()._on_connect(sid, {**environ, "HTTP_X_PROXY_SECRET": PROXY_SECRET}, auth)
+class ForgetfulSioClient(sio_peer.AsyncClient):
+    """python-socketio whose settings lose server verification once connected (as a library that
+    rebuilt its TLS settings for a reconnect would): it still presents its certificate, so a
+    reconnect works; facing a restarted server with an untrusted certificate it must be INSECURE."""
+
+    name = "selftest-sio-forgetful"
+    variants = ("websocket_extra_options=ssl+websocket",)
+
+    async def connect(self, variant, url, tls, profile, timeout):
+        conn = await super().connect(variant, url, tls, profile, timeout)
+        lax = tls.context()
+        lax.check_hostname = False
+        lax.verify_mode = ssl.CERT_NONE
+        conn.sio.eio.websocket_extra_options["ssl"] = lax  # what the next connection (a reconnect) uses
+        return conn
+
+
+class CertlessReconnectClient(sio_peer.AsyncClient):
+    """python-socketio whose settings lose the client certificate once connected: its reconnect is
+    refused by the server (a FAIL, not a HANG: the library gives up after its attempts)."""
+
+    name = "selftest-sio-certless"
+    variants = ("websocket_extra_options=ssl+websocket",)
+
+    async def connect(self, variant, url, tls, profile, timeout):
+        conn = await super().connect(variant, url, tls, profile, timeout)
+        conn.sio.eio.websocket_extra_options["ssl"] = replace(tls, cert=None, key=None).context()
+        return conn
 
 
 PEERS = [InsecureClient(), LaxServer(), BlindServer(), HangingServer(), BlockingClient(), StuckInRecvClient(),
          CrashingServer(), FlakyServer(), LeakyClient(), QuickTimeoutClient(), HandshakeTimeoutServer(),
-         LaxTokenServer(), HeaderlessClient(), HeaderDroppingClient(), TrustingApp()]
+         LaxTokenServer(), HeaderlessClient(), HeaderDroppingClient(), TrustingApp(), ForgetfulSioClient(),
+         CertlessReconnectClient()]

@@ -3,7 +3,14 @@ TLS, judged by the real runner. Cells pair peers of one family only."""
 
 from __future__ import annotations
 
-from mtls_matrix.plugin import build_selection
+import asyncio
+
+from mtls_matrix import observe
+from mtls_matrix.cell import ServerControl, ServerHost, client_tls, reconnect_step, run_step, server_context
+from mtls_matrix.peers import socketio as sio_peers
+from mtls_matrix.pki import CLIENT_CN, PKI
+from mtls_matrix.plugin import SCRUBBED, build_selection
+from mtls_matrix.scenarios import BY_NAME
 
 ASYNC = "socketio-asyncclient"
 SYNC = "socketio-client"
@@ -14,7 +21,7 @@ def test_cells_never_pair_a_ws_peer_with_a_socketio_peer():
     pairs = {(c.server.family, c.client.peer.family) for c in selection.cells}
     assert pairs == {("ws", "ws"), ("socketio", "socketio")}
     servers = {c.server.name for c in selection.cells if c.server.family == "socketio"}
-    assert servers == {"socketio-aiohttp", "socketio-tornado", "socketio-uvicorn"}
+    assert servers == {"socketio-aiohttp", "socketio-tornado", "socketio-uvicorn", "socketio-werkzeug"}
     # asking for a ws server and a socketio client yields no cell at all
     assert build_selection(["aiohttp"], [SYNC], ["mtls-ok"], "default").cells == []
 
@@ -74,8 +81,10 @@ def test_the_family_plays_the_scenarios_where_it_adds_information():
     by_server = {}
     for c in cells:
         by_server.setdefault(c.server.name, set()).add(c.id.split("]-", 1)[1])
-    assert by_server["socketio-tornado"] == by_server["socketio-uvicorn"] == {
+    assert by_server["socketio-tornado"] == by_server["socketio-uvicorn"] == by_server["socketio-werkzeug"] == {
         "mtls-ok", "client-no-cert", "io-close", "token-header-ok", "token-missing"}
+    assert {"io-namespace", "reconnect-drop", "reconnect-restart", "reconnect-restart-untrusted"} <= \
+        by_server["socketio-aiohttp"]
     assert "io-1mib-tuned" in by_server["socketio-aiohttp"] and "io-text-tuned" not in by_server["socketio-aiohttp"]
     variants = {c.client.name for c in cells}
     assert len(variants) == 10  # every TLS way; websocket_extra_options not on polling alone, where it cannot apply
@@ -103,3 +112,101 @@ def test_origin_refusal_and_the_slow_polling_disconnect(run_matrix):
     # websocket: disconnect() closes the WebSocket before the write loop flushed DISCONNECT/CLOSE
     close = next(c for c in results.cells if c.id == f"socketio-aiohttp-{ws}-io-close")
     assert close.verdict.value == "FAIL" and close.server_saw.close_reason == "transport close", close.reason
+
+
+def test_family_scenarios_never_reach_the_ws_family():
+    """A namespace or a reconnect is Socket.IO's: no ws peer plays it, even with every pairing."""
+    selection = build_selection(scenario_names=["io-namespace", "reconnect-*"], all_pairs=True)
+    assert selection.cells and {c.server.family for c in selection.cells} == {"socketio"}
+
+
+def test_a_namespace_echo_passes_with_the_identity_seen_in_that_namespace(run_matrix):
+    results, _ = run_matrix("-n", "0", "--servers", "socketio-aiohttp",
+                            "--clients",
+                            f"{ASYNC}[http_session=connector+websocket],{SYNC}[http_session=requests+polling]",
+                            "--scenarios", "io-namespace", "--profile", "default")
+    assert len(results.cells) == 2
+    for c in results.cells:
+        assert (c.verdict.value, c.server_saw.handler_peer_cn) == ("PASS", CLIENT_CN), (c.id, c.reason)
+        assert [s.op for s in c.steps] == ["text"] and c.steps[0].ok
+
+
+def _reconnect_after(monkeypatch, how: str, variant: str, server_cert: str | None = None):
+    """One real client of the family against a private aiohttp server: connect, run the reconnect
+    step, echo; returns what the client held and what the cell recorded."""
+    for name in SCRUBBED:  # as the runner does: requests prefers REQUESTS_CA_BUNDLE to Session.verify
+        monkeypatch.delenv(name, raising=False)
+    observe.install()
+    scenario = BY_NAME["reconnect-drop"]
+    with PKI() as pki:
+        host = ServerHost(sio_peers.AiohttpServer(), server_context(pki, scenario), "default")
+        recorder = observe.begin(f"reconnect-test-{how}-{variant}")
+        control = ServerControl(host, pki, scenario, recorder)
+        peer = sio_peers.AsyncClient() if variant.startswith("http_session=connector") else sio_peers.Client()
+
+        async def drive():
+            conn = await peer.connect(variant, f"wss://localhost:{host.port}/cell/{recorder.token}",
+                                      client_tls(pki, scenario), "default", 5)
+            try:
+                session = conn.session
+                problem = await reconnect_step(conn, control, how, *([server_cert] if server_cert else []))
+                after = None if server_cert else await run_step(conn, "text", "after")
+                closed = getattr(session, "closed", False)  # requests.Session has no such flag
+                return problem, after, session, conn.sio.eio.http, conn.sio.connected, closed
+            finally:
+                await conn.close(1000, "done")
+
+        try:
+            return asyncio.run(drive()), recorder
+        finally:
+            observe.end(recorder)
+            host.close()
+
+
+def test_a_reconnect_after_a_drop_shows_the_identity_twice_and_keeps_the_session(monkeypatch):
+    for variant in ("http_session=connector+websocket", "http_session=requests+polling"):
+        (problem, after, session, http, connected, closed), recorder = _reconnect_after(monkeypatch, "drop", variant)
+        assert (problem, after, connected) == (None, None, True), variant
+        identities = [e.data["peer_cn"] for e in recorder.events if e.side == "server" and e.kind == "handler"]
+        assert identities == [CLIENT_CN, CLIENT_CN], variant  # the certificate presented again
+        handshakes = [e for e in recorder.events if e.side == "client" and e.kind == "handshake-ok"]
+        assert len(handshakes) >= 2, variant  # a new handshake, not a resumed connection
+        assert http is session, variant  # the user's session, not a replacement
+        assert not closed, variant
+
+
+def test_a_restarted_server_with_an_untrusted_certificate_is_refused(run_matrix, monkeypatch):
+    """The client must refuse the server that came back (UNKNOWN_CA) and give up. The checks can
+    fail (tests/selftest_peers.py): a client whose reconnect skips verification is INSECURE there;
+    one whose reconnect drops its certificate FAILs a plain drop, promptly, naming the refusal."""
+    (problem, _, _, _, connected, _), recorder = _reconnect_after(
+        monkeypatch, "restart", "http_session=connector+upgrade", "server-untrusted-ca")
+    assert (problem, connected) == (None, False)
+    assert [e.data["peer_cn"] for e in recorder.events if e.kind == "handler"] == [CLIENT_CN]  # the first one only
+    results, _ = run_matrix("-n", "0", "--peer-plugin", "tests.selftest_peers", "--servers", "socketio-aiohttp",
+                            "--clients",
+                            f"{SYNC}[http_session=requests+polling],selftest-sio-forgetful,selftest-sio-certless",
+                            "--scenarios", "reconnect-restart-untrusted,reconnect-drop", "--profile", "default")
+    got = {(c.client.split("[")[0], c.scenario): (c.verdict.value, c.reason) for c in results.cells}
+    assert got[f"client:{SYNC}", "reconnect-restart-untrusted"][0] == "PASS"
+    verdict, reason = got["client:selftest-sio-forgetful", "reconnect-restart-untrusted"]
+    assert verdict == "INSECURE" and "reconnected" in reason and "UNKNOWN_CA" in reason
+    verdict, reason = got["client:selftest-sio-certless", "reconnect-drop"]
+    assert verdict == "FAIL" and "gave up" in reason and "server CERT_REQUIRED" in reason, reason
+
+
+def test_the_sync_server_under_werkzeug_shows_the_certificate_on_both_transports(run_matrix):
+    """werkzeug copies the certificate into each request's environ (SSL_CLIENT_CERT): on polling
+    the connect handler gets the handshake request's environ, whose connection is closed by then,
+    and the copy still names the client."""
+    results, _ = run_matrix("-n", "0", "--servers", "socketio-werkzeug",
+                            "--clients",
+                            f"{ASYNC}[http_session=connector+websocket],{ASYNC}[http_session=connector+polling]",
+                            "--scenarios", "mtls-ok,client-no-cert", "--profile", "default")
+    got = {(c.client.split("+")[-1].rstrip("]"), c.scenario): c for c in results.cells}
+    for transport in ("websocket", "polling"):
+        ok = got[transport, "mtls-ok"]
+        assert (ok.verdict.value, ok.server_saw.handler_peer_cn, ok.transport) == ("PASS", CLIENT_CN, transport), \
+            (ok.id, ok.reason)
+        rejected = got[transport, "client-no-cert"]
+        assert (rejected.verdict.value, rejected.rejection.by) == ("PASS", "server"), rejected.reason

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import Counter
 import copy
 import itertools
 import os
@@ -20,7 +21,7 @@ import socket
 import ssl
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from urllib.parse import quote, urlencode
 
 from mtls_matrix import isolate, leaks, observe
@@ -28,16 +29,17 @@ from mtls_matrix.peers import (
     CLOSE_COMMAND, FINAL_CLOSE, FORWARDED_CERT, HANDSHAKE_GROUPS, PROXY_PROOF, PROXY_SECRET, TOKEN, ClientTLS,
     ClientVariant, Closed, Connection, ServerFiles, ServerPeer, TokenAuth, Unsupported,
 )
-from mtls_matrix.pki import PKI
+from mtls_matrix.pki import CLIENT_CN, PKI
 from mtls_matrix.results import Cell, ErrorInfo, Leaks, ServerSaw, Step, TLSSide, Verdict
-from mtls_matrix.scenarios import HOSTILE_GROUPS, Claim, Scenario, Token
-from mtls_matrix.verdict import CLOSE_CODES, Observation, canonical_from_tls, error_info, judge
+from mtls_matrix.scenarios import BY_NAME, HOSTILE_GROUPS, Claim, Scenario, Token
+from mtls_matrix.verdict import CLOSE_CODES, INSECURE_STEP, Observation, canonical_from_tls, error_info, judge
 from mtls_matrix.verdict import own_check_failed as verdict_own_check_failed
 
 SETTLE_S = 0.5  # how long to wait for the server's side of a story the client already finished
 STOP_GRACE_S = 0.5  # how long a stopped client gets to unwind after the deadline
 LEAK_SETTLE_S = 0.1  # rejection cells: how long the peers get to close what they opened before it counts as left
 LEAK_GROUPS = ("client-rejected", "server-rejected")
+RESTART_GAP_S = 0.3  # how long a restarting server is away: a reconnect attempt or two meet a closed port
 _tokens = itertools.count()
 WRONG_TOKEN = secrets.token_urlsafe(24)  # well-formed, never issued (token-*-wrong)
 
@@ -96,9 +98,13 @@ def presented_token(token: Token | None, valid: str = TOKEN, wrong: str = WRONG_
 
 
 def cell_url(scenario: Scenario, port: int, cell: str) -> str:
+    """The URL the client is given; its query carries a `token` (the token group's query carrier) and
+    the Socket.IO namespace the family's clients connect to."""
     carrier, value = presented_token(scenario.token)
-    query = f"?{urlencode({'token': value})}" if carrier == "query" else ""
-    return f"wss://{scenario.host}:{port}/cell/{cell}{query}"
+    query = {"token": value} if carrier == "query" else {}
+    if scenario.namespace:
+        query["namespace"] = scenario.namespace
+    return f"wss://{scenario.host}:{port}/cell/{cell}" + (f"?{urlencode(query)}" if query else "")
 
 
 def claimed_headers(pki: PKI, claim: Claim) -> tuple[tuple[str, str], ...]:
@@ -141,6 +147,24 @@ class ServerHost:
             pass  # a peer that cannot stop cleanly still loses its loop below
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(2)
+
+
+class ServerControl:
+    """The harness's hand on a cell's private server (Scenario.private_server), for the
+    `reconnect` step: drop its connections, or restart it (with another certificate, if asked)."""
+
+    def __init__(self, host: ServerHost, pki: PKI, scenario: Scenario, recorder: observe.CellRecorder):
+        self.host, self.pki, self.scenario, self.recorder = host, pki, scenario, recorder
+
+    def disrupt(self, how: str, server_cert: str | None = None) -> None:
+        if how == "drop":
+            action = self.host.peer.drop()
+        elif how == "restart":
+            comes_back = replace(self.scenario, server_cert=server_cert or self.scenario.server_cert)
+            action = self.host.peer.restart(server_context(self.pki, comes_back), RESTART_GAP_S)
+        else:
+            raise ValueError(f"unknown reconnect step {how!r}; valid: drop, restart")
+        asyncio.run_coroutine_threadsafe(action, self.host.loop).result(5)
 
 
 class ServerPool:
@@ -240,11 +264,48 @@ async def run_step(conn: Connection, op: str, *args) -> str | None:
     raise ValueError(f"unknown I/O op {op!r}")
 
 
+async def reconnect_step(conn: Connection, control: ServerControl | None, how: str,
+                         server_cert: str | None = None) -> str | None:
+    """The server drops the connection or restarts (coming back with `server_cert`, if given); the
+    client's own reconnection must connect again, presenting its certificate (the server's handler
+    sees the client identity once more) after a new handshake; or, facing a server certificate it
+    must not trust, refuse it for the reason that certificate's own scenario names, and not connect."""
+    if control is None:
+        raise RuntimeError("a reconnect step needs the cell's private server (Scenario.private_server)")
+    events = control.recorder.events
+    seen = len(events)
+    problem = await conn.reconnect(lambda: control.disrupt(how, server_cert), refuse=server_cert is not None)
+    new = events[seen:]
+    identities = [e.data.get("peer_cn") for e in new if e.side == "server" and e.kind == "handler"]
+    handshakes = [e for e in new if e.side == "client" and e.kind in ("handshake-ok", "handshake-error")]
+    if server_cert is not None:
+        expected = BY_NAME[server_cert].expect.reason
+        if problem or identities:
+            return f"{INSECURE_STEP}after the {how} with {server_cert}, the client reconnected (the handler saw " \
+                   f"{identities}) although it must refuse that certificate with {expected}"
+        refused = [canonical_from_tls(e.data) for e in handshakes if e.kind == "handshake-error"]
+        if expected not in refused:
+            return f"the client did not reconnect, but did not refuse the certificate with {expected} either " \
+                   f"(its handshakes after the {how}: {refused or 'none'})"
+        return None
+    if problem:
+        refused = Counter(f"{e.side} {canonical_from_tls(e.data)}" for e in new if e.kind == "handshake-error")
+        seen = ", ".join(f"{what} ×{n}" for what, n in refused.items())
+        return problem + (f" (handshake errors after the {how}: {seen})" if refused else "")
+    if identities != [CLIENT_CN]:
+        return f"after the {how} the server's handler saw client identities {identities}, expected {CLIENT_CN!r} once"
+    if not any(e.kind == "handshake-ok" for e in handshakes):
+        return f"the client reconnected after the {how} without a new TLS handshake"
+    return None
+
+
 class _ClientRun:
     """The client side of one cell, on its own thread and event loop."""
 
-    def __init__(self, spec: CellSpec, url: str, tls: ClientTLS, deadline: float, timeout: float | None):
+    def __init__(self, spec: CellSpec, url: str, tls: ClientTLS, deadline: float, timeout: float | None,
+                 control: ServerControl | None = None):
         self.spec, self.url, self.tls, self.deadline, self.timeout = spec, url, tls, deadline, timeout
+        self.control = control
         self.connected = False
         self.exc: BaseException | None = None
         self.steps: list[Step] = []
@@ -292,7 +353,10 @@ class _ClientRun:
             for op, *args in io_steps(self.spec):
                 start = time.perf_counter()
                 try:
-                    problem = await run_step(conn, op, *args)
+                    if op == "reconnect":  # the harness's hand on the server: not in run_step, which reproducers copy
+                        problem = await reconnect_step(conn, self.control, *args)
+                    else:
+                        problem = await run_step(conn, op, *args)
                 except Exception as exc:
                     self.exc = exc
                     problem = f"{type(exc).__name__}: {exc}"
@@ -349,11 +413,18 @@ def run_cell(spec: CellSpec, servers: ServerPool, pki: PKI, deadline: float, ver
     watch, leaked = contextlib.ExitStack(), None
     try:
         if not (unsupported or skipped):
-            host = servers.get(spec.server, scenario, spec.profile)
+            control = None
+            if scenario.private_server:  # its steps drop or restart it: a server of its own, stopped with the cell
+                host = ServerHost(spec.server, server_context(pki, scenario), spec.profile)
+                watch.callback(host.close)
+                control = ServerControl(host, pki, scenario, recorder)
+            else:
+                host = servers.get(spec.server, scenario, spec.profile)
             if scenario.group in LEAK_GROUPS:
                 warned = watch.enter_context(leaks.resource_warnings([]))
                 before = leaks.socket_inodes(), leaks.server_tasks(host.loop)
-            client = drive_client(spec, host.port, token, client_tls(pki, scenario), deadline, deadline, recorder, obs)
+            client = drive_client(spec, host.port, token, client_tls(pki, scenario), deadline, deadline, recorder, obs,
+                                  control)
             _check_close(obs, scenario)
             if scenario.group in LEAK_GROUPS:
                 client.exc = None  # the harness lets go of the error: what stays open, the library holds
@@ -371,10 +442,10 @@ def run_cell(spec: CellSpec, servers: ServerPool, pki: PKI, deadline: float, ver
 
 
 def drive_client(spec: CellSpec, port: int, token: str, tls: ClientTLS, deadline: float, timeout: float | None,
-                 recorder: observe.CellRecorder, obs: Observation) -> _ClientRun:
+                 recorder: observe.CellRecorder, obs: Observation, control: ServerControl | None = None) -> _ClientRun:
     """Run the cell's client until it finishes or the deadline, stop it then (a blocking
     library's in its own process: isolate.py), and put what its user saw into `obs`.
-    `timeout` is what the library itself is given."""
+    `timeout` is what the library itself is given; `control`, the cell's private server, if it has one."""
     url = cell_url(spec.scenario, port, token)
     spec.client.peer.prepare(spec.client.variant, tls)  # before the clock: a browser boots once, not per cell
     # A blocking library's client runs in a client process, so that one that cannot be stopped is
@@ -383,7 +454,7 @@ def drive_client(spec: CellSpec, port: int, token: str, tls: ClientTLS, deadline
     # in a socket call is stopped by shutting its sockets down.
     isolated = spec.client.peer.blocking and spec.scenario.group not in HOSTILE_GROUPS
     run = _run_isolated if isolated else run_client
-    client = run(spec, url, tls, deadline, timeout, recorder, obs)
+    client = run(spec, url, tls, deadline, timeout, recorder, obs, control)
     _settle(recorder, client, spec.scenario, spec.server)
     obs.connected = client.connected
     obs.steps = client.steps
@@ -392,9 +463,9 @@ def drive_client(spec: CellSpec, port: int, token: str, tls: ClientTLS, deadline
 
 
 def run_client(spec: CellSpec, url: str, tls: ClientTLS, deadline: float, timeout: float | None,
-               recorder: observe.CellRecorder, obs: Observation) -> _ClientRun:
+               recorder: observe.CellRecorder, obs: Observation, control: ServerControl | None = None) -> _ClientRun:
     """The client on its own thread until it finishes or the deadline; stopped then."""
-    client = _ClientRun(spec, url, tls, deadline, timeout)
+    client = _ClientRun(spec, url, tls, deadline, timeout, control)
     recorder.t0 = time.perf_counter()  # run_client's own deadline: from the moment it runs
     thread = threading.Thread(target=client.run, args=(recorder,), name=f"client:{spec.id}", daemon=True)
     thread.start()
@@ -419,8 +490,10 @@ def run_client(spec: CellSpec, url: str, tls: ClientTLS, deadline: float, timeou
 
 
 def _run_isolated(spec: CellSpec, url: str, tls: ClientTLS, deadline: float, timeout: float | None,
-                  recorder: observe.CellRecorder, obs: Observation) -> _ClientRun:
+                  recorder: observe.CellRecorder, obs: Observation, control: ServerControl | None = None) -> _ClientRun:
     """run_client in a client process; killed with it if it cannot be stopped."""
+    if control is not None:
+        raise RuntimeError("a client process cannot drive the cell's private server (a reconnect step)")
     request = dict(spec=spec, url=url, tls=tls, deadline=deadline, timeout=timeout,
                    warnings=spec.scenario.group in LEAK_GROUPS)
     reply = isolate.POOL.call(request, deadline + STOP_GRACE_S + isolate.REPLY_GRACE_S,

@@ -151,7 +151,7 @@ def _plays(server, client, scenario, all_pairs: bool = False) -> bool:
     if scenario.group not in (server.groups or set(scenarios.GROUPS) - set(scenarios.OPT_IN_GROUPS)):
         return False
     if scenario.family is not None and scenario.family != server.family:
-        return False
+        return False  # a scenario of one protocol (a Socket.IO namespace): even with all_pairs
     only = client.peer.only.get(client.variant)
     if only is not None and not _named(scenario, only):
         return False

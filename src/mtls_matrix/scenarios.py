@@ -89,7 +89,11 @@ class Scenario:
     deadline_scale: float = 1.0
     hostile: str | None = None  # the behaviour of the harness's peer (peers/hostile.py) in the hostile groups
     token: Token | None = None  # a token-auth server (group `token`), and what the client presents
-    family: str | None = None  # only peers of this family play it (None: both)
+    family: str | None = None  # only peers of this family play it (a Socket.IO auth token, namespace, reconnect)
+    namespace: str | None = None  # socketio: the namespace the client connects to (None: the default, '/')
+    # the cell gets a server instance of its own, started and stopped with it: its steps drop the
+    # server's connections or restart it, which must disturb no other cell
+    private_server: bool = False
     # What it varies does not pass through the client's TLS settings: the client's first variant shows
     # it for the whole library (unless --all-pairs)
     one_variant: bool = False
@@ -118,6 +122,15 @@ def works(name: str, description: str, **kw) -> Scenario:
 
 def io(name: str, description: str, *steps: tuple, **kw) -> Scenario:
     return Scenario(name, "io", description, Expect("succeed"), io=steps, profiled=True, **kw)
+
+
+def reconnect(name: str, description: str, step: tuple, *after: tuple) -> Scenario:
+    """Socket.IO: echo, then the server drops the connection or restarts (the `reconnect` step,
+    run by the harness on the cell's private server), then what must follow."""
+    # deadline_scale: a reconnect takes reconnection delays, a second server start, and when it must be
+    # refused the library's attempts and the 1 s python-socketio's wait() sleeps before it reports giving up
+    return Scenario(name, "io", description, Expect("succeed"), io=(("text", "before"), step, *after),
+                    family="socketio", private_server=True, tags=frozenset({"reconnect"}), deadline_scale=2.0)
 
 
 def _with_tls12(base: Scenario) -> list[Scenario]:
@@ -273,6 +286,18 @@ CATALOGUE: tuple[Scenario, ...] = (
        ("close", 4001, "client-bye")),
     io("io-server-close", "the server closes with 4002/'server-bye'; the client sees that code and reason",
        ("server-close", 4002, "server-bye")),
+    io("io-namespace", "the client connects to the namespace /agents only: that namespace's connect handler sees "
+       "the client identity and an echo with ack round-trips there", ("text", "hello agents"),
+       family="socketio", namespace="/agents"),
+    reconnect("reconnect-drop", "the server drops the connection (TCP abort): the client reconnects by itself, "
+              "presents its certificate again (the handler sees it twice), verifies the server again, keeps the "
+              "user's HTTP session, and echoes", ("reconnect", "drop"), ("text", "after the drop")),
+    reconnect("reconnect-restart", "the server stops listening and comes back on the same port: the client "
+              "reconnects by itself, presents its certificate again, verifies the server again, keeps the user's "
+              "HTTP session, and echoes", ("reconnect", "restart"), ("text", "after the restart")),
+    reconnect("reconnect-restart-untrusted", "the server comes back on the same port with a certificate from an "
+              "unrelated CA: the client's reconnection must refuse it (UNKNOWN_CA) and give up, never connect",
+              ("reconnect", "restart", "server-untrusted-ca")),
     hostile_server("silent", "give-up", "the server accepts TCP and never speaks TLS"),
     hostile_server("close-after-hello", "fail", "the server closes the connection right after the ClientHello"),
     hostile_server("garbage", "fail", "the server answers the ClientHello with plain HTTP instead of TLS"),

@@ -75,6 +75,9 @@ TEXTS = (  # the app's own words, before the generic fragments they contain ("ce
 TLS_WORDS = re.compile(r"ssl|tls|handshake|certif|alert", re.I)
 # a refused request's status, or a token-auth server's reason (peers.TokenRefused), in the client's message
 REFUSAL_SHOWN = re.compile(r"\b40[13]\b|unauthori[sz]ed|forbidden|\btoken\b", re.I)
+# a failed step's detail starting with this: the client accepted what it must refuse (a reconnect
+# to a server whose certificate it must not trust): INSECURE, not FAIL
+INSECURE_STEP = "accepted what it must refuse: "
 CLOSE_CODES = {1009: "MESSAGE_TOO_BIG", 1006: "ABNORMAL_CLOSE", 1011: "SERVER_ERROR", 1002: "PROTOCOL_ERROR"}
 
 
@@ -329,9 +332,13 @@ def judge(scenario: Scenario, obs: Observation, deadline: float) -> Judgement:
         return Judgement(Verdict.FAIL, "handler",
                          "the server handler never ran" if not handler
                          else f"the server handler saw client identity {saw!r}, not {CLIENT_CN!r}{error}")
+    if scenario.namespace and handler.data.get("namespace") != scenario.namespace:
+        return Judgement(Verdict.FAIL, "handler", f"the connect handler of namespace {handler.data.get('namespace')!r} "
+                         f"ran, not that of {scenario.namespace!r}")
     failed = next((s for s in obs.steps if not s.ok), None)
     if failed:
-        return Judgement(Verdict.FAIL, "io", f"{failed.op}: {failed.detail}")
+        insecure = (failed.detail or "").startswith(INSECURE_STEP)
+        return Judgement(Verdict.INSECURE if insecure else Verdict.FAIL, "io", f"{failed.op}: {failed.detail}")
     tls = obs.event("client", "handshake-ok")
     if scenario.server_tls == "tls12" and tls and tls.data.get("version") != "TLSv1.2":
         return Judgement(Verdict.FAIL, "tls-handshake", f"negotiated {tls.data.get('version')} with a TLS 1.2 server")

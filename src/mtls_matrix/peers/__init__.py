@@ -238,6 +238,15 @@ class Connection(ABC):
     @abstractmethod
     async def close(self, code: int, reason: str) -> None: ...
 
+    async def reconnect(self, disrupt, refuse: bool) -> str | None:
+        """The `reconnect` step (only in scenarios of a family whose clients reconnect by
+        themselves: Socket.IO): call `disrupt()` (blocking: the harness drops or restarts the
+        server), then wait for the library's own reconnection; `refuse`: the server came back with
+        a certificate the client must refuse, wait until the library gave up instead. Returns None
+        if the client behaved, else what went wrong, as far as the client can tell (the harness
+        checks what the server and the TLS probe saw)."""
+        raise NotImplementedError(f"{type(self).__name__} does not reconnect by itself")
+
 
 class Peer(ABC):
     name: str
@@ -295,6 +304,15 @@ class ServerPeer(Peer):
 
     @abstractmethod
     async def stop(self) -> None: ...
+
+    async def drop(self) -> None:
+        """Abort every connection this server holds (a `reconnect` step on its private server)."""
+        raise Unsupported(f"server {self.name} cannot drop its connections")
+
+    async def restart(self, context: ssl.SSLContext, gap: float) -> None:
+        """Stop listening and drop every connection, then after `gap` seconds listen again on the
+        same port with `context` (a `reconnect` step on its private server)."""
+        raise Unsupported(f"server {self.name} cannot restart")
 
     @property
     def alive(self) -> bool:

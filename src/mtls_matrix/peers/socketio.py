@@ -1,6 +1,5 @@
-"""python-socketio: AsyncServer on aiohttp, on tornado and as an ASGI app under uvicorn;
-AsyncClient and Client. Family `socketio`. (The sync Server under a threaded WSGI server is not
-built yet.)
+"""python-socketio: AsyncServer on aiohttp, on tornado and as an ASGI app under uvicorn; the sync
+Server under werkzeug's threaded WSGI server; AsyncClient and Client. Family `socketio`.
 
 The ws echo protocol, mapped onto Socket.IO events (the server's handlers are below):
 - the cell token travels in the Socket.IO `auth` payload ({"cell": token}); the connect handler
@@ -21,18 +20,29 @@ transport and not the other. `+upgrade` (the library default: polling, then webs
 ends on polling raised NoUpgrade (canonical NO_UPGRADE): the library drops a failed upgrade
 silently (engineio logs a warning and carries on polling).
 
-Reconnection is off: a client reconnecting in the background after its cell would open TLS
-connections that the probe attributes to whichever cell runs then.
+Namespaces: the `io-namespace` scenario puts its namespace in the URL's query (cell.py); the
+client then connects to that namespace only, whose handlers are the same as the default's.
+
+Reconnect (the `reconnect-*` scenarios): the harness drops or restarts the cell's private server
+(cell.ServerControl) and the client's own reconnection logic must connect again. python-socketio
+reads `reconnection` when the connection drops, so the clients are built with short reconnection
+delays and `reconnection=False`, and the reconnect step switches it on: in every other cell a
+transport error ends the cell as before. The cell's cleanup switches it off again and ends a
+reconnection in progress (`shutdown()`, which waits for it), so no reconnect runs after its cell,
+where the probe would attribute its connections to whichever cell runs then.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import queue
 import socket
 import ssl
-from urllib.parse import urlencode, urlsplit, urlunsplit
+import threading
+import time
+from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 import aiohttp
 import requests
@@ -42,6 +52,7 @@ from aiohttp import web
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 from tornado.web import Application
+from werkzeug.serving import make_server
 
 from mtls_matrix import observe, verdict
 from mtls_matrix.peers import (
@@ -69,6 +80,14 @@ SCENARIOS_FULL = ("mtls-ok", "mtls-chain", "client-no-cert", "client-untrusted-c
                   # which the ws servers cover, and a refusal on polling waits out the long-poll (30 s: HANG)
                   "token-*-ok", "token-*-wrong", "token-missing")
 SCENARIOS_SHORT = ("mtls-ok", "client-no-cert", "io-close", "token-header-ok", "token-missing")
+# aiohttp also plays the family's own scenarios: a namespace, and the reconnects (its server can
+# drop its connections and restart on the same port)
+SCENARIOS_OWN = ("io-namespace", "reconnect-*")
+NAMESPACES = ("/", "/agents")  # the server's handlers answer in each; scenarios name the namespace to use
+# Reconnection: quick attempts, so a reconnect cell takes a second, and a bounded number, so a
+# client that must refuse the restarted server gives up within its cell
+RECONNECTION = dict(reconnection_delay=0.1, reconnection_delay_max=0.2, randomization_factor=0,
+                    reconnection_attempts=3)
 
 
 def _limits(profile: str) -> dict:
@@ -101,15 +120,14 @@ class _SioServer(ServerPeer):
     def _app_server(self, profile: str):
         sio = socketio.AsyncServer(async_mode=self.async_mode, **_limits(profile))
         self._tokens: dict[str, dict] = {}
-        sio.on("connect", self._on_connect)
-        sio.on("echo", self._on_echo)
-        sio.on("bye", self._on_bye)
-        sio.on("close", self._on_close)
-        sio.on("disconnect", self._on_disconnect)
+        for namespace in NAMESPACES:
+            for event, handler in (("connect", self._on_connect), ("echo", self._on_echo), ("bye", self._on_bye),
+                                   ("close", self._on_close), ("disconnect", self._on_disconnect)):
+                sio.on(event, functools.partial(handler, namespace=namespace), namespace=namespace)
         self.sio = sio
         return sio
 
-    def _connected(self, sid: str, environ: dict, auth) -> None:
+    def _connected(self, sid: str, environ: dict, auth, namespace: str = "/") -> None:
         token = (auth or {}).get("cell") if isinstance(auth, dict) else None
         subject = self._authorize(token, environ, auth)
         self._tokens[sid] = {"token": token}
@@ -117,10 +135,10 @@ class _SioServer(ServerPeer):
             der, error = None if subject else self._identity(environ), None
         except Exception as exc:  # the stack cannot show it: a finding, reported as such
             der, error = None, f"{type(exc).__name__}: {exc}"
-        transport = self.sio.transport(sid)
+        transport = self.sio.transport(sid, namespace)
         self._tokens[sid]["transport"] = transport
         observe.server_event(token, "handler", peer_cn=subject or observe.subject_cn(der), identity_error=error,
-                             transport=transport)
+                             transport=transport, namespace=namespace)
 
     def _authorize(self, token: str | None, environ: dict, auth) -> str | None:
         """A token-auth listener: the identity the token names (Authorization header, ?token=, or the
@@ -135,9 +153,9 @@ class _SioServer(ServerPeer):
         except TokenRefused as refused:
             raise socketio.exceptions.ConnectionRefusedError(refused.reason) from None
 
-    def _echoed(self, sid: str) -> None:
+    def _echoed(self, sid: str, namespace: str = "/") -> None:
         state = self._tokens.get(sid, {})
-        transport = self.sio.transport(sid)
+        transport = self.sio.transport(sid, namespace)
         if transport != state.get("transport") or "echoed" not in state:  # first echo, or an upgrade since
             state["transport"], state["echoed"] = transport, True
             observe.server_event(state.get("token"), "transport", transport=transport)
@@ -151,27 +169,30 @@ class _SioServer(ServerPeer):
             code, text = None, str(reason)
         observe.server_event(state.get("token"), "handler-close", code=code, reason=text)
 
-    async def _on_connect(self, sid, environ, auth):
-        self._connected(sid, environ, auth)
+    async def _on_connect(self, sid, environ, auth, namespace="/"):
+        self._connected(sid, environ, auth, namespace)
 
-    async def _on_echo(self, sid, data):
-        self._echoed(sid)
+    async def _on_echo(self, sid, data, namespace="/"):
+        self._echoed(sid, namespace)
         return data
 
-    async def _on_bye(self, sid, data):
+    def _bye(self, sid, data, namespace="/"):
         self._tokens.get(sid, {})["bye"] = (data.get("code"), data.get("reason"))
         return True  # acknowledged: the client disconnects once the server holds code and reason
 
-    async def _on_close(self, sid, data):
-        await self.sio.disconnect(sid)
+    async def _on_bye(self, sid, data, namespace="/"):
+        return self._bye(sid, data)
 
-    async def _on_disconnect(self, sid, reason):
+    async def _on_close(self, sid, data, namespace="/"):
+        await self.sio.disconnect(sid, namespace)
+
+    async def _on_disconnect(self, sid, reason, namespace="/"):
         self._closed(sid, reason)
 
 
 class AiohttpServer(_SioServer):
     name = "socketio-aiohttp"
-    scenarios = SCENARIOS_FULL
+    scenarios = SCENARIOS_FULL + SCENARIOS_OWN
 
     def _identity(self, environ):
         transport = environ["aiohttp.request"].transport
@@ -184,8 +205,29 @@ class AiohttpServer(_SioServer):
         self._app_server(profile).attach(app)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=context).start()
+        self._site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=context)
+        await self._site.start()
         return self._runner.addresses[0][1]
+
+    async def drop(self):
+        # what a crash or a lost connection does: the TCP connections aborted and the engine.io
+        # sessions gone, the client not told. Not Socket.IO's disconnect, which ends the client's
+        # session for good (no reconnection); and not the TCP abort alone, which a polling session
+        # survives (aiohttp's client retries the long-poll on a new connection: the session
+        # lives on the server, not in a connection)
+        for session in list(self.sio.eio.sockets.values()):  # engine.io's own table: no public API aborts
+            await session.close(wait=False, abort=True)
+        for handler in self._runner.server.connections:
+            if handler.transport is not None:
+                handler.transport.abort()
+
+    async def restart(self, context, gap):
+        port = self._runner.addresses[0][1]
+        await self._site.stop()  # the listener only: engine.io's sessions are not told
+        await self.drop()
+        await asyncio.sleep(gap)
+        self._site = web.TCPSite(self._runner, "127.0.0.1", port, ssl_context=context)
+        await self._site.start()
 
     async def stop(self):
         await self.sio.shutdown()
@@ -264,17 +306,76 @@ class UvicornServer(_SioServer):
         await asyncio.wait_for(self._task, 5)
 
 
+class WerkzeugServer(_SioServer):
+    """The sync socketio.Server as a WSGI app under werkzeug's threaded server with its
+    `ssl_context`: engine.io's 'threading' mode, whose WebSocket is simple-websocket on the
+    connection's socket. WSGI has no standard key for the client certificate; werkzeug sets
+    `SSL_CLIENT_CERT` (PEM, as nginx and Apache name it) in each request's environ
+    (pallets/werkzeug#1469). The connect handler gets the environ of engine.io's handshake request,
+    whose connection werkzeug has closed by then on polling (it never keeps one alive): the
+    certificate copied into the environ is still there, the socket (`werkzeug.socket`) is not."""
+
+    name = "socketio-werkzeug"
+    library = "werkzeug"  # the stack that decides what the app sees (python-socketio's version: its clients')
+
+    def _identity(self, environ):
+        pem = environ.get("SSL_CLIENT_CERT")
+        if pem is None:
+            raise LookupError("werkzeug put no SSL_CLIENT_CERT in the WSGI environ")
+        return ssl.PEM_cert_to_DER_cert(pem)
+
+    def _app_server(self, profile):
+        sio = socketio.Server(async_mode="threading", **_limits(profile))
+        self._tokens: dict[str, dict] = {}
+        for namespace in NAMESPACES:  # the sync server's handlers: the shared logic without await
+            sio.on("connect", functools.partial(self._connected, namespace=namespace), namespace=namespace)
+            sio.on("echo", functools.partial(self._sync_echo, namespace=namespace), namespace=namespace)
+            sio.on("bye", functools.partial(self._bye, namespace=namespace), namespace=namespace)
+            sio.on("close", lambda sid, data, ns=namespace: sio.disconnect(sid, ns), namespace=namespace)
+            sio.on("disconnect", lambda sid, reason, ns=namespace: self._closed(sid, reason), namespace=namespace)
+        self.sio = sio
+        return sio
+
+    def _sync_echo(self, sid, data, namespace="/"):
+        self._echoed(sid, namespace)
+        return data
+
+    async def start(self, context, profile):
+        self._server = make_server("127.0.0.1", 0, socketio.WSGIApp(self._app_server(profile)), threaded=True,
+                                   ssl_context=context)
+        self._thread = threading.Thread(target=self._server.serve_forever, name="server:socketio-werkzeug",
+                                        daemon=True)
+        self._thread.start()
+        return self._server.port
+
+    async def stop(self):
+        self.sio.shutdown()
+        # shutdown() waits for the serve loop, which does each TLS handshake itself (in accept):
+        # a connection that never sends its ClientHello holds it, and shutdown() with it. A daemon
+        # thread waits instead of the host loop (or an executor thread the interpreter would join at exit).
+        stopper = threading.Thread(target=self._server.shutdown, name="stop:socketio-werkzeug", daemon=True)
+        stopper.start()
+        for _ in range(100):
+            if not stopper.is_alive():
+                break
+            await asyncio.sleep(0.02)
+        self._server.server_close()
+
+
 # ---------------------------------------------------------------- clients
 
 
-def _split(url: str) -> tuple[str, str]:
-    """The harness URL (wss://host:port/cell/TOKEN[?query]) -> the Socket.IO server URL and the token.
-    Engine.IO keeps the URL's query on every request: the scenario's (a `token`), and the cell token,
-    so a proxy's log line names its cell (peers/nginx.py)."""
+def _split(url: str) -> tuple[str, str, str]:
+    """The harness URL (wss://host:port/cell/TOKEN[?token=...&namespace=/NS]) -> the Socket.IO server
+    URL, the token and the namespace to connect to. Engine.IO keeps the server URL's query on every
+    request: the scenario's `token`, and the cell token, so a proxy's log line names its cell
+    (peers/nginx.py)."""
     parts = urlsplit(url)
+    query = parse_qs(parts.query)
+    namespace = query.pop("namespace", ["/"])[0]
     token = cell_token(parts.path)
-    query = "&".join(q for q in (parts.query, urlencode({"cell": token})) if q)
-    return urlunsplit(("https", parts.netloc, "/", query, "")), token
+    query["cell"] = [token]
+    return urlunsplit(("https", parts.netloc, "/", urlencode(query, doseq=True), "")), token, namespace
 
 
 def _connect_args(tls: ClientTLS, token: str) -> dict:
@@ -323,8 +424,9 @@ class _Conn(Connection):
     scripts) aborts the engine.io session instead (`sio.eio.disconnect(abort=True)`: the CLOSE
     packet is still queued, the client just does not wait for the long-poll)."""
 
-    def __init__(self, sio, timeout: float, cleanup=None):
-        self.sio, self.timeout, self.cleanup = sio, timeout, cleanup
+    def __init__(self, sio, timeout: float, cleanup, namespace: str, asked_transport: str, session):
+        self.sio, self.timeout, self.cleanup, self.namespace = sio, timeout, cleanup, namespace
+        self.asked_transport, self.session = asked_transport, session  # the user's HTTP session, if given
         self.asked: tuple[int, str] | None = None
         self.transport = sio.transport()
 
@@ -336,20 +438,62 @@ class _Conn(Connection):
     async def ping(self, payload):  # never called: see unsupported
         raise NotImplementedError
 
+    def _outcome(self, reconnected: bool, gave_up: bool, refuse: bool, before: str) -> str | None:
+        if refuse:
+            return "reconnected" if reconnected else None
+        if not reconnected:
+            attempts = self.sio.reconnection_attempts
+            return (f"the reconnection gave up after {attempts} attempts" if gave_up
+                    else f"no reconnect within {self.timeout:g}s")
+        return self._after_reconnect(before)
+
+    def _after_reconnect(self, before) -> str | None:
+        """What the reconnect must have kept: the user's HTTP session (same object, open), the transport."""
+        closed = getattr(self.session, "closed", False)  # aiohttp's; a requests.Session has no such flag
+        if self.session is not None and (self.sio.eio.http is not self.session or closed):
+            return (f"the user's HTTP session was {'closed' if closed else 'replaced'} by the reconnect "
+                    f"(now {self.sio.eio.http!r})")
+        try:
+            _check_upgrade(self.sio, self.asked_transport)
+        except NoUpgrade as exc:
+            return f"after the reconnect: {exc}"
+        if self.asked_transport != "upgrade" and self.sio.transport() != before:
+            return f"reconnected on {self.sio.transport()}, was {before}"
+        return None
+
 
 class _AsyncConn(_Conn):
-    def __init__(self, sio, timeout, cleanup):
-        super().__init__(sio, timeout, cleanup)
+    def __init__(self, *args):
+        super().__init__(*args)
         self.inbox: asyncio.Queue = asyncio.Queue()
-        sio.on("disconnect", lambda reason: self.inbox.put_nowait(self._disconnected(reason)))
+        self.sio.on("disconnect", self._on_disconnect, namespace=self.namespace)
+
+    def _on_disconnect(self, reason):
+        if not self.sio.reconnection:  # else the reconnect step is watching: not an end of the connection
+            self.inbox.put_nowait(self._disconnected(reason))
 
     async def send(self, message):
         command = parse_close_command(message)
         if command:
             self.asked = command
-            await self.sio.emit("close", {"code": command[0], "reason": command[1]})
+            await self.sio.emit("close", {"code": command[0], "reason": command[1]}, namespace=self.namespace)
         else:
-            await self.sio.emit("echo", message, callback=self.inbox.put_nowait)
+            await self.sio.emit("echo", message, namespace=self.namespace, callback=self.inbox.put_nowait)
+
+    async def reconnect(self, disrupt, refuse):
+        before, connected = self.sio.transport(), asyncio.Event()
+        self.sio.on("connect", connected.set, namespace=self.namespace)
+        self.sio.reconnection = True
+        try:
+            await asyncio.to_thread(disrupt)
+            # until it reconnects, or wait() returns: the connection ended and the reconnection gave up
+            waits = [asyncio.ensure_future(connected.wait()), asyncio.ensure_future(self.sio.wait())]
+            await asyncio.wait(waits, timeout=self.timeout, return_when=asyncio.FIRST_COMPLETED)
+            for waiting in waits:
+                waiting.cancel()
+        finally:
+            self.sio.reconnection = False
+        return self._outcome(connected.is_set(), waits[1].done() and not waits[1].cancelled(), refuse, before)
 
     async def recv(self):
         got = await asyncio.wait_for(self.inbox.get(), self.timeout)
@@ -361,25 +505,46 @@ class _AsyncConn(_Conn):
     async def close(self, code, reason):
         try:
             if (code, reason) != FINAL_CLOSE:  # see _Conn: the harness's own close is cleanup only
-                await self.sio.call("bye", {"code": code, "reason": reason}, timeout=self.timeout)
+                await self.sio.call("bye", {"code": code, "reason": reason}, namespace=self.namespace,
+                                    timeout=self.timeout)
                 await self.sio.disconnect()
         finally:
             await self.cleanup()
 
 
 class _SyncConn(_Conn):
-    def __init__(self, sio, timeout, cleanup):
-        super().__init__(sio, timeout, cleanup)
+    def __init__(self, *args):
+        super().__init__(*args)
         self.inbox: queue.Queue = queue.Queue()
-        sio.on("disconnect", lambda reason: self.inbox.put(self._disconnected(reason)))
+        self.sio.on("disconnect", self._on_disconnect, namespace=self.namespace)
+
+    def _on_disconnect(self, reason):
+        if not self.sio.reconnection:  # else the reconnect step is watching: not an end of the connection
+            self.inbox.put(self._disconnected(reason))
 
     async def send(self, message):
         command = parse_close_command(message)
         if command:
             self.asked = command
-            self.sio.emit("close", {"code": command[0], "reason": command[1]})
+            self.sio.emit("close", {"code": command[0], "reason": command[1]}, namespace=self.namespace)
         else:
-            self.sio.emit("echo", message, callback=self.inbox.put)
+            self.sio.emit("echo", message, namespace=self.namespace, callback=self.inbox.put)
+
+    async def reconnect(self, disrupt, refuse):
+        before, connected = self.sio.transport(), threading.Event()
+        self.sio.on("connect", connected.set, namespace=self.namespace)
+        self.sio.reconnection = True
+        try:
+            disrupt()
+            # until it reconnects, or wait() returns: the connection ended and the reconnection gave up
+            waiter = threading.Thread(target=self.sio.wait, name="socketio-wait", daemon=True)
+            waiter.start()  # a wait() still blocked after the step is on a connection the cleanup ends
+            end = time.monotonic() + self.timeout
+            while waiter.is_alive() and not connected.wait(0.02) and time.monotonic() < end:
+                pass
+        finally:
+            self.sio.reconnection = False
+        return self._outcome(connected.is_set(), not waiter.is_alive(), refuse, before)
 
     async def recv(self):
         try:
@@ -394,7 +559,7 @@ class _SyncConn(_Conn):
     async def close(self, code, reason):
         try:
             if (code, reason) != FINAL_CLOSE:  # see _Conn: the harness's own close is cleanup only
-                self.sio.call("bye", {"code": code, "reason": reason}, timeout=self.timeout)
+                self.sio.call("bye", {"code": code, "reason": reason}, namespace=self.namespace, timeout=self.timeout)
                 self.sio.disconnect()
         finally:
             self.cleanup()
@@ -440,18 +605,22 @@ class AsyncClient(ClientPeer):
 
     async def connect(self, variant, url, tls: ClientTLS, profile, timeout):
         way, transport = variant.split("+")
-        server, token = _split(url)
+        server, token, namespace = _split(url)
         ctx = tls.context()
         session = None
         if way == "http_session=connector":
             session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ctx))
-            sio = socketio.AsyncClient(reconnection=False, http_session=session, request_timeout=timeout)
+            sio = socketio.AsyncClient(reconnection=False, **RECONNECTION, http_session=session,
+                                       request_timeout=timeout)
         else:
-            sio = socketio.AsyncClient(reconnection=False, websocket_extra_options={"ssl": ctx},
+            sio = socketio.AsyncClient(reconnection=False, **RECONNECTION, websocket_extra_options={"ssl": ctx},
                                        request_timeout=timeout)
 
         async def cleanup():  # see _Conn: aborts, so a polling session costs no 30 s here
+            sio.reconnection = False  # a drop from here on ends the session
             with contextlib.suppress(Exception):
+                if not sio.connected:
+                    await sio.shutdown()  # ends a reconnection in progress, and waits for it
                 await sio.eio.disconnect(abort=True)
             if session is not None:  # the user's session: the library never closes it
                 await session.close()
@@ -459,12 +628,12 @@ class AsyncClient(ClientPeer):
         refusals = _refusals(sio)
         try:
             await sio.connect(server, **_connect_args(tls, token), transports=TRANSPORTS[transport],
-                              wait_timeout=timeout)
+                              namespaces=[namespace], wait_timeout=timeout)
             _check_upgrade(sio, transport)
         except BaseException as exc:
             await cleanup()
             raise _with_refusal(sio, refusals, exc)
-        return _AsyncConn(sio, timeout, cleanup)
+        return _AsyncConn(sio, timeout, cleanup, namespace, transport, session)
 
     def canonical(self, exc):
         return _canonical(exc)
@@ -483,34 +652,39 @@ class Client(ClientPeer):
 
     async def connect(self, variant, url, tls: ClientTLS, profile, timeout):
         way, transport = variant.split("+")
-        server, token = _split(url)
+        server, token, namespace = _split(url)
         session = None
         if way == "http_session=requests":
             session = requests.Session()
             session.verify = str(tls.ca)
             session.cert = (str(tls.cert), str(tls.key)) if tls.cert else None
-            sio = socketio.Client(reconnection=False, http_session=session, request_timeout=timeout)
+            sio = socketio.Client(reconnection=False, **RECONNECTION, http_session=session, request_timeout=timeout)
         else:
-            sio = socketio.Client(reconnection=False, websocket_extra_options={"sslopt": {"context": tls.context()}},
+            sio = socketio.Client(reconnection=False, **RECONNECTION,
+                                  websocket_extra_options={"sslopt": {"context": tls.context()}},
                                   request_timeout=timeout)
 
         def cleanup():  # see _Conn: aborts, so a polling session costs no 30 s here
+            sio.reconnection = False  # a drop from here on ends the session
             with contextlib.suppress(Exception):
+                if not sio.connected:
+                    sio.shutdown()  # ends a reconnection in progress, and waits for it
                 sio.eio.disconnect(abort=True)
             if session is not None:
                 session.close()
 
         refusals = _refusals(sio)
         try:
-            sio.connect(server, **_connect_args(tls, token), transports=TRANSPORTS[transport], wait_timeout=timeout)
+            sio.connect(server, **_connect_args(tls, token), transports=TRANSPORTS[transport], namespaces=[namespace],
+                        wait_timeout=timeout)
             _check_upgrade(sio, transport)
         except BaseException as exc:
             cleanup()
             raise _with_refusal(sio, refusals, exc)
-        return _SyncConn(sio, timeout, cleanup)
+        return _SyncConn(sio, timeout, cleanup, namespace, transport, session)
 
     def canonical(self, exc):
         return _canonical(exc)
 
 
-PEERS = [AiohttpServer(), TornadoServer(), UvicornServer(), AsyncClient(), Client()]
+PEERS = [AiohttpServer(), TornadoServer(), UvicornServer(), WerkzeugServer(), AsyncClient(), Client()]

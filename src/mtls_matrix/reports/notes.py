@@ -247,6 +247,19 @@ NOTES = [
         ("https://python-socketio.readthedocs.io/en/stable/api.html#socketio.AsyncServer.reason",),
     ),
     Note(
+        _cells_at("io", "socketio-werkzeug-socketio-client?*+websocket?-*",
+                  "socketio-werkzeug-socketio-client?*+upgrade?-*"),
+        "When the WebSocket of engine.io's threading mode (simple-websocket) ends, werkzeug's dev server goes on "
+        "reading that connection as HTTP: a WebSocket frame the client sends then (its close frame, or the "
+        "engine.io CLOSE packet) is parsed as a request line, werkzeug logs `code 400, message Bad request syntax "
+        "('\\x88...')` and writes an HTTP 400 onto the connection. websocket-client's `close()` (the sync "
+        "`socketio.Client`'s disconnect) then waits its 3 s close timeout for a close frame that never comes "
+        "(measured: 3.0 s; milliseconds when the close frame arrives before the server's WebSocket ended), longer "
+        "than this family's deadline. The AsyncClient (aiohttp) does not wait for the reply.",
+        ("https://github.com/miguelgrinberg/flask-sock/issues/20",
+         "https://github.com/miguelgrinberg/flask-sock/issues/77"),
+    ),
+    Note(
         _cells_at("io", "socketio-*-socketio-*?*+polling?-io-1000-ordered*"),
         "On polling, the client's write loop puts every queued packet into one POST, but the engine.io server "
         "decodes at most `Payload.max_decode_packets` = 16 packets per payload: a burst of more emits is "
