@@ -238,8 +238,8 @@ class TrustingApp(proxy_identity.App):
 
     name = "selftest-trusting-app"
 
-    async def _on_connect(self, sid, environ, auth):
-        await super()._on_connect(sid, {**environ, "HTTP_X_PROXY_SECRET": PROXY_SECRET}, auth)
+    async def _on_connect(self, sid, environ, auth, namespace="/"):
+        await super()._on_connect(sid, {**environ, "HTTP_X_PROXY_SECRET": PROXY_SECRET}, auth, namespace)
 class ForgetfulSioClient(sio_peer.AsyncClient):
     """python-socketio whose settings lose server verification once connected (as a library that
     rebuilt its TLS settings for a reconnect would): it still presents its certificate, so a

@@ -98,15 +98,16 @@ class App(AiohttpServer):
         self.store = {cert.public_bytes(Encoding.DER): _cn(cert)}
         return await super().start(context, profile)
 
-    async def _on_connect(self, sid, environ, auth):
+    async def _on_connect(self, sid, environ, auth, namespace="/"):
         token = auth.get("cell") if isinstance(auth, dict) else None
         try:
             agent = validate(environ, auth.get("agent") if isinstance(auth, dict) else None, self.store)
         except Refused as refused:
             observe.server_event(token, "app-refused", canonical=refused.canonical, message=str(refused))
             raise socketio.exceptions.ConnectionRefusedError(str(refused)) from None
-        self._tokens[sid] = {"token": token, "transport": self.sio.transport(sid)}
-        observe.server_event(token, "handler", peer_cn=agent, transport=self._tokens[sid]["transport"])
+        self._tokens[sid] = {"token": token, "transport": self.sio.transport(sid, namespace)}
+        observe.server_event(token, "handler", peer_cn=agent, transport=self._tokens[sid]["transport"],
+                             namespace=namespace)
 
 
 class NginxNoCA(Nginx):
