@@ -30,6 +30,7 @@ BUILTIN = (
     "mtls_matrix.peers.haproxy",
     "mtls_matrix.peers.socketio",
     "mtls_matrix.peers.node_ws",
+    "mtls_matrix.peers.node_socketio",
     "mtls_matrix.peers.gorilla",
     "mtls_matrix.peers.ruby",
     "mtls_matrix.peers.openssl_sclient",

@@ -462,6 +462,7 @@ class _ForeignConnection(Connection):
         self.messages: collections.deque = collections.deque()
         self.ended: BaseException | None = None  # Closed or ForeignError: what recv raises once drained
         self.handshake_done = False
+        self.transport: str | None = None  # socketio family: the transport that carried the session
         self.id = next(proc.ids)
         proc.routes[self.id] = self
 
@@ -526,7 +527,8 @@ class _ForeignConnection(Connection):
 
     async def open(self, fields: dict) -> None:
         try:
-            await self._command("connect", "open", **fields)
+            opened = await self._command("connect", "open", **fields)
+            self.transport = opened.get("transport")
         except (ForeignError, Closed):
             self.proc.routes.pop(self.id, None)
             raise
