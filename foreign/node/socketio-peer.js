@@ -5,6 +5,7 @@
 // acknowledged before the client disconnects; "close" {code, reason} makes the server disconnect
 // the client.
 
+const https = require('https');
 const tls = require('tls');
 const { Server } = require('socket.io');
 const { io } = require('socket.io-client');
@@ -65,10 +66,14 @@ function serve(config) {
 
 // The documented TLS options (ca, cert, key; rejectUnauthorized is already true by default),
 // with the transports of each variant: engine.io-client's default is polling, then websocket.
+// `agent`: the same options plus a keep-alive https.Agent (the documented `agent` option). Without
+// one, polling in Node (xmlhttprequest-ssl) passes agent: false to https.request: every HTTP
+// request is a new TLS connection, closed after its response.
 const VARIANTS = {
-  'options+polling': ['polling'],
-  'options+websocket': ['websocket'],
-  'options+upgrade': ['polling', 'websocket'],
+  'options+polling': { transports: ['polling'] },
+  'options+websocket': { transports: ['websocket'] },
+  'options+upgrade': { transports: ['polling', 'websocket'] },
+  'agent+polling': { transports: ['polling'], agent: true },
 };
 
 const connections = new Map();
@@ -111,6 +116,12 @@ function connectError(state, err) {
   };
 }
 
+// The kept-alive sockets of an `agent` variant end with the session, once its last requests (the
+// DISCONNECT and CLOSE packets) are out.
+function release(state) {
+  if (state.agent) setTimeout(() => state.agent.destroy(), 1000).unref();
+}
+
 function connect(variant, command) {
   const id = command.id;
   const url = new URL(command.url.replace(/^ws/, 'http'));
@@ -118,18 +129,22 @@ function connect(variant, command) {
   const state = { id, tcp: false, secure: false, open: false, ended: false, asked: null };
   const tlsOptions = tlsSettings(command);
   byCa.set(tlsOptions.ca, state);
+  const { transports, agent } = VARIANTS[variant];
+  if (agent) state.agent = new https.Agent({ ...tlsOptions, keepAlive: true });
   const socket = io(url.origin, {
-    ...tlsOptions, transports: VARIANTS[variant], auth: { cell: token },
+    ...tlsOptions, transports, auth: { cell: token }, ...(agent ? { agent: state.agent } : {}),
     forceNew: true, reconnection: false, // a reconnect after its cell would belong to no cell
     ...(command.timeout ? { timeout: Math.round(command.timeout * 1000) } : {}),
   });
   state.socket = socket;
+  socket.on('disconnect', () => release(state));
   connections.set(id, state);
   const fail = (event) => {
     if (state.ended) return;
     state.ended = true;
     connections.delete(id);
     socket.disconnect();
+    release(state);
     emit(event);
   };
   const opened = () => {
@@ -138,7 +153,7 @@ function connect(variant, command) {
   };
   socket.on('connect', () => {
     const engine = socket.io.engine;
-    if (variant !== 'options+upgrade' || engine.transport.name === 'websocket') return opened();
+    if (!transports.includes('websocket') || engine.transport.name === 'websocket') return opened();
     // engine.io-client upgrades after the session opened, in the background, and drops a failed
     // upgrade silently (it carries on polling): wait for the outcome, as the Python clients do
     const timer = setTimeout(() => noUpgrade('no upgrade within the timeout'), (command.timeout || 10) * 1000);

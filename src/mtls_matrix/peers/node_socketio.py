@@ -43,7 +43,7 @@ class Client(ForeignClient):
     name, library, toolchain, command, errors = "node-socketio", "socket.io-client", NODE, COMMAND, ERRORS
     family = "socketio"
     version_file = "node_modules/socket.io-client/package.json"
-    variants = ("options+polling", "options+websocket", "options+upgrade")
+    variants = ("options+polling", "options+websocket", "options+upgrade", "agent+polling")
     unsupported = UNSUPPORTED
     scenarios = tuple(s for s in SCENARIOS_FULL if s != "io-16mib")  # its base64 through the pipe: see ForeignClient
     servers = ("socketio-aiohttp", "socketio-tornado", "socketio-uvicorn")
