@@ -128,7 +128,7 @@ def test_chromium_as_a_socketio_client(run_matrix):
     (Origin https:// against wsgi.url_scheme 'http', python-socketio#977)."""
     results, _ = run_matrix(*PLUGIN, "--all-pairs", "--servers", "node-socketio,socketio-aiohttp",
                             "--clients", "chromium-socketio", "--scenarios", "mtls-ok", "--profile", "default",
-                            "--deadline", "10")  # a cell costs a browser context: 1-4 s, under load more
+                            "--deadline", "20")  # the server scales it by 0.5; polling costs two handshakes: 3 s, under load more
     cells = {c.id: c for c in results.cells}
     assert verdicts(results) == {
         f"node-socketio-{SIO.format('polling')}-mtls-ok": "PASS",
