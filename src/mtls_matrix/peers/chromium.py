@@ -571,11 +571,11 @@ def _tls_version(details: dict | None) -> str | None:
 
 def _record_tls(page: _Page, opened: bool) -> None:
     """The browser's side of the TLS story, as far as CDP tells it (called on the cell's thread)."""
-    if opened:
-        version = _tls_version(page.security)
-        if version:  # only the preflight's response carries TLS details; a WebSocket's does not
-            observe.thread_event("client", "handshake-ok", version=version, cipher=page.security.get("cipher"),
-                                 peer_cn=page.security.get("subjectName"))
+    version = _tls_version(page.security)
+    if version:  # only HTTP responses (the preflight, socket.io's polling) carry TLS details; a WebSocket's does not
+        observe.thread_event("client", "handshake-ok", version=version, cipher=page.security.get("cipher"),
+                             peer_cn=page.security.get("subjectName"))
+    if opened or version:  # a refusal after a response came through TLS: not a TLS failure
         return
     for text in page.knew:
         canonical = canonical_of(text)
