@@ -19,10 +19,12 @@ const CLOSE_COMMAND = '__close__ ';
 // the Engine.IO session (socket.request). Node returns null once that socket is gone.
 function identity(socket) {
   const conn = socket.request.socket;
-  if (!conn || !conn.getPeerCertificate) return { peer_cn: null, identity_error: 'socket.request.socket has no getPeerCertificate' };
-  const cert = conn.getPeerCertificate();
-  if (cert === null) {
-    return { peer_cn: null, identity_error: 'socket.request.socket.getPeerCertificate() returned null: the connection of the request that opened the session is closed' };
+  if (!conn || !conn.getPeerCertificate) {
+    return { peer_cn: null, identity_error: 'socket.request.socket has no getPeerCertificate' };
+  }
+  if (conn.getPeerCertificate() === null) {
+    return { peer_cn: null, identity_error: 'socket.request.socket.getPeerCertificate() returned null: '
+      + 'the connection of the request that opened the session is closed' };
   }
   return { peer_cn: peerCN(conn), identity_error: null };
 }

@@ -421,8 +421,9 @@ _SOCKETIO_PAGE_SCRIPT = """
     engine.once("upgradeError", (e) => { tell({event: "error", message: "NoUpgrade: upgradeError " + e.message});
       socket.disconnect(); end({event: "close", code: null, reason: "NoUpgrade", clean: false}); });
   });
-  socket.on("connect_error", (e) => { tell({event: "error", message: e.message + (e.description !== undefined
-    ? ": " + (e.description && e.description.message !== undefined ? e.description.message : String(e.description)) : "")});
+  const described = (d) => d && d.message !== undefined ? d.message : String(d);
+  socket.on("connect_error", (e) => {
+    tell({event: "error", message: e.message + (e.description !== undefined ? ": " + described(e.description) : "")});
     end({event: "close", code: null, reason: e.message, clean: false}); });
   socket.on("disconnect", (reason) => {
     const told = closing || (asked && reason === "io server disconnect" ? asked : null);
@@ -692,7 +693,8 @@ class SocketioClient(Client):
 
     def missing(self) -> str | None:
         if not SOCKETIO_BUNDLE.exists():
-            return f"{SOCKETIO_BUNDLE} not found (npm package socket.io-client); run `mtls-matrix setup-foreign --only node`"
+            return (f"{SOCKETIO_BUNDLE} not found (npm package socket.io-client); "
+                    "run `mtls-matrix setup-foreign --only node`")
         return availability()
 
     def canonical(self, exc):

@@ -216,7 +216,8 @@ NOTES = [
          "https://asgi.readthedocs.io/en/latest/specs/tls.html"),
     ),
     Note(
-        _cells_at("handler", "socketio-tornado-socketio-*+websocket?-*", "socketio-tornado-node-socketio?*+websocket?-*"),
+        _cells_at("handler", "socketio-tornado-socketio-*+websocket?-*",
+                  "socketio-tornado-node-socketio?*+websocket?-*"),
         "On the websocket transport python-socketio runs the connect handler from tornado's `open()`, after "
         "the upgrade, where `request.get_ssl_certificate()` raises AttributeError (tornado#2994): the app "
         "cannot see the client identity. Polling and upgrade sessions connect on a polling request first and see it.",
@@ -243,7 +244,8 @@ NOTES = [
         ("https://python-socketio.readthedocs.io/en/stable/api.html#socketio.AsyncServer.reason",),
     ),
     Note(
-        _cells_at("io", "socketio-*-socketio-*?*+polling?-io-1000-ordered*", "socketio-*-node-socketio?*+polling?-io-1000-ordered*"),
+        _cells_at("io", "socketio-*-socketio-*?*+polling?-io-1000-ordered*",
+                  "socketio-*-node-socketio?*+polling?-io-1000-ordered*"),
         "On polling, the client's write loop puts every queued packet into one POST, but the engine.io server "
         "decodes at most `Payload.max_decode_packets` = 16 packets per payload: a burst of more emits is "
         "answered with 400, the client's write loop logs a warning and ends, the events are lost without an "
@@ -252,7 +254,8 @@ NOTES = [
         ("https://github.com/miguelgrinberg/python-engineio/issues/142",),
     ),
     Note(
-        _cells_at("io", "socketio-aiohttp-socketio-*?*+polling?-io-1mib-tuned", "socketio-aiohttp-node-socketio?*+polling?-io-1mib-tuned"),
+        _cells_at("io", "socketio-aiohttp-socketio-*?*+polling?-io-1mib-tuned",
+                  "socketio-aiohttp-node-socketio?*+polling?-io-1mib-tuned"),
         "A polling POST of about 1.4 MB (1 MiB of binary, base64-encoded) reaches the engine.io server on aiohttp "
         "truncated: `AsyncSocket.handle_post_request` reads the body with one `wsgi.input.read(length)`, and the "
         "aiohttp driver's `wsgi.input` is the request's `StreamReader`, whose `read(n)` returns at most n bytes, "
