@@ -683,6 +683,9 @@ class SocketioClient(Client):
         "page=same-origin+upgrade": ("mtls-ok", "client-no-cert", "server-untrusted-ca", "io-close"),
     }
     servers = ("socketio-aiohttp", "socketio-tornado", "socketio-uvicorn")
+    # the socketio servers halve the deadline (their cells take milliseconds); a polling session from
+    # a fresh browser context takes 2-3 s (two handshakes: the first is dropped at the CertificateRequest)
+    deadline_scale = 2.0
 
     def scripts(self, variant, url):
         parts = urlsplit(url)
