@@ -125,3 +125,34 @@ def test_chromium_sends_a_token_in_the_url_and_cannot_set_a_header(run_matrix):
     assert cells["token-query-ok"].server_saw.handler_peer_cn == CLIENT_CN  # the identity the token names
     assert cells["token-header-ok"].verdict.value == "UNSUPPORTED"
     assert "cannot set request headers" in cells["token-header-ok"].reason
+
+
+SIO = "chromium-socketio[page=same-origin+{}]"
+
+
+@pytest.mark.skipif(not chromium.SOCKETIO_BUNDLE.exists(), reason=f"{chromium.SOCKETIO_BUNDLE} not installed")
+def test_chromium_as_a_socketio_client(run_matrix):
+    """Chromium presents the certificate for socket.io's polling XHRs (the HTTP path, where the policy
+    applies), and the upgrade reuses that choice; a bare websocket transport is canceled (crbug
+    993907). Node's socket.io server serves the page's origin; python-socketio refuses its POST
+    (Origin https:// against wsgi.url_scheme 'http', python-socketio#977)."""
+    results, _ = run_matrix(*PLUGIN, "--all-pairs", "--servers", "node-socketio,socketio-aiohttp",
+                            "--clients", "chromium-socketio", "--scenarios", "mtls-ok", "--profile", "default",
+                            "--deadline", "20")  # the server scales it by 0.5; polling costs two handshakes: 3 s, under load more
+    cells = {c.id: c for c in results.cells}
+    assert verdicts(results) == {
+        f"node-socketio-{SIO.format('polling')}-mtls-ok": "PASS",
+        f"node-socketio-{SIO.format('upgrade')}-mtls-ok": "PASS",
+        f"node-socketio-{SIO.format('websocket')}-mtls-ok": "FAIL",
+        f"socketio-aiohttp-{SIO.format('polling')}-mtls-ok": "FAIL",
+        f"socketio-aiohttp-{SIO.format('upgrade')}-mtls-ok": "FAIL",
+        f"socketio-aiohttp-{SIO.format('websocket')}-mtls-ok": "FAIL",
+    }
+    for transport in ("polling", "upgrade"):
+        ok = cells[f"node-socketio-{SIO.format(transport)}-mtls-ok"]
+        assert ok.server_saw.handler_peer_cn == CLIENT_CN
+        assert ok.transport == ("websocket" if transport == "upgrade" else "polling")
+    assert cells[f"node-socketio-{SIO.format('websocket')}-mtls-ok"].error.canonical == "CANCELED"
+    refused = cells[f"socketio-aiohttp-{SIO.format('polling')}-mtls-ok"]
+    assert refused.error.canonical == "HTTP_400" and "xhr post error: 400" in refused.error.message
+    assert refused.server_saw.tls.peer_cn == CLIENT_CN  # the certificate went out with the polling XHR

@@ -189,3 +189,35 @@ def test_openssl_s_client_is_judged_on_the_handshake_and_reads_the_tls13_rejecti
     untrusted = cells["server-untrusted-ca"]
     assert (untrusted.rejection.by, untrusted.rejection.canonical) == ("client", "UNKNOWN_CA")
     assert untrusted.error.message.startswith("verify error:num=20:")
+
+
+@needs_node
+def test_node_socketio_with_the_python_socketio_peers(run_matrix):
+    """Node's socket.io server requires and verifies the client certificate and shows it to the app;
+    socket.io-client presents one. Over polling, socket.io-client opens a TLS connection per request,
+    so aiohttp's connect handler finds the handshake request's connection gone (a finding), unless a
+    keep-alive agent carries the requests."""
+    python_clients = "socketio-asyncclient[http_session=connector+polling],socketio-asyncclient[http_session=connector+websocket]"
+    results, proc = run_matrix("--servers", "node-socketio,socketio-aiohttp", "--clients", f"node-socketio,{python_clients}",
+                               "--scenarios", "mtls-ok,client-no-cert", "--profile", "default", "-n", "2")
+    cells = {c.id: c for c in results.cells if "node-socketio" in c.id}
+    assert len(cells) == (2 + 4) * 2, proc.stdout
+    for cell in cells.values():
+        if cell.scenario == "client-no-cert":
+            assert cell.verdict.value == "PASS", (cell.id, cell.reason)
+            assert (cell.rejection.by, cell.rejection.canonical) == ("server", "CERT_REQUIRED"), cell.id
+            assert not cell.server_saw.handler_ran, cell.id
+    for transport in ("polling", "websocket"):
+        ok = cells[f"node-socketio-socketio-asyncclient[http_session=connector+{transport}]-mtls-ok"]
+        assert ok.verdict.value == "PASS", (ok.id, ok.reason)
+        assert ok.server_saw.handler_peer_cn == "mtls-matrix-client" and ok.server_saw.transport == transport
+    for variant, transport in (("options+websocket", "websocket"), ("agent+polling", "polling")):
+        ok = cells[f"socketio-aiohttp-node-socketio[{variant}]-mtls-ok"]
+        assert ok.verdict.value == "PASS", (ok.id, ok.reason)
+        assert ok.transport == transport and ok.client_tls.handshake == "ok"
+        assert ok.server_saw.handler_peer_cn == "mtls-matrix-client"
+    for variant, transport in (("options+polling", "polling"), ("options+upgrade", "websocket")):
+        gone = cells[f"socketio-aiohttp-node-socketio[{variant}]-mtls-ok"]
+        assert gone.verdict.value == "FAIL" and gone.transport == transport, (gone.id, gone.reason)
+        assert "transport is gone" in gone.server_saw.handler_identity_error
+        assert gone.server_saw.tls.peer_cn == "mtls-matrix-client"  # verified; only the app cannot see it

@@ -3,51 +3,17 @@
 // the first JSON line on stdin; events and replies leave as JSON lines on stdout; EOF on stdin
 // ends the process.
 
-const fs = require('fs');
 const https = require('https');
-const readline = require('readline');
 const tls = require('tls');
 const WebSocket = require('ws');
+const { emit, errorFields, peerCN, tlsServer, listen, tlsSettings, phaseOf, main, handshakeFields } = require('./common');
 
 const CLOSE_COMMAND = '__close__ ';
-
-function emit(event) {
-  process.stdout.write(JSON.stringify(event) + '\n');
-}
-
-function errorFields(err) {
-  return { message: String(err && err.message), code: (err && err.code) || null, type: (err && err.name) || 'Error' };
-}
-
-function peerCN(socket) {
-  const cert = socket.getPeerCertificate ? socket.getPeerCertificate() : null;
-  return cert && cert.subject ? (cert.subject.CN ?? null) : null;
-}
-
-function handshakeFields(socket) {
-  return { version: socket.getProtocol(), cipher: (socket.getCipher() || {}).name || null, peer_cn: peerCN(socket) };
-}
 
 // ---------------------------------------------------------------------------------- server
 
 function serve(config) {
-  const options = {
-    cert: fs.readFileSync(config.chain), key: fs.readFileSync(config.key), ca: fs.readFileSync(config.ca),
-    requestCert: true, rejectUnauthorized: true,
-  };
-  if (config.crl) options.crl = fs.readFileSync(config.crl);
-  if (config.tls === 'tls12') options.maxVersion = 'TLSv1.2';
-  if (config.tls === 'tls13') options.minVersion = 'TLSv1.3';
-  const server = https.createServer(options);
-  server.on('connection', (socket) => emit({ event: 'accept', remote_port: socket.remotePort }));
-  server.on('secureConnection', (socket) => emit({ event: 'handshake-ok', remote_port: socket.remotePort, ...handshakeFields(socket) }));
-  // Node verifies the client certificate after OpenSSL's handshake and, with rejectUnauthorized,
-  // destroys the socket: the application then gets 'tlsClientError' "socket hang up", and the
-  // reason only in socket.authorizationError.
-  server.on('tlsClientError', (err, socket) => emit({
-    event: 'handshake-error', remote_port: socket.remotePort ?? socket._parent?.remotePort,
-    verify_error: socket.authorizationError || null, ...errorFields(err),
-  }));
+  const server = tlsServer(config);
   const wss = new WebSocket.WebSocketServer({
     server, ...(config.profile === 'tuned' && config.max_message ? { maxPayload: config.max_message } : {}),
   });
@@ -66,8 +32,7 @@ function serve(config) {
     ws.on('close', (code, reason) => emit({ event: 'handler-close', token, code, reason: reason.toString() }));
     ws.on('error', (err) => emit({ event: 'error', token, ...errorFields(err) }));
   });
-  server.on('error', (err) => emit({ event: 'error', ...errorFields(err) }));
-  server.listen(config.port || 0, '127.0.0.1', () => emit({ event: 'listening', port: server.address().port }));
+  listen(server, config);
 }
 
 // ---------------------------------------------------------------------------------- client
@@ -86,22 +51,6 @@ const VARIANTS = {
 };
 
 const connections = new Map();
-
-function tlsSettings(command) {
-  const t = { ca: fs.readFileSync(command.ca) };
-  if (command.cert) {
-    t.cert = fs.readFileSync(command.cert);
-    t.key = fs.readFileSync(command.key);
-  }
-  return t;
-}
-
-function phaseOf(err, state) {
-  if (state.open) return 'io';
-  if (/^(ERR_SSL|ERR_TLS|CERT_|UNABLE_TO_|SELF_SIGNED|DEPTH_ZERO|HOSTNAME|INVALID_PURPOSE|EPROTO)/.test(err.code || '')) return 'tls';
-  if (!state.tcp) return 'tcp';
-  return state.secure ? 'upgrade' : 'tls';
-}
 
 function connect(variant, command) {
   const id = command.id;
@@ -180,20 +129,4 @@ function command(variant, c) {
 
 // ---------------------------------------------------------------------------------- main
 
-let config = null;
-const input = readline.createInterface({ input: process.stdin });
-input.on('line', (line) => {
-  if (!line.trim()) return;
-  const message = JSON.parse(line);
-  if (config === null) {
-    config = message;
-    if (config.role === 'server') serve(config);
-    else if (!VARIANTS[config.variant]) {
-      process.stderr.write(`unknown variant ${config.variant}; valid: ${Object.keys(VARIANTS).join(', ')}\n`);
-      process.exit(2);
-    }
-    return;
-  }
-  command(config.variant, message);
-});
-input.on('close', () => process.exit(0));
+main({ serve, variants: VARIANTS, command });

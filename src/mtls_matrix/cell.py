@@ -403,7 +403,7 @@ def io_steps(spec: CellSpec) -> tuple[tuple, ...]:
 
 def run_cell(spec: CellSpec, servers: ServerPool, pki: PKI, deadline: float, versions: dict[str, str]) -> Cell:
     scenario = spec.scenario
-    deadline = deadline * scenario.deadline_scale * spec.server.deadline_scale
+    deadline = deadline * scenario.deadline_scale * spec.server.deadline_scale * spec.client.peer.deadline_scale
     unsupported = unsupported_reason(spec)
     token = f"{os.getpid()}-{next(_tokens)}"
     recorder = observe.begin(token)

@@ -37,6 +37,7 @@ BUILTIN = (
     "mtls_matrix.peers.socketio",
     "mtls_matrix.peers.proxy_identity",
     "mtls_matrix.peers.node_ws",
+    "mtls_matrix.peers.node_socketio",
     "mtls_matrix.peers.gorilla",
     "mtls_matrix.peers.ruby",
     "mtls_matrix.peers.openssl_sclient",
@@ -341,6 +342,9 @@ class ClientPeer(Peer):
     only: dict[str, tuple[str, ...]] = {}
     # a sync library: its cells run in a client process (isolate.py), so a hung one can be killed
     blocking = False
+    # its cells' deadline times this (with the server's): a client whose every connection costs
+    # seconds of its own (a browser context) gets them back where a server shortens the deadline
+    deadline_scale: float = 1.0
     # hostile cells run all at once (hostile.Batch); False: one at a time, for a client whose cells
     # share a heavy process (a browser starting a dozen contexts at once would time its own start-up)
     side_by_side = True

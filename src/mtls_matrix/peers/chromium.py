@@ -54,8 +54,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import BestAvailableEncryption, load_pem_private_key, pkcs12
 
 from mtls_matrix import observe
-from mtls_matrix.peers import ClientPeer, ClientTLS, Closed, Connection
-from mtls_matrix.peers.foreign import SETUP_HINT, Toolchain
+from mtls_matrix.peers import ClientPeer, ClientTLS, Closed, Connection, cell_token
+from mtls_matrix.peers.foreign import FOREIGN_DIR, SETUP_HINT, Toolchain
+from mtls_matrix.peers.socketio import closed_canonical
 
 CHROMIUM = "/usr/bin/chromium"
 POLICY = Path("/etc/chromium/policies/managed/mtls-matrix.json")
@@ -380,6 +381,57 @@ _PAGE_SCRIPT = """
 })(%s, %s)
 """
 
+# The socket.io page: the client bundle (evaluated first) and the Python socketio peers' echo protocol
+# (peers/socketio.py): the cell token in `auth`, "echo" acknowledged, "bye" before a disconnect,
+# "close" to make the server disconnect. It offers the ws page's __mtlsSocket.send/close and tells
+# the same events; Socket.IO has no close code, so "close" carries the one asked for, if any.
+_SOCKETIO_PAGE_SCRIPT = """
+((url, token, transports) => {
+  const tell = (event) => __mtlsEvent(JSON.stringify(event));
+  const b64 = (buffer) => { const bytes = new Uint8Array(buffer); let s = "";
+    for (let i = 0; i < bytes.length; i += 32768) s += String.fromCharCode.apply(null, bytes.subarray(i, i + 32768));
+    return btoa(s); };
+  const socket = io(url, {auth: {cell: token}, transports, reconnection: false, forceNew: true});
+  let asked = null, closing = null, ended = false;
+  const end = (event) => { if (!ended) { ended = true; tell(event); } };
+  const echo = (data) => socket.emit("echo", data, (e) => tell(typeof e === "string"
+    ? {event: "message", type: "text", data: e} : {event: "message", type: "binary", data: b64(e)}));
+  window.__mtlsSocket = {
+    send: (text) => {
+      if (!text.startsWith("__close__ ")) return echo(text);
+      const [, code, ...reason] = text.split(" ");
+      asked = {code: Number(code), reason: reason.join(" ")};
+      socket.emit("close", asked);
+    },
+    close: (code, reason) => {
+      closing = {code, reason};
+      if (!socket.connected) { socket.disconnect(); return end({event: "close", code, reason, clean: true}); }
+      socket.timeout(5000).emit("bye", {code, reason}, () => socket.disconnect());
+    },
+  };
+  window.__mtlsSendBinary = (data) => { const s = atob(data), bytes = new Uint8Array(s.length);
+    for (let i = 0; i < s.length; i++) bytes[i] = s.charCodeAt(i);
+    echo(bytes); };
+  const opened = () => tell({event: "open", transport: socket.io.engine.transport.name});
+  socket.on("connect", () => {
+    const engine = socket.io.engine;
+    if (!transports.includes("websocket") || engine.transport.name === "websocket") return opened();
+    // the client upgrades in the background and drops a failed upgrade silently: wait for it
+    engine.once("upgrade", opened);
+    engine.once("upgradeError", (e) => { tell({event: "error", message: "NoUpgrade: upgradeError " + e.message});
+      socket.disconnect(); end({event: "close", code: null, reason: "NoUpgrade", clean: false}); });
+  });
+  const described = (d) => d && d.message !== undefined ? d.message : String(d);
+  socket.on("connect_error", (e) => {
+    tell({event: "error", message: e.message + (e.description !== undefined ? ": " + described(e.description) : "")});
+    end({event: "close", code: null, reason: e.message, clean: false}); });
+  socket.on("disconnect", (reason) => {
+    const told = closing || (asked && reason === "io server disconnect" ? asked : null);
+    end({event: "close", code: told ? told.code : null, reason: told ? told.reason : reason, clean: true});
+  });
+})(%s, %s, %s)
+"""
+
 
 class _Page:
     """One cell's browser context and page, living on the browser's loop."""
@@ -400,9 +452,11 @@ class _Page:
         elif method == "Network.loadingFailed" and params.get("type") != "Document":
             self.knew.append(params.get("errorText", ""))
         elif method == "Security.certificateError":
-            target = "the WebSocket" if params.get("requestURL", "").startswith("wss:") else "the preflight"
+            url = params.get("requestURL", "")
+            target = ("the WebSocket" if url.startswith("wss:") else "the preflight" if url.endswith(PREFLIGHT)
+                      else "the polling request")
             self.knew.append(f"certificate error {params.get('errorType')} for {target}")  # no port: findings group
-        elif method == "Network.responseReceived" and params.get("type") == "Fetch":
+        elif method == "Network.responseReceived" and params.get("type") in ("Fetch", "XHR"):
             self.security = params["response"].get("securityDetails")
         elif method == "Fetch.requestPaused":
             asyncio.ensure_future(self.cdp.send("Fetch.fulfillRequest", {
@@ -423,8 +477,9 @@ class _Page:
             await self.cdp.send(method, params, self.session)
         return self
 
-    async def open(self, url: str, preflight: bool) -> dict:
-        """Open the page at the server's origin and start the WebSocket; the first page event."""
+    async def open(self, url: str, scripts: tuple[str, ...]) -> dict:
+        """Open the page at the server's origin and run the scripts that start the connection; the
+        first page event."""
         origin = f"https://{urlsplit(url).netloc}/"
         loaded = asyncio.get_running_loop().create_future()
         self.cdp.listeners[self.session].append(
@@ -432,12 +487,16 @@ class _Page:
         await self.cdp.send("Fetch.enable", {"patterns": [{"urlPattern": origin}]}, self.session)
         await self.cdp.send("Page.navigate", {"url": origin}, self.session)
         await loaded  # the pattern matches the page's URL only: the preflight and the WebSocket go to the network
-        await self.evaluate(_PAGE_SCRIPT % (json.dumps(url), json.dumps(origin + PREFLIGHT if preflight else None)))
+        for script in scripts:
+            await self.evaluate(script)
         while True:
             event = await self.events.get()
             if event["event"] == "preflight":
                 self.page_saw.append(f"fetch /{PREFLIGHT}: " + (
                     f"HTTP {event['status']}" if "status" in event else event["error"]))
+                continue
+            if event["event"] == "error" and event.get("message"):  # the socket.io page says what it saw
+                self.page_saw.append(f"error: {event['message']}")
                 continue
             return event
 
@@ -513,11 +572,11 @@ def _tls_version(details: dict | None) -> str | None:
 
 def _record_tls(page: _Page, opened: bool) -> None:
     """The browser's side of the TLS story, as far as CDP tells it (called on the cell's thread)."""
-    if opened:
-        version = _tls_version(page.security)
-        if version:  # only the preflight's response carries TLS details; a WebSocket's does not
-            observe.thread_event("client", "handshake-ok", version=version, cipher=page.security.get("cipher"),
-                                 peer_cn=page.security.get("subjectName"))
+    version = _tls_version(page.security)
+    if version:  # only HTTP responses (the preflight, socket.io's polling) carry TLS details; a WebSocket's does not
+        observe.thread_event("client", "handshake-ok", version=version, cipher=page.security.get("cipher"),
+                             peer_cn=page.security.get("subjectName"))
+    if opened or version:  # a refusal after a response came through TLS: not a TLS failure
         return
     for text in page.knew:
         canonical = canonical_of(text)
@@ -566,10 +625,12 @@ class Client(ClientPeer):
         browser = await asyncio.to_thread(browser_for, tls)
         page = await browser.run(browser.page(), timeout)
         try:
-            first = await browser.run(page.open(url, preflight=variant.endswith("+fetch")), timeout)
+            first = await browser.run(page.open(url, self.scripts(variant, url)), timeout)
             if first["event"] == "open":
                 _record_tls(page, opened=True)
-                return _Conn(browser, page, timeout)
+                conn = _Conn(browser, page, timeout)
+                conn.transport = first.get("transport")  # socketio family: the transport that carried the session
+                return conn
             while first["event"] != "close":  # "error" always comes before "close"
                 page.page_saw.append(first["event"])
                 first = await browser.run(page.next_event(), timeout)
@@ -583,6 +644,11 @@ class Client(ClientPeer):
         knew = "; ".join(dict.fromkeys(page.knew)) or "nothing"
         raise PageSaw(f"the page saw: {saw}") from BrowserKnew(
             f"the browser knew: {knew}", next((c for c in map(canonical_of, page.knew) if c), None))
+
+    def scripts(self, variant: str, url: str) -> tuple[str, ...]:
+        """The page scripts that start this variant's connection to `url`."""
+        preflight = f"https://{urlsplit(url).netloc}/{PREFLIGHT}" if variant.endswith("+fetch") else None
+        return (_PAGE_SCRIPT % (json.dumps(url), json.dumps(preflight)),)
 
     def missing(self) -> str | None:
         return availability()
@@ -602,4 +668,53 @@ class Client(ClientPeer):
         return None
 
 
-PEERS = [Client()]
+SOCKETIO_BUNDLE = FOREIGN_DIR / "node" / "node_modules" / "socket.io-client" / "dist" / "socket.io.min.js"
+
+
+class SocketioClient(Client):
+    """The same browser as a socket.io client: the page runs socket.io-client's browser bundle (from
+    the npm package foreign/node installs; never fetched at run time) against the Python socketio
+    servers. Its polling requests are XHRs, Chromium's HTTP path, where the certificate policy
+    applies; its WebSocket is not (crbug.com/993907), unless polling chose the certificate first."""
+
+    name = "chromium-socketio"
+    family = "socketio"
+    variants = ("page=same-origin+polling", "page=same-origin+websocket", "page=same-origin+upgrade")
+    unsupported = {"ping": "Socket.IO has no application ping: Engine.IO's heartbeat is internal, no API sends one"}
+    variant_scenarios = {
+        "page=same-origin+polling": ("mtls-ok",),
+        "page=same-origin+websocket": ("mtls-ok",),  # a WebSocket alone: does the browser present the certificate?
+        "page=same-origin+upgrade": ("mtls-ok", "client-no-cert", "server-untrusted-ca", "io-close"),
+    }
+    servers = ("socketio-aiohttp", "socketio-tornado", "socketio-uvicorn")
+    # the socketio servers halve the deadline (their cells take milliseconds); a polling session from
+    # a fresh browser context takes 2-3 s (two handshakes: the first is dropped at the CertificateRequest)
+    deadline_scale = 2.0
+
+    def scripts(self, variant, url):
+        parts = urlsplit(url)
+        transports = {"polling": ["polling"], "websocket": ["websocket"], "upgrade": ["polling", "websocket"]}
+        return (SOCKETIO_BUNDLE.read_text(), _SOCKETIO_PAGE_SCRIPT % (
+            json.dumps(f"https://{parts.netloc}"), json.dumps(cell_token(parts.path)),
+            json.dumps(transports[variant.rsplit("+", 1)[1]])))
+
+    def missing(self) -> str | None:
+        if not SOCKETIO_BUNDLE.exists():
+            return (f"{SOCKETIO_BUNDLE} not found (npm package socket.io-client); "
+                    "run `mtls-matrix setup-foreign --only node`")
+        return availability()
+
+    def canonical(self, exc):
+        if isinstance(exc, PageSaw) and "NoUpgrade" in str(exc):
+            return "NO_UPGRADE"
+        # a polling request the server answered with an error status: an HTTP refusal, which CDP
+        # does not count as a failed load (socket.io-client: "xhr post error: 400")
+        refused = re.search(r"xhr (?:post|poll) error: ([45]\d\d)\b", str(exc))
+        if isinstance(exc, PageSaw) and refused:
+            return f"HTTP_{refused.group(1)}"
+        if isinstance(exc, Closed):
+            return closed_canonical(exc)
+        return super().canonical(exc)
+
+
+PEERS = [Client(), SocketioClient()]

@@ -429,7 +429,8 @@ class ForeignClient(_ForeignPeer, ClientPeer):
         conn = _ForeignConnection(self, proc, observe.connection_recorder())
         await conn.open({"url": url, "ca": str(tls.ca), "cert": str(tls.cert) if tls.cert else None,
                          "key": str(tls.key) if tls.key else None, "server_hostname": tls.server_hostname,
-                         "headers": dict(tls.headers), "profile": profile, "timeout": timeout})
+                         "headers": dict(tls.headers), "auth": dict(tls.auth), "profile": profile,
+                         "timeout": timeout})
         return conn
 
     async def _process(self, variant: str) -> _ClientProcess:
@@ -467,6 +468,7 @@ class _ForeignConnection(Connection):
         self.messages: collections.deque = collections.deque()
         self.ended: BaseException | None = None  # Closed or ForeignError: what recv raises once drained
         self.handshake_done = False
+        self.transport: str | None = None  # socketio family: the transport that carried the session
         self.id = next(proc.ids)
         proc.routes[self.id] = self
 
@@ -531,7 +533,8 @@ class _ForeignConnection(Connection):
 
     async def open(self, fields: dict) -> None:
         try:
-            await self._command("connect", "open", **fields)
+            opened = await self._command("connect", "open", **fields)
+            self.transport = opened.get("transport")
         except (ForeignError, Closed):
             self.proc.routes.pop(self.id, None)
             raise

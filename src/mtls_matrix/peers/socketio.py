@@ -565,13 +565,18 @@ class _SyncConn(_Conn):
             self.cleanup()
 
 
-_UNSUPPORTED = {"ping": "Socket.IO has no application ping: Engine.IO's heartbeat is internal, no API sends one"}
+UNSUPPORTED = {"ping": "Socket.IO has no application ping: Engine.IO's heartbeat is internal, no API sends one"}
 
 
 def _check_upgrade(sio, transport: str) -> None:
     if transport == "upgrade" and sio.transport() != "websocket":
         raise NoUpgrade(f"asked to upgrade to websocket, the session stayed on {sio.transport()} "
                         "(the library drops a failed upgrade silently)")
+
+
+def closed_canonical(exc: Closed) -> str:
+    """A disconnect the server did not ask for: the library's reason (Socket.IO has no close code)."""
+    return "DISCONNECTED_" + str(exc.reason).upper().replace(" ", "_")
 
 
 def _canonical(exc) -> str | None:
@@ -581,8 +586,8 @@ def _canonical(exc) -> str | None:
         return "CONNECT_REFUSED"
     if isinstance(exc, socketio.exceptions.TimeoutError):
         return "TIMEOUT"
-    if isinstance(exc, Closed):  # a disconnect the server did not ask for: the library's reason
-        return "DISCONNECTED_" + str(exc.reason).upper().replace(" ", "_")
+    if isinstance(exc, Closed):
+        return closed_canonical(exc)
     # engineio replaces a failed websocket handshake by ConnectionError('Connection error'); the
     # status is on the original exception, in the chain
     for e in verdict.chain(exc):
@@ -601,7 +606,7 @@ class AsyncClient(ClientPeer):
     # ssl_verify takes only True (default trust store, no client certificate) or False (no
     # verification): neither can carry a private CA or a client certificate, so no variant.
     variants = _variants(TLS_WAYS_ASYNC)
-    unsupported = _UNSUPPORTED
+    unsupported = UNSUPPORTED
 
     async def connect(self, variant, url, tls: ClientTLS, profile, timeout):
         way, transport = variant.split("+")
@@ -648,7 +653,7 @@ class Client(ClientPeer):
     # websocket_extra_options: {"sslopt": {"context": ctx}} reaches websocket-client only;
     # polling uses the library's own requests.Session (default trust store, no certificate).
     variants = _variants(TLS_WAYS_SYNC)
-    unsupported = _UNSUPPORTED
+    unsupported = UNSUPPORTED
 
     async def connect(self, variant, url, tls: ClientTLS, profile, timeout):
         way, transport = variant.split("+")

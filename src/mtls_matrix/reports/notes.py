@@ -22,7 +22,13 @@ def _cells_at(phase: str, *patterns: str):
 def _ws_family(pattern: str):
     """A note about the ws-family libraries' limits: not for socketio cells of the same scenario."""
     glob = _glob(pattern)
-    return lambda finding: any(glob.match(i) and not i.startswith("socketio-") for i in finding.note_ids)
+    return lambda finding: any(glob.match(i) and "socketio" not in i for i in finding.note_ids)
+
+
+def _any_of(*patterns: str):
+    """A note for findings holding a cell that matches one of the globs."""
+    globs = [_glob(p) for p in patterns]
+    return lambda finding: any(g.match(i) for g in globs for i in finding.note_ids)
 
 
 NOTES = [
@@ -192,7 +198,8 @@ NOTES = [
          "https://github.com/websocket-client/websocket-client/issues/787"),
     ),
     Note(
-        "socketio-*-socketio-*?websocket_extra_options=*+upgrade?-*",
+        _any_of("socketio-*-socketio-*?websocket_extra_options=*+upgrade?-*",
+                "node-socketio-socketio-*?websocket_extra_options=*+upgrade?-*"),
         "`websocket_extra_options` reaches only the websocket transport (aiohttp `ws_connect(**options)`, "
         "websocket-client `create_connection(**options)`). The polling leg that `+upgrade` (the library "
         "default: polling first) starts with uses the library's own HTTP session with the default trust store "
@@ -209,7 +216,8 @@ NOTES = [
          "https://asgi.readthedocs.io/en/latest/specs/tls.html"),
     ),
     Note(
-        _cells_at("handler", "socketio-tornado-socketio-*+websocket?-*"),
+        _cells_at("handler", "socketio-tornado-socketio-*+websocket?-*",
+                  "socketio-tornado-node-socketio?*+websocket?-*"),
         "On the websocket transport python-socketio runs the connect handler from tornado's `open()`, after "
         "the upgrade, where `request.get_ssl_certificate()` raises AttributeError (tornado#2994): the app "
         "cannot see the client identity. Polling and upgrade sessions connect on a polling request first and see it.",
@@ -260,7 +268,8 @@ NOTES = [
          "https://github.com/miguelgrinberg/flask-sock/issues/77"),
     ),
     Note(
-        _cells_at("io", "socketio-*-socketio-*?*+polling?-io-1000-ordered*"),
+        _cells_at("io", "socketio-*-socketio-*?*+polling?-io-1000-ordered*",
+                  "socketio-*-node-socketio?*+polling?-io-1000-ordered*"),
         "On polling, the client's write loop puts every queued packet into one POST, but the engine.io server "
         "decodes at most `Payload.max_decode_packets` = 16 packets per payload: a burst of more emits is "
         "answered with 400, the client's write loop logs a warning and ends, the events are lost without an "
@@ -269,13 +278,16 @@ NOTES = [
         ("https://github.com/miguelgrinberg/python-engineio/issues/142",),
     ),
     Note(
-        _cells_at("io", "socketio-aiohttp-socketio-*?*+polling?-io-1mib-tuned"),
+        _cells_at("io", "socketio-aiohttp-socketio-*?*+polling?-io-1mib-tuned",
+                  "socketio-aiohttp-node-socketio?*+polling?-io-1mib-tuned"),
         "A polling POST of about 1.4 MB (1 MiB of binary, base64-encoded) reaches the engine.io server on aiohttp "
         "truncated: `AsyncSocket.handle_post_request` reads the body with one `wsgi.input.read(length)`, and the "
         "aiohttp driver's `wsgi.input` is the request's `StreamReader`, whose `read(n)` returns at most n bytes, "
         "whatever has arrived. The server logs 'Incorrect padding' (base64), answers 400, the client's write loop "
         "ends, and the event and its ack are lost without an error to the caller (measured on plain HTTP too: "
-        "no ack within 20 s).",
+        "no ack within 20 s). When the cut falls on a whole base64 quantum (seen with socket.io-client's POSTs), "
+        "the server decodes the truncated attachment and acknowledges it: 1 MiB sent, about 120 KB echoed, no "
+        "error anywhere (FAIL instead of HANG).",
         ("https://github.com/miguelgrinberg/python-socketio/issues/368",),
     ),
     Note(
@@ -313,5 +325,77 @@ NOTES = [
         "payload is refused (polling POST: 413; websocket on aiohttp: message too big). The `tuned` profile "
         "raises it.",
         ("https://python-socketio.readthedocs.io/en/stable/api.html#socketio.AsyncServer",),
+    ),
+    Note(
+        _cells_at("handler", "*-node-socketio?options+polling?-*", "*-node-socketio?options+upgrade?-*"),
+        "socket.io-client in Node polls through xmlhttprequest-ssl, which calls `https.request` with "
+        "`agent: false` unless the application passes an `agent`: no keep-alive, every polling request is a "
+        "new TLS connection (a full handshake with the client certificate), closed after its response. The "
+        "server's connect handler runs on the CONNECT packet's POST, when the connection of the request that "
+        "opened the session is already closed: aiohttp's request has no transport, tornado's no stream, and "
+        "Node's own `socket.request.socket.getPeerCertificate()` returns null. Every connection was verified; "
+        "the application cannot read the identity. Workaround: a keep-alive `https.Agent` with the TLS options "
+        "in the client's `agent` option (`node-socketio[agent+polling]` passes), or read the identity on the "
+        "server where the handshake request is still open (Node: `allowRequest`, a middleware).",
+        ("https://github.com/driverdan/node-XMLHttpRequest/issues/61",
+         "https://github.com/socketio/engine.io-client/issues/182"),
+    ),
+    Note(
+        _cells_at("io", "node-socketio-*-io-1mib", "node-socketio-*-io-16mib"),
+        "socket.io's `maxHttpBufferSize` defaults to 1e6 bytes, less than 1 MiB: on websocket the server closes "
+        "the connection ('transport error' at the client); on polling it answers the POST with HTTP 413 and keeps "
+        "the session, and python-engineio's client ends its write loop with a log warning ('Unexpected status code "
+        "413 in server response, aborting'), raising nothing: the ack never comes (HANG). The `tuned` profile "
+        "raises the limit.",
+        ("https://socket.io/docs/v4/server-options/#maxhttpbuffersize",),
+    ),
+    Note(
+        _cells_at("io", "node-socketio-socketio-*?*+polling?-io-1000-ordered*"),
+        "Node's engine.io accepts the burst and answers the acknowledgements batched in one polling response of "
+        "hundreds of packets; python-engineio's client decodes at most `Payload.max_decode_packets` = 16 packets "
+        "per payload, logs 'Unexpected packet from server, aborting' and ends the session ('transport error'). "
+        "The limit that makes python-engineio's server refuse the burst, on the client side.",
+        ("https://github.com/miguelgrinberg/python-engineio/issues/142",),
+    ),
+    Note(
+        _cells_at("io", "node-socketio-socketio-*-io-close*"),
+        "python-socketio's `disconnect()` aborts the engine.io connection right after queueing the namespace "
+        "DISCONNECT: Node's server reports 'transport close', not 'client namespace disconnect', on polling as on "
+        "websocket (with python-socketio's own servers the polling case waits out the long-poll instead).",
+        ("https://socket.io/docs/v4/server-socket-instance/#disconnect",),
+    ),
+    Note(
+        "*-chromium-socketio?page=same-origin+polling?-*",
+        "Chromium presents the client certificate for socket.io's polling requests: they are XHRs, on the HTTP "
+        "path where `AutoSelectCertificateForUrls` applies (the server's handshake records the certificate). "
+        "Against python-socketio the handshake GET then succeeds, but the CONNECT packet's POST carries "
+        "`Origin: https://HOST:PORT` (browsers send Origin on every POST), which engine.io's async drivers "
+        "compare with `http://HOST:PORT` (`wsgi.url_scheme` is 'http' when they terminate TLS): 400. A page "
+        "served by the server's own HTTPS origin cannot connect until `cors_allowed_origins` names it. Against "
+        "Node's socket.io server (`--all-pairs`) polling and upgrade sessions PASS with the identity seen.",
+        ("https://github.com/miguelgrinberg/python-socketio/issues/977",),
+    ),
+    Note(
+        "*-chromium-socketio?page=same-origin+upgrade?-*",
+        "The default transports (polling, then the upgrade): the polling XHRs choose the client certificate, "
+        "and the upgrade's WebSocket reuses that decision; against python-socketio the polling POST is refused "
+        "first (Origin https:// against wsgi.url_scheme 'http', 400), so the upgrade never starts.",
+        ("https://github.com/miguelgrinberg/python-socketio/issues/977",),
+    ),
+    Note(
+        "*-chromium-socketio?page=same-origin+websocket?-*",
+        "socket.io's websocket transport alone is a bare WebSocket: Chromium never asks for a client certificate "
+        "for one and cancels at the server's CertificateRequest ('WebSocket opening handshake was canceled'), as "
+        "`chromium[page=same-origin]` shows in the ws family.",
+        ("https://crbug.com/993907",),
+    ),
+    Note(
+        "CLARITY client:*-socketio?* *",
+        "What socket.io-client tells the application about a failed connection: on polling, `connect_error` "
+        "'xhr poll error' with description 0 (in Node, xmlhttprequest-ssl keeps the TLS error in its statusText, "
+        "which engine.io-client does not pass on; in a browser the page is never told), whatever the cause; on "
+        "websocket, 'websocket error' with Node's message ('unable to verify the first certificate', or 'socket "
+        "hang up' when a TLS 1.3 server refuses the certificate after the client's handshake).",
+        ("https://socket.io/docs/v4/client-socket-instance/#connect_error",),
     ),
 ]
