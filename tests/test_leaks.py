@@ -3,10 +3,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
+import subprocess
+import sys
+import time
 import warnings
+from pathlib import Path
+
+import pytest
 
 from mtls_matrix import leaks as leaks_mod
+from mtls_matrix.peers import foreign, node_ws
+from mtls_matrix.peers.node_ws import NODE
+from mtls_matrix.pki import PKI
 from mtls_matrix.reports import bugs, leaks
 from mtls_matrix.results import Leaks, Verdict
 from tests.test_bugs_report import cell, results
@@ -97,3 +107,85 @@ def test_a_warning_about_another_listeners_socket_and_its_transport_is_marked_ea
     marked = _attributed([other, "unclosed transport <_SelectorSocketTransport fd=108>", mine,
                           "unclosed transport <_SelectorSocketTransport fd=7>"], 5000)
     assert [m.startswith(leaks_mod.EARLIER) for m in marked] == [True, True, False, False]
+
+
+# -- peers in other processes (peers/foreign.py, proxies, the browser): measured from outside ---------
+
+needs_node = pytest.mark.skipif(NODE.missing() is not None, reason=f"{NODE.missing()}")
+
+
+def _settled(port: int, before: set[str], processes: tuple[int, ...], want: tuple[int, int]) -> tuple[int, int]:
+    """connection_sockets once it shows `want`, or what it shows after 5 s (another process closes in its own time)."""
+    end = time.monotonic() + 5
+    while (found := leaks_mod.connection_sockets(port, before, processes)) != want and time.monotonic() < end:
+        time.sleep(0.02)
+    return found
+
+
+def test_a_foreign_server_that_keeps_rejected_sockets_is_reported_and_websockets_beside_it_is_clean(run_matrix):
+    found, proc = run_matrix("--peer-plugin", "tests.foreign.peers", "--servers", "selftest-leaky-foreign,websockets",
+                             "--clients", "websockets", "--scenarios", "client-expired", "-n", "0",
+                             env={"PYTHONPATH": str(Path(__file__).parents[1])})
+    leaky = [c for c in found.cells if c.server == "server:selftest-leaky-foreign"]
+    assert [c.verdict for c in leaky] == [Verdict.PASS], proc.stdout  # a leak never changes a verdict
+    assert leaky[0].leaks == Leaks(server_sockets=1)  # the socket it kept, in its own process
+    assert all(c.leaks is None for c in found.cells if c not in leaky)
+    section = "\n".join(leaks.render(found.cells))
+    assert "| server `selftest-leaky-foreign` | 1 of 1 | 1 | 0 | 0 |" in section
+
+
+@needs_node
+def test_real_node_ws_processes_are_measured_from_outside_by_the_cells_port():
+    """The sockets of a real node-ws server process and of a real node-ws client process count,
+    by side, while a connection is open, and stop counting once it is closed."""
+    from mtls_matrix.cell import ServerHost, client_tls, server_context
+    from mtls_matrix.scenarios import select
+
+    scenario = select(["mtls-ok"])[0]
+    with PKI() as pki:
+        host = ServerHost(node_ws.Server(), server_context(pki, scenario), "default")
+        try:
+            server_side = host.peer.processes()
+            assert server_side and leaks_mod.listening_addresses(server_side[0]) == {("127.0.0.1", host.port)}
+            before = leaks_mod.socket_inodes(server_side)
+            plain = socket.create_connection(("127.0.0.1", host.port))  # held open by this process
+            assert _settled(host.port, before, server_side, (1, 1)) == (1, 1)
+            plain.close()
+            assert _settled(host.port, before, server_side, (0, 0)) == (0, 0)
+        finally:
+            host.close()
+
+        listener = socket.create_server(("127.0.0.1", 0))  # accepts, never speaks TLS: the connect waits
+        port = listener.getsockname()[1]
+        client = node_ws.Client()
+
+        async def connect_and_look() -> tuple[tuple[int, int], tuple[int, int]]:
+            attempt = asyncio.ensure_future(client.connect("options", f"wss://localhost:{port}/", client_tls(pki, scenario),
+                                                           "default", 5))
+            accepted, _ = await asyncio.to_thread(listener.accept)
+            processes = client.processes()
+            during = await asyncio.to_thread(_settled, port, before_client, processes, (1, 1))
+            attempt.cancel()  # the harness tells the process to drop the connection
+            accepted.close()
+            after = await asyncio.to_thread(_settled, port, before_client, processes, (0, 0))
+            return during, after
+
+        before_client = leaks_mod.socket_inodes(client.processes())
+        try:
+            assert asyncio.run(connect_and_look()) == ((1, 1), (0, 0))
+        finally:
+            listener.close()
+            foreign.close_clients()
+
+
+def test_a_process_and_its_children_are_followed():
+    child = subprocess.Popen([sys.executable, "-c", "import subprocess, sys; subprocess.run([sys.executable, '-c', "
+                              "'import time; time.sleep(30)'])"], stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        end = time.monotonic() + 5
+        while len(found := leaks_mod.with_children((child.pid,))) < 2 and time.monotonic() < end:
+            time.sleep(0.02)
+        assert found[0] == child.pid and len(found) == 2
+    finally:
+        foreign.kill_group(child.pid)
+        child.wait()

@@ -589,6 +589,10 @@ class Client(ClientPeer):
         except Exception:
             pass  # connect() meets the same problem and reports it in its cell
 
+    def processes(self):
+        """The browsers of this worker (their network service is a child process)."""
+        with _lock:
+            return tuple(b.proc.pid for b in _browsers.values() if b.proc is not None and b.proc.poll() is None)
 
     def canonical(self, exc):
         if isinstance(exc, PageSaw) and isinstance(exc.__cause__, BrowserKnew):

@@ -224,6 +224,10 @@ class ForeignServer(_ForeignPeer, ServerPeer):
         """The server process (its sockets are not this process's: leaks.listening_addresses(pid))."""
         return self._proc.pid
 
+    def processes(self) -> tuple[int, ...]:
+        proc = getattr(self, "_proc", None)  # a listener's copy (cell.ServerHost) once started
+        return (proc.pid,) if proc is not None and proc.returncode is None else ()
+
     async def stop(self) -> None:
         self._stopping = True
         proc = self._proc
@@ -439,6 +443,11 @@ class ForeignClient(_ForeignPeer, ClientPeer):
             with _processes_lock:
                 _processes[key] = proc
         return proc
+
+    def processes(self) -> tuple[int, ...]:
+        """This worker's client processes of this peer (one per variant)."""
+        with _processes_lock:
+            return tuple(p.popen.pid for key, p in _processes.items() if key[0] == self.name and p.alive)
 
     def canonical(self, exc: BaseException) -> str | None:
         return exc.canonical if isinstance(exc, ForeignError) else None
