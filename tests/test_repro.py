@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from mtls_matrix import repro
+from mtls_matrix.peers.foreign import ForeignClient, ForeignServer
 from mtls_matrix.plugin import build_selection
 from mtls_matrix.scenarios import BY_NAME
 from tests.conftest import mtls_matrix
@@ -103,6 +104,66 @@ def test_reproducer_observes_what_the_matrix_judged(run_matrix, tmp_path, server
     notes = (out / "README.md").read_text()
     assert ident in notes and BY_NAME[scenario].description in notes and cell.verdict.value in notes
     assert "throwaway test keys from a test CA" in notes
+
+
+# Foreign peers (peers/foreign.py): the reproducer starts the very program the matrix ran, with
+# the same config. A Node server failing in I/O and rejecting a client, a Go client rejecting a
+# server, a Node client accepting what it must not.
+FOREIGN_CELLS = [
+    ("node-ws", "tornado[ssl_options=context]", "io-16mib", "default"),
+    ("node-ws", "websockets[ssl=context]", "client-expired", "default"),
+    ("websockets", "gorilla[dialer-tlsconfig]", "server-untrusted-ca", "default"),
+    ("aiohttp", "node-ws[options]", "server-cn-only", "default"),
+]
+
+
+@pytest.mark.parametrize("server, client, scenario, profile", FOREIGN_CELLS, ids=[cell_id(*c) for c in FOREIGN_CELLS])
+def test_a_foreign_peers_reproducer_runs_its_program_and_observes_what_the_matrix_judged(
+        run_matrix, tmp_path, server, client, scenario, profile):
+    ident = cell_id(server, client, scenario, profile)
+    spec = repro.find_cell(ident)
+    program = spec.server if spec.server.foreign else spec.client.peer
+    if program.missing():
+        pytest.skip(program.missing())
+    results, _ = run_matrix("--servers", server, "--clients", client, "--scenarios", scenario,
+                            "--profile", profile, "-n", "0")
+    [cell] = [c for c in results.cells if c.id == ident]
+
+    out = tmp_path / "repro"
+    made = generate(out, ident)
+    assert made.returncode == 0, made.stderr
+    ran = run_script(out)
+    expect = BY_NAME[scenario].expect
+    observed = line(ran.stdout, "OBSERVED")
+    assert repro.verdict_of(observed, expect.outcome, expect.by, expect.reason) == cell.verdict.value, (
+        f"matrix: {cell.verdict.value} ({cell.reason})\nreproducer:\n{ran.stdout}\n{ran.stderr}")
+    assert ran.returncode == (0 if cell.verdict.value == "PASS" else 1)
+    # the program's own words, as the matrix recorded them
+    words = cell.error.message if program is spec.client.peer else (
+        cell.server_saw.tls.error.message if cell.server_saw.tls.error else None)
+    assert words is None or words in ran.stdout, (words, ran.stdout)
+    assert f"{program.role} program: " in ran.stdout  # its events are shown
+    # the Python side's library and the standard library only; nothing of mtls_matrix
+    text = (out / "repro.py").read_text()
+    python_side = spec.client.peer if program is spec.server else spec.server
+    owners = importlib.metadata.packages_distributions()
+    third_party = imported_modules(text) - set(sys.stdlib_module_names) - {"__future__"}
+    assert "mtls_matrix" not in text and {owners[m][0] for m in third_party} == {python_side.library}
+    pins = (out / "requirements.txt").read_text().split()
+    assert f"{python_side.library}=={importlib.metadata.version(python_side.library)}" in pins
+    assert not any(p.startswith(program.library + "==") for p in pins)
+    assert "setup-foreign --only" in (out / "README.md").read_text()
+
+
+def test_every_foreign_program_peer_has_snippets_that_compile():
+    cells = [s for s in build_selection().cells if s.scenario.name in ("mtls-ok", "io-close")
+             and (isinstance(s.server, ForeignServer) or isinstance(s.client.peer, ForeignClient))]
+    assert {c.server.name for c in cells} >= {"node-ws", "gorilla", "puma-faye", "puma-driver"}
+    assert {c.client.peer.name for c in cells} >= {"node-ws", "gorilla", "em-websocket-driver", "faye-websocket"}
+    for spec in cells:
+        files = {"ca.pem": (None, False, ""), f"{spec.scenario.server_cert}.chain.pem": (None, False, ""),
+                 "client.chain.pem": (None, False, "")}
+        compile(repro.script(spec, files, 5.0), spec.id, "exec")
 
 
 @pytest.mark.parametrize("scenario, client_files, crl", [

@@ -29,11 +29,13 @@ import shutil
 import ssl
 import sys
 import tempfile
+import textwrap
 from pathlib import Path
 from string import Template
 
 from mtls_matrix import cell as matrix_cell
 from mtls_matrix.cell import CellSpec
+from mtls_matrix.peers.foreign import FOREIGN_DIR
 from mtls_matrix.pki import CLIENT_CN, PKI
 from mtls_matrix.plugin import DEFAULT_DEADLINE, build_selection
 from mtls_matrix.results import Cell, Results, Run, Verdict
@@ -82,12 +84,14 @@ def find_cell(cell_id: str, peer_plugins: list[str] | tuple[str, ...] = ()) -> C
 
 def _own(peer, attribute: str):
     """A peer's snippet counts only when its own class defines it: a subclass that changes the
-    behaviour (tests/selftest_peers.py) must not borrow its parent's code for its reproducer."""
-    return getattr(peer, attribute) if attribute in type(peer).__dict__ else None
+    behaviour (tests/selftest_peers.py) must not borrow its parent's code for its reproducer. A
+    foreign peer's snippets are built from its own declarations (`repro_derived`: peers/foreign.py)."""
+    own = attribute in type(peer).__dict__ or getattr(peer, "repro_derived", False)
+    return getattr(peer, attribute, None) if own else None
 
 
 def snippets(spec: CellSpec, modules: dict[str, str]) -> tuple[str, str]:
-    if spec.server.out_of_process:
+    if spec.server.out_of_process and _own(spec.server, "repro_server") is None:
         raise ReproError(f"cannot write a reproducer for {spec.id}: server {spec.server.name!r} is a proxy process "
                          f"in front of a Python server (peers/proxy.py), which a standalone script does not run; "
                          f"rerun the cell instead: {spec.repro}")
@@ -196,7 +200,27 @@ def script(spec: CellSpec, files: dict[str, tuple[Path, bool, str]], deadline: f
         describe=inspect.getsource(matrix_cell._describe).rstrip(),
         run_step=inspect.getsource(matrix_cell.run_step).rstrip(),
         server_src=server_src.rstrip(), client_src=client_src.rstrip(),
+        how=textwrap.fill(how(spec), 100),
     )
+
+
+def _program(spec: CellSpec):
+    """The cell's peer that is a program in another language (peers/foreign.py), if any."""
+    return next((peer for peer in (spec.server, spec.client.peer) if peer.foreign), None)
+
+
+def how(spec: CellSpec) -> str:
+    """How the reproducer runs the two sides, in words."""
+    program = _program(spec)
+    if program is None:
+        return ("Both run in this process over real TLS on 127.0.0.1, with only these two libraries and the "
+                "standard library.")
+    command = " ".join(program.command).replace("{foreign}", "FOREIGN")
+    return (f"The {program.role} is the program the matrix runs for {program.library}, `{command}`, from "
+            f"mtls-matrix's foreign/ directory (FOREIGN: $MTLS_MATRIX_FOREIGN, else {FOREIGN_DIR}; build it with "
+            f"`mtls-matrix setup-foreign --only {program.toolchain.name}`), started with the same JSON config as in "
+            "the run and showing every event it prints; the other side runs in this process, with only its library "
+            "and the standard library, over real TLS on 127.0.0.1.")
 
 
 def readme(spec: CellSpec, files: dict[str, tuple[Path, bool, str]], pki: PKI, reqs: list[str],
@@ -209,8 +233,7 @@ def readme(spec: CellSpec, files: dict[str, tuple[Path, bool, str]], pki: PKI, r
         "",
         f"A standalone script showing how **{spec.server.library} {spec.server.version}** (server) and "
         f"**{spec.client.peer.library} {spec.client.peer.version}** (client, TLS settings passed as "
-        f"`{spec.client.variant}`) behave under mutual TLS in one situation. It uses only these two libraries and "
-        "the Python standard library; both run in one process over real TLS on 127.0.0.1.",
+        f"`{spec.client.variant}`) behave under mutual TLS in one situation. {how(spec)}",
         "",
         "## Run it",
         "",
@@ -293,7 +316,7 @@ def write(spec: CellSpec, out: Path, deadline: float, cell: Cell | None = None, 
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ReproError(f"{out} exists and is not an empty directory; choose a new or empty one")
     snippets(spec, {})  # fail before anything is built or written
-    reqs = requirements(list(dict.fromkeys([spec.server.library, spec.client.peer.library])))
+    reqs = requirements(list(dict.fromkeys(p.library for p in (spec.server, spec.client.peer) if not p.foreign)))
     with tempfile.TemporaryDirectory(prefix="mtls-matrix-repro-pki-") as tmp:
         pki = PKI(directory=str(Path(tmp) / "pki"))
         try:
@@ -382,8 +405,7 @@ scenario: $scenario: $description
 profile: $profile ($profile_note)
 expected: $expected
 
-Both run in this process over real TLS on 127.0.0.1, with only these two libraries and the
-standard library. The certificates beside this file are throwaway test keys from a test CA made
+$how The certificates beside this file are throwaway test keys from a test CA made
 for this reproducer. Run: pip install -r requirements.txt && python repro.py
 """
 
@@ -409,6 +431,7 @@ SERVER_TLS = "$server_tls_name"  # any | tls12 (server capped at TLS 1.2) | tls1
 DEADLINE = $deadline  # seconds: no outcome by then is a hang
 IO = $io  # what the client does once connected
 CLIENT_CN = "$client_cn"  # the identity the server handler must see
+URL_PATH = "/"  # where the client connects (a server program below may need another)
 EXPECT = $expect
 EXPECTED = $expected_repr
 
@@ -568,6 +591,8 @@ VERIFY_CODES = $verify_codes
 
 def cert_reason(exc: BaseException) -> str | None:
     """The certificate problem a side's own verification reported, if that is what this is."""
+    if getattr(exc, "own_check_reason", None):  # a foreign program's error, read with its table
+        return exc.own_check_reason
     code = getattr(exc, "verify_code", None)
     if code is not None:
         return VERIFY_CODES.get(code, f"X509_V_ERR_{code}")
@@ -631,7 +656,7 @@ def main() -> int:
     server_loop = asyncio.new_event_loop()
     threading.Thread(target=server_loop.run_forever, daemon=True).start()
     port = asyncio.run_coroutine_threadsafe(start_server(server_context()), server_loop).result(10)
-    url = f"wss://{HOST}:{port}/"
+    url = f"wss://{HOST}:{port}{URL_PATH}"
     versions = {"any": "any TLS version", "tls12": "TLS 1.2 at most", "tls13": "TLS 1.3 only"}
     print(f"python {platform.python_version()}, {ssl.OPENSSL_VERSION}")
     print(f"server: $server_lib $server_version on 127.0.0.1:{port}, {versions[SERVER_TLS]}, client certificate required")
