@@ -15,6 +15,8 @@ DIR gets:
 Library code comes from the peer modules: `ServerPeer.repro_server(profile)` and
 `ClientPeer.repro_client(variant, profile)` return source text (docs/PEERS.md). A peer without
 them, defined on its own class, cannot be reproduced: a usage error (exit 2), nothing written.
+A foreign peer's (peers/foreign.py) start its program from foreign/ with the run's config: the
+script then uses only the Python side's library, and README.md says how to build the program.
 """
 
 from __future__ import annotations
