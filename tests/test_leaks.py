@@ -16,6 +16,7 @@ import pytest
 from mtls_matrix import leaks as leaks_mod
 from mtls_matrix.peers import foreign, node_ws
 from mtls_matrix.peers.node_ws import NODE
+from mtls_matrix.peers.ruby import RUBY
 from mtls_matrix.pki import PKI
 from mtls_matrix.reports import bugs, leaks
 from mtls_matrix.results import Leaks, Verdict
@@ -134,45 +135,70 @@ def test_a_foreign_server_that_keeps_rejected_sockets_is_reported_and_websockets
     assert "| server `selftest-leaky-foreign` | 1 of 1 | 1 | 0 | 0 |" in section
 
 
+@pytest.mark.skipif(RUBY.missing() is not None or NODE.missing() is not None,
+                    reason=f"{RUBY.missing() or NODE.missing()}")
+def test_faye_websocket_keeps_the_connection_its_hostname_check_refused_and_node_ws_closes_it(run_matrix):
+    """A real slice: faye-websocket 0.11's hostname check fails after the upgrade and it reports the
+    error, but never closes the TCP connection (Client#on_network_error only finalizes its own
+    state): its process still holds the socket, and the server's side stays open with it."""
+    found, proc = run_matrix("--servers", "websockets", "--clients", "faye-websocket[faye-root-cert-file],node-ws[options]",
+                             "--scenarios", "server-wrong-host", "-n", "0")
+    by_client = {c.client.split(":", 1)[1]: c for c in found.cells}
+    faye = by_client["faye-websocket[faye-root-cert-file]"]
+    assert faye.leaks is not None and faye.leaks.client_sockets == 1 and faye.leaks.server_sockets == 1, proc.stdout
+    assert by_client["node-ws[options]"].leaks is None
+
+
+@pytest.mark.parametrize("server", ["node-ws", "gorilla", "nginx+websockets", "haproxy+websockets"])
+def test_a_real_server_in_another_process_is_measured_from_outside_by_the_cells_port(server):
+    """The socket a real foreign server or proxy holds for a connection counts as the server's
+    while the connection is open (the client's is this process's), and stops counting once closed."""
+    from mtls_matrix.cell import ServerPool
+    from mtls_matrix.plugin import build_selection
+
+    spec = next(c for c in build_selection(servers=[server]).cells if c.scenario.group == "client-rejected")
+    if spec.server.missing():
+        pytest.skip(spec.server.missing())
+    with PKI() as pki:
+        pool = ServerPool(pki)
+        try:
+            host = pool.get(spec.server, spec.scenario, spec.profile)
+            processes = host.peer.processes()
+            assert processes and ("127.0.0.1", host.port) in leaks_mod.listening_addresses(processes[0])
+            before = leaks_mod.socket_inodes(processes)
+            plain = socket.create_connection(("127.0.0.1", host.port))  # held open by this process
+            assert _settled(host.port, before, processes, (1, 1)) == (1, 1)
+            plain.close()
+            assert _settled(host.port, before, processes, (0, 0)) == (0, 0)
+        finally:
+            pool.close()
+
+
 @needs_node
-def test_real_node_ws_processes_are_measured_from_outside_by_the_cells_port():
-    """The sockets of a real node-ws server process and of a real node-ws client process count,
-    by side, while a connection is open, and stop counting once it is closed."""
-    from mtls_matrix.cell import ServerHost, client_tls, server_context
+def test_a_real_foreign_client_process_is_measured_from_outside_by_the_cells_port():
+    """node-ws's client process holds the connection's client socket: it counts as the client's
+    while the connection is open, and stops counting once the harness dropped it."""
+    from mtls_matrix.cell import client_tls
     from mtls_matrix.scenarios import select
 
-    scenario = select(["mtls-ok"])[0]
+    listener = socket.create_server(("127.0.0.1", 0))  # accepts, never speaks TLS: the connect waits
+    port = listener.getsockname()[1]
+    client = node_ws.Client()
+
+    async def connect_and_look(tls) -> tuple[tuple[int, int], tuple[int, int]]:
+        attempt = asyncio.ensure_future(client.connect("options", f"wss://localhost:{port}/", tls, "default", 5))
+        accepted, _ = await asyncio.to_thread(listener.accept)
+        processes = client.processes()
+        during = await asyncio.to_thread(_settled, port, before, processes, (1, 1))
+        attempt.cancel()  # the harness tells the process to drop the connection
+        accepted.close()
+        after = await asyncio.to_thread(_settled, port, before, processes, (0, 0))
+        return during, after
+
+    before = leaks_mod.socket_inodes(client.processes())
     with PKI() as pki:
-        host = ServerHost(node_ws.Server(), server_context(pki, scenario), "default")
         try:
-            server_side = host.peer.processes()
-            assert server_side and leaks_mod.listening_addresses(server_side[0]) == {("127.0.0.1", host.port)}
-            before = leaks_mod.socket_inodes(server_side)
-            plain = socket.create_connection(("127.0.0.1", host.port))  # held open by this process
-            assert _settled(host.port, before, server_side, (1, 1)) == (1, 1)
-            plain.close()
-            assert _settled(host.port, before, server_side, (0, 0)) == (0, 0)
-        finally:
-            host.close()
-
-        listener = socket.create_server(("127.0.0.1", 0))  # accepts, never speaks TLS: the connect waits
-        port = listener.getsockname()[1]
-        client = node_ws.Client()
-
-        async def connect_and_look() -> tuple[tuple[int, int], tuple[int, int]]:
-            attempt = asyncio.ensure_future(client.connect("options", f"wss://localhost:{port}/", client_tls(pki, scenario),
-                                                           "default", 5))
-            accepted, _ = await asyncio.to_thread(listener.accept)
-            processes = client.processes()
-            during = await asyncio.to_thread(_settled, port, before_client, processes, (1, 1))
-            attempt.cancel()  # the harness tells the process to drop the connection
-            accepted.close()
-            after = await asyncio.to_thread(_settled, port, before_client, processes, (0, 0))
-            return during, after
-
-        before_client = leaks_mod.socket_inodes(client.processes())
-        try:
-            assert asyncio.run(connect_and_look()) == ((1, 1), (0, 0))
+            assert asyncio.run(connect_and_look(client_tls(pki, select(["mtls-ok"])[0]))) == ((1, 1), (0, 0))
         finally:
             listener.close()
             foreign.close_clients()
