@@ -202,7 +202,9 @@ def script(spec: CellSpec, files: dict[str, tuple[Path, bool, str]], deadline: f
         describe=inspect.getsource(matrix_cell._describe).rstrip(),
         run_step=inspect.getsource(matrix_cell.run_step).rstrip(),
         server_src=server_src.rstrip(), client_src=client_src.rstrip(),
-        how=textwrap.fill(how(spec), 100),
+        about=textwrap.fill(f"{how(spec)} The certificates beside this file are throwaway test keys from a test CA "
+                            "made for this reproducer. Run: pip install -r requirements.txt && python repro.py",
+                            100, break_on_hyphens=False, break_long_words=False),
     )
 
 
@@ -407,8 +409,7 @@ scenario: $scenario: $description
 profile: $profile ($profile_note)
 expected: $expected
 
-$how The certificates beside this file are throwaway test keys from a test CA made
-for this reproducer. Run: pip install -r requirements.txt && python repro.py
+$about
 """
 
 from __future__ import annotations
