@@ -6,7 +6,8 @@ Observed, never judged: a leak does not change a verdict. Measured after every r
 - open TCP sockets on the cell's connection, by side, of this process and of the cell's
   out-of-process peers (a foreign server or client process, a proxy, a browser: Peer.processes(),
   read from outside through /proc/PID/fd; such a process serves this worker only, one cell at a
-  time, so what is new on the cell's port during the cell is that cell's): the client's are those whose
+  time but for the hostile batch beside, whose cells have listeners of their own: what is new on
+  the cell's port during the cell is that cell's): the client's are those whose
   remote port is the listener's, the server's those whose local port is the listener's (not the
   listening socket). /proc/net/tcp lists the whole network namespace: only entries whose inode is
   one of this process's descriptors count (TIME_WAIT holds none), and only those that were not
