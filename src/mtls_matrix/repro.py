@@ -193,7 +193,7 @@ def script(spec: CellSpec, files: dict[str, tuple[Path, bool, str]], deadline: f
         client_files=client_files,
         crl='CRL = str(HERE / "crl.pem")\n' if scenario.crl else "",
         host=scenario.host, server_tls_name=scenario.server_tls, server_tls=server_tls,
-        deadline=f"{deadline:g}", io=repr(list(scenario.io)),
+        deadline=f"{deadline:g}", io=repr(list(matrix_cell.io_steps(spec))),
         expect=repr({"outcome": expect.outcome, "by": expect.by, "reason": expect.reason}),
         expected=expect.describe(), expected_repr=repr(expect.describe()), client_cn=CLIENT_CN, verify_codes=repr(VERIFY_CODES),
         verdict_of=inspect.getsource(verdict_of).rstrip(),
@@ -219,12 +219,16 @@ def how(spec: CellSpec) -> str:
     if program is None:
         return ("Both run in this process over real TLS on 127.0.0.1, with only these two libraries and the "
                 "standard library.")
+    other = ("the other side runs in this process, with only its library and the standard library, over real TLS "
+             "on 127.0.0.1.")
+    if not hasattr(program, "command"):  # a tool the peer module drives itself (openssl s_client)
+        return (f"The {program.role} is {program.library} {program.version}, run as a subprocess the way the matrix "
+                f"runs it (the script prints its command line and every line it prints); {other}")
     command = " ".join(program.command).replace("{foreign}", "FOREIGN")
     return (f"The {program.role} is the program the matrix runs for {program.library}, `{command}`, from "
             f"mtls-matrix's foreign/ directory (FOREIGN: $MTLS_MATRIX_FOREIGN, else {FOREIGN_DIR}; build it with "
             f"`mtls-matrix setup-foreign --only {program.toolchain.name}`), started with the same JSON config as in "
-            "the run and showing every event it prints; the other side runs in this process, with only its library "
-            "and the standard library, over real TLS on 127.0.0.1.")
+            f"the run and showing every event it prints; {other}")
 
 
 def readme(spec: CellSpec, files: dict[str, tuple[Path, bool, str]], pki: PKI, reqs: list[str],
@@ -357,9 +361,9 @@ def cmd_repro(args: argparse.Namespace) -> int:
     # mtls_matrix.cli` the CLI module is __main__ and a second import of it has another class.
     try:
         spec = find_cell(args.cell_id, args.peer_plugin)
-        op = next((op for op, *_ in spec.scenario.io if op in spec.client.peer.unsupported), None)
-        if op:
-            raise ReproError(f"{spec.id} is UNSUPPORTED ({spec.client.peer.unsupported[op]}): nothing to reproduce")
+        unsupported = matrix_cell.unsupported_reason(spec)
+        if unsupported:
+            raise ReproError(f"{spec.id} is UNSUPPORTED ({unsupported}): nothing to reproduce")
         cell = run = None
         if args.results:
             try:
