@@ -3,10 +3,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
+import subprocess
+import sys
+import time
 import warnings
+from pathlib import Path
+
+import pytest
 
 from mtls_matrix import leaks as leaks_mod
+from mtls_matrix.peers import foreign, node_ws
+from mtls_matrix.peers.node_ws import NODE
+from mtls_matrix.peers.ruby import RUBY
+from mtls_matrix.pki import PKI
 from mtls_matrix.reports import bugs, leaks
 from mtls_matrix.results import Leaks, Verdict
 from tests.test_bugs_report import cell, results
@@ -97,3 +108,110 @@ def test_a_warning_about_another_listeners_socket_and_its_transport_is_marked_ea
     marked = _attributed([other, "unclosed transport <_SelectorSocketTransport fd=108>", mine,
                           "unclosed transport <_SelectorSocketTransport fd=7>"], 5000)
     assert [m.startswith(leaks_mod.EARLIER) for m in marked] == [True, True, False, False]
+
+
+# -- peers in other processes (peers/foreign.py, proxies, the browser): measured from outside ---------
+
+needs_node = pytest.mark.skipif(NODE.missing() is not None, reason=f"{NODE.missing()}")
+
+
+def _settled(port: int, before: set[str], processes: tuple[int, ...], want: tuple[int, int]) -> tuple[int, int]:
+    """connection_sockets once it shows `want`, or what it shows after 5 s (another process closes in its own time)."""
+    end = time.monotonic() + 5
+    while (found := leaks_mod.connection_sockets(port, before, processes)) != want and time.monotonic() < end:
+        time.sleep(0.02)
+    return found
+
+
+def test_a_foreign_server_that_keeps_rejected_sockets_is_reported_and_websockets_beside_it_is_clean(run_matrix):
+    found, proc = run_matrix("--peer-plugin", "tests.foreign.peers", "--servers", "selftest-leaky-foreign,websockets",
+                             "--clients", "websockets", "--scenarios", "client-expired", "-n", "0",
+                             env={"PYTHONPATH": str(Path(__file__).parents[1])})
+    leaky = [c for c in found.cells if c.server == "server:selftest-leaky-foreign"]
+    assert [c.verdict for c in leaky] == [Verdict.PASS], proc.stdout  # a leak never changes a verdict
+    assert leaky[0].leaks == Leaks(server_sockets=1)  # the socket it kept, in its own process
+    assert all(c.leaks is None for c in found.cells if c not in leaky)
+    section = "\n".join(leaks.render(found.cells))
+    assert "| server `selftest-leaky-foreign` | 1 of 1 | 1 | 0 | 0 |" in section
+
+
+@pytest.mark.skipif(RUBY.missing() is not None or NODE.missing() is not None,
+                    reason=f"{RUBY.missing() or NODE.missing()}")
+def test_faye_websocket_keeps_the_connection_its_hostname_check_refused_and_node_ws_closes_it(run_matrix):
+    """A real slice: faye-websocket 0.11's hostname check fails after the upgrade and it reports the
+    error, but never closes the TCP connection (Client#on_network_error only finalizes its own
+    state): its process still holds the socket, and the server's side stays open with it."""
+    found, proc = run_matrix("--servers", "websockets", "--clients", "faye-websocket[faye-root-cert-file],node-ws[options]",
+                             "--scenarios", "server-wrong-host", "-n", "0")
+    by_client = {c.client.split(":", 1)[1]: c for c in found.cells}
+    faye = by_client["faye-websocket[faye-root-cert-file]"]
+    assert faye.leaks is not None and faye.leaks.client_sockets == 1 and faye.leaks.server_sockets == 1, proc.stdout
+    assert by_client["node-ws[options]"].leaks is None
+
+
+@pytest.mark.parametrize("server", ["node-ws", "gorilla", "nginx+websockets", "haproxy+websockets"])
+def test_a_real_server_in_another_process_is_measured_from_outside_by_the_cells_port(server):
+    """The socket a real foreign server or proxy holds for a connection counts as the server's
+    while the connection is open (the client's is this process's), and stops counting once closed."""
+    from mtls_matrix.cell import ServerPool
+    from mtls_matrix.plugin import build_selection
+
+    spec = next(c for c in build_selection(servers=[server]).cells if c.scenario.group == "client-rejected")
+    if spec.server.missing():
+        pytest.skip(spec.server.missing())
+    with PKI() as pki:
+        pool = ServerPool(pki)
+        try:
+            host = pool.get(spec.server, spec.scenario, spec.profile)
+            processes = host.peer.processes()
+            assert processes and ("127.0.0.1", host.port) in leaks_mod.listening_addresses(processes[0])
+            before = leaks_mod.socket_inodes(processes)
+            plain = socket.create_connection(("127.0.0.1", host.port))  # held open by this process
+            assert _settled(host.port, before, processes, (1, 1)) == (1, 1)
+            plain.close()
+            assert _settled(host.port, before, processes, (0, 0)) == (0, 0)
+        finally:
+            pool.close()
+
+
+@needs_node
+def test_a_real_foreign_client_process_is_measured_from_outside_by_the_cells_port():
+    """node-ws's client process holds the connection's client socket: it counts as the client's
+    while the connection is open, and stops counting once the harness dropped it."""
+    from mtls_matrix.cell import client_tls
+    from mtls_matrix.scenarios import select
+
+    listener = socket.create_server(("127.0.0.1", 0))  # accepts, never speaks TLS: the connect waits
+    port = listener.getsockname()[1]
+    client = node_ws.Client()
+
+    async def connect_and_look(tls) -> tuple[tuple[int, int], tuple[int, int]]:
+        attempt = asyncio.ensure_future(client.connect("options", f"wss://localhost:{port}/", tls, "default", 5))
+        accepted, _ = await asyncio.to_thread(listener.accept)
+        processes = client.processes()
+        during = await asyncio.to_thread(_settled, port, before, processes, (1, 1))
+        attempt.cancel()  # the harness tells the process to drop the connection
+        accepted.close()
+        after = await asyncio.to_thread(_settled, port, before, processes, (0, 0))
+        return during, after
+
+    before = leaks_mod.socket_inodes(client.processes())
+    with PKI() as pki:
+        try:
+            assert asyncio.run(connect_and_look(client_tls(pki, select(["mtls-ok"])[0]))) == ((1, 1), (0, 0))
+        finally:
+            listener.close()
+            foreign.close_clients()
+
+
+def test_a_process_and_its_children_are_followed():
+    child = subprocess.Popen([sys.executable, "-c", "import subprocess, sys; subprocess.run([sys.executable, '-c', "
+                              "'import time; time.sleep(30)'])"], stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        end = time.monotonic() + 5
+        while len(found := leaks_mod.with_children((child.pid,))) < 2 and time.monotonic() < end:
+            time.sleep(0.02)
+        assert found[0] == child.pid and len(found) == 2
+    finally:
+        foreign.kill_group(child.pid)
+        child.wait()

@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 
 from mtls_matrix import repro
+from mtls_matrix.peers.foreign import ForeignClient, ForeignServer
+from mtls_matrix.peers.proxy import ProxiedServer
 from mtls_matrix.plugin import build_selection
 from mtls_matrix.scenarios import BY_NAME
 from tests.conftest import mtls_matrix
@@ -105,6 +107,73 @@ def test_reproducer_observes_what_the_matrix_judged(run_matrix, tmp_path, server
     assert "throwaway test keys from a test CA" in notes
 
 
+# Foreign peers (peers/foreign.py): the reproducer starts the very program the matrix ran, with
+# the same config. A Node server failing in I/O and rejecting a client, a Go client rejecting a
+# server, a Node client accepting what it must not; openssl s_client rejecting a server, and
+# rejected by one after its TLS 1.3 handshake finished.
+FOREIGN_CELLS = [
+    ("node-ws", "tornado[ssl_options=context]", "io-16mib", "default"),
+    ("node-ws", "websockets[ssl=context]", "client-expired", "default"),
+    ("websockets", "gorilla[dialer-tlsconfig]", "server-untrusted-ca", "default"),
+    ("aiohttp", "node-ws[options]", "server-cn-only", "default"),
+    ("aiohttp", "openssl-s_client[verify_return_error]", "server-untrusted-ca", "default"),
+    ("websockets", "openssl-s_client[verify_return_error]", "client-no-cert", "default"),
+]
+
+
+@pytest.mark.parametrize("server, client, scenario, profile", FOREIGN_CELLS, ids=[cell_id(*c) for c in FOREIGN_CELLS])
+def test_a_foreign_peers_reproducer_runs_its_program_and_observes_what_the_matrix_judged(
+        run_matrix, tmp_path, server, client, scenario, profile):
+    ident = cell_id(server, client, scenario, profile)
+    spec = repro.find_cell(ident)
+    program = spec.server if spec.server.foreign else spec.client.peer
+    if program.missing():
+        pytest.skip(program.missing())
+    results, _ = run_matrix("--servers", server, "--clients", client, "--scenarios", scenario,
+                            "--profile", profile, "-n", "0")
+    [cell] = [c for c in results.cells if c.id == ident]
+
+    out = tmp_path / "repro"
+    made = generate(out, ident)
+    assert made.returncode == 0, made.stderr
+    ran = run_script(out)
+    expect = BY_NAME[scenario].expect
+    observed = line(ran.stdout, "OBSERVED")
+    assert repro.verdict_of(observed, expect.outcome, expect.by, expect.reason) == cell.verdict.value, (
+        f"matrix: {cell.verdict.value} ({cell.reason})\nreproducer:\n{ran.stdout}\n{ran.stderr}")
+    assert ran.returncode == (0 if cell.verdict.value == "PASS" else 1)
+    # the program's own words, as the matrix recorded them
+    words = cell.error.message if program is spec.client.peer else (
+        cell.server_saw.tls.error.message if cell.server_saw.tls.error else None)
+    words = words and re.sub(r"^[0-9A-F]{8,}:", "", words)  # OpenSSL's error lines start with a thread id
+    assert words is None or words in ran.stdout, (words, ran.stdout)
+    contract = hasattr(program, "command")  # a program of foreign/ (else a tool its module drives: s_client)
+    assert f"{program.role} program: " in ran.stdout if contract else "s_client: " in ran.stdout  # what it printed
+    # the Python side's library and the standard library only; nothing of mtls_matrix
+    text = (out / "repro.py").read_text()
+    python_side = spec.client.peer if program is spec.server else spec.server
+    owners = importlib.metadata.packages_distributions()
+    third_party = imported_modules(text) - set(sys.stdlib_module_names) - {"__future__"}
+    assert "mtls_matrix" not in text and {owners[m][0] for m in third_party} == {python_side.library}
+    pins = (out / "requirements.txt").read_text().split()
+    assert f"{python_side.library}=={importlib.metadata.version(python_side.library)}" in pins
+    assert not any(p.startswith(program.library + "==") for p in pins)
+    assert ("setup-foreign --only" in (out / "README.md").read_text()) == contract
+
+
+def test_every_foreign_program_peer_has_snippets_that_compile():
+    cells = [s for s in build_selection().cells if s.scenario.name in ("mtls-ok", "io-close")
+             and (isinstance(s.server, ForeignServer) or isinstance(s.client.peer, ForeignClient)
+                  or s.client.peer.name == "openssl-s_client") and not isinstance(s.server, ProxiedServer)]
+    assert {c.server.name for c in cells} >= {"node-ws", "gorilla", "puma-faye", "puma-driver"}
+    assert {c.client.peer.name for c in cells} >= {"node-ws", "gorilla", "em-websocket-driver", "faye-websocket",
+                                                   "openssl-s_client"}
+    for spec in cells:
+        files = {"ca.pem": (None, False, ""), f"{spec.scenario.server_cert}.chain.pem": (None, False, ""),
+                 "client.chain.pem": (None, False, "")}
+        compile(repro.script(spec, files, 5.0), spec.id, "exec")
+
+
 @pytest.mark.parametrize("scenario, client_files, crl", [
     ("mtls-ok", {"client.chain.pem", "client.key.pem"}, False),
     ("client-no-cert", set(), False),
@@ -168,6 +237,8 @@ def test_a_peer_without_snippets_is_a_usage_error(tmp_path):
 
 @pytest.mark.parametrize("cell, says", [
     ("aiohttp-aiohttp[ssl=context]-io-ping", "UNSUPPORTED"),
+    ("websockets-openssl-s_client[verify_return_error]-io-text", "UNSUPPORTED (openssl s_client speaks TLS only"),
+    ("nginx+websockets-websockets[ssl=context]-client-no-cert", "is a proxy process"),
 ])
 def test_unsupported_cell_is_a_usage_error(tmp_path, cell, says):
     proc = generate(tmp_path / "repro", cell)

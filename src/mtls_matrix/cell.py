@@ -38,6 +38,9 @@ from mtls_matrix.verdict import own_check_failed as verdict_own_check_failed
 SETTLE_S = 0.5  # how long to wait for the server's side of a story the client already finished
 STOP_GRACE_S = 0.5  # how long a stopped client gets to unwind after the deadline
 LEAK_SETTLE_S = 0.1  # rejection cells: how long the peers get to close what they opened before it counts as left
+# ... when a peer runs in another process: its close travels through its own scheduler (and a
+# loaded machine's) before /proc shows it; only a cell that still sees a socket waits this long
+FOREIGN_LEAK_SETTLE_S = 0.5
 LEAK_GROUPS = ("client-rejected", "server-rejected")
 RESTART_GAP_S = 0.3  # how long a restarting server is away: a reconnect attempt or two meet a closed port
 _tokens = itertools.count()
@@ -422,13 +425,13 @@ def run_cell(spec: CellSpec, servers: ServerPool, pki: PKI, deadline: float, ver
                 host = servers.get(spec.server, scenario, spec.profile)
             if scenario.group in LEAK_GROUPS:
                 warned = watch.enter_context(leaks.resource_warnings([]))
-                before = leaks.socket_inodes(), leaks.server_tasks(host.loop)
+                before = leaks.socket_inodes(_processes(host, spec)), leaks.server_tasks(host.loop)
             client = drive_client(spec, host.port, token, client_tls(pki, scenario), deadline, deadline, recorder, obs,
                                   control)
             _check_close(obs, scenario)
             if scenario.group in LEAK_GROUPS:
                 client.exc = None  # the harness lets go of the error: what stays open, the library holds
-                leaked = _leaks(host, client, *before, warned + client.warnings)
+                leaked = _leaks(host, client, spec, *before, warned + client.warnings)
     except Unsupported as exc:  # the server cannot express the scenario's settings
         obs.unsupported = str(exc)
     except Exception as exc:
@@ -530,13 +533,20 @@ def client_in_child(spec: CellSpec, url: str, tls: ClientTLS, deadline: float, t
                 reusable=obs.client_after_deadline != "abandoned")
 
 
-def _leaks(host: ServerHost, client: _ClientRun, sockets_before: set[str],
+def _processes(host: ServerHost, spec: CellSpec) -> tuple[int, ...]:
+    """The cell's peers' processes besides this one (the listener's copy of the server holds its process)."""
+    return (*host.peer.processes(), *spec.client.peer.processes())
+
+
+def _leaks(host: ServerHost, client: _ClientRun, spec: CellSpec, sockets_before: set[str],
            tasks_before: int | None, warned: list[str]) -> Leaks | None:
-    """What the cell's connection left behind, after at most LEAK_SETTLE_S for the peers to finish
-    closing (the client's loop is closed already; the server's may still be winding down)."""
-    end = time.perf_counter() + LEAK_SETTLE_S
+    """What the cell's connection left behind, after at most LEAK_SETTLE_S (FOREIGN_LEAK_SETTLE_S
+    with a peer in another process) for the peers to finish closing (the client's loop is closed
+    already; the server's may still be winding down)."""
+    processes = _processes(host, spec)
+    end = time.perf_counter() + (FOREIGN_LEAK_SETTLE_S if processes else LEAK_SETTLE_S)
     while True:
-        client_sockets, server_sockets = leaks.connection_sockets(host.port, sockets_before)
+        client_sockets, server_sockets = leaks.connection_sockets(host.port, sockets_before, processes)
         tasks_now = leaks.server_tasks(host.loop) if host.alive else None
         server_tasks = max(0, tasks_now - tasks_before) if tasks_now is not None and tasks_before is not None else 0
         if not (client_sockets or server_sockets or server_tasks) or time.perf_counter() >= end:

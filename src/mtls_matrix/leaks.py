@@ -3,7 +3,11 @@
 Observed, never judged: a leak does not change a verdict. Measured after every rejection cell
 (groups client-rejected and server-rejected) by cell.run_cell:
 
-- open TCP sockets of this process on the cell's connection, by side: the client's are those whose
+- open TCP sockets on the cell's connection, by side, of this process and of the cell's
+  out-of-process peers (a foreign server or client process, a proxy, a browser: Peer.processes(),
+  read from outside through /proc/PID/fd; such a process serves this worker only, one cell at a
+  time but for the hostile batch beside, whose cells have listeners of their own: what is new on
+  the cell's port during the cell is that cell's): the client's are those whose
   remote port is the listener's, the server's those whose local port is the listener's (not the
   listening socket). /proc/net/tcp lists the whole network namespace: only entries whose inode is
   one of this process's descriptors count (TIME_WAIT holds none), and only those that were not
@@ -78,11 +82,33 @@ def _my_sockets() -> dict[str, int]:
     return _sockets_of("self")
 
 
-def _my_socket_inodes(own: dict[str, int] | None = None) -> set[str]:
+def with_children(pids: tuple[int, ...]) -> list[int]:
+    """`pids` and every process they started, transitively (nginx's workers, a browser's network
+    service), from /proc/PID/task/TID/children."""
+    found, todo = [], list(pids)
+    while todo:
+        pid = todo.pop()
+        if pid in found:
+            continue
+        found.append(pid)
+        try:
+            tasks = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue  # it ended meanwhile
+        for tid in tasks:
+            try:
+                todo += [int(child) for child in Path(f"/proc/{pid}/task/{tid}/children").read_text().split()]
+            except OSError:
+                continue
+    return found
+
+
+def _my_socket_inodes(own: dict[str, int] | None = None, peers: tuple[int, ...] = ()) -> set[str]:
     """The sockets of this process and of its client processes (isolate.py): a blocking client
-    runs there, and what it leaves open is its own leak all the same."""
+    runs there, and what it leaves open is its own leak all the same; and those of the cell's
+    out-of-process peers (`peers`: Peer.processes(), with their children)."""
     inodes = set(_my_sockets() if own is None else own)
-    for pid in isolate.POOL.pids():
+    for pid in (*isolate.POOL.pids(), *with_children(peers)):
         inodes |= set(_sockets_of(pid))
     return inodes
 
@@ -115,19 +141,22 @@ def listening_addresses(pid: int | str = "self") -> set[tuple[str, int]]:
     return {(s.address, s.port) for s in tcp_sockets(pid=pid) if s.state == LISTEN}
 
 
-def socket_inodes() -> set[str]:
-    """What connection_sockets compares with: every socket this process holds, at cell start."""
-    return _my_socket_inodes()
+def socket_inodes(peers: tuple[int, ...] = ()) -> set[str]:
+    """What connection_sockets compares with: every socket this process (and the processes of the
+    cell's out-of-process peers, `peers`) holds, at cell start."""
+    return _my_socket_inodes(peers=peers)
 
 
-def connection_sockets(port: int, before: set[str]) -> tuple[int, int]:
-    """This process's open sockets on connections to the listener at `port` that were not there
-    `before`: (client side, server side). A socket whose connection was reset is no longer in
-    /proc/net/tcp but still holds its descriptor: a TCP socket new to the cell, not listed, counts
-    as the server's if its local port is the listener's, else as the client's (a process runs one
-    cell at a time, and the listener was started before the cell)."""
+def connection_sockets(port: int, before: set[str], peers: tuple[int, ...] = ()) -> tuple[int, int]:
+    """Open sockets on connections to the listener at `port` that were not there `before`, of this
+    process and of the cell's out-of-process peers (`peers`): (client side, server side). A socket
+    whose connection was reset is no longer in /proc/net/tcp but still holds its descriptor: a TCP
+    socket of this process new to the cell, not listed, counts as the server's if its local port is
+    the listener's, else as the client's (a process runs one cell at a time, and the listener was
+    started before the cell). Another process's unlisted socket is not counted: from outside,
+    nothing says which connection it was."""
     mine = _my_sockets()
-    new = {inode: mine.get(inode) for inode in _my_socket_inodes(mine) - before}  # fd None: a client process's
+    new = {inode: mine.get(inode) for inode in _my_socket_inodes(mine, peers) - before}  # fd None: another process's
     if not new:
         return 0, 0
     client = server = 0

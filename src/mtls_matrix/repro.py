@@ -15,6 +15,8 @@ DIR gets:
 Library code comes from the peer modules: `ServerPeer.repro_server(profile)` and
 `ClientPeer.repro_client(variant, profile)` return source text (docs/PEERS.md). A peer without
 them, defined on its own class, cannot be reproduced: a usage error (exit 2), nothing written.
+A foreign peer's (peers/foreign.py) start its program from foreign/ with the run's config: the
+script then uses only the Python side's library, and README.md says how to build the program.
 """
 
 from __future__ import annotations
@@ -29,12 +31,14 @@ import shutil
 import ssl
 import sys
 import tempfile
+import textwrap
 from pathlib import Path
 from string import Template
 
 from mtls_matrix import cell as matrix_cell
 from mtls_matrix import peers
 from mtls_matrix.cell import CellSpec
+from mtls_matrix.peers.foreign import FOREIGN_DIR
 from mtls_matrix.pki import CLIENT_CN, PKI
 from mtls_matrix.plugin import DEFAULT_DEADLINE, build_selection
 from mtls_matrix.results import Cell, Results, Run, Verdict
@@ -83,12 +87,14 @@ def find_cell(cell_id: str, peer_plugins: list[str] | tuple[str, ...] = ()) -> C
 
 def _own(peer, attribute: str):
     """A peer's snippet counts only when its own class defines it: a subclass that changes the
-    behaviour (tests/selftest_peers.py) must not borrow its parent's code for its reproducer."""
-    return getattr(peer, attribute) if attribute in type(peer).__dict__ else None
+    behaviour (tests/selftest_peers.py) must not borrow its parent's code for its reproducer. A
+    foreign peer's snippets are built from its own declarations (`repro_derived`: peers/foreign.py)."""
+    own = attribute in type(peer).__dict__ or getattr(peer, "repro_derived", False)
+    return getattr(peer, attribute, None) if own else None
 
 
 def snippets(spec: CellSpec, modules: dict[str, str]) -> tuple[str, str]:
-    if spec.server.out_of_process:
+    if spec.server.out_of_process and _own(spec.server, "repro_server") is None:
         raise ReproError(f"cannot write a reproducer for {spec.id}: server {spec.server.name!r} is a proxy process "
                          f"in front of a Python server (peers/proxy.py), which a standalone script does not run; "
                          f"rerun the cell instead: {spec.repro}")
@@ -193,7 +199,7 @@ def script(spec: CellSpec, files: dict[str, tuple[Path, bool, str]], deadline: f
         client_files=client_files,
         crl='CRL = str(HERE / "crl.pem")\n' if scenario.crl else "",
         host=scenario.host, server_tls_name=scenario.server_tls, server_tls=server_tls,
-        deadline=f"{deadline:g}", io=repr(list(scenario.io)),
+        deadline=f"{deadline:g}", io=repr(list(matrix_cell.io_steps(spec))),
         expect=repr({"outcome": expect.outcome, "by": expect.by, "reason": expect.reason}),
         expected=expect.describe(), expected_repr=repr(expect.describe()), client_cn=CLIENT_CN, verify_codes=repr(VERIFY_CODES),
         verdict_of=inspect.getsource(verdict_of).rstrip(),
@@ -202,6 +208,9 @@ def script(spec: CellSpec, files: dict[str, tuple[Path, bool, str]], deadline: f
         describe=inspect.getsource(matrix_cell._describe).rstrip(),
         run_step=inspect.getsource(matrix_cell.run_step).rstrip(),
         server_src=server_src.rstrip(), client_src=client_src.rstrip(),
+        about=textwrap.fill(f"{how(spec)} The certificates beside this file are throwaway test keys from a test CA "
+                            "made for this reproducer. Run: pip install -r requirements.txt && python repro.py",
+                            100, break_on_hyphens=False, break_long_words=False),
     )
 
 
@@ -214,6 +223,27 @@ def _token_source(scenario) -> tuple[str, str]:
     headers = f'{{"Authorization": {expr}}}' if carrier == "header" else "{}"
     query = f'"?" + urlencode({{"token": {expr}}})' if carrier == "query" else '""'
     return headers, query
+def _program(spec: CellSpec):
+    """The cell's peer that is a program in another language (peers/foreign.py), if any."""
+    return next((peer for peer in (spec.server, spec.client.peer) if peer.foreign), None)
+
+
+def how(spec: CellSpec) -> str:
+    """How the reproducer runs the two sides, in words."""
+    program = _program(spec)
+    if program is None:
+        return ("Both run in this process over real TLS on 127.0.0.1, with only these two libraries and the "
+                "standard library.")
+    other = ("the other side runs in this process, with only its library and the standard library, over real TLS "
+             "on 127.0.0.1.")
+    if not hasattr(program, "command"):  # a tool the peer module drives itself (openssl s_client)
+        return (f"The {program.role} is {program.library} {program.version}, run as a subprocess the way the matrix "
+                f"runs it (the script prints its command line and every line it prints); {other}")
+    command = " ".join(program.command).replace("{foreign}", "FOREIGN")
+    return (f"The {program.role} is the program the matrix runs for {program.library}, `{command}`, from "
+            f"mtls-matrix's foreign/ directory (FOREIGN: $MTLS_MATRIX_FOREIGN, else {FOREIGN_DIR}; build it with "
+            f"`mtls-matrix setup-foreign --only {program.toolchain.name}`), started with the same JSON config as in "
+            f"the run and showing every event it prints; {other}")
 
 
 def readme(spec: CellSpec, files: dict[str, tuple[Path, bool, str]], pki: PKI, reqs: list[str],
@@ -226,8 +256,7 @@ def readme(spec: CellSpec, files: dict[str, tuple[Path, bool, str]], pki: PKI, r
         "",
         f"A standalone script showing how **{spec.server.library} {spec.server.version}** (server) and "
         f"**{spec.client.peer.library} {spec.client.peer.version}** (client, TLS settings passed as "
-        f"`{spec.client.variant}`) behave under mutual TLS in one situation. It uses only these two libraries and "
-        "the Python standard library; both run in one process over real TLS on 127.0.0.1.",
+        f"`{spec.client.variant}`) behave under mutual TLS in one situation. {how(spec)}",
         "",
         "## Run it",
         "",
@@ -310,7 +339,7 @@ def write(spec: CellSpec, out: Path, deadline: float, cell: Cell | None = None, 
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ReproError(f"{out} exists and is not an empty directory; choose a new or empty one")
     snippets(spec, {})  # fail before anything is built or written
-    reqs = requirements(list(dict.fromkeys([spec.server.library, spec.client.peer.library])))
+    reqs = requirements(list(dict.fromkeys(p.library for p in (spec.server, spec.client.peer) if not p.foreign)))
     with tempfile.TemporaryDirectory(prefix="mtls-matrix-repro-pki-") as tmp:
         pki = PKI(directory=str(Path(tmp) / "pki"))
         try:
@@ -399,9 +428,7 @@ scenario: $scenario: $description
 profile: $profile ($profile_note)
 expected: $expected
 
-Both run in this process over real TLS on 127.0.0.1, with only these two libraries and the
-standard library. The certificates beside this file are throwaway test keys from a test CA made
-for this reproducer. Run: pip install -r requirements.txt && python repro.py
+$about
 """
 
 from __future__ import annotations
@@ -430,6 +457,7 @@ SERVER_TLS = "$server_tls_name"  # any | tls12 (server capped at TLS 1.2) | tls1
 DEADLINE = $deadline  # seconds: no outcome by then is a hang
 IO = $io  # what the client does once connected
 CLIENT_CN = "$client_cn"  # the identity the server handler must see
+URL_PATH = "/"  # where the client connects (a server program below may need another)
 EXPECT = $expect
 EXPECTED = $expected_repr
 # Token auth (TLS without client certificates): this script's own random tokens; None: mutual TLS
@@ -609,6 +637,8 @@ VERIFY_CODES = $verify_codes
 
 def cert_reason(exc: BaseException) -> str | None:
     """The certificate problem a side's own verification reported, if that is what this is."""
+    if getattr(exc, "own_check_reason", None):  # a foreign program's error, read with its table
+        return exc.own_check_reason
     code = getattr(exc, "verify_code", None)
     if code is not None:
         return VERIFY_CODES.get(code, f"X509_V_ERR_{code}")
@@ -674,7 +704,7 @@ def main() -> int:
     server_loop = asyncio.new_event_loop()
     threading.Thread(target=server_loop.run_forever, daemon=True).start()
     port = asyncio.run_coroutine_threadsafe(start_server(server_context()), server_loop).result(10)
-    url = f"wss://{HOST}:{port}/{QUERY}"
+    url = f"wss://{HOST}:{port}{URL_PATH}{QUERY}"
     versions = {"any": "any TLS version", "tls12": "TLS 1.2 at most", "tls13": "TLS 1.3 only"}
     print(f"python {platform.python_version()}, {ssl.OPENSSL_VERSION}")
     auth = "a bearer token required, no client certificate" if TOKENS else "client certificate required"

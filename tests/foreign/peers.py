@@ -1,11 +1,13 @@
-"""Foreign peers broken on purpose (tests/foreign/shim.py around the real node-ws program):
-loaded with `--peer-plugin tests.foreign.peers`; MTLS_TEST_MARKER names the shim's marker file."""
+"""Foreign peers broken on purpose (tests/foreign/shim.py around the real node-ws program, and
+tests/foreign/leaky.py): loaded with `--peer-plugin tests.foreign.peers`; MTLS_TEST_MARKER names
+the shim's marker file."""
 
 import os
 import sys
 from pathlib import Path
 
 from mtls_matrix.peers import node_ws
+from mtls_matrix.peers.foreign import ErrorRule, ForeignServer, Toolchain
 
 SHIM = str(Path(__file__).with_name("shim.py"))
 
@@ -26,4 +28,14 @@ class HangingClient(node_ws.Client):
     command = _shimmed("hang-on-connect")
 
 
-PEERS = [CrashingServer(), HangingClient()]
+class LeakyServer(ForeignServer):
+    """Keeps every connection it rejected open (tests/foreign/leaky.py)."""
+
+    name, library = "selftest-leaky-foreign", "mtls-matrix"
+    toolchain = Toolchain("python", executables=(sys.executable,))
+    command = (sys.executable, str(Path(__file__).with_name("leaky.py")))
+    groups = ("client-rejected",)
+    errors = (ErrorRule(r"certificate has expired", "CERT_EXPIRED", own_check=True),)  # Python's ssl words
+
+
+PEERS = [CrashingServer(), HangingClient(), LeakyServer()]

@@ -267,6 +267,12 @@ class Peer(ABC):
         Its cells are then SKIPPED with this reason, never left out and never blamed on the library."""
         return None
 
+    def processes(self) -> tuple[int, ...]:
+        """The processes outside this one that hold this peer's connections (a foreign server or
+        client process, a proxy, a browser; their children count too): resource hygiene after a
+        rejection counts the sockets they keep (leaks.py). Empty for an in-process peer."""
+        return ()
+
 
 class ServerPeer(Peer):
     role = "server"

@@ -264,14 +264,16 @@ class Browser:
         from_browser_r, from_browser_w = os.pipe()
         profile = self.home / "profile"
         profile.mkdir(mode=0o700)
-        # the browser wants the pipe on fds 3 and 4; bash puts it there (dash takes single digits only)
-        self.proc = subprocess.Popen(
-            ["/bin/bash", "-c", f'exec "$0" "$@" 3<&{to_browser_r} 4>&{from_browser_w}', CHROMIUM, *FLAGS,
-             f"--user-data-dir={profile}", "about:blank"],
-            env={**os.environ, "HOME": str(self.home)}, stdin=subprocess.DEVNULL,
-            stdout=open(self.home / "chromium.log", "wb"), stderr=subprocess.STDOUT,
-            pass_fds=(to_browser_r, from_browser_w), start_new_session=True,  # its own process group
-        )
+        # the browser wants the pipe on fds 3 and 4; bash puts it there (dash takes single digits only).
+        # The log is the child's copy only: ours, left to the gc, was a ResourceWarning blamed on a cell.
+        with open(self.home / "chromium.log", "wb") as log:
+            self.proc = subprocess.Popen(
+                ["/bin/bash", "-c", f'exec "$0" "$@" 3<&{to_browser_r} 4>&{from_browser_w}', CHROMIUM, *FLAGS,
+                 f"--user-data-dir={profile}", "about:blank"],
+                env={**os.environ, "HOME": str(self.home)}, stdin=subprocess.DEVNULL, stdout=log,
+                stderr=subprocess.STDOUT, pass_fds=(to_browser_r, from_browser_w),
+                start_new_session=True,  # its own process group
+            )
         os.close(to_browser_r)
         os.close(from_browser_w)
         loop = asyncio.get_running_loop()
@@ -659,6 +661,10 @@ class Client(ClientPeer):
         except Exception:
             pass  # connect() meets the same problem and reports it in its cell
 
+    def processes(self):
+        """The browsers of this worker (their network service is a child process)."""
+        with _lock:
+            return tuple(b.proc.pid for b in _browsers.values() if b.proc is not None and b.proc.poll() is None)
 
     def canonical(self, exc):
         if isinstance(exc, PageSaw) and isinstance(exc.__cause__, BrowserKnew):

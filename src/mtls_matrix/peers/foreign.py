@@ -34,6 +34,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from string import Template
 from typing import Any
 
 from mtls_matrix import observe
@@ -155,6 +156,197 @@ def _tail(lines: collections.deque) -> str:
     return " | ".join(lines)[-1500:] or "(no stderr)"
 
 
+# -- reproducers (repro.py): the program, started as the run started it, from a standalone script --
+# The snippets are built from what a peer declares (command, errors, fixed config), so every
+# foreign stack, and a subclass that redeclares them, gets its own without writing any.
+
+_REPRO_PROGRAM = Template('''\
+import base64
+import collections
+import concurrent.futures
+import json
+import re
+import signal
+import subprocess
+
+# The $side is a separate program, $name ($library), run as mtls-matrix runs it: its JSON config on
+# stdin, then one JSON event per line on stdout (mtls-matrix's docs/FOREIGN.md); it exits when its
+# stdin closes. It lives in mtls-matrix's foreign/ directory, built by `mtls-matrix setup-foreign --only $toolchain`.
+FOREIGN = os.environ.get("MTLS_MATRIX_FOREIGN", $foreign)
+COMMAND = $command
+# The program's own words for an error -> the canonical error, and whether it was its own
+# verification refusing the other side's certificate (mtls-matrix's table for $name; first match wins)
+ERRORS = $errors
+
+
+class ForeignError(Exception):
+    """An error the program reported, in its own words (type, code, verification result, message)."""
+
+    def __init__(self, event: dict):
+        text = " ".join(str(event[k]) for k in ("type", "code", "verify_error", "message") if event.get(k))
+        super().__init__(text or json.dumps(event))
+        rule = next(((canonical, own) for pattern, canonical, own in ERRORS if re.search(pattern, text, re.I)), None)
+        # read by cert_reason(): the certificate problem this side's own check found
+        self.own_check_reason = rule[0] if rule and rule[1] else None
+
+
+class Program:
+    """The running program: each event it prints is shown (not the data it echoes) and handed to `on_event`."""
+
+    QUIET = ("message", "sent", "pong")
+
+    def __init__(self, config: dict, label: str, on_event):
+        self.label, self.on_event = label, on_event
+        self.proc = subprocess.Popen([part.format(foreign=FOREIGN) for part in COMMAND], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, start_new_session=True)
+        self.send(config)
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def send(self, message: dict) -> None:
+        try:
+            self.proc.stdin.write((json.dumps(message) + "\\n").encode())
+            self.proc.stdin.flush()
+        except (OSError, ValueError):
+            pass  # it exited: its `exited` event says so
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            try:
+                event = json.loads(line)
+            except ValueError:
+                print(f"{self.label} (not JSON): {line.decode(errors='replace').rstrip()}")
+                continue
+            if event.get("event") not in self.QUIET:
+                print(f"{self.label}: {json.dumps(event)}")
+            self.on_event(event)
+        self.on_event({"event": "exited", "message": f"{self.label} exited with code {self.proc.wait()}"})
+
+    def stop(self) -> None:
+        try:
+            self.proc.stdin.close()  # the contract: it exits on stdin EOF
+            self.proc.wait(1)
+        except (OSError, ValueError, subprocess.TimeoutExpired):
+            pass
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)  # and anything it started
+        except OSError:
+            pass
+''')
+
+_REPRO_SERVER = Template('''\
+SERVER_CONFIG = $config
+URL_PATH = "/cell/repro"  # the program serves /cell/<token>
+
+
+def server_event(event: dict) -> None:
+    kind = event.get("event")
+    if kind == "listening":
+        LISTENING.set_result(int(event["port"]))
+    elif kind == "exited" and not LISTENING.done():
+        LISTENING.set_exception(RuntimeError(event["message"]))
+    elif kind == "handshake-ok":
+        SERVER_SAW["tls"] = SERVER_SAW["tls"] or ("ok", event.get("version"))
+    elif kind == "handshake-error":
+        SERVER_SAW["tls"] = SERVER_SAW["tls"] or ("error", ForeignError(event))
+    elif kind == "handler":
+        SERVER_SAW.update(handler=True, peer_cn=event.get("peer_cn"), identity_error=event.get("identity_error"))
+    elif kind == "handler-close":
+        report_close(event.get("code"), event.get("reason"))
+
+
+async def start_server(context: ssl.SSLContext) -> int:
+    """The program gets the scenario's files, as in the run (`context` is for in-process servers)."""
+    global SERVER, LISTENING
+    LISTENING = concurrent.futures.Future()
+    config = {"role": "server", "port": 0, "chain": SERVER_CERT, "key": SERVER_KEY, "ca": CA,
+              "crl": globals().get("CRL"), "tls": SERVER_TLS, **SERVER_CONFIG}
+    SERVER = Program(config, "server program", server_event)
+    return await asyncio.wait_for(asyncio.wrap_future(LISTENING), 15)
+
+
+async def stop_server() -> None:
+    SERVER.stop()
+''')
+
+_REPRO_CLIENT = Template('''\
+CLIENT_CONFIG = $config
+TIMEOUTS = ()  # the program reports its own timeouts in its own words
+
+
+class Client:
+    """One connection (id 1) of the client program."""
+
+    def __init__(self, program_config: dict):
+        self.loop = asyncio.get_running_loop()
+        self.inbox: asyncio.Queue = asyncio.Queue()
+        self.messages: collections.deque = collections.deque()
+        self.ended: BaseException | None = None  # what recv raises once the messages are read
+        self.program = Program(program_config, "client program",
+                               lambda event: self.loop.call_soon_threadsafe(self.inbox.put_nowait, event))
+
+    @classmethod
+    async def connect(cls, url: str, timeout: float) -> "Client":
+        self = cls(CLIENT_CONFIG)
+        self.program.send({"cmd": "connect", "id": 1, "url": url, "ca": CA, "cert": CLIENT_CERT, "key": CLIENT_KEY,
+                           "server_hostname": HOST, "profile": $profile, "timeout": timeout})
+        try:
+            await self._until("open")
+        except BaseException:
+            self.program.stop()
+            raise
+        return self
+
+    async def _until(self, *replies: str) -> dict:
+        while True:
+            if self.ended is not None and "closed" not in replies:
+                raise self.ended
+            event = await self.inbox.get()
+            if event.get("event") in replies:
+                return event
+            if event.get("event") == "exited":
+                raise ForeignError(event)
+            self._absorb(event)
+
+    def _absorb(self, event: dict) -> None:
+        kind = event.get("event")
+        if kind == "message":
+            self.messages.append(event)
+        elif kind == "closed":
+            self.ended = Closed(event.get("code"), event.get("reason"))
+        elif kind in ("error", "exited"):
+            self.ended = ForeignError(event)
+
+    async def send(self, message):
+        if self.ended is not None:
+            raise self.ended
+        if isinstance(message, bytes):
+            self.program.send({"cmd": "send", "id": 1, "type": "binary", "data": base64.b64encode(message).decode()})
+        else:
+            self.program.send({"cmd": "send", "id": 1, "type": "text", "data": message})
+
+    async def recv(self):
+        while not self.messages:
+            if self.ended is not None:
+                raise self.ended
+            self._absorb(await self.inbox.get())
+        message = self.messages.popleft()
+        data = message.get("data") or ""
+        return base64.b64decode(data) if message.get("type") == "binary" else data
+
+    async def ping(self, payload: bytes) -> bytes:
+        self.program.send({"cmd": "ping", "id": 1, "data": base64.b64encode(payload).decode()})
+        return base64.b64decode((await self._until("pong")).get("data") or "")
+
+    async def close(self, code: int, reason: str):
+        try:
+            if not isinstance(self.ended, Closed):
+                self.program.send({"cmd": "close", "id": 1, "code": code, "reason": reason})
+                await self._until("closed")
+        finally:
+            self.program.stop()
+''')
+
+
 class _ForeignPeer:
     foreign = True
     toolchain: Toolchain
@@ -164,8 +356,18 @@ class _ForeignPeer:
     version_package: str | None = None  # else the Debian package whose installed version is the library's
     timeouts: dict[str, float | None] = {}  # the stack's default timeouts, from its documentation (None: none)
 
+    # its reproducer snippets are built from its declarations (repro.py): a subclass that redeclares
+    # the command or the errors gets its own
+    repro_derived = True
+
     def missing(self) -> str | None:
         return self.toolchain.missing()
+
+    def _repro_program(self, side: str) -> str:
+        rules = "[\n" + "".join(f"    ({r.pattern!r}, {r.canonical!r}, {r.own_check!r}),\n" for r in self.errors) + "]"
+        return _REPRO_PROGRAM.substitute(side=side, name=self.name, library=self.library, toolchain=self.toolchain.name,
+                                         foreign=repr(str(FOREIGN_DIR)), command=repr(list(self.command)),
+                                         errors=rules if self.errors else "[]")
 
     def own_timeouts(self, *variant: str) -> dict[str, float | None]:
         return dict(self.timeouts)
@@ -196,10 +398,8 @@ class ForeignServer(_ForeignPeer, ServerPeer):
 
     async def start(self, context: ssl.SSLContext, profile: str) -> int:
         files = context.mtls_files
-        config = {"role": "server", "family": self.family, "port": 0, "chain": str(files.chain),
-                  "key": str(files.key), "ca": str(files.ca), "crl": str(files.crl) if files.crl else None,
-                  "tls": _tls_cap(context), "profile": profile,
-                  "max_message": TUNED_MAX_MESSAGE if profile == "tuned" else None, **self.fixed_config}
+        config = {"role": "server", "port": 0, "chain": str(files.chain), "key": str(files.key), "ca": str(files.ca),
+                  "crl": str(files.crl) if files.crl else None, "tls": _tls_cap(context), **self._config(profile)}
         self._stopping, self._exited = False, False
         self._by_port: dict[int, observe.CellRecorder | None] = {}
         self._stderr: collections.deque = collections.deque(maxlen=STDERR_LINES)
@@ -226,6 +426,18 @@ class ForeignServer(_ForeignPeer, ServerPeer):
     def pid(self) -> int:
         """The server process (its sockets are not this process's: leaks.listening_addresses(pid))."""
         return self._proc.pid
+
+    def _config(self, profile: str) -> dict[str, Any]:
+        """What the program's config says besides the listener's files and TLS cap."""
+        return {"family": self.family, "profile": profile,
+                "max_message": TUNED_MAX_MESSAGE if profile == "tuned" else None, **self.fixed_config}
+
+    def repro_server(self, profile: str) -> str:
+        return self._repro_program("server") + "\n\n" + _REPRO_SERVER.substitute(config=repr(self._config(profile)))
+
+    def processes(self) -> tuple[int, ...]:
+        proc = getattr(self, "_proc", None)  # a listener's copy (cell.ServerHost) once started
+        return (proc.pid,) if proc is not None and proc.returncode is None else ()
 
     async def stop(self) -> None:
         self._stopping = True
@@ -445,6 +657,16 @@ class ForeignClient(_ForeignPeer, ClientPeer):
             with _processes_lock:
                 _processes[key] = proc
         return proc
+
+    def repro_client(self, variant: str, profile: str) -> str:
+        config = {"role": "client", "family": self.family, "variant": variant}  # as _ClientProcess starts it
+        return (self._repro_program("client") + "\n\n"
+                + _REPRO_CLIENT.substitute(config=repr(config), profile=repr(profile)))
+
+    def processes(self) -> tuple[int, ...]:
+        """This worker's client processes of this peer (one per variant)."""
+        with _processes_lock:
+            return tuple(p.popen.pid for key, p in _processes.items() if key[0] == self.name and p.alive)
 
     def canonical(self, exc: BaseException) -> str | None:
         return exc.canonical if isinstance(exc, ForeignError) else None

@@ -18,12 +18,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import functools
+import inspect
 import ipaddress
 import os
 import re
 import subprocess
 import tempfile
 from pathlib import Path
+from string import Template
 from urllib.parse import urlsplit
 
 from mtls_matrix import observe
@@ -54,6 +56,133 @@ def _openssl_version() -> str:
 
 def _pem_blocks(path: Path) -> list[str]:
     return re.findall(r"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----\n?", path.read_text(), re.S)
+
+
+def s_client_argv(port: int, ca, server_hostname: str, cert, key) -> tuple[list[str], Path | None]:
+    """s_client's command line for a connection, and the temp file of the client chain's
+    intermediates it needs (None: none), which the caller removes."""
+    argv = ["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-brief", "-no_ign_eof",
+            "-CAfile", str(ca), "-verify_return_error"]
+    try:
+        ipaddress.ip_address(server_hostname)
+        argv += ["-verify_ip", server_hostname]
+    except ValueError:
+        argv += ["-servername", server_hostname, "-verify_hostname", server_hostname]
+    extra = None
+    if cert:
+        argv += ["-cert", str(cert), "-key", str(key)]
+        intermediates = _pem_blocks(Path(cert))[1:]
+        if intermediates:  # -cert takes the leaf only; the rest of the chain goes in -cert_chain
+            fd, name = tempfile.mkstemp(prefix="mtls-matrix-chain-", suffix=".pem")
+            with os.fdopen(fd, "w") as f:
+                f.write("".join(intermediates))
+            extra = Path(name)
+            argv += ["-cert_chain", name]
+    return argv, extra
+
+
+def upgrade_request(parts, headers=()) -> bytes:
+    """The WebSocket upgrade request s_client writes by hand: the URL's path and query, and the
+    headers a scenario asks for (a bearer token)."""
+    target = f"{parts.path}?{parts.query}" if parts.query else parts.path
+    sent = "".join(f"{name}: {value}\r\n" for name, value in headers)
+    return (f"GET {target} HTTP/1.1\r\nHost: {parts.netloc}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}"
+            f"\r\nSec-WebSocket-Version: 13\r\n{sent}\r\n").encode()
+
+
+# The reproducer's client (repro.py): the same command line and upgrade request (their source is
+# copied in), s_client's output shown line by line; its own verification's error carries OpenSSL's
+# X509 code (`verify_code`), which the reproducer reads as the cell's own check.
+_REPRO_CLIENT = Template('''\
+import base64
+import ipaddress
+import re
+import signal
+import subprocess
+import tempfile
+from urllib.parse import urlsplit
+
+TIMEOUTS = ()  # the deadline cancels the wait
+VERIFY_ERROR = re.compile($verify)
+OPENSSL_ERROR = re.compile($openssl_error)
+
+
+$pem_blocks
+
+
+$argv
+
+
+$request
+
+
+class SClientError(Exception):
+    """A line s_client printed about the failure; verify_code: its own verification's X509 code."""
+
+    def __init__(self, line: str, verify_code: int | None = None):
+        super().__init__(line)
+        self.verify_code = verify_code
+
+
+class Client:
+    """openssl s_client speaks TLS only: it connects, writes a WebSocket upgrade request and reads
+    the status line; nothing after (the cell has no I/O steps)."""
+
+    def __init__(self, proc, extra):
+        self.proc, self.extra = proc, extra
+
+    @classmethod
+    async def connect(cls, url: str, timeout: float) -> "Client":
+        parts = urlsplit(url)
+        argv, extra = s_client_argv(parts.port, CA, HOST, CLIENT_CERT, CLIENT_KEY)
+        print("client: " + " ".join(argv))
+        proc = await asyncio.create_subprocess_exec(*argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                                    stderr=subprocess.STDOUT, start_new_session=True)
+        self = cls(proc, extra)
+        try:
+            await asyncio.wait_for(self._upgrade(parts), timeout)
+        except BaseException:
+            await self.close(1000, "")
+            raise
+        return self
+
+    async def _upgrade(self, parts) -> None:
+        first_error = None
+        while raw := await self.proc.stdout.readline():
+            line = raw.decode(errors="replace").strip()
+            print(f"s_client: {line}")
+            verify = VERIFY_ERROR.search(line)
+            if line.startswith("Verification"):
+                try:
+                    self.proc.stdin.write(upgrade_request(parts, HEADERS.items()))
+                    await self.proc.stdin.drain()
+                except (ConnectionError, OSError):
+                    pass  # s_client is gone already: what it printed says why
+            elif verify or OPENSSL_ERROR.search(line):
+                first_error = first_error or SClientError(line, int(verify.group(1)) if verify else None)
+            elif line.startswith("HTTP/1.1 "):
+                if line.split()[1] == "101":
+                    return
+                raise SClientError(line)
+        await self.proc.wait()
+        raise first_error or SClientError(f"s_client exited with code {self.proc.returncode} before the upgrade")
+
+    async def close(self, code: int, reason: str):
+        try:
+            if self.proc.returncode is None:
+                self.proc.stdin.close()  # s_client sends close_notify and exits on stdin EOF
+                await asyncio.wait_for(self.proc.wait(), 1.0)
+        except (asyncio.TimeoutError, OSError):
+            pass
+        finally:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except OSError:
+                pass
+            if self.extra:
+                self.extra.unlink(missing_ok=True)
+''')
 
 
 class _Upgraded(Connection):
@@ -107,25 +236,15 @@ class Client(ClientPeer):
     def canonical(self, exc):
         return exc.canonical if isinstance(exc, ForeignError) else None
 
+    def repro_client(self, variant: str, profile: str) -> str:
+        return _REPRO_CLIENT.substitute(
+            verify=repr(_VERIFY.pattern), openssl_error=repr(_OPENSSL_ERROR.pattern),
+            **{name: inspect.getsource(fn).rstrip() for name, fn in (
+                ("pem_blocks", _pem_blocks), ("argv", s_client_argv), ("request", upgrade_request))})
+
     async def connect(self, variant, url, tls: ClientTLS, profile, timeout):
         parts = urlsplit(url)
-        argv = ["openssl", "s_client", "-connect", f"127.0.0.1:{parts.port}", "-brief", "-no_ign_eof",
-                "-CAfile", str(tls.ca), "-verify_return_error"]
-        try:
-            ipaddress.ip_address(tls.server_hostname)
-            argv += ["-verify_ip", tls.server_hostname]
-        except ValueError:
-            argv += ["-servername", tls.server_hostname, "-verify_hostname", tls.server_hostname]
-        extra = None
-        if tls.cert:
-            argv += ["-cert", str(tls.cert), "-key", str(tls.key)]
-            intermediates = _pem_blocks(tls.cert)[1:]
-            if intermediates:  # -cert takes the leaf only; the rest of the chain goes in -cert_chain
-                fd, name = tempfile.mkstemp(prefix="mtls-matrix-chain-", suffix=".pem")
-                with os.fdopen(fd, "w") as f:
-                    f.write("".join(intermediates))
-                extra = Path(name)
-                argv += ["-cert_chain", name]
+        argv, extra = s_client_argv(parts.port, tls.ca, tls.server_hostname, tls.cert, tls.key)
         proc = await asyncio.create_subprocess_exec(*argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                                     stderr=subprocess.STDOUT, start_new_session=True)
         try:
@@ -157,13 +276,8 @@ class Client(ClientPeer):
                 cn = re.search(r"CN = ([^,]+)", summary.get("Peer certificate", ""))
                 self._record(recorder, "handshake-ok", version=summary.get("Protocol version"),
                              cipher=summary.get("Ciphersuite"), peer_cn=cn.group(1) if cn else None)
-                target = f"{parts.path}?{parts.query}" if parts.query else parts.path
-                sent = "".join(f"{name}: {value}\r\n" for name, value in headers)
-                request = (f"GET {target} HTTP/1.1\r\nHost: {parts.netloc}\r\nUpgrade: websocket\r\n"
-                           f"Connection: Upgrade\r\nSec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}"
-                           f"\r\nSec-WebSocket-Version: 13\r\n{sent}\r\n")
                 try:
-                    proc.stdin.write(request.encode())
+                    proc.stdin.write(upgrade_request(parts, headers))
                     await proc.stdin.drain()
                 except (ConnectionError, OSError):
                     pass  # s_client is gone already: what it printed says why

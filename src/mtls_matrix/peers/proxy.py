@@ -101,6 +101,10 @@ class ProxiedServer(ServerPeer):
     def pid(self) -> int:
         return self.process.pid
 
+    def processes(self) -> tuple[int, ...]:
+        process = getattr(self, "process", None)  # a listener's copy once started; workers are its children
+        return (process.pid,) if process is not None and process.poll() is None else ()
+
     @property
     def toolchain(self) -> Toolchain:
         """`mtls-matrix setup-foreign` installs the proxy's Debian package; without it, SKIPPED."""

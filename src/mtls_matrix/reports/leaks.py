@@ -62,7 +62,9 @@ def render(cells: Sequence[Cell]) -> list[str]:
         return []
     lines = ["## Resource hygiene", "",
              "What the peers left behind once a rejected connection's cell settled (observed, not judged: "
-             "verdicts do not change): open sockets of the connection, pending asyncio tasks (the client's loop "
+             "verdicts do not change): open sockets of the connection (a peer in another process, a foreign "
+             "program, a proxy or a browser, included: counted from outside in /proc, by the cell's port), "
+             "pending asyncio tasks (the client's loop "
              "when it was closed, the increase on the server's), ResourceWarnings emitted during the cell. "
              "A ResourceWarning is attributed to the cell current when the object was collected, and counts "
              "for both peers of that cell; one about a socket connected to another listener is an earlier cell's "
