@@ -13,7 +13,7 @@ from __future__ import annotations
 from mtls_matrix.peers import Closed
 from mtls_matrix.peers.foreign import ErrorRule, ForeignClient, ForeignServer
 from mtls_matrix.peers.node_ws import ERRORS as NODE_TLS_ERRORS
-from mtls_matrix.peers.node_ws import NODE, VERSION_FILE
+from mtls_matrix.peers.node_ws import NODE
 from mtls_matrix.peers.socketio import SCENARIOS_FULL, UNSUPPORTED, closed_canonical
 
 COMMAND = ("node", "{foreign}/node/socketio-peer.js")
