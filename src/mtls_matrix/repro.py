@@ -15,8 +15,9 @@ DIR gets:
 Library code comes from the peer modules: `ServerPeer.repro_server(profile)` and
 `ClientPeer.repro_client(variant, profile)` return source text (docs/PEERS.md). A peer without
 them, defined on its own class, cannot be reproduced: a usage error (exit 2), nothing written.
-A foreign peer's (peers/foreign.py) start its program from foreign/ with the run's config: the
-script then uses only the Python side's library, and README.md says how to build the program.
+A foreign peer's snippets start its program (peers/foreign.py: from foreign/, with the run's
+JSON config; openssl s_client: its command line): the script then uses only the Python side's
+library, and README.md says how to get the program.
 """
 
 from __future__ import annotations
