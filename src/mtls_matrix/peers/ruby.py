@@ -14,18 +14,25 @@ from __future__ import annotations
 from mtls_matrix.peers.foreign import ErrorRule, ForeignClient, ForeignServer, Toolchain
 from mtls_matrix.verdict import VERIFY_CODES
 
+GEMS = "/usr/share/rubygems-integration/all/gems"  # where Debian puts gem-layout packages (async-http)
 RUBY = Toolchain("ruby", executables=("ruby", "puma"),
-                 apt=("ruby", "puma", "ruby-faye-websocket", "ruby-websocket-driver", "ruby-eventmachine", "ruby-rack"),
+                 apt=("ruby", "puma", "ruby-faye-websocket", "ruby-websocket-driver", "ruby-eventmachine", "ruby-rack",
+                      "ruby-async-http"),
                  files=("/usr/lib/ruby/vendor_ruby/faye/websocket.rb",
-                        "/usr/lib/ruby/vendor_ruby/websocket/driver.rb", "/usr/lib/ruby/vendor_ruby/eventmachine.rb"))
+                        "/usr/lib/ruby/vendor_ruby/websocket/driver.rb", "/usr/lib/ruby/vendor_ruby/eventmachine.rb",
+                        f"{GEMS}/async-http-0.59.5/lib/async/http/server.rb"))
 COMMAND = ("ruby", "{foreign}/ruby/mtls-peer.rb")
 
 # Puma: "OpenSSL certificate verification error: <text> - <X509 code>"; the EM callback variant:
-# "certificate verify failed: <text> (<code>)". The code says it all, as for Python's peers.
+# "certificate verify failed: <text> (<code>)"; async-http-driver: the SSLError's class and the
+# socket's verify result before its message. The code says it all, as for Python's peers.
 ERRORS = (
     *(ErrorRule(rf"verification error: .* - {code}$", canonical, own_check=True)
       for code, canonical in VERIFY_CODES.items()),
     *(ErrorRule(rf"certificate verify failed: .*\({code}\)", canonical, own_check=True)
+      for code, canonical in VERIFY_CODES.items()),
+    # async-http-driver: Ruby's SSLError after its type and OpenSSL's verify result (verify_error)
+    *(ErrorRule(rf"^OpenSSL::SSL::SSLError {code} .*certificate verify failed", canonical, own_check=True)
       for code, canonical in VERIFY_CODES.items()),
     ErrorRule(r"peer did not return a certificate", "CERT_REQUIRED", own_check=True),
     ErrorRule(r"hostname mismatch|does not match the server certificate", "HOSTNAME_MISMATCH", own_check=True),
@@ -62,6 +69,16 @@ class PumaDriver(_PumaServer):
                  "io-1mib*", "io-1000-ordered*", "io-ping*", "io-close*", "io-server-close*")
 
 
+class AsyncHttpDriver(ForeignServer):
+    # Async::HTTP::Server on an Async::HTTP::Endpoint with an SSLContext (reference attempt 1, observation
+    # 4); its app hijacks the HTTP/1.1 connection and runs websocket-driver on the stream in its own task
+    name, library, toolchain, command, errors, version_package = (
+        "async-http-driver", "async-http", RUBY, COMMAND, ERRORS, "ruby-async-http")
+    fixed_config = {"variant": "async-http-driver"}
+    timeouts = {"async-http request/handshake": None, "websocket-driver handshake": None}
+    scenarios = PumaDriver.scenarios
+
+
 class EmDriver(ForeignClient):
     name, library, toolchain, command, errors, version_package = (
         "em-websocket-driver", "websocket-driver", RUBY, COMMAND, ERRORS, "ruby-websocket-driver")
@@ -82,4 +99,4 @@ class Faye(ForeignClient):
     timeouts = CLIENT_TIMEOUTS
 
 
-PEERS = [PumaFaye(), PumaDriver(), EmDriver(), Faye()]
+PEERS = [PumaFaye(), PumaDriver(), AsyncHttpDriver(), EmDriver(), Faye()]
