@@ -1,12 +1,14 @@
 """Ruby stacks from Debian's packages (foreign/ruby/mtls-peer.rb) through the foreign-peer
 contract (peers/foreign.py, docs/FOREIGN.md): puma serving faye-websocket or websocket-driver,
-and the EventMachine websocket-driver and faye-websocket clients.
+async-http's server with websocket-driver on the hijacked connection, and the EventMachine
+websocket-driver and faye-websocket clients.
 
 Puma's MiniSSL and EventMachine both sit on OpenSSL; what the application sees differs: puma
 reports a failed handshake with OpenSSL's text and the X509 verify code at the end, EM gives an
 `unbind` with an Errno class only (the callback variant writes its own text with the code), and
 faye says "Unable to verify the server certificate" whatever the reason. Puma cannot cap TLS
-versions: the program says so (exit 3) and those cells are UNSUPPORTED.
+versions: the program says so (exit 3) and those cells are UNSUPPORTED; async-http takes an
+OpenSSL::SSL::SSLContext, which can.
 """
 
 from __future__ import annotations
@@ -75,8 +77,9 @@ class AsyncHttpDriver(ForeignServer):
     name, library, toolchain, command, errors, version_package = (
         "async-http-driver", "async-http", RUBY, COMMAND, ERRORS, "ruby-async-http")
     fixed_config = {"variant": "async-http-driver"}
-    timeouts = {"async-http request/handshake": None, "websocket-driver handshake": None}
-    scenarios = PumaDriver.scenarios
+    # async-io's socket timeout (the endpoint's `timeout:`, covering the TLS accept and reads) is nil by default
+    timeouts = {"async-io socket timeout": None, "websocket-driver handshake": None}
+    scenarios = PumaDriver.scenarios  # the same websocket-driver echo: all but io-16mib, as puma-driver
 
 
 class EmDriver(ForeignClient):
