@@ -1,8 +1,8 @@
-"""The Go (gorilla/websocket) and Ruby (puma, EventMachine websocket-driver, faye-websocket) peers,
-real slices against the Python peers: mtls-ok passes both ways and a client without a certificate
-is refused by the server; puma's missing TLS version cap makes UNSUPPORTED cells; the variant that
-disables verification plays only the scenarios that test it; BUGS.md says which reference
-findings the cells reproduce."""
+"""The Go (gorilla/websocket) and Ruby (puma, async-http, EventMachine websocket-driver,
+faye-websocket) peers, real slices against the Python peers: mtls-ok passes both ways and a client
+without a certificate is refused by the server; puma's missing TLS version cap makes UNSUPPORTED
+cells; the variant that disables verification plays only the scenarios that test it; BUGS.md says
+which reference findings the cells reproduce."""
 
 from __future__ import annotations
 
@@ -73,3 +73,25 @@ def test_bugs_md_reports_the_reference_findings(run_matrix, tmp_path):
         row = next(line for line in section.splitlines() if line.startswith(expected))
         assert "**not reproduced**" in row, row
     assert "`puma-faye-websockets[ssl=context]-mtls-ok HANG (shows it)`" in section
+
+
+@needs_ruby
+def test_async_http_server_runs_the_application_after_the_upgrade(run_matrix, tmp_path):
+    # reference finding 1.4 (the app never runs after the 101) does not hold with Debian's async-http
+    # 0.59.5: the hijacked connection reaches websocket-driver, which sees the client certificate
+    bugs_md = tmp_path / "BUGS.md"
+    results, proc = run_matrix("--servers", "async-http-driver", "--clients", "websockets,aiohttp",
+                               "--scenarios", "mtls-ok,client-no-cert,tls12-only", "--profile", "default", "-n", "2",
+                               "--bugs", str(bugs_md))
+    cells = results.cells
+    assert len(cells) == 4 * 3, proc.stdout  # websockets: 1 variant, aiohttp: 3
+    check_pass_and_rejection(cells)  # tls12-only too: the SSLContext caps the version, unlike puma
+    no_cert = next(c for c in cells if c.scenario == "client-no-cert")
+    assert "peer did not return a certificate" in no_cert.rejection.message  # OpenSSL's words, as Ruby gives them
+    assert all(c.server_saw.handler_ran for c in cells if c.scenario != "client-no-cert")
+    section = bugs_md.read_text()
+    section = section[section.index("## Reference findings"):]
+    row = next(line for line in section.splitlines() if line.startswith("| 1.4 |"))
+    assert "**not reproduced**" in row and "| 0 of 8 |" in row, row
+    assert "\nasync-http-driver-websockets[ssl=context]-mtls-ok PASS\n" in section  # the cells it lists
+    assert proc.returncode == 0, proc.stdout[-2000:]

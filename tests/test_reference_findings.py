@@ -4,7 +4,7 @@ finding's status is computed from the cells that test it, never assumed."""
 from __future__ import annotations
 
 from mtls_matrix.reports import bugs, reference
-from mtls_matrix.results import ErrorInfo, Rejection, Verdict
+from mtls_matrix.results import ErrorInfo, Rejection, ServerSaw, TLSSide, Verdict
 from tests.test_bugs_report import cell, results
 
 TYPE_ERROR = "TypeError: no implicit conversion of Puma::MiniSSL::Socket into Integer"
@@ -48,7 +48,20 @@ def test_statuses_follow_the_cells():
     assert found["4.2"] == ("not reproduced", 1, 0)
     assert found["§3 puma"] == ("partly reproduced", 2, 1)
     assert found["2.1"] == ("not run", 0, 0)
-    assert found["1.1"][0] == found["1.4"][0] == "not testable here"
+    assert found["1.1"][0] == found["1.3"][0] == "not testable here"
+    assert found["1.4"] == ("not run", 0, 0)
+
+
+def test_the_async_finding_follows_the_async_http_cells():
+    # the reference's observation: the 101 went out, the application never ran on the connection
+    never_ran = dict(verdict=Verdict.HANG, phase="upgrade", reason="no outcome within 5s (reached upgrade)",
+                     server_saw=ServerSaw(accepted_tcp=True, tls=TLSSide(handshake="ok"), handler_ran=False))
+    stalled = cell("server:async-http-driver", "client:websockets[ssl=context]", "mtls-ok", **never_ran)
+    echoed = cell("server:async-http-driver", "client:websockets[ssl=context]", "io-text")
+    rejected = cell("server:async-http-driver", "client:websockets[ssl=context]", "client-no-cert", **SERVER_REJECTED)
+    assert statuses(stalled, rejected)["1.4"] == ("reproduced", 1, 1)  # a rejection tests nothing here
+    assert statuses(stalled, echoed)["1.4"] == ("partly reproduced", 2, 1)
+    assert statuses(echoed)["1.4"] == ("not reproduced", 1, 0)
 
 
 def test_skipped_and_unsupported_cells_are_no_evidence():
@@ -71,7 +84,8 @@ def test_bugs_md_states_each_finding_with_its_cells():
     assert "`puma-faye-websockets[ssl=context]-mtls-ok HANG (shows it)`" in section
     assert "### 4.2: not reproduced" in section
     assert "`puma-driver-em-websocket-driver[em-driver-verify-callback]-mtls-ok PASS`" in section
-    assert "async-websocket and protocol-websocket are not packaged" in section  # why 1.1-1.4 cannot be tested
+    assert "async-websocket (and protocol-websocket, which it needs) is not packaged" in section  # why 1.2, 1.3 cannot
+    assert "### 1.4: not run" in section  # no async-http-driver cell in these results
     assert "Contrast: `puma-driver` x `*` x mtls-ok works in 2 of 2 cells" in section
 
 

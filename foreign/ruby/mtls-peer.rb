@@ -63,9 +63,15 @@ Peer.choose('family', config['family'], %w[ws])
 $stdout.sync = true
 
 if config['role'] == 'server'
-  require_relative 'server'
   Thread.new { $stdin.read; Peer.exit_now(0) } # EOF: the harness is gone or done
-  PeerServer.run(config)
+  Peer.choose('variant', config['variant'] || 'puma-faye', %w[puma-faye puma-driver async-http-driver])
+  if config['variant'] == 'async-http-driver'
+    require_relative 'async_server'
+    AsyncPeerServer.run(config)
+  else
+    require_relative 'server'
+    PeerServer.run(config)
+  end
 else
   require_relative 'client'
   PeerClient.run(config) # reads commands until EOF

@@ -119,41 +119,17 @@ module PeerServer
     end
   end
 
-  # websocket-driver wants an object with #env, #url and #write; a hijacked Puma socket is the IO.
-  HijackedSocket = Struct.new(:env, :url, :io) do
-    def write(data)
-      io.write(data)
-    end
-  end
-
   def self.driver_app(max_length)
-    options = max_length ? { max_length: max_length } : {}
+    require_relative 'driver_echo'
     lambda do |env|
       next [404, {}, ['WebSocket only']] unless WebSocket::Driver.websocket?(env)
-      token = cell_token(env)
       env['rack.hijack'].call
       io = env['rack.hijack_io']
-      driver = WebSocket::Driver.rack(HijackedSocket.new(env, "wss://#{env['HTTP_HOST']}#{env['REQUEST_URI']}", io), options)
-      driver.on(:open) { handler_event(env) }
-      driver.on(:message) do |event|
-        if (command = Peer.close_command(event.data))
-          driver.close(command[1], command[0])
-        elsif event.data.is_a?(Array)
-          driver.binary(event.data)
-        else
-          driver.text(event.data)
-        end
-      end
-      driver.on(:close) do |event|
-        Peer.emit('handler-close', 'token' => token, 'code' => event.code, 'reason' => event.reason)
-        io.close rescue nil
-      end
-      driver.on(:error) { |event| Peer.emit('error', 'token' => token, 'message' => event.message) }
       Thread.new do
-        driver.start
-        loop { driver.parse(io.readpartial(65_536)) }
-      rescue EOFError, IOError, SystemCallError, Puma::MiniSSL::SSLError => e
-        Peer.emit('error', 'token' => token, 'message' => "#{e.class}: #{e.message}") unless io.closed?
+        DriverEcho.serve(env, "wss://#{env['HTTP_HOST']}#{env['REQUEST_URI']}", cell_token(env), max_length,
+                         read: -> { io.readpartial(65_536) }, write: ->(data) { io.write(data) },
+                         close: -> { io.close rescue nil },
+                         errors: [EOFError, IOError, SystemCallError, Puma::MiniSSL::SSLError]) { handler_event(env) }
       end
       [-1, {}, []]
     end

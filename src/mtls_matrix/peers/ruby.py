@@ -1,12 +1,14 @@
 """Ruby stacks from Debian's packages (foreign/ruby/mtls-peer.rb) through the foreign-peer
 contract (peers/foreign.py, docs/FOREIGN.md): puma serving faye-websocket or websocket-driver,
-and the EventMachine websocket-driver and faye-websocket clients.
+async-http's server with websocket-driver on the hijacked connection, and the EventMachine
+websocket-driver and faye-websocket clients.
 
 Puma's MiniSSL and EventMachine both sit on OpenSSL; what the application sees differs: puma
 reports a failed handshake with OpenSSL's text and the X509 verify code at the end, EM gives an
 `unbind` with an Errno class only (the callback variant writes its own text with the code), and
 faye says "Unable to verify the server certificate" whatever the reason. Puma cannot cap TLS
-versions: the program says so (exit 3) and those cells are UNSUPPORTED.
+versions: the program says so (exit 3) and those cells are UNSUPPORTED; async-http takes an
+OpenSSL::SSL::SSLContext, which can.
 """
 
 from __future__ import annotations
@@ -14,18 +16,25 @@ from __future__ import annotations
 from mtls_matrix.peers.foreign import ErrorRule, ForeignClient, ForeignServer, Toolchain
 from mtls_matrix.verdict import VERIFY_CODES
 
+GEMS = "/usr/share/rubygems-integration/all/gems"  # where Debian puts gem-layout packages (async-http)
 RUBY = Toolchain("ruby", executables=("ruby", "puma"),
-                 apt=("ruby", "puma", "ruby-faye-websocket", "ruby-websocket-driver", "ruby-eventmachine", "ruby-rack"),
+                 apt=("ruby", "puma", "ruby-faye-websocket", "ruby-websocket-driver", "ruby-eventmachine", "ruby-rack",
+                      "ruby-async-http"),
                  files=("/usr/lib/ruby/vendor_ruby/faye/websocket.rb",
-                        "/usr/lib/ruby/vendor_ruby/websocket/driver.rb", "/usr/lib/ruby/vendor_ruby/eventmachine.rb"))
+                        "/usr/lib/ruby/vendor_ruby/websocket/driver.rb", "/usr/lib/ruby/vendor_ruby/eventmachine.rb",
+                        f"{GEMS}/async-http-0.59.5/lib/async/http/server.rb"))
 COMMAND = ("ruby", "{foreign}/ruby/mtls-peer.rb")
 
 # Puma: "OpenSSL certificate verification error: <text> - <X509 code>"; the EM callback variant:
-# "certificate verify failed: <text> (<code>)". The code says it all, as for Python's peers.
+# "certificate verify failed: <text> (<code>)"; async-http-driver: the SSLError's class and the
+# socket's verify result before its message. The code says it all, as for Python's peers.
 ERRORS = (
     *(ErrorRule(rf"verification error: .* - {code}$", canonical, own_check=True)
       for code, canonical in VERIFY_CODES.items()),
     *(ErrorRule(rf"certificate verify failed: .*\({code}\)", canonical, own_check=True)
+      for code, canonical in VERIFY_CODES.items()),
+    # async-http-driver: Ruby's SSLError after its type and OpenSSL's verify result (verify_error)
+    *(ErrorRule(rf"^OpenSSL::SSL::SSLError {code} .*certificate verify failed", canonical, own_check=True)
       for code, canonical in VERIFY_CODES.items()),
     ErrorRule(r"peer did not return a certificate", "CERT_REQUIRED", own_check=True),
     ErrorRule(r"hostname mismatch|does not match the server certificate", "HOSTNAME_MISMATCH", own_check=True),
@@ -62,6 +71,17 @@ class PumaDriver(_PumaServer):
                  "io-1mib*", "io-1000-ordered*", "io-ping*", "io-close*", "io-server-close*")
 
 
+class AsyncHttpDriver(ForeignServer):
+    # Async::HTTP::Server on an Async::HTTP::Endpoint with an SSLContext (reference attempt 1, observation
+    # 4); its app hijacks the HTTP/1.1 connection and runs websocket-driver on the stream in its own task
+    name, library, toolchain, command, errors, version_package = (
+        "async-http-driver", "async-http", RUBY, COMMAND, ERRORS, "ruby-async-http")
+    fixed_config = {"variant": "async-http-driver"}
+    # async-io's socket timeout (the endpoint's `timeout:`, covering the TLS accept and reads) is nil by default
+    timeouts = {"async-io socket timeout": None, "websocket-driver handshake": None}
+    scenarios = PumaDriver.scenarios  # the same websocket-driver echo: all but io-16mib, as puma-driver
+
+
 class EmDriver(ForeignClient):
     name, library, toolchain, command, errors, version_package = (
         "em-websocket-driver", "websocket-driver", RUBY, COMMAND, ERRORS, "ruby-websocket-driver")
@@ -82,4 +102,4 @@ class Faye(ForeignClient):
     timeouts = CLIENT_TIMEOUTS
 
 
-PEERS = [PumaFaye(), PumaDriver(), EmDriver(), Faye()]
+PEERS = [PumaFaye(), PumaDriver(), AsyncHttpDriver(), EmDriver(), Faye()]

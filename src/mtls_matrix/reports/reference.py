@@ -22,9 +22,9 @@ from typing import Sequence
 from mtls_matrix.results import NOT_OBSERVED, Cell
 
 SOURCE = "reference/ruby-mtls-BUGS.md"
-ASYNC_NOT_PACKAGED = ("Debian packages async-http 0.59.5, but no WebSocket stack for it: async-websocket and "
-                      "protocol-websocket are not packaged, and neither PyPI nor npm carries them, so there is "
-                      "no async peer")
+ASYNC_NOT_PACKAGED = ("async-websocket (and protocol-websocket, which it needs) is not packaged in Debian, and "
+                      "neither PyPI nor npm carries it: only async-http itself is, and its server plays here with "
+                      "websocket-driver as `async-http-driver`")
 
 
 @dataclass(frozen=True)
@@ -83,16 +83,39 @@ SUCCEEDS = ("works", "io")
 SELF_FAILING = ("faye-websocket[faye-ca-file]", "em-websocket-driver[em-driver-no-callback]")
 FINDINGS: tuple[ReferenceFinding, ...] = (
     ReferenceFinding("1.1", "async-http: `NoMethodError: undefined method 'Stream' for Async::IO`",
-                     "async-http 0.88.0 calls an async-io API that is gone", untestable=ASYNC_NOT_PACKAGED),
+                     "async-http 0.88.0 calls an async-io API that is gone",
+                     untestable="a mismatch between async-http 0.88 and a newer async-io; Debian packages async-http "
+                     "0.59.5 with async-io 1.34.1, which load together (`Async::IO::Stream` is defined: the "
+                     "async-http-driver server runs on it), and the reference met it in a stack built on "
+                     "async-websocket, which is not packaged"),
     ReferenceFinding("1.2", "Async::WebSocket::Server middleware: `NameError: uninitialized constant "
                      "Async::WebSocket::Adapters`", "an internal bug of the middleware (async-websocket 0.29/0.30)",
                      untestable=ASYNC_NOT_PACKAGED),
     ReferenceFinding("1.3", "`request.websocket?` missing on async-http's request",
                      "async-websocket's mixin does not reach the request object over mTLS",
                      untestable=ASYNC_NOT_PACKAGED),
-    ReferenceFinding("1.4", "async server never runs the application after the 101 over mTLS",
-                     "Async::HTTP::Server does not hand the hijacked connection to the application",
-                     untestable=ASYNC_NOT_PACKAGED),
+    ReferenceFinding(
+        "1.4", "async server never runs the application after the 101 over mTLS",
+        "Async::HTTP::Server does not hand the hijacked connection to the application",
+        evidence=Cells(server="async-http-driver", scenarios=SUCCEEDS, verdicts=("FAIL", "HANG"), handler_ran=False,
+                       shows="the upgrade is answered but the application never runs on the hijacked connection",
+                       exclude=SELF_FAILING),
+        contrast=Cells(server="puma-driver", scenarios=("mtls-ok",), verdicts=("PASS",),
+                       shows="(the same websocket-driver application on puma's hijack) works"),
+        comment="async-http-driver is the reference's manual setup without async-websocket (not packaged): "
+                "`Async::HTTP::Server` on an `Async::HTTP::Endpoint` with an `OpenSSL::SSL::SSLContext` (verify "
+                "PEER and FAIL_IF_NO_PEER_CERT), an application that calls `request.hijack!` on the WebSocket "
+                "upgrade and runs websocket-driver on the returned stream in the connection's own task, then "
+                "returns nil (a full hijack). With async-http 0.59.5 / async 1.30.3 the application runs and sees "
+                "the client certificate (`stream.io.peer_cert`). The task matters: async-io closes the TLS socket "
+                "when the connection's task returns (`SSLServer#accept` closes it in an `ensure`). Tried by hand "
+                "(no cell): the same application starting websocket-driver in a child task and returning at once "
+                "sends the 101 and its open event runs, then the socket is closed under it, and 46 of 78 cells "
+                "(works, io-text, io-close, io-1000-ordered with the three Python clients) failed with the "
+                "connection closed (1006, broken pipe): a likely cause of the reference's observation. Rack "
+                "servers built on async-http met the same with applications that hand the hijacked socket to "
+                "another thread (ActionCable).",
+        links=("https://github.com/socketry/falcon/issues/10", "https://github.com/socketry/falcon/issues/106")),
     ReferenceFinding(
         "2.1", "faye-websocket client: `Unable to verify the server certificate for 'localhost'`",
         "blamed on a server certificate without SANs",
