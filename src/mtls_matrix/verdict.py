@@ -211,9 +211,8 @@ def rejection(obs: Observation) -> Rejection | None:
     if client and own_check_failed(client.data):
         return Rejection(by="client", canonical=canonical_from_tls(client.data), phase="verification",
                          message=client.data.get("message"))
-    found = proxy_rejection(obs, server)
-    if found:
-        return found
+    # the application refused: the request reached it, so no proxy in front refused it (a proxy's log
+    # line about the certificate, e.g. nginx's optional_no_ca verify error, is not a refusal then)
     refused = obs.event("server", "auth-refused")  # a token-auth server refused the request (peers.TokenAuth)
     if refused:
         return Rejection(by="server", canonical=refused.data.get("canonical"), phase="upgrade",
@@ -222,6 +221,9 @@ def rejection(obs: Observation) -> Rejection | None:
     if refused:  # the application refused the identity it was given (peers/proxy_identity.py)
         return Rejection(by="server", canonical=refused.data.get("canonical"), phase="handler",
                          message=refused.data.get("message"))
+    found = proxy_rejection(obs, server)
+    if found:
+        return found
     if obs.error and obs.error.canonical and obs.error.canonical.startswith("HTTP_4"):
         return Rejection(by="server", canonical=obs.error.canonical, phase="upgrade", message=obs.error.message)
     if obs.error and obs.error.canonical in CERT_REASONS and not obs.connected and not server:
