@@ -175,7 +175,7 @@ def test_a_reconnect_after_a_drop_shows_the_identity_twice_and_keeps_the_session
         assert (problem, after, connected) == (None, None, True), variant
         identities = [e.data["peer_cn"] for e in recorder.events if e.side == "server" and e.kind == "handler"]
         assert identities == [CLIENT_CN, CLIENT_CN], variant  # the certificate presented again
-        handshakes = [e for e in recorder.events if e.side == "client" and e.kind == "handshake-ok"]
+        handshakes = [e for e in recorder.events if e.side == "server" and e.kind == "handshake-ok"]
         assert len(handshakes) >= 2, variant  # a new handshake, not a resumed connection
         assert http is session, variant  # the user's session, not a replacement
         assert not closed, variant
