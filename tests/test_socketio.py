@@ -137,16 +137,16 @@ def test_a_namespace_echo_passes_with_the_identity_seen_in_that_namespace(run_ma
         assert [s.op for s in c.steps] == ["text"] and c.steps[0].ok
 
 
-def _reconnect_after(monkeypatch, how: str, variant: str, server_cert: str | None = None):
-    """One real client of the family against a private aiohttp server: connect, run the reconnect
-    step, echo; returns what the client held and what the cell recorded."""
+def _reconnect_after_drop(monkeypatch, variant: str):
+    """One real client of the family against a private aiohttp server: connect, the server drops the
+    connection, echo; returns what the client held and what the cell recorded."""
     for name in SCRUBBED:  # as the runner does: requests prefers REQUESTS_CA_BUNDLE to Session.verify
         monkeypatch.delenv(name, raising=False)
     observe.install()
     scenario = BY_NAME["reconnect-drop"]
     with PKI() as pki:
         host = ServerHost(sio_peers.AiohttpServer(), server_context(pki, scenario), "default")
-        recorder = observe.begin(f"reconnect-test-{how}-{variant}")
+        recorder = observe.begin(f"reconnect-test-drop-{variant}")
         control = ServerControl(host, pki, scenario, recorder)
         peer = sio_peers.AsyncClient() if variant.startswith("http_session=connector") else sio_peers.Client()
 
@@ -155,8 +155,8 @@ def _reconnect_after(monkeypatch, how: str, variant: str, server_cert: str | Non
                                       client_tls(pki, scenario), "default", 5)
             try:
                 session = conn.session
-                problem = await reconnect_step(conn, control, how, *([server_cert] if server_cert else []))
-                after = None if server_cert else await run_step(conn, "text", "after")
+                problem = await reconnect_step(conn, control, "drop")
+                after = await run_step(conn, "text", "after")
                 closed = getattr(session, "closed", False)  # requests.Session has no such flag
                 return problem, after, session, conn.sio.eio.http, conn.sio.connected, closed
             finally:
@@ -171,7 +171,7 @@ def _reconnect_after(monkeypatch, how: str, variant: str, server_cert: str | Non
 
 def test_a_reconnect_after_a_drop_shows_the_identity_twice_and_keeps_the_session(monkeypatch):
     for variant in ("http_session=connector+websocket", "http_session=requests+polling"):
-        (problem, after, session, http, connected, closed), recorder = _reconnect_after(monkeypatch, "drop", variant)
+        (problem, after, session, http, connected, closed), recorder = _reconnect_after_drop(monkeypatch, variant)
         assert (problem, after, connected) == (None, None, True), variant
         identities = [e.data["peer_cn"] for e in recorder.events if e.side == "server" and e.kind == "handler"]
         assert identities == [CLIENT_CN, CLIENT_CN], variant  # the certificate presented again
@@ -181,7 +181,7 @@ def test_a_reconnect_after_a_drop_shows_the_identity_twice_and_keeps_the_session
         assert not closed, variant
 
 
-def test_a_restarted_server_with_an_untrusted_certificate_is_refused(run_matrix, monkeypatch):
+def test_a_restarted_server_with_an_untrusted_certificate_is_refused(run_matrix):
     """The client must refuse the server that came back (UNKNOWN_CA) and give up. The checks can
     fail (tests/selftest_peers.py): a client whose reconnect skips verification is INSECURE there;
     one whose reconnect drops its certificate FAILs a plain drop, promptly, naming the refusal."""
