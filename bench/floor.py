@@ -28,7 +28,8 @@ from pathlib import Path
 
 from mtls_matrix import floor
 from mtls_matrix.pki import PKI
-from mtls_matrix.results import Cell, Results
+from mtls_matrix.results import Cell, Results, Verdict
+from mtls_matrix.scenarios import HOSTILE_GROUPS
 
 SMALL = b"mtls-matrix floor echo"
 
@@ -74,6 +75,10 @@ def total_s(cell: Cell) -> float:
     return cell.timings.get("total", 0.0) / 1000
 
 
+def cell_s(cell: Cell) -> float:
+    return cell.timings.get("cell", 0.0) / 1000
+
+
 def print_sums(title: str, cells: list[Cell], key, top: int | None = None) -> None:
     sums, counts = defaultdict(float), Counter(key(c) for c in cells)
     for c in cells:
@@ -85,12 +90,35 @@ def print_sums(title: str, cells: list[Cell], key, top: int | None = None) -> No
               f"{1000 * s / counts[name]:6.1f} ms/cell")
 
 
+def print_runner_budget(results: Results, wall: float) -> None:
+    """The workers' time split into what a speed-up could target: waits by design (HANG cells sit
+    out their deadline), the libraries' own work (client totals), the harness around each client
+    (`cell` minus `total`: server starts, settling the server's side, counting leaks) and, the
+    rest of the wall, pytest's per-item work, startup and reporting. Hostile cells run in the
+    background (hostile.Batch) and cost their worker nothing here."""
+    workers = results.run.workers or 1
+    foreground = [c for c in results.cells if c.group not in HOSTILE_GROUPS]
+    if not all("cell" in c.timings for c in foreground):
+        print("\n(no `cell` timings in these results: a run from before they were recorded)")
+        return
+    hang = sum(cell_s(c) for c in foreground if c.verdict == Verdict.HANG)
+    library = sum(total_s(c) for c in foreground if c.verdict != Verdict.HANG)
+    harness = sum(cell_s(c) - total_s(c) for c in foreground if c.verdict != Verdict.HANG)
+    rest = wall - (hang + library + harness) / workers
+    print(f"\nthe {wall:.1f} s wall, per worker ({workers}), foreground cells (the hostile ones run in the background):")
+    for name, s in (("waits by design (HANG cells' deadlines)", hang / workers),
+                    ("libraries' own work (client totals)", library / workers),
+                    ("harness around the clients (cell - total)", harness / workers),
+                    ("the rest: pytest per item, startup, reporting", rest)):
+        print(f"  {name:48} {s:6.1f} s {100 * s / wall:5.1f} %")
+
+
 def print_where_time_goes(results: Results, wall: float) -> None:
     cells, workers = results.cells, results.run.workers or 1
     busy = sum(total_s(c) for c in cells)
-    print(f"\nsum of cell totals {busy:.1f} s over {workers} workers = {busy / workers:.1f} s each; "
-          f"the rest of the {wall:.1f} s wall is outside cells' totals (startup, collection, server starts, "
-          f"settling the server's side, reporting)")
+    print_runner_budget(results, wall)
+    print(f"\nsum of cell totals {busy:.1f} s over {workers} workers = {busy / workers:.1f} s each "
+          f"(hostile cells included, which overlap in the background)")
     print_sums("scenario group", cells, lambda c: c.group)
     print_sums("scenario and profile", cells, lambda c: f"{c.scenario} {c.profile}", top=6)
     print_sums("client", cells, lambda c: c.client)

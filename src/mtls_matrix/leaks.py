@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import ipaddress
 import os
+import re
 import socket
 import stat
 import warnings
@@ -36,6 +37,7 @@ from mtls_matrix import isolate
 EARLIER = "(an earlier cell's) "  # prefix of a warning about a socket of another listener
 LISTEN = "0A"  # TCP states in /proc/net/tcp
 TIME_WAIT = "06"
+CLOSE = "07"  # a reset connection's socket: /proc/net/tcp lists it no more, its descriptor still holds it
 
 
 @dataclass(frozen=True)
@@ -118,13 +120,18 @@ def tcp_sockets(mine: set[str] | None = None, pid: int | str = "self") -> list[T
     /proc/PID/net/tcp{,6}; `mine`: the socket inodes that count, if known already."""
     if mine is None:
         mine = _my_socket_inodes() if pid == "self" else set(_sockets_of(pid))
+    if not mine:
+        return []
+    # the table lists the whole network namespace, thousands of TIME_WAIT lines late in a run: only
+    # the lines naming one of these inodes are split (a field that merely equals one is dropped below)
+    naming = re.compile(r"^.* (?:%s) .*$" % "|".join(sorted(mine)), re.M)
     found = []
     for table, size in ((f"/proc/{pid}/net/tcp", 4), (f"/proc/{pid}/net/tcp6", 16)):
         try:
-            lines = Path(table).read_text().splitlines()[1:]
+            text = Path(table).read_text()
         except OSError:
             continue
-        for line in lines:
+        for line in naming.findall(text):
             fields = line.split()
             if len(fields) < 10 or fields[9] not in mine:
                 continue
@@ -133,6 +140,34 @@ def tcp_sockets(mine: set[str] | None = None, pid: int | str = "self") -> list[T
             ordered = b"".join(raw[i:i + 4][::-1] for i in range(0, size, 4))  # host-order 32-bit words
             found.append(TCPSocket(str(ipaddress.ip_address(ordered)), int(port, 16),
                                    int(fields[2].split(":")[1], 16), fields[3], fields[9]))
+    return found
+
+
+def own_tcp_sockets(mine: dict[str, int]) -> list[TCPSocket]:
+    """This process's TCP sockets among `mine` (inode -> descriptor), looked at through their
+    descriptors (TCP_INFO's state, as /proc/net/tcp prints it): a few system calls per socket
+    instead of reading the namespace's whole table. A reset connection's socket shows state CLOSE."""
+    found = []
+    for inode, fd in mine.items():
+        try:
+            if str(os.fstat(fd).st_ino) != inode:
+                continue  # closed meanwhile, the descriptor reused
+            probe = socket.socket(fileno=os.dup(fd))
+        except OSError:
+            continue
+        with probe:
+            if probe.family not in (socket.AF_INET, socket.AF_INET6) or probe.type != socket.SOCK_STREAM:
+                continue
+            try:
+                state = probe.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0]
+                address, port = probe.getsockname()[:2]
+            except OSError:
+                continue
+            try:
+                remote_port = probe.getpeername()[1]
+            except OSError:
+                remote_port = 0  # not connected (any more)
+        found.append(TCPSocket(address, port, remote_port, f"{state:02X}", inode))
     return found
 
 
@@ -151,44 +186,27 @@ def connection_sockets(port: int, before: set[str], peers: tuple[int, ...] = ())
     """Open sockets on connections to the listener at `port` that were not there `before`, of this
     process and of the cell's out-of-process peers (`peers`): (client side, server side). A socket
     whose connection was reset is no longer in /proc/net/tcp but still holds its descriptor: a TCP
-    socket of this process new to the cell, not listed, counts as the server's if its local port is
+    socket of this process new to the cell in state CLOSE counts as the server's if its local port is
     the listener's, else as the client's (a process runs one cell at a time, and the listener was
-    started before the cell). Another process's unlisted socket is not counted: from outside,
-    nothing says which connection it was."""
+    started before the cell). Another process's socket is looked up in /proc/net/tcp, and not
+    counted when it is not listed there: from outside, nothing says which connection it was."""
     mine = _my_sockets()
-    new = {inode: mine.get(inode) for inode in _my_socket_inodes(mine, peers) - before}  # fd None: another process's
+    new = _my_socket_inodes(mine, peers) - before
     if not new:
         return 0, 0
     client = server = 0
-    listed = set()
-    for s in tcp_sockets(set(new)):
-        if s.inode not in new:
-            continue
-        listed.add(s.inode)
+    own = own_tcp_sockets({inode: mine[inode] for inode in new if inode in mine})
+    others = tcp_sockets(new - set(mine)) if new - set(mine) else []
+    for s in own + others:
         if s.state in (LISTEN, TIME_WAIT):
             continue
-        if s.remote_port == port:
+        if s.state == CLOSE:
+            server += s.port == port
+            client += bool(s.port) and s.port != port
+        elif s.remote_port == port:
             client += 1
         elif s.port == port:
             server += 1
-    for inode, fd in new.items():
-        if inode in listed or fd is None:  # another process's descriptor cannot be looked at from here
-            continue
-        try:
-            probe = socket.socket(fileno=os.dup(fd))
-        except OSError:
-            continue  # closed meanwhile, or not a socket we can look at
-        with probe:
-            if probe.family not in (socket.AF_INET, socket.AF_INET6) or probe.type != socket.SOCK_STREAM:
-                continue
-            try:
-                local = probe.getsockname()[1]
-            except OSError:
-                continue
-        if local == port:
-            server += 1
-        elif local:
-            client += 1
     return client, server
 
 
@@ -197,8 +215,8 @@ def open_on(port: int) -> tuple[int, int]:
     uses): (client side, server side). TIME_WAIT holds no descriptor; a CLOSE_WAIT socket (the
     other side closed, this one did not) counts: it is exactly what a peer forgot to close."""
     client = server = 0
-    for s in tcp_sockets():
-        if s.state in (LISTEN, TIME_WAIT):
+    for s in own_tcp_sockets(_my_sockets()):
+        if s.state in (LISTEN, TIME_WAIT, CLOSE):
             continue
         client += s.remote_port == port
         server += s.port == port

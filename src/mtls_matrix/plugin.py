@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import fnmatch
+import itertools
 import os
 import platform
 import re
@@ -170,11 +171,17 @@ def _plays(server, client, scenario, all_pairs: bool = False) -> bool:
     return server.harness == (hostile_role == "server") and client.peer.harness == (hostile_role == "client")
 
 
+def _matrix_run(config: pytest.Config) -> bool:
+    """Whether this pytest run is a matrix run (mtls-matrix run, or pytest with matrix options):
+    the plugin must not change unrelated pytest runs."""
+    o = config.option
+    return bool(any([o.servers, o.clients, o.scenarios, o.peer_plugin, o.mtls_out]) or o.profile != "default,tuned")
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "mtls_cell: one matrix cell (server, client, scenario, profile)")
     o = config.option
-    wanted = any([o.servers, o.clients, o.scenarios, o.peer_plugin, o.mtls_out]) or o.profile != "default,tuned"
-    if wanted:
+    if _matrix_run(config):
         _selection(config)  # bad input: a usage error now, before anything runs
         if not hasattr(config, "workerinput"):
             _stop_cleanly_on_sigterm()
@@ -226,7 +233,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """Hostile cells run all at once in one process (hostile.Batch), in the background from the
     session's start, so they come last: by then their results are there. Under pytest-xdist,
     `--dist load` (as `mtls-matrix run` sets) gives them all to the first worker, last
-    (HostileLastScheduling); with `--dist loadgroup` they share one group. --mtls-order reverse:
+    (MatrixScheduling); with `--dist loadgroup` they share one group. --mtls-order reverse:
     the cells in the opposite order (other items keep their places), so a test can show that no
     verdict depends on which cell ran before it."""
     hostile = []
@@ -288,38 +295,74 @@ def pytest_configure_node(node) -> None:
         node.workerinput["mtls_hostile_runner"] = HOSTILE_RUNNER
 
 
-HOSTILE_RUNNER = "gw0"  # the worker HostileLastScheduling gives every hostile cell to
+HOSTILE_RUNNER = "gw0"  # the worker MatrixScheduling gives every hostile cell to
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _waiting_ids(config: pytest.Config) -> set[str]:
+    """The cells whose server mostly waits on library timers (ServerPeer.waits)."""
+    return {spec.id for spec in _selection(config).cells if spec.server.waits}
+
+
+@pytest.hookimpl(tryfirst=True, optionalhook=True)
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
+    """`-n auto` for a matrix run: one worker per core, plus one for the cells that mostly wait
+    (ServerPeer.waits: long-polls, refusals that sit out a library timer) when the run also has
+    others: they spend their worker's time asleep, so a core's worth of the rest runs meanwhile.
+    Any other pytest run, or PYTEST_XDIST_AUTO_NUM_WORKERS set: pytest-xdist decides."""
+    if not _matrix_run(config) or os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return None
+    waiting, cells = len(_waiting_ids(config)), len(_selection(config).cells)
+    return _cores() + (1 if 0 < waiting < cells else 0)
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log):
     if config.getoption("dist", None) == "load":
-        return _hostile_last_scheduling()(config, log)
+        return _matrix_scheduling()(config, log)
     return None
 
 
-def _hostile_last_scheduling():
+def _matrix_scheduling():
     from xdist.scheduler import LoadScheduling  # only when pytest-xdist runs
 
-    class HostileLastScheduling(LoadScheduling):
-        """`--dist load`, except that every hostile cell goes to the HOSTILE_RUNNER worker, after
-        all the other cells it gets: that worker starts their batch when the session starts, so
-        they are done by then, and no other worker runs (a copy of) the batch."""
+    class MatrixScheduling(LoadScheduling):
+        """`--dist load`, with two preferences. Every hostile cell goes to the HOSTILE_RUNNER
+        worker, after all the other cells it gets: that worker starts their batch when the session
+        starts, so they are done by then, and no other worker runs (a copy of) the batch. With more
+        workers than cores (pytest_xdist_auto_num_workers), the last worker (by id) takes the waiting cells
+        and the others the rest, as long as both kinds last; then each takes what is left."""
 
         hostile: list[int] | None = None
+        waiting: set[int] = frozenset()
 
         def _send_tests(self, node, num: int) -> None:
             if self.hostile is None:
                 self.hostile = [i for i in self.pending if _HOSTILE_ID.search(self.collection[i])]
                 self.pending[:] = [i for i in self.pending if i not in set(self.hostile)]
-            super()._send_tests(node, num)
+                if len(self.nodes) > _cores():
+                    ids = _waiting_ids(self.config)
+                    self.waiting = {i for i in self.pending if self.collection[i].partition("[")[2][:-1] in ids}
+            if self.waiting:
+                waits = node.gateway.id == f"gw{len(self.nodes) - 1}"  # the worker beyond the cores
+                chosen = list(itertools.islice((i for i in self.pending if (i in self.waiting) == waits), num))
+                chosen = chosen or self.pending[:num]
+                for i in chosen:
+                    self.pending.remove(i)
+                self.node2pending[node].extend(chosen)
+                node.send_runtest_some(chosen)
+            else:
+                super()._send_tests(node, num)
             if not self.pending and self.hostile:
                 runner = next((n for n in self.nodes if n.gateway.id == HOSTILE_RUNNER), self.nodes[0])
                 self.node2pending[runner].extend(self.hostile)
                 runner.send_runtest_some(self.hostile)
                 self.hostile = []
 
-    return HostileLastScheduling
+    return MatrixScheduling
 
 
 _HOSTILE_ID = re.compile(r"-(%s)\]$" % "|".join(re.escape(s.name) for s in scenarios.CATALOGUE if s.group in scenarios.HOSTILE_GROUPS))
@@ -424,13 +467,15 @@ class Collector:
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         """Take the cell out of the report (it would bloat JUnit XML); leave the verdict, phase
-        and canonical error as JUnit properties."""
+        and canonical error as JUnit properties, and the pytest-xdist worker that ran it."""
         props = dict(report.user_properties)
         if "mtls_cell" not in props:
             return
         cell = Cell.model_validate_json(props["mtls_cell"])
+        worker = getattr(getattr(report, "node", None), "gateway", None)
         report.user_properties = [p for p in report.user_properties if p[0] != "mtls_cell"] + [
-            ("verdict", cell.verdict.value), ("phase", cell.phase), ("canonical", cell.error.canonical or "")]
+            ("verdict", cell.verdict.value), ("phase", cell.phase), ("canonical", cell.error.canonical or ""),
+            ("worker", worker.id if worker else "main")]
         if report.when == "call":
             self.cells.append(cell)
 

@@ -154,7 +154,9 @@ class Cell(BaseModel):
     client_tls: TLSSide = Field(default_factory=TLSSide)
     server_saw: ServerSaw = Field(default_factory=ServerSaw)
     steps: list[Step] = Field(default_factory=list)
-    timings: dict[str, float] = Field(default_factory=dict, description="ms since the cell started, per phase reached")
+    timings: dict[str, float] = Field(default_factory=dict, description=(
+        "ms since the cell started, per phase reached; `total`: the client's run, `cell`: the whole cell as its "
+        "runner spent it"))
     versions: dict[str, str] = Field(default_factory=dict, description="library versions of this pair")
     repro: str = Field(description="a command that reruns just this cell")
     client_after_deadline: Optional[str] = Field(

@@ -34,6 +34,7 @@ class Server(ForeignServer):
     version_file = "node_modules/socket.io/package.json"
     scenarios = SCENARIOS_FULL  # Node's TLS under Engine.IO: every rejection the Python servers play
     deadline_scale = 0.5  # as the Python socketio servers: what outlasts a cell waits on a 20-45 s timer
+    waits = True
     # Node's documented defaults (tls.createServer) and socket.io's (ServerOptions)
     timeouts = {"tls handshakeTimeout": 120.0, "socket.io connectTimeout": 45.0, "engine.io pingInterval": 25.0,
                 "engine.io pingTimeout": 20.0, "engine.io upgradeTimeout": 10.0}

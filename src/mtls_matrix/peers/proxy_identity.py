@@ -120,7 +120,7 @@ class NginxNoCA(Nginx):
     def __init__(self, backend: App):
         super().__init__(backend, ("proxy-id-cert-*",))
         self.family, self.groups, self.clients = backend.family, backend.groups, backend.clients
-        self.deadline_scale = backend.deadline_scale
+        self.deadline_scale, self.waits = backend.deadline_scale, backend.waits
 
     def backend_for(self, context):
         backend = super().backend_for(context)
