@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import functools
 import json
+import re
 import tomllib
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -56,9 +58,7 @@ class Entry:
         return f"entry {self.number} ({', '.join(self.cells)})"
 
     def matches(self, cell_id: str) -> bool:
-        from mtls_matrix.reports.bugs import _glob  # one glob dialect for notes and baseline
-
-        return any(_glob(p).match(cell_id) for p in self.cells)
+        return _any_of(self.cells).match(cell_id) is not None
 
     def expects(self, cell: Cell) -> bool:
         """Any run of the cell (only one, unless --repeat or --confirm) shows this entry's issue."""
@@ -71,6 +71,13 @@ class Baseline:
     path: Path
     text: str
     entries: list[Entry]
+
+
+@functools.cache  # a run matches every failing cell against the entries, and every entry against every cell
+def _any_of(patterns: tuple[str, ...]) -> re.Pattern[str]:
+    from mtls_matrix.reports.bugs import _glob  # one glob dialect for notes and baseline
+
+    return re.compile("|".join(f"(?:{_glob(p).pattern})" for p in patterns))
 
 
 # --------------------------------------------------------------------------- loading

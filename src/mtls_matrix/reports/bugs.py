@@ -18,6 +18,7 @@ verdict finding would show it.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections import Counter, defaultdict
@@ -58,6 +59,7 @@ class Note:
     links: Sequence[str] = ()
 
 
+@functools.cache  # baseline classification matches every cell against every entry's patterns
 def _glob(pattern: str) -> re.Pattern[str]:
     return re.compile(re.escape(pattern).replace(r"\*", ".*").replace(r"\?", ".") + r"\Z")
 
