@@ -296,7 +296,6 @@ def pytest_configure_node(node) -> None:
 
 
 HOSTILE_RUNNER = "gw0"  # the worker MatrixScheduling gives every hostile cell to
-WAITING_CHUNK = 2  # how many waiting cells (ServerPeer.waits) MatrixScheduling sends a worker at once
 
 
 def _cores() -> int:
@@ -335,8 +334,7 @@ def _matrix_scheduling():
         worker, after all the other cells it gets: that worker starts their batch when the session
         starts, so they are done by then, and no other worker runs (a copy of) the batch. With more
         workers than cores (pytest_xdist_auto_num_workers), the last worker (by id) takes the waiting cells
-        and the others the rest, as long as both kinds last; then each takes what is left, the waiting
-        cells WAITING_CHUNK at a time."""
+        and the others the rest, as long as both kinds last; then each takes what is left."""
 
         hostile: list[int] | None = None
         waiting: set[int] = frozenset()
@@ -352,10 +350,6 @@ def _matrix_scheduling():
                 waits = node.gateway.id == f"gw{len(self.nodes) - 1}"  # the worker beyond the cores
                 chosen = list(itertools.islice((i for i in self.pending if (i in self.waiting) == waits), num))
                 chosen = chosen or self.pending[:num]
-                # waiting cells go out a few at a time: a worker's queue cannot be taken back, and one
-                # that held them all (pytest-xdist's first chunk is a quarter of the run) would
-                # finish alone, long after the others ran out of work
-                chosen = [i for i in chosen if i not in self.waiting] or chosen[:WAITING_CHUNK]
                 for i in chosen:
                     self.pending.remove(i)
                 self.node2pending[node].extend(chosen)
