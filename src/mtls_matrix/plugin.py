@@ -296,6 +296,7 @@ def pytest_configure_node(node) -> None:
 
 
 HOSTILE_RUNNER = "gw0"  # the worker MatrixScheduling gives every hostile cell to
+WAITING_WORKERS = 2  # the workers -n auto adds for the cells that wait (ServerPeer.waits)
 
 
 def _cores() -> int:
@@ -309,14 +310,15 @@ def _waiting_ids(config: pytest.Config) -> set[str]:
 
 @pytest.hookimpl(tryfirst=True, optionalhook=True)
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
-    """`-n auto` for a matrix run: one worker per core, plus one for the cells that mostly wait
-    (ServerPeer.waits: long-polls, refusals that sit out a library timer) when the run also has
-    others: they spend their worker's time asleep, so a core's worth of the rest runs meanwhile.
+    """`-n auto` for a matrix run: one worker per core, plus WAITING_WORKERS for the cells that mostly
+    wait (ServerPeer.waits: long-polls, refusals that sit out a library timer) when the run also has
+    others: they spend much of their workers' time asleep, so the rest runs on the cores meanwhile
+    (the full matrix: 169 s with two, 195-212 s with one, whose 588 cells then outlasted the others).
     Any other pytest run, or PYTEST_XDIST_AUTO_NUM_WORKERS set: pytest-xdist decides."""
     if not _matrix_run(config) or os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
         return None
     waiting, cells = len(_waiting_ids(config)), len(_selection(config).cells)
-    return _cores() + (1 if 0 < waiting < cells else 0)
+    return _cores() + (WAITING_WORKERS if 0 < waiting < cells else 0)
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -333,8 +335,8 @@ def _matrix_scheduling():
         """`--dist load`, with two preferences. Every hostile cell goes to the HOSTILE_RUNNER
         worker, after all the other cells it gets: that worker starts their batch when the session
         starts, so they are done by then, and no other worker runs (a copy of) the batch. With more
-        workers than cores (pytest_xdist_auto_num_workers), the last worker (by id) takes the waiting cells
-        and the others the rest, as long as both kinds last; then each takes what is left."""
+        workers than cores (pytest_xdist_auto_num_workers), the workers beyond the cores (by id) take the
+        waiting cells and the others the rest, as long as both kinds last; then each takes what is left."""
 
         hostile: list[int] | None = None
         waiting: set[int] = frozenset()
@@ -347,7 +349,7 @@ def _matrix_scheduling():
                     ids = _waiting_ids(self.config)
                     self.waiting = {i for i in self.pending if self.collection[i].partition("[")[2][:-1] in ids}
             if self.waiting:
-                waits = node.gateway.id == f"gw{len(self.nodes) - 1}"  # the worker beyond the cores
+                waits = int(node.gateway.id[2:]) >= len(self.nodes) - WAITING_WORKERS  # the workers beyond the cores
                 chosen = list(itertools.islice((i for i in self.pending if (i in self.waiting) == waits), num))
                 chosen = chosen or self.pending[:num]
                 for i in chosen:
