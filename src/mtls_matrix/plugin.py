@@ -349,7 +349,7 @@ def _matrix_scheduling():
                     ids = _waiting_ids(self.config)
                     self.waiting = {i for i in self.pending if self.collection[i].partition("[")[2][:-1] in ids}
             if self.waiting:
-                waits = int(node.gateway.id[2:]) >= len(self.nodes) - WAITING_WORKERS  # the workers beyond the cores
+                waits = int(node.gateway.id[2:]) >= _cores()  # gwN: the workers beyond the cores
                 chosen = list(itertools.islice((i for i in self.pending if (i in self.waiting) == waits), num))
                 chosen = chosen or self.pending[:num]
                 for i in chosen:

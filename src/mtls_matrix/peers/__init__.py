@@ -56,7 +56,7 @@ HANDSHAKE_GROUPS = ("works", "client-rejected", "server-rejected", "token")
 TUNED_MAX_MESSAGE = 64 * 1024 * 1024
 # how long a server the harness stops waits for the handlers still running (a long-poll, a client that
 # hangs) before it cancels them: the libraries' own defaults (aiohttp: 60 s) would outlast the cell
-STOP_GRACE_S = 0.25
+HANDLER_STOP_GRACE_S = 0.25
 
 
 def parse_close_command(message: Any) -> tuple[int, str] | None:
@@ -290,7 +290,7 @@ class ServerPeer(Peer):
     # milliseconds but whose library timeouts run to tens of seconds need not wait the full one
     deadline_scale: float = 1.0
     # its cells mostly wait on library timers (long-polls, refusals that sit one out) rather than
-    # compute: `-n auto` adds a worker that takes them (plugin.pytest_xdist_auto_num_workers)
+    # compute: `-n auto` adds workers that take them (plugin.pytest_xdist_auto_num_workers)
     waits = False
     # Set by peers/proxy.py on the copy it runs behind a proxy: start() then gets context None (a
     # plain listener on 127.0.0.1) and the handler takes the identity from forwarded_cn(headers).

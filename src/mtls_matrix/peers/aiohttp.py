@@ -17,8 +17,8 @@ from aiohttp import WSMsgType, web
 
 from mtls_matrix import observe
 from mtls_matrix.peers import (
-    STOP_GRACE_S, TUNED_MAX_MESSAGE, ClientPeer, ClientTLS, Closed, Connection, ServerPeer, TokenRefused, forwarded_cn,
-    parse_close_command,
+    HANDLER_STOP_GRACE_S, TUNED_MAX_MESSAGE, ClientPeer, ClientTLS, Closed, Connection, ServerPeer, TokenRefused,
+    forwarded_cn, parse_close_command,
 )
 from mtls_matrix.verdict import CLOSE_CODES
 
@@ -148,7 +148,7 @@ class Server(ServerPeer):
         self._limits = _limits(profile)
         app = web.Application()
         app.router.add_get("/cell/{token}", self._handler)
-        self._runner = web.AppRunner(app, shutdown_timeout=STOP_GRACE_S)
+        self._runner = web.AppRunner(app, shutdown_timeout=HANDLER_STOP_GRACE_S)
         await self._runner.setup()
         await web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=context).start()
         return self._runner.addresses[0][1]

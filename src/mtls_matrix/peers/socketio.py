@@ -56,8 +56,8 @@ from werkzeug.serving import make_server
 
 from mtls_matrix import observe, verdict
 from mtls_matrix.peers import (
-    FINAL_CLOSE, STOP_GRACE_S, TUNED_MAX_MESSAGE, ClientPeer, ClientTLS, Closed, Connection, ServerPeer, TokenRefused,
-    cell_token, parse_close_command, query_token,
+    FINAL_CLOSE, HANDLER_STOP_GRACE_S, TUNED_MAX_MESSAGE, ClientPeer, ClientTLS, Closed, Connection, ServerPeer,
+    TokenRefused, cell_token, parse_close_command, query_token,
 )
 
 TLS_WAYS_ASYNC = ("http_session=connector", "websocket_extra_options=ssl")
@@ -205,7 +205,7 @@ class AiohttpServer(_SioServer):
     async def start(self, context, profile):
         app = web.Application()
         self._app_server(profile).attach(app)
-        self._runner = web.AppRunner(app, shutdown_timeout=STOP_GRACE_S)
+        self._runner = web.AppRunner(app, shutdown_timeout=HANDLER_STOP_GRACE_S)
         await self._runner.setup()
         self._site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=context)
         await self._site.start()
