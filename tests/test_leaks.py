@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -66,6 +67,28 @@ def test_a_rejected_connection_socket_is_counted_by_side():
         assert leaks_mod.connection_sockets(port, before) == (1, 0)
     finally:
         client.close()
+        listener.close()
+    assert leaks_mod.connection_sockets(port, before) == (0, 0)
+
+
+def test_a_reset_connections_sockets_still_count_by_their_local_port():
+    """/proc/net/tcp lists a reset socket no more; its descriptor (TCP_INFO: CLOSE) still says which side it is."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    before = leaks_mod.socket_inodes()
+    client = socket.create_connection(("127.0.0.1", port))
+    server, _ = listener.accept()
+    try:
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        client.close()  # an RST: the server's socket is reset, not closed
+        server.settimeout(2)
+        with pytest.raises(ConnectionResetError):
+            server.recv(1)
+        tcp_state = server.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0]
+        assert f"{tcp_state:02X}" == leaks_mod.CLOSE
+        assert leaks_mod.connection_sockets(port, before) == (0, 1)
+    finally:
+        server.close()
         listener.close()
     assert leaks_mod.connection_sockets(port, before) == (0, 0)
 

@@ -18,7 +18,6 @@ verdict finding would show it.
 
 from __future__ import annotations
 
-import functools
 import os
 import re
 from collections import Counter, defaultdict
@@ -59,7 +58,6 @@ class Note:
     links: Sequence[str] = ()
 
 
-@functools.cache  # baseline classification matches every cell against every entry's patterns
 def _glob(pattern: str) -> re.Pattern[str]:
     return re.compile(re.escape(pattern).replace(r"\*", ".*").replace(r"\?", ".") + r"\Z")
 
