@@ -102,7 +102,7 @@ def test_markdown_groups_by_change_then_pair(tmp_path):
     (None, "no such results file"),
     ("{not json", "not a valid mtls-matrix results file"),
     ('{"run": {}, "cells": []}', "not a valid mtls-matrix results file"),
-    ('{"schema_version": 2, "run": {}, "cells": []}', "results schema version 2, this mtls-matrix reads version 1"),
+    ('{"schema_version": 9, "run": {}, "cells": []}', "results schema version 9, this mtls-matrix reads versions 1, 2"),
 ])
 def test_diff_bad_input_exits_2_naming_the_file(tmp_path, content, says):
     good = save(tmp_path, "good.json", results(cell("client-expired")))
@@ -184,4 +184,4 @@ def test_shards_by_server_merge_into_the_unsharded_run(run_matrix, tmp_path):
     # and diff agrees the verdicts are the same run's
     proc = mtls_matrix("diff", str(tmp_path / "whole" / "results.json"), str(out), "--fields", "verdict")
     assert proc.returncode == 0, proc.stdout
-    assert json.loads(out.read_text())["schema_version"] == 1
+    assert json.loads(out.read_text())["schema_version"] == 2

@@ -34,7 +34,10 @@ from mtls_matrix.cell import CellSpec, ServerPool, run_cell
 from mtls_matrix.hostile import Batch, batch_of, is_hostile, run_hostile_cell
 from mtls_matrix.peers import Registry
 from mtls_matrix.pki import PKI
-from mtls_matrix.results import NOT_OBSERVED, SEVERITY, Cell, Floor, Results, Run, Verdict
+from mtls_matrix.peers.foreign import NOT_RUN
+from mtls_matrix.results import (
+    NOT_OBSERVED, SEVERITY, Cell, Floor, NotRun, PeerInfo, Results, Run, ScenarioInfo, Verdict,
+)
 
 # The user's environment must not change a verdict: these make libraries trust other CAs, log
 # keys or route through proxies. Removed for the run (names recorded in results.json).
@@ -410,6 +413,29 @@ def _versions(selection: Selection) -> dict[str, str]:
     return {p.library: p.version for p in sorted(peers, key=lambda p: p.library)}
 
 
+def scenario_infos(selection: Selection) -> list[ScenarioInfo]:
+    """The catalogue entries the selection's cells play, in catalogue order, as the run knew them."""
+    played = {spec.scenario.name for spec in selection.cells}
+    return [ScenarioInfo(name=s.name, group=s.group, description=s.description, expectation=s.expect.describe(),
+                         tags=sorted(s.tags | {s.tls_tag})) for s in scenarios.CATALOGUE if s.name in played]
+
+
+def peer_infos(selection: Selection) -> list[PeerInfo]:
+    """Every peer the selection's cells name, with what findings need to blame a layer."""
+    found: dict[str, PeerInfo] = {}
+    for spec in selection.cells:
+        server, client = spec.server, spec.client
+        found.setdefault(f"server:{server.name}", PeerInfo(
+            name=f"server:{server.name}", role="server", family=server.family, library=server.library,
+            version=server.version, stack=server.stack, framework=server.framework, proxy=server.proxy,
+            foreign=server.foreign, harness=server.harness))
+        found.setdefault(f"client:{client.name}", PeerInfo(
+            name=f"client:{client.name}", role="client", family=client.peer.family, library=client.peer.library,
+            version=client.peer.version, stack=client.peer.stack, foreign=client.peer.foreign,
+            harness=client.peer.harness, control=client.peer.controls.get(client.variant)))
+    return sorted(found.values(), key=lambda p: p.name)
+
+
 def record(request: pytest.FixtureRequest, cell: Cell) -> None:
     """Hand the result to the controller (through pytest-xdist when it runs) and judge the item."""
     base = _baseline(request.config)
@@ -516,6 +542,9 @@ class Collector:
                 profiles=selection.profiles,
                 workers=int(getattr(option, "numprocesses", None) or 1) if getattr(option, "dist", "no") != "no" else 1,
                 floor=self.floor,
+                scenarios=scenario_infos(selection),
+                peers=peer_infos(selection),
+                not_run=[NotRun(name=name, why=why) for name, why in NOT_RUN],
             ),
             cells=cells,
         )

@@ -15,7 +15,9 @@ from typing import Literal, Optional
 
 from pydantic import BaseModel, Field
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# version 1 lacks only fields that have defaults here: its files still load (diff against an older run)
+READABLE_VERSIONS = (1, 2)
 
 
 class Verdict(str, Enum):
@@ -35,6 +37,19 @@ SEVERITY = {  # report order, worst first
 # Declared, never observed: the pair cannot express the scenario, or a peer could not run at all.
 # Neither is evidence about a library, nor a known issue, nor worth a rerun.
 NOT_OBSERVED = (Verdict.UNSUPPORTED, Verdict.SKIPPED)
+
+
+class Severity(str, Enum):
+    """How much a cell's outcome matters (DESIGN.md section 5), declared as data in the scenario
+    catalogue and the client variants, separate from the verdict, which says what happened."""
+
+    CRITICAL = "critical"  # a fail-open under a documented, correct configuration
+    BROKEN = "broken"  # a documented, correct configuration that should work does not
+    ADVISORY = "advisory"  # a default that deviates from current standards or costs the user; trust intact
+    CONTROL = "control"  # a variant that disables verification on purpose: its INSECURE is expected
+
+
+SEVERITY_RANK = {Severity.CRITICAL: 0, Severity.BROKEN: 1, Severity.ADVISORY: 2, Severity.CONTROL: 3}
 
 
 class Clarity(str, Enum):
@@ -136,6 +151,36 @@ class Hostile(BaseModel):
         default_factory=dict, description="the library's default timeouts, read from the library (None: no timeout)")
 
 
+class Advisory(BaseModel):
+    """Something a user of this pair pays for although the verdict may be PASS: a refusal that took
+    tens of seconds, a refused handshake the client repeated on its own, a deprecated default."""
+
+    kind: str = Field(description="slow | late-refusal | repeated-handshake | ...: what the advisory is about")
+    text: str = Field(description="one line for the report")
+
+
+class Deadline(BaseModel):
+    """How long the runner waited for the cell, and whose clock that was."""
+
+    seconds: float
+    source: Literal["library", "harness"] = Field(
+        description="library: the library's longest relevant documented timeout plus a margin; harness: a "
+                    "deadline the harness chose (the library documents none, or it was handed the deadline)")
+    timeout: Optional[str] = Field(None, description="the documented timeout it rests on, by the library's name for it")
+    documented_s: Optional[float] = Field(None, description="that timeout's documented default, in seconds")
+
+
+class Wire(BaseModel):
+    """What the server put on the wire, as the client side saw it: the same evidence for every server,
+    whatever its language or process."""
+
+    alert: Optional[str] = Field(None, description="the TLS alert the client received (unknown_ca, "
+                                                   "certificate_required, ...); None: no alert")
+    ended: Optional[str] = Field(None, description="how the server ended the connection: alert | close_notify | "
+                                                   "fin | reset | open (still open when the cell ended)")
+    after_ms: Optional[float] = Field(None, description="ms from the connection's start until the server ended it")
+
+
 class Cell(BaseModel):
     id: str = Field(description="the pytest id: server-client-scenario[-profile]")
     server: str
@@ -179,6 +224,14 @@ class Cell(BaseModel):
     leaks: Optional[Leaks] = Field(
         None, description="rejection cells: what the peers left behind (sockets, tasks, ResourceWarnings); "
                           "None: nothing leaked, or not a rejection cell")
+    severity: Optional[Severity] = Field(
+        None, description="how much the outcome matters, from the catalogue (scenario, variant): set for every "
+                          "observed cell that is not a clean PASS; advisory for a PASS with advisories")
+    advisories: list[Advisory] = Field(default_factory=list, description="what the user pays although it worked")
+    deadline: Optional[Deadline] = Field(None, description="how long the runner waited, and on whose clock")
+    wire: Optional[Wire] = Field(None, description="what the server put on the wire, as the client saw it")
+    handshakes: Optional[int] = Field(None, description="TLS handshakes the server saw in this cell (None: not counted)")
+    mechanism: Optional[str] = Field(None, description="the id of the known mechanism (baseline entry) explaining it")
 
 
 class Floor(BaseModel):
@@ -193,6 +246,41 @@ class Floor(BaseModel):
     echo_bytes: int = Field(description="one message of this size sent and read back on an established connection")
     echo_ms: float = Field(description="the median of a few such echoes")
     echo_mib_s: float = Field(description="2 x echo_bytes (there and back) per second, in MiB/s")
+
+
+class ScenarioInfo(BaseModel):
+    """The catalogue entry of a scenario as it was when the run was made: renderers read this, never
+    today's catalogue, so an old results.json renders as it ran."""
+
+    name: str
+    group: str
+    description: str
+    expectation: str
+    tags: list[str] = Field(default_factory=list)
+    severity: dict[str, Severity] = Field(
+        default_factory=dict, description="verdict -> the severity a cell of this scenario gets with it")
+
+
+class PeerInfo(BaseModel):
+    """A peer as the run knew it: what findings need to blame the narrowest layer."""
+
+    name: str = Field(description="as cells name it: server:aiohttp, client:aiohttp[ssl=context]")
+    role: Literal["server", "client"]
+    family: str
+    library: str
+    version: str
+    stack: str = Field(description="the TLS implementation that verifies the other side (CPython ssl, Node tls, ...)")
+    framework: Optional[str] = Field(None, description="a server library running on another library's HTTP server "
+                                                       "(socketio-aiohttp: aiohttp); a proxy's backend server")
+    proxy: Optional[str] = Field(None, description="the TLS-terminating proxy in front (nginx, haproxy)")
+    foreign: bool = False
+    harness: bool = Field(False, description="the harness's own hostile peer: never blamed")
+    control: Optional[str] = Field(None, description="why this variant disables verification on purpose: a control")
+
+
+class NotRun(BaseModel):
+    name: str
+    why: str
 
 
 class Run(BaseModel):
@@ -217,6 +305,10 @@ class Run(BaseModel):
         default_factory=list, description="`mtls-matrix versions`: one entry per version environment, in order")
     floor: Optional[Floor] = Field(
         None, description="the bare-ssl floor measured once at the start of the run; None: not measured")
+    scenarios: list[ScenarioInfo] = Field(default_factory=list, description="the catalogue entries the run used, "
+                                                                            "in catalogue order")
+    peers: list[PeerInfo] = Field(default_factory=list, description="every peer the run's cells name")
+    not_run: list[NotRun] = Field(default_factory=list, description="stacks the matrix does not run here, and why")
 
 
 class Environment(BaseModel):
@@ -264,9 +356,9 @@ class Results(BaseModel):
         except FileNotFoundError:
             raise ValueError(f"{path}: no such results file") from None
         version = _schema_version(text)
-        if version != SCHEMA_VERSION:  # before validation: another version's shape would fail confusingly
-            raise ValueError(f"{path}: results schema version {version}, this mtls-matrix reads version "
-                             f"{SCHEMA_VERSION}; use the mtls-matrix that wrote it, or re-run")
+        if version not in READABLE_VERSIONS:  # before validation: another version's shape would fail confusingly
+            raise ValueError(f"{path}: results schema version {version}, this mtls-matrix reads versions "
+                             f"{', '.join(map(str, READABLE_VERSIONS))}; use the mtls-matrix that wrote it, or re-run")
         try:
             return cls.model_validate_json(text)
         except ValueError as exc:

@@ -260,6 +260,9 @@ class Peer(ABC):
     # not a Python library (peers/foreign.py, openssl s_client, Chromium): it pairs with the Python
     # peers (and the proxies in front of them), not with another foreign peer
     foreign = False
+    # the TLS implementation that verifies the other side: a behaviour every library on one stack
+    # shares is the stack's default, not one library's choice (findings blame the narrowest layer)
+    stack = "CPython ssl"
 
     @property
     def version(self) -> str:
@@ -303,6 +306,10 @@ class ServerPeer(Peer):
     piped = False
     # the event that ends its side of each connection's story (a proxy's log: "proxy-done"), if any
     story_end: str | None = None
+    # the HTTP server this library runs on (python-socketio on aiohttp), or a proxy's backend server
+    framework: str | None = None
+    # the TLS-terminating proxy in front of it (peers/proxy.py sets it)
+    proxy: str | None = None
     # Set by the harness on the copy serving a `token`-group listener, whose context requests no client
     # certificate: the server must refuse a request without a valid token before the upgrade
     # (TokenAuth.identity, TokenRefused) and its handler reports the identity the token names.
@@ -352,6 +359,9 @@ class ClientPeer(Peer):
     # verification on purpose plays only where that is what the cell exposes (server-rejected:
     # INSECURE); one that refuses every server by design, only where that shows (works)
     only: dict[str, tuple[str, ...]] = {}
+    # variant -> why it disables verification on purpose: a control, whose INSECURE is the expected
+    # outcome and proves the scenario's certificate is bad; never a finding
+    controls: dict[str, str] = {}
     # a sync library: its cells run in a client process (isolate.py), so a hung one can be killed
     blocking = False
     # its cells' deadline times this (with the server's): a client whose every connection costs

@@ -600,6 +600,7 @@ TOOLCHAIN = Toolchain("chromium", executables=("chromium", "certutil", "pk12util
 
 class Client(ClientPeer):
     name = "chromium"
+    stack = "Chromium (BoringSSL)"
     library = "chromium"
     foreign = True
     toolchain = TOOLCHAIN

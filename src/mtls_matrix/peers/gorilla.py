@@ -46,6 +46,7 @@ ERRORS = (
 
 class Server(ForeignServer):
     name, library, toolchain, command, errors = "gorilla", "gorilla/websocket", GO, COMMAND, ERRORS
+    stack = "Go crypto/tls"
     version_package = PACKAGE
     # net/http's documented zero values: no read, header or idle deadline at all
     timeouts = {"net/http ReadTimeout": None, "net/http ReadHeaderTimeout": None}
@@ -53,6 +54,7 @@ class Server(ForeignServer):
 
 class Client(ForeignClient):
     name, library, toolchain, command, errors = "gorilla", "gorilla/websocket", GO, COMMAND, ERRORS
+    stack = "Go crypto/tls"
     version_package = PACKAGE
     variants = ("dialer-tlsconfig", "netdialtlscontext", "getclientcertificate")
     timeouts = {"Dialer.HandshakeTimeout": None}  # only websocket.DefaultDialer has 45 s; a Dialer literal has none

@@ -30,6 +30,7 @@ ERRORS = (
 
 class Server(ForeignServer):
     name, library, toolchain, command, errors = "node-socketio", "socket.io", NODE, COMMAND, ERRORS
+    stack = "Node tls"
     family = "socketio"
     version_file = "node_modules/socket.io/package.json"
     scenarios = SCENARIOS_FULL  # Node's TLS under Engine.IO: every rejection the Python servers play
@@ -42,6 +43,7 @@ class Server(ForeignServer):
 
 class Client(ForeignClient):
     name, library, toolchain, command, errors = "node-socketio", "socket.io-client", NODE, COMMAND, ERRORS
+    stack = "Node tls"
     family = "socketio"
     version_file = "node_modules/socket.io-client/package.json"
     variants = ("options+polling", "options+websocket", "options+upgrade", "agent+polling")

@@ -37,12 +37,14 @@ ERRORS = (
 
 class Server(ForeignServer):
     name, library, toolchain, command, errors, version_file = "node-ws", "ws", NODE, COMMAND, ERRORS, VERSION_FILE
+    stack = "Node tls"
     # Node's documented defaults (tls.createServer, http.createServer); ws adds none
     timeouts = {"tls handshakeTimeout": 120.0, "http headersTimeout": 60.0, "http requestTimeout": 300.0}
 
 
 class Client(ForeignClient):
     name, library, toolchain, command, errors, version_file = "node-ws", "ws", NODE, COMMAND, ERRORS, VERSION_FILE
+    stack = "Node tls"
     variants = ("options", "agent", "secureContext")
     timeouts = {"ws handshakeTimeout": None}  # ws documents no default: the opening handshake may wait forever
 

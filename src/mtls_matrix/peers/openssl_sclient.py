@@ -220,6 +220,7 @@ async def _end(proc: asyncio.subprocess.Process, extra: Path | None) -> None:
 
 class Client(ClientPeer):
     name = "openssl-s_client"
+    stack = "OpenSSL"
     foreign = True
     library = "openssl"
     variants = ("verify_return_error",)

@@ -90,7 +90,8 @@ class ProxiedServer(ServerPeer):
     def __init__(self, backend: ServerPeer, scenarios: tuple[str, ...]):
         self.backend_peer = backend
         self.name = f"{self.program}+{backend.name}"
-        self.library = self.program
+        self.library = self.proxy = self.stack = self.program
+        self.framework = backend.name
         self.scenarios = scenarios
 
     @property

@@ -51,6 +51,7 @@ CLIENT_TIMEOUTS = {"EM pending_connect_timeout (TCP only)": 20.0, "TLS handshake
 
 class _PumaServer(ForeignServer):
     library, toolchain, command, errors, version_package = "puma", RUBY, COMMAND, ERRORS, "puma"
+    stack = "puma MiniSSL (OpenSSL)"
     timeouts = SERVER_TIMEOUTS
 
 
@@ -77,6 +78,7 @@ class AsyncHttpDriver(ForeignServer):
     name, library, toolchain, command, errors, version_package = (
         "async-http-driver", "async-http", RUBY, COMMAND, ERRORS, "ruby-async-http")
     fixed_config = {"variant": "async-http-driver"}
+    stack = "Ruby openssl"
     # async-io's socket timeout (the endpoint's `timeout:`, covering the TLS accept and reads) is nil by default
     timeouts = {"async-io socket timeout": None, "websocket-driver handshake": None}
     scenarios = PumaDriver.scenarios  # the same websocket-driver echo: all but io-16mib, as puma-driver
@@ -91,6 +93,8 @@ class EmDriver(ForeignClient):
     # the works group shows it, any other cell would only repeat it
     variants = ("em-driver-verify-callback", "em-driver-no-callback", "em-driver-noverify")
     only = {"em-driver-noverify": ("server-rejected",), "em-driver-no-callback": ("works",)}
+    controls = {"em-driver-noverify": "start_tls(verify_peer: false): it verifies no server certificate, on purpose"}
+    stack = "Ruby openssl"
     timeouts = CLIENT_TIMEOUTS
 
 
@@ -99,6 +103,7 @@ class Faye(ForeignClient):
         "faye-websocket", "faye-websocket", RUBY, COMMAND, ERRORS, "ruby-faye-websocket")
     variants = ("faye-root-cert-file", "faye-ca-file")
     only = {"faye-ca-file": ("works",)}  # the reference's `ca_file` (finding 2.1) refuses every server
+    stack = "Ruby openssl"
     timeouts = CLIENT_TIMEOUTS
 
 

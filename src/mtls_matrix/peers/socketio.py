@@ -193,6 +193,7 @@ class _SioServer(ServerPeer):
 
 
 class AiohttpServer(_SioServer):
+    framework = "aiohttp"
     name = "socketio-aiohttp"
     scenarios = SCENARIOS_FULL + SCENARIOS_OWN
 
@@ -237,6 +238,7 @@ class AiohttpServer(_SioServer):
 
 
 class TornadoServer(_SioServer):
+    framework = "tornado"
     name = "socketio-tornado"
     async_mode = "tornado"
 
@@ -261,6 +263,7 @@ class TornadoServer(_SioServer):
 
 class UvicornServer(_SioServer):
     """socketio.ASGIApp under uvicorn with uvicorn's own TLS options (files, not a context)."""
+    framework = "uvicorn"
 
     name = "socketio-uvicorn"
     library = "python-socketio"
@@ -316,6 +319,7 @@ class WerkzeugServer(_SioServer):
     (pallets/werkzeug#1469). The connect handler gets the environ of engine.io's handshake request,
     whose connection werkzeug has closed by then on polling (it never keeps one alive): the
     certificate copied into the environ is still there, the socket (`werkzeug.socket`) is not."""
+    framework = "werkzeug"
 
     name = "socketio-werkzeug"
     library = "werkzeug"  # the stack that decides what the app sees (python-socketio's version: its clients')
