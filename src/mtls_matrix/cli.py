@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from mtls_matrix import results as results_mod
-from mtls_matrix import baseline, repeat, scenarios, suite
+from mtls_matrix import baseline, findings, knowledge, repeat, scenarios, suite
 from mtls_matrix.plugin import ALL_PAIRS_HELP, DEFAULT_DEADLINE, FAILING, build_selection
 from mtls_matrix.results import Results, Verdict, write_atomically
 
@@ -63,7 +63,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     loaded = Results.load(out / "results.json")
     cells = loaded.cells
     if args.bugs or args.html or args.svg:
-        write_reports(loaded, args.bugs, args.html, args.svg)
+        curated = Path(args.baseline).parent if args.baseline else DEFAULT_KNOWLEDGE
+        write_reports(loaded, args.bugs, args.html, args.svg, load_knowledge(curated, explicit=False))
     if args.baseline:  # KNOWN, NEW and stale entries are recorded in results.json by the plugin
         return baseline.exit_code(loaded)
     if any(c.verdict == Verdict.ERROR for c in cells):
@@ -76,32 +77,62 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     try:
         loaded = Results.load(args.results)
+        curated = load_knowledge(args.knowledge or DEFAULT_KNOWLEDGE, explicit=bool(args.knowledge))
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    write_reports(loaded, args.out, args.html, args.svg)
+    write_reports(loaded, args.out, args.html, args.svg, curated)
     return 0
 
 
-def write_reports(loaded: Results, bugs_md: str | None, html: str | None, svg: str | None) -> None:
+DEFAULT_KNOWLEDGE = Path(baseline.DEFAULT_FILE).parent  # matrix/: mechanisms.toml, reference.toml
+
+
+def load_knowledge(directory: Path | str, explicit: bool) -> knowledge.Knowledge:
+    """The curated knowledge in `directory`; none when the default directory is absent (a results
+    file rendered outside the repository), an error when a directory given by hand is."""
+    if not explicit and not Path(directory).is_dir():
+        return knowledge.Knowledge()
+    return knowledge.load(directory)
+
+
+def write_reports(loaded: Results, bugs_md: str | None, html: str | None, svg: str | None,
+                  curated: knowledge.Knowledge = knowledge.Knowledge()) -> None:
     """BUGS.md, the HTML report and the heatmap image, each written whole or not at all."""
     from mtls_matrix.reports import bugs
     from mtls_matrix.reports.heatmap import render_svg
     from mtls_matrix.reports.html import render_html
-    from mtls_matrix.reports.notes import NOTES
 
+    analysis = findings.analyse(loaded, curated)
     written = []
     if svg:
-        write_atomically(Path(svg), render_svg(loaded))
+        write_atomically(Path(svg), render_svg(analysis))
         written.append(svg)
     if html:
-        write_atomically(Path(html), render_html(loaded))
+        write_atomically(Path(html), render_html(analysis))
         written.append(html)
     if bugs_md:
         # BUGS.md links the image relative to itself, so it renders wherever the pair is committed.
         heatmap = os.path.relpath(svg, Path(bugs_md).resolve().parent) if svg else None
-        write_atomically(Path(bugs_md), bugs.render(loaded, NOTES, heatmap=heatmap))
+        write_atomically(Path(bugs_md), bugs.render(analysis, heatmap=heatmap, reproducers=reproducers(analysis)))
         written.append(bugs_md)
     print(f"wrote {', '.join(written)} from {len(loaded.cells)} cells")
+
+
+def reproducers(analysis: findings.Analysis) -> dict:
+    """finding id -> how to reproduce it: `mtls-matrix repro` on its best cell that has a reproducer,
+    with the library code that configures the two sides."""
+    from mtls_matrix import repro
+    from mtls_matrix.reports.bugs import Reproducer
+
+    found = {}
+    for finding in analysis.findings:
+        chosen = repro.configuring_lines([c.id for c in finding.repro_cells])
+        if chosen:
+            cell_id, server, client = chosen
+            cell = next(c for c in finding.repro_cells if c.id == cell_id)
+            found[finding.id] = Reproducer(cell_id, f"mtls-matrix repro '{cell_id}' --out repro/{finding.id}",
+                                           server, client, findings.short(cell.server), findings.short(cell.client))
+    return found
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -176,6 +207,9 @@ def parser() -> argparse.ArgumentParser:
     report.add_argument("--out", default="BUGS.md", help="where to write (default BUGS.md)")
     report.add_argument("--html", metavar="PATH", help="also write the self-contained HTML report there")
     report.add_argument("--svg", metavar="PATH", help="also write the heatmap SVG there; BUGS.md then embeds it")
+    report.add_argument("--knowledge", metavar="DIR",
+                        help=f"the curated knowledge: mechanisms.toml, reference.toml (default {DEFAULT_KNOWLEDGE}/ "
+                             "when it exists)")
     report.set_defaults(func=cmd_report)
 
     listing = sub.add_parser("list", help="list peers, variants and scenarios")
