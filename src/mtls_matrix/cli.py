@@ -34,6 +34,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                         args.scenarios and _csv(args.scenarios), args.profile, args.deadline, args.peer_plugin)
         if args.baseline:
             baseline.load(args.baseline)  # malformed: a usage error before anything runs
+        curated = load_knowledge(Path(args.baseline).parent if args.baseline else DEFAULT_KNOWLEDGE, explicit=False)
         repeat.check(args.repeat, args.confirm)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
@@ -63,8 +64,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     loaded = Results.load(out / "results.json")
     cells = loaded.cells
     if args.bugs or args.html or args.svg:
-        curated = Path(args.baseline).parent if args.baseline else DEFAULT_KNOWLEDGE
-        write_reports(loaded, args.bugs, args.html, args.svg, load_knowledge(curated, explicit=False))
+        write_reports(loaded, args.bugs, args.html, args.svg, curated)
     if args.baseline:  # KNOWN, NEW and stale entries are recorded in results.json by the plugin
         return baseline.exit_code(loaded)
     if any(c.verdict == Verdict.ERROR for c in cells):
@@ -77,9 +77,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     try:
         loaded = Results.load(args.results)
-        curated = load_knowledge(args.knowledge or DEFAULT_KNOWLEDGE, explicit=bool(args.knowledge))
+        known = baseline.load(args.baseline) if args.baseline else None
+        directory = args.knowledge or (Path(args.baseline).parent if args.baseline else DEFAULT_KNOWLEDGE)
+        curated = load_knowledge(directory, explicit=bool(args.knowledge or args.baseline))
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    if known:  # the cells' mechanisms, for results of a run without this baseline
+        baseline.classify(loaded, known)
     write_reports(loaded, args.out, args.html, args.svg, curated)
     return 0
 
@@ -208,8 +212,11 @@ def parser() -> argparse.ArgumentParser:
     report.add_argument("--html", metavar="PATH", help="also write the self-contained HTML report there")
     report.add_argument("--svg", metavar="PATH", help="also write the heatmap SVG there; BUGS.md then embeds it")
     report.add_argument("--knowledge", metavar="DIR",
-                        help=f"the curated knowledge: mechanisms.toml, reference.toml (default {DEFAULT_KNOWLEDGE}/ "
-                             "when it exists)")
+                        help=f"the curated knowledge: mechanisms.toml, reference.toml (default: the baseline's directory, "
+                             f"else {DEFAULT_KNOWLEDGE}/ when it exists)")
+    report.add_argument("--baseline", metavar="FILE",
+                        help="classify the cells against this baseline first (KNOWN, NEW, their mechanisms): for results "
+                             "of a run made without it")
     report.set_defaults(func=cmd_report)
 
     listing = sub.add_parser("list", help="list peers, variants and scenarios")

@@ -568,7 +568,8 @@ def find(matrix: Matrix, knowledge: Knowledge = Knowledge()) -> list[Finding]:
     known: dict[str, list[Cell]] = defaultdict(list)
     unknown: list[Cell] = []
     for cell in finding_cells(matrix):
-        key = cell.mechanism or (f"known-{slug(cell.baseline_reason)[:48]}" if cell.baseline == "KNOWN"
+        # a file from before entries named mechanisms: its KNOWN cells group by the entry's reason
+        key = cell.mechanism or ("known-" + slug(*cell.baseline_reason.split()[:6]) if cell.baseline == "KNOWN"
                                  and cell.baseline_reason else None)
         if key:
             known[key].append(cell)
