@@ -45,8 +45,8 @@ def cell(server: str, client: str, scenario: str, profile: str = "default", **ou
     }
     return Cell(
         id=f"{short(server)}-{short(client)}-{scenario}{suffix}", server=server, client=client, scenario=scenario,
-        group=known.group, profile=profile, expectation=known.expect.describe(), tags=sorted(known.tags | {known.tls_tag}),
-        family=known.family or "ws",
+        group=known.group, profile=profile, expectation=known.expect.describe(),
+        tags=sorted(known.tags | {known.tls_tag}), family=known.family or "ws",
         repro=f"mtls-matrix run --servers {short(server)} --clients '{short(client)}' --scenarios {scenario}",
         **outcome,
     )

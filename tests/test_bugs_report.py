@@ -73,7 +73,8 @@ def test_the_reproducer_quotes_the_library_code_and_the_repro_command():
     analysis = findings.analyse(res, Knowledge(mechanisms=(CN,)))
     repro = bugs.Reproducer("alpha-two[x=1]-server-cn-only", "mtls-matrix repro 'alpha-two[x=1]-server-cn-only' "
                             "--out repro/F-cn-fallback", ["serve(handler, ssl=context)"],
-                            ["ctx = ssl.create_default_context(cafile=CA)", "connect(url, ssl=ctx)"], "alpha", "two[x=1]")
+                            ["ctx = ssl.create_default_context(cafile=CA)", "connect(url, ssl=ctx)"], "alpha",
+                            "two[x=1]")
     text = bugs.render(analysis, reproducers={"F-cn-fallback": repro})
     section = text.split("### F-cn-fallback")[1].split("\n### ")[0]
     assert ("**Reproduce** `alpha-two[x=1]-server-cn-only`: `mtls-matrix repro 'alpha-two[x=1]-server-cn-only' "

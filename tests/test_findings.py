@@ -125,7 +125,8 @@ def test_a_plugin_peer_run_against_one_partner_does_not_inherit_the_partners_def
     """A third party runs its plugin client against websockets alone: the 1 MiB io fails because of
     websockets' max_size. Nothing in the run tells whose limit it is: the plugin is not blamed."""
     plugin = "client:myplug[default]"
-    alone = results(cell("server:websockets", plugin, "io-1mib", **TOO_BIG), cell("server:websockets", plugin, "io-text"))
+    alone = results(cell("server:websockets", plugin, "io-1mib", **TOO_BIG),
+                    cell("server:websockets", plugin, "io-text"))
     [finding] = find(alone)
     assert not finding.layer.blames(plugin)
     assert finding.layer.undetermined and "nothing ran to compare it with" in finding.layer.text
@@ -261,3 +262,12 @@ def test_findings_are_ordered_by_severity_then_size():
     found = find(results(*cells))
     assert [(f.severity, len(f.cells)) for f in found] == [
         (Severity.CRITICAL, 2), (Severity.BROKEN, 1), (Severity.ADVISORY, 3), (Severity.ADVISORY, 2)]
+
+
+def test_advisories_a_known_mechanism_explains_join_its_finding():
+    advisory = dict(verdict=Verdict.PASS, phase="io", advisories=[Advisory(kind="late-refusal", text="took 30 s")])
+    cells = grid("client-expired", {("server:beta", c): advisory for c in CLIENTS})
+    wait = Mechanism(id="long-poll-wait", title="disconnect() waits out the long-poll", reason="r",
+                     advisories=("late-refusal server:beta",))
+    [finding] = find(results(*cells), Knowledge(mechanisms=(wait,)))
+    assert (finding.id, finding.title, finding.detail) == ("F-long-poll-wait", wait.title, ["took 30 s (3 cells)"])

@@ -330,7 +330,8 @@ def entry_counts(tools: Page) -> dict[tuple[str, str], Counter]:
 def test_page_loads_lists_the_findings_and_draws_the_heatmap(page):
     tools, results = page
     assert tools.errors() == []
-    ids = tools.js("[...document.querySelectorAll('#finding-table tbody tr td:first-child')].map((td) => td.textContent)")
+    ids = tools.js("[...document.querySelectorAll('#finding-table tbody tr td:first-child')]"
+                   ".map((td) => td.textContent)")
     assert ids == [f.id for f in analysed(results).findings] and "F-too-big" in ids
     assert tools.js("document.querySelectorAll('.heatmap tbody tr').length") == len(CLIENTS)
     assert tools.js("[...document.querySelectorAll('.heatmap tbody th')].map((th) => th.textContent)") == \
@@ -349,7 +350,8 @@ def test_clicking_a_finding_then_its_cell_opens_the_drilldown(page):
     tools.click(f'#finding-table tr[data-finding="{index}"]')
     assert tools.js("document.getElementById('finding-title').textContent") == "F-too-big: The 1 MiB echo is refused"
     assert tools.js("document.querySelector('#finding-detail a').href") == "https://example.org/limit"
-    assert tools.js("[...document.querySelectorAll('#finding-cells tbody tr')].map((tr) => tr.dataset.id)") == [target.id]
+    cells = tools.js("[...document.querySelectorAll('#finding-cells tbody tr')].map((tr) => tr.dataset.id)")
+    assert cells == [target.id]
     tools.click(f"#finding-cells tbody tr[data-id={json.dumps(target.id)}]")
     tools.settle()
     assert tools.js("document.getElementById('drill').hidden") is False

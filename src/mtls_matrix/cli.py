@@ -212,11 +212,11 @@ def parser() -> argparse.ArgumentParser:
     report.add_argument("--html", metavar="PATH", help="also write the self-contained HTML report there")
     report.add_argument("--svg", metavar="PATH", help="also write the heatmap SVG there; BUGS.md then embeds it")
     report.add_argument("--knowledge", metavar="DIR",
-                        help=f"the curated knowledge: mechanisms.toml, reference.toml (default: the baseline's directory, "
-                             f"else {DEFAULT_KNOWLEDGE}/ when it exists)")
+                        help=f"the curated knowledge: mechanisms.toml, reference.toml (default: the baseline's "
+                             f"directory, else {DEFAULT_KNOWLEDGE}/ when it exists)")
     report.add_argument("--baseline", metavar="FILE",
-                        help="classify the cells against this baseline first (KNOWN, NEW, their mechanisms): for results "
-                             "of a run made without it")
+                        help="classify the cells against this baseline first (KNOWN, NEW, their mechanisms): for "
+                             "results of a run made without it")
     report.set_defaults(func=cmd_report)
 
     listing = sub.add_parser("list", help="list peers, variants and scenarios")

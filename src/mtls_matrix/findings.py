@@ -12,13 +12,14 @@ today's catalogue, and nothing renders: reports/ does.
   failing cells are grouped by what failed and how (verdict, canonical error), then by the layer
   that explains them, then merged when they fail the same scenarios: one finding per mechanism
   the matrix shows, `F-<layer>-<scenario family>-<verdict>-<canonical>`.
-- **Blame** is comparative, per situation (scenario x profile): a unit (a client variant, a library,
-  a TLS stack several libraries share, a server framework, a proxy, every peer of a role) is
-  blamed only when none of its cells there passes and it failed with at least two partners; the
-  largest such unit wins, the narrower on a tie. A cell no unit explains is the pair's, and a pair
-  with nothing to compare against (a peer run against a single partner) is left undetermined
-  rather than blamed on either peer. The side that must refuse a bad certificate owns an
-  acceptance (INSECURE); against the harness's hostile peer the peer under test owns the outcome.
+- **Blame** is comparative. A unit (a client variant, a library with all its variants, a TLS stack
+  several libraries share, a server framework, a proxy, every peer of a role) may explain a set of
+  cells when none of its cells passes in any situation (scenario x profile) where it has some,
+  and it failed with at least two partners somewhere; the fewest, largest units that explain every
+  cell win (the narrower on a tie). A cell no unit explains is the pair's, and a pair with nothing
+  to compare against (a peer run against a single partner) is left undetermined rather than blamed
+  on either peer. The side that must refuse a bad certificate owns an acceptance (INSECURE);
+  against the harness's hostile peer the peer under test owns the outcome.
 - **Clarity** findings: cells that pass, but whose user is not told why (a server that drops the
   reason where others send it; a client that hides it where clients of its stack show it).
 - **Advisories** (a PASS that cost the user something) group by their kind.
@@ -47,7 +48,6 @@ FINDING_SEVERITIES = (Severity.CRITICAL, Severity.BROKEN, Severity.ADVISORY)
 FEW_CLEAR = 0.10  # a peer whose rejections are CLEAR less often than this ...
 MOSTLY_CLEAR = 0.50  # ... where a comparable peer's are CLEAR at least this often, hides the reason
 TLS_LABELS = ("TLS 1.3", "TLS 1.2", "TLS untagged")
-LATE_PHASES = ("upgrade", "handler", "io")
 
 
 def library_of(peer: str) -> str:
@@ -230,37 +230,32 @@ class Layer:
     @property
     def text(self) -> str:
         """The whole blame, for a finding's section: stacks with the libraries they reach."""
-        return self._text(self.units, lambda u: u.text + (f" ({', '.join(self.reaches(u))})"
-                                                         if u.level in ("stack", "every", "framework") else ""))
+        if self.common:
+            return f"{self.common} ({self._describe(limit=3)})"
+        return self._describe(detail=True)
 
     @property
     def short(self) -> str:
         """The blame in a few words, for the table of findings."""
-        return self._text(self.units[:2], lambda u: u.text, more=len(self.units) - 2)
+        return self.common or self._describe(limit=2)
 
-    def _text(self, units: Sequence[Unit], name: Callable[[Unit], str], more: int = 0) -> str:
-        if not units:
-            return "nobody"
+    def _describe(self, detail: bool = False, limit: int = 0) -> str:
+        sided = [u for u in self.units if u.side != "pair"]
         pairs = [u for u in self.units if u.side == "pair"]
-        if self.common:
-            if more == -1 or len(units) < len(self.units):  # the short form
-                return self.common
-            return f"{self.common} ({'; '.join(name(u) for u in self.units[:3])}" + (
-                f"; {len(self.units) - 3} more)" if len(self.units) > 3 else ")")
-        if len(pairs) == len(self.units) and len(pairs) > 1:
-            return _pairs_text(pairs)
-        sided = [u for u in units if u.side != "pair"]
-        kinds = {(u.side, u.level) for u in sided}
-        if len(kinds) == 1 and len(sided) > 1 and sided[0].level == "stack":
-            listed = ", ".join(name(u).removeprefix(f"{u.side} TLS stack ") for u in sided)
-            text = f"{sided[0].side} TLS stacks {listed}"
+
+        def named(unit: Unit) -> str:
+            reaches = detail and unit.level in ("stack", "every", "framework")
+            return unit.text + (f" ({', '.join(self.reaches(unit))})" if reaches else "")
+
+        if len(sided) > 1 and {(u.side, u.level) for u in sided} == {(sided[0].side, "stack")}:
+            parts = [f"{sided[0].side} TLS stacks " + ", ".join(named(u).split(" TLS stack ", 1)[1] for u in sided)]
         else:
-            text = "; ".join(name(u) for u in sided)
-        if len(pairs) == 1 and len(sided) == len(units) - 1:
-            text = "; ".join(filter(None, [text, name(pairs[0])]))
-        elif pairs:
-            text = "; ".join(filter(None, [text, _pairs_text(pairs)]))
-        return text + (f"; {more} more" if more > 0 else "")
+            parts = [named(u) for u in sided]
+        if pairs:
+            parts.append(pairs[0].text if len(pairs) == 1 else _pairs_text(pairs))
+        if limit and len(parts) > limit:
+            parts = parts[:limit] + [f"{len(parts) - limit} more"]
+        return "; ".join(parts) or "nobody"
 
     def reaches(self, unit: Unit) -> list[str]:
         return sorted(self.libraries.get(unit.key, ()))
@@ -580,7 +575,7 @@ def find(matrix: Matrix, knowledge: Knowledge = Knowledge()) -> list[Finding]:
              for key, cells in known.items()]
     found += _unknown(matrix, unknown, failing)
     found = _with_clarity(matrix, knowledge, found)
-    found += _advisories(matrix)
+    found = _advisories(matrix, knowledge, found)
     _unique_ids(found)
     return sorted(found, key=lambda f: (SEVERITY_RANK[f.severity], -len(f.cells), f.id))
 
@@ -602,7 +597,8 @@ def _unknown(matrix: Matrix, cells: list[Cell], blamer: Blamer) -> list[Finding]
             layer = layer_of(units, matrix)
             scope = sorted(family, key=matrix.scenario_rank)
             name = scope[0] if len(scope) == 1 else (its[0].group if len({c.group for c in its}) == 1 else "several")
-            ident = "F-" + slug(_unit_slug(layer), name, verdict, "" if error == "-" else error)
+            said = "" if error == "-" or (verdict, error) == ("HANG", "TIMEOUT") else error
+            ident = "F-" + slug(_unit_slug(layer), name, verdict, said)
             found.append(_finding(matrix, ident, its, units, None, "verdict", layer))
     return found
 
@@ -611,13 +607,21 @@ def _unit_slug(layer: Layer) -> str:
     """A few words naming the blamed layer, without variants: ids stay short and survive a variant added."""
     if layer.common:
         return layer.common.split(" ", 2)[-1]
-    names = [library_of(u.name) if u.level in ("variant", "library") else u.name for u in layer.units]
-    if len(layer.units) == 1:
-        unit = layer.units[0]
-        if unit.side == "pair":
+    def name(unit: Unit) -> str:
+        if unit.side == "pair":  # its server's library, then its client's
             return "-".join(library_of(p) for p in sorted(unit.peers, key=lambda p: not p.startswith("server:")))
-        return "harness" if unit.side == "harness" else f"{unit.side}-{names[0]}"
-    return f"{layer.units[0].side}s-" + "-".join(dict.fromkeys(names[:2]))
+        return library_of(unit.name) if unit.level in ("variant", "library") else unit.name
+
+    units = layer.units
+    if len(units) == 1:
+        unit = units[0]
+        if unit.side == "harness":
+            return "harness"
+        return name(unit) if unit.side == "pair" else f"{unit.side}-{name(unit)}"
+    if all(u.side == "pair" for u in units):
+        servers = {library_of(p) for u in units for p in u.peers if p.startswith("server:")}
+        return f"{servers.pop()}-pairs" if len(servers) == 1 else "pairs"
+    return f"{units[0].side}s-" + "-".join(dict.fromkeys(name(u) for u in units[:2]))
 
 
 def _unique_ids(found: list[Finding]) -> None:
@@ -698,7 +702,8 @@ def seen_by_user(cells: Sequence[Cell], limit: int = 3) -> list[Seen]:
 def server_side(cells: Sequence[Cell]) -> str:
     """What the server (or the proxy in front of it) recorded, in one line."""
     said = Counter(f"{e.type or 'error'}: {e.message}" for e in (c.server_saw.tls.error for c in cells) if e)
-    said += Counter(f"refused with {c.rejection.canonical}" + (f": {c.rejection.message}" if c.rejection.message else "")
+    said += Counter(f"refused with {c.rejection.canonical}"
+                    + (f": {c.rejection.message}" if c.rejection.message else "")
                     for c in cells if c.rejection and c.rejection.by == "server")
     said += Counter(f"identity error: {c.server_saw.handler_identity_error}" for c in cells
                     if c.server_saw.handler_identity_error)
@@ -898,12 +903,14 @@ def _by(cells: Iterable[Cell], role: str) -> dict[str, list[Cell]]:
 
 
 def _best_rival(own: list[Cell], pool: list[Cell], role: str) -> tuple[str, list[Cell]] | None:
-    """The other peer of `role` with the most CLEAR share over the same partners and scenarios."""
+    """The other peer of `role` that told most users why, over the same partners and scenarios (the
+    CLEAR share decides between two that told as many)."""
     partner = OTHER[role]
     keys = {(getattr(c, partner), c.scenario, c.profile) for c in own}
     rivals = _by([c for c in pool if getattr(c, role) != getattr(own[0], role)
                   and (getattr(c, partner), c.scenario, c.profile) in keys], role)
-    return max(rivals.items(), key=lambda item: (clear_share(item[1]), item[0]), default=None)
+    return max(rivals.items(), key=lambda item: (sum(map(is_clear, item[1])), clear_share(item[1]), item[0]),
+               default=None)
 
 
 def _with_clarity(matrix: Matrix, knowledge: Knowledge, found: list[Finding]) -> list[Finding]:
@@ -957,28 +964,41 @@ def clarity_line(o: Outlier) -> str:
 
 # --------------------------------------------------------------------------- advisories
 
-def _advisories(matrix: Matrix) -> list[Finding]:
-    """Cells that pass but cost the user something (Cell.advisories), one finding per kind."""
+def _advisories(matrix: Matrix, knowledge: Knowledge, found: list[Finding]) -> list[Finding]:
+    """Cells that pass but cost the user something (Cell.advisories): those a known mechanism explains
+    join its finding; the others make one finding per kind."""
+    by_id = {f.id: f for f in found}
     by_kind: dict[str, list[Cell]] = defaultdict(list)
     texts: dict[str, Counter] = defaultdict(Counter)
+    kinds: dict[str, set[str]] = defaultdict(set)
     for cell in matrix.cells:
         if cell.verdict != Verdict.PASS or matrix.severity(cell) == Severity.CONTROL:
             continue
         for advisory in cell.advisories:
-            by_kind[advisory.kind].append(cell)
-            texts[advisory.kind][advisory.text] += 1
-    found = []
-    for kind, cells in sorted(by_kind.items()):
-        blamer = Blamer(matrix, lambda c, kind=kind: c.verdict == Verdict.PASS
-                        and not any(a.kind == kind for a in c.advisories))
+            mechanism = next((m for m in knowledge.mechanisms if m.explains_advisory(advisory.kind, cell)), None)
+            key = f"F-{mechanism.id}" if mechanism else advisory.kind
+            by_kind[key].append(cell)
+            texts[key][advisory.text] += 1
+            kinds[key].add(advisory.kind)
+    added = []
+    for key, cells in sorted(by_kind.items()):
+        detail = [f"{text} ({n} cells)" for text, n in texts[key].most_common(3)]
+        if key in by_id:  # more evidence of a known mechanism's finding
+            by_id[key].detail += detail
+            continue
+        cells = list({c.id: c for c in cells}.values())
+        blamer = Blamer(matrix, lambda c, these=kinds[key]: c.verdict == Verdict.PASS
+                        and not any(a.kind in these for a in c.advisories))
         units = blamer.cover(cells)
-        finding = _finding(matrix, "F-" + slug(kind, _unit_slug(layer_of(units, matrix))), cells, units, None,
-                           "advisory")
+        mechanism = knowledge.mechanism(key.removeprefix("F-")) if key.startswith("F-") else None
+        ident = key if mechanism else "F-" + slug(key, _unit_slug(layer_of(units, matrix)))
+        finding = _finding(matrix, ident, cells, units, mechanism, "advisory")
         finding.severity = Severity.ADVISORY
-        finding.title = f"{finding.layer.text}: {kind.replace('-', ' ')}"
-        finding.detail = [f"{text} ({n} cells)" for text, n in texts[kind].most_common(3)]
-        found.append(finding)
-    return found
+        if not mechanism:
+            finding.title = f"{finding.layer.text}: {key.replace('-', ' ')}"
+        finding.detail = detail
+        added.append(finding)
+    return found + added
 
 
 # --------------------------------------------------------------------------- the answer

@@ -6,7 +6,8 @@ Read from a directory (the repository's `matrix/`):
   `F-<id>`), a title, the reason in a sentence or two, an optional longer note and workaround, and
   the upstream links, each with its status. Baseline entries name the mechanism that explains
   their cells (`mechanism = "cn-fallback"`); `clarity` names the clarity findings it explains
-  (`"GROUP PEER"` globs: `"client-rejected server:websockets"`), whose cells all pass.
+  (`"GROUP PEER"` globs: `"client-rejected server:websockets"`), whose cells all pass, and
+  `advisories` the advisories of passing cells it explains (`"KIND PEER"` globs).
 - `reference.toml`: the findings of a reference report (reference/ruby-mtls-BUGS.md) and the cells
   that would reproduce each one, so BUGS.md can say whether this run reproduces it.
 
@@ -59,6 +60,8 @@ class Mechanism(Strict):
     workaround: str = ""
     links: tuple[Link, ...] = ()
     clarity: tuple[str, ...] = Field((), description="'GROUP PEER' globs: the clarity findings it explains")
+    advisories: tuple[str, ...] = Field(
+        (), description="'KIND PEER' globs: the advisories of passing cells it explains")
 
     @property
     def upstream(self) -> Optional[str]:
@@ -66,6 +69,11 @@ class Mechanism(Strict):
 
     def explains_clarity(self, group: str, peer: str) -> bool:
         return any(glob(pattern).match(f"{group} {peer}") for pattern in self.clarity)
+
+    def explains_advisory(self, kind: str, cell: Cell) -> bool:
+        """An advisory of this kind on a cell of a peer the patterns name (either side)."""
+        return any(glob(pattern).match(f"{kind} {peer}") for pattern in self.advisories
+                   for peer in (cell.server, cell.client))
 
 
 class CellPattern(Strict):

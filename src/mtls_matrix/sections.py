@@ -13,11 +13,9 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Optional
 
-from mtls_matrix.findings import Matrix, short
+from mtls_matrix.findings import REJECTION_GROUPS, Matrix, short
 from mtls_matrix.knowledge import Knowledge, ReferenceFinding
 from mtls_matrix.results import EARLIER_CELL, NOT_OBSERVED, Cell, Floor, Severity, Verdict
-
-REJECTION_GROUPS = ("client-rejected", "server-rejected")
 
 
 # --------------------------------------------------------------------------- controls

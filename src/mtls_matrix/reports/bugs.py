@@ -326,8 +326,8 @@ def render_proxy_identity(analysis: Analysis) -> list[str]:
                       md(r.outcome)] for r in rows]), ""]
     if unverified:
         lines += ["**optional_no_ca: nginx accepts a certificate from any CA; the app's store is the only check.** "
-                  f"In {len(unverified)} cells the proxy could not verify the client certificate and passed the request "
-                  "on: only the app's certificate store refused the ones it does not hold.", ""]
+                  f"In {len(unverified)} cells the proxy could not verify the client certificate and passed the "
+                  "request on: only the app's certificate store refused the ones it does not hold.", ""]
     forged = [c for c in analysis.matrix.cells if "forged-header" in c.tags]
     if forged:
         lines += [(f"**A forged `X-SSL-Client-Cert` was honoured** in {len(honoured)} of {len(forged)} cells: "
@@ -347,7 +347,8 @@ def render_reference(analysis: Analysis) -> list[str]:
         note = s.finding.untestable if s.status == "not testable here" else s.finding.claimed
         exists = where in {f.id for f in analysis.findings}
         rows.append([md(s.finding.id), curated(s.finding.title, in_table=True), f"**{s.status}**", count,
-                     f"[{where}](#{where.lower()})" if exists else "—", curated(shorten_words(note, 160), in_table=True)])
+                     f"[{where}](#{where.lower()})" if exists else "—",
+                     curated(shorten_words(note, 160), in_table=True)])
     return [f"## Reference findings ({md(analysis.knowledge.reference.source)})", "",
             *table(["#", "finding", "status", "cells", "finding here", "claim / why not"], rows), ""]
 
