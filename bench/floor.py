@@ -17,11 +17,14 @@ on the same loop:
   code and reason; a `reconnect` step is a second connection (handshake, round trip);
 - the close.
 
-The floor of a scenario is the median over --reps connections (fewer for the large messages). The
-hostile scenarios have none: they wait by design. The proxy-identity scenarios are approximate: nginx
-asks for a certificate it does not verify (`optional_no_ca`), which Python's ssl cannot serve, so
-those whose client certificate is untrusted end in the handshake here. bench/speed.py puts a run's wall time next to the
-floor of its cells (the sum over its cells, divided by the cores). A benchmark: nothing here asserts.
+The floor of a scenario is the CPU time of one connection, both sides included (they share one
+thread): the median over --reps connections (fewer for the large messages). CPU time, not wall time:
+it is what the bytes cost, whatever else loads the machine, and on an idle machine the wall time is
+about the same (loopback adds microseconds). The hostile scenarios have none: they wait by design.
+The proxy-identity scenarios are approximate: nginx asks for a certificate it does not verify
+(`optional_no_ca`), which Python's ssl cannot serve, so those whose client certificate is untrusted
+end in the handshake here. bench/speed.py puts a run's wall time next to the floor of its cells (the
+sum over its cells, divided by the cores). A benchmark: nothing here asserts.
 """
 
 from __future__ import annotations
@@ -135,7 +138,7 @@ def script(scenario: Scenario) -> tuple[list[list[bytes]], int]:
 
 @dataclass(frozen=True)
 class Floor:
-    seconds: float
+    cpu_s: float
     through: bool  # the connection's messages went through (the stdlib's own verification decides)
     refused: bool  # the scenario expects TLS to refuse it
 
@@ -155,11 +158,11 @@ async def _measure(pki: PKI, scenario: Scenario, reps: int) -> Floor:
         through = await _connection(port, scenario, client, steps)  # warm-up: first-use costs are not the floor
         took = []
         for _ in range(reps):
-            start = time.perf_counter()
+            start = time.process_time()
             await _connection(port, scenario, client, steps)
             for _ in range(again):
                 await _connection(port, scenario, client, [])
-            took.append(time.perf_counter() - start)
+            took.append(time.process_time() - start)
         return Floor(statistics.median(took), through, refused_in_tls(scenario))
     finally:
         server.close()
@@ -194,7 +197,7 @@ def main() -> int:
     print(f"load average {os.getloadavg()[0]:.2f}; floor per scenario (median of {args.reps}):")
     for name, floor in measure([by_name[n] for n in names], args.reps).items():
         how = "connected" if floor.through else "refused"
-        print(f"  {name:36} {1000 * floor.seconds:8.2f} ms  {how}{'' if floor.as_expected else ' (not as expected)'}")
+        print(f"  {name:36} {1000 * floor.cpu_s:8.2f} ms CPU  {how}{'' if floor.as_expected else ' (not as expected)'}")
     return 0
 
 
