@@ -237,7 +237,8 @@ def figures(ones: list[Timed], slices: list[Timed], plains: list[Timed], whole: 
         ("slice, harness overhead", f"{slice_overhead:.2f}", f"<= {GOAL_OVERHEAD:g}", slice_overhead <= GOAL_OVERHEAD),
         ("plain harness, its own overhead (1 core)", f"{med(b.wall / b.plain['work_s'] for b in plains):.2f}", "",
          None),
-        ("slice, wall / its floor", f"{slice_wall / slice_floor:.1f} x", f"(floor: {slice_floor:.2f} s of CPU per core)",
+        ("slice, wall / its floor", f"{slice_wall / slice_floor:.1f} x",
+         f"(floor: {slice_floor:.2f} s of CPU per core)",
          None),
     ]
     if whole is not None:
