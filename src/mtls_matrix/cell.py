@@ -420,8 +420,11 @@ def run_cell(spec: CellSpec, servers: ServerPool, pki: PKI, deadline: float, ver
     try:
         if not (unsupported or skipped):
             control = None
-            if scenario.private_server:  # its steps drop or restart it: a server of its own, stopped with the cell
-                host = ServerHost(spec.server, server_context(pki, scenario), spec.profile)
+            # a server of its own, stopped with the cell: its steps drop or restart it, or what an earlier cell
+            # left behind could hold its listener (ServerPeer.private_listener)
+            if scenario.private_server or spec.server.private_listener:
+                host = ServerHost(spec.server, server_context(pki, scenario), spec.profile, scenario.hostile,
+                                  TokenAuth() if scenario.token else None)
                 watch.callback(host.close)
                 control = ServerControl(host, pki, scenario, recorder)
             else:

@@ -12,6 +12,7 @@ import fnmatch
 import itertools
 import os
 import platform
+import random
 import re
 import shlex
 import signal
@@ -81,8 +82,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--confirm", type=int, default=0, metavar="N",
                     help="rerun a cell whose first run was FAIL, INSECURE, HANG or ERROR N more times; FLAKY "
                          "when the reruns disagree (default 0)")
-    group.addoption("--mtls-order", choices=("forward", "reverse"), default="forward",
-                    help="run the cells in catalogue order or reversed: verdicts must not depend on it")
+    group.addoption("--mtls-order", default="forward", metavar="ORDER",
+                    help="run the cells in catalogue order (forward), reversed (reverse), or shuffled with a "
+                         "seed (random:SEED, SEED a whole number): verdicts must not depend on it")
 
 
 def _split(value: str | None) -> list[str] | None:
@@ -192,6 +194,7 @@ def pytest_configure(config: pytest.Config) -> None:
         _baseline(config)  # a malformed baseline is a usage error too
     try:
         repeat_mod.check(o.repeat, o.confirm)
+        cell_order(o.mtls_order)
     except ValueError as exc:
         pytest.exit(f"mtls-matrix: error: {exc}", returncode=2)
     if not hasattr(config, "workerinput"):
@@ -236,9 +239,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """Hostile cells run all at once in one process (hostile.Batch), in the background from the
     session's start, so they come last: by then their results are there. Under pytest-xdist,
     `--dist load` (as `mtls-matrix run` sets) gives them all to the first worker, last
-    (MatrixScheduling); with `--dist loadgroup` they share one group. --mtls-order reverse:
-    the cells in the opposite order (other items keep their places), so a test can show that no
-    verdict depends on which cell ran before it."""
+    (MatrixScheduling); with `--dist loadgroup` they share one group. --mtls-order reverse or
+    random:SEED: the cells in the opposite or a shuffled order (other items keep their places), so
+    a test can show that no verdict depends on which cell ran before it."""
     hostile = []
     for item in items:
         spec = getattr(item, "callspec", None) and item.callspec.params.get("mtls_cell")
@@ -247,11 +250,23 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             hostile.append(item)
     if hostile:
         items[:] = [item for item in items if item not in set(hostile)] + hostile
-    if config.option.mtls_order != "reverse":
-        return
     slots = [i for i, item in enumerate(items) if "mtls_cell" in getattr(item, "fixturenames", ())]
-    for slot, item in zip(slots, [items[i] for i in reversed(slots)]):
+    for slot, item in zip(slots, cell_order(config.option.mtls_order)([items[i] for i in slots])):
         items[slot] = item
+
+
+def cell_order(order: str):
+    """--mtls-order: the function that puts the cell items in that order. Raises ValueError naming
+    the valid orders. The shuffle is seeded, so every pytest-xdist worker collects the same order."""
+    if order == "forward":
+        return list
+    if order == "reverse":
+        return lambda cells: cells[::-1]
+    kind, _, seed = order.partition(":")
+    if kind == "random" and re.fullmatch(r"-?[0-9]+", seed):
+        return lambda cells: random.Random(int(seed)).sample(cells, len(cells))
+    raise ValueError(f"unknown --mtls-order {order!r}; valid: forward, reverse, random:SEED (SEED a whole number, "
+                     "e.g. random:1)")
 
 
 def _stop_cleanly_on_sigterm() -> None:
