@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass, replace
 from urllib.parse import quote, urlencode
 
-from mtls_matrix import isolate, leaks, observe
+from mtls_matrix import isolate, leaks, observe, severity
 from mtls_matrix.peers import (
     CLOSE_COMMAND, FINAL_CLOSE, FORWARDED_CERT, HANDSHAKE_GROUPS, PROXY_PROOF, PROXY_SECRET, TOKEN, ClientTLS,
     ClientVariant, Closed, Connection, ServerFiles, ServerPeer, TokenAuth, Unsupported,
@@ -668,7 +668,7 @@ def _result(spec: CellSpec, obs: Observation, deadline: float, client: _ClientRu
         proxy_status=proxy.data.get("status") if proxy else None,
         proxy_verify=proxy.data.get("verify") if proxy else None,
     )
-    return Cell(
+    return severity.weigh(Cell(
         id=spec.id, server=f"server:{spec.server.name}", client=f"client:{spec.client.name}",
         scenario=spec.scenario.name, group=spec.scenario.group, profile=spec.profile,
         family=spec.server.family, tags=sorted(spec.scenario.tags | {spec.scenario.tls_tag}),
@@ -679,4 +679,4 @@ def _result(spec: CellSpec, obs: Observation, deadline: float, client: _ClientRu
         transport=client.transport if client else None,
         versions={spec.server.library: versions.get(spec.server.library, spec.server.version),
                   spec.client.peer.library: versions.get(spec.client.peer.library, spec.client.peer.version)},
-    )
+    ), spec.scenario, spec.client.peer.controls.get(spec.client.variant))

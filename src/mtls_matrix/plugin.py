@@ -31,6 +31,7 @@ from mtls_matrix import baseline as baseline_mod
 from mtls_matrix import floor as floor_mod
 from mtls_matrix import isolate, observe, scenarios
 from mtls_matrix import repeat as repeat_mod
+from mtls_matrix import severity as severity_mod
 from mtls_matrix.cell import CellSpec, ServerPool, run_cell
 from mtls_matrix.hostile import Batch, batch_of, is_hostile, run_hostile_cell
 from mtls_matrix.peers import Registry
@@ -432,7 +433,8 @@ def scenario_infos(selection: Selection) -> list[ScenarioInfo]:
     """The catalogue entries the selection's cells play, in catalogue order, as the run knew them."""
     played = {spec.scenario.name for spec in selection.cells}
     return [ScenarioInfo(name=s.name, group=s.group, description=s.description, expectation=s.expect.describe(),
-                         tags=sorted(s.tags | {s.tls_tag})) for s in scenarios.CATALOGUE if s.name in played]
+                         tags=sorted(s.tags | {s.tls_tag}), severity=severity_mod.table(s))
+            for s in scenarios.CATALOGUE if s.name in played]
 
 
 def peer_infos(selection: Selection) -> list[PeerInfo]:
@@ -467,21 +469,29 @@ def record(request: pytest.FixtureRequest, cell: Cell) -> None:
         # ("AST constructor recursion depth mismatch"), which crashed whole runs
         raise pytest.xfail.Exception(f"KNOWN {cell.verdict.value} (baseline {known.label}): {known.reason}",
                                      pytrace=False)
+    if severity_mod.is_control(cell):
+        return  # verification off on purpose: its INSECURE is the expected outcome, never a finding
     if cell.flaky:  # even when the first run passed: a verdict that varies is a finding
-        pytest.fail(f"FLAKY ({repeat_mod.rate_text(cell)}): first run {cell.verdict.value} at {cell.phase}: "
-                    f"{cell.reason}", pytrace=False)
+        flaky = (f"FLAKY ({repeat_mod.rate_text(cell)}): first run {cell.verdict.value} at {cell.phase}: "
+                 f"{cell.reason}")
+        if base:  # gated: it did not reproduce, so it is no NEW finding (--strict still fails the run)
+            raise pytest.xfail.Exception(f"{flaky}; not reproduced, not NEW", pytrace=False)
+        pytest.fail(flaky, pytrace=False)
     if cell.verdict in FAILING:
         detail = f" [{cell.error.type}: {cell.error.message}]" if cell.error.message else ""
-        pytest.fail(f"{cell.verdict.value} at {cell.phase}: {cell.reason}{detail}", pytrace=False)
+        weight = f"{cell.severity.value} " if cell.severity else ""
+        pytest.fail(f"{weight}{cell.verdict.value} at {cell.phase}: {cell.reason}{detail}", pytrace=False)
 
 
 def run(request: pytest.FixtureRequest, spec: CellSpec, env: MatrixEnv) -> Cell:
-    """One cell, run --repeat times (plus --confirm reruns) back to back: still one item."""
-    deadline, option = _selection(request.config).deadline, request.config.option
+    """One cell, run --repeat times (plus --confirm reruns) back to back: still one item. With a
+    baseline, a first run that would be a NEW finding is confirmed (repeat.CONFIRM_NEW)."""
+    deadline, option, base = _selection(request.config).deadline, request.config.option, _baseline(request.config)
+    would_be_new = (lambda cell: baseline_mod.classify_cell(base, cell)[0] == "NEW") if base else None
     if is_hostile(spec):
-        return repeat_mod.run_repeated(lambda: env.hostile.take(spec), option.repeat, option.confirm)
+        return repeat_mod.run_repeated(lambda: env.hostile.take(spec), option.repeat, option.confirm, would_be_new)
     return repeat_mod.run_repeated(lambda: run_cell(spec, env.servers, env.pki, deadline, env.versions),
-                                   option.repeat, option.confirm)
+                                   option.repeat, option.confirm, would_be_new)
 
 
 class Collector:
@@ -567,12 +577,26 @@ class Collector:
     def pytest_terminal_summary(self, terminalreporter) -> None:
         if not self.cells:
             return
-        counts = Counter(c.verdict for c in self.cells)
+        # a control's INSECURE is its expected outcome: counted apart, never with the findings
+        judged = [c for c in self.cells if not severity_mod.is_control(c)]
+        controls = len(self.cells) - len(judged)
+        counts = Counter(c.verdict for c in judged)
         line = ", ".join(f"{counts[v]} {v.value}" for v in sorted(counts, key=SEVERITY.get))
         terminalreporter.write_sep("=", "mtls-matrix")
-        flaky = sum(c.flaky for c in self.cells)
-        terminalreporter.write_line(f"{len(self.cells)} cells: {line}" + (f"; {flaky} FLAKY" if flaky else ""))
+        flaky = [c for c in judged if c.flaky]
+        terminalreporter.write_line(
+            f"{len(self.cells)} cells: {line}" + (f"; {len(flaky)} FLAKY" if flaky else "")
+            + (f"; {controls} controls (verification off on purpose, as expected: not findings)" if controls else ""))
+        weights = Counter(c.severity for c in judged if severity_mod.is_finding(c) and not c.flaky)
+        advised = sum(c.verdict == Verdict.PASS and bool(c.advisories) for c in judged)
+        terminalreporter.write_line(
+            "findings by severity: " + ", ".join(f"{weights[s]} {s.value}" for s in severity_mod.FINDINGS)
+            + (f"; {advised} PASS with advisories" if advised else ""))
         if self.baseline:
             terminalreporter.write(baseline_mod.render_check(self.baseline, "this run"))
+            for cell in flaky:
+                if cell.baseline is None:
+                    terminalreporter.write_line(f"FLAKY  {cell.id}: {repeat_mod.rate_text(cell)}: its runs "
+                                                "disagree, so it is no NEW finding (--strict fails on it)")
         if self.results_path:
             terminalreporter.write_line(f"results: {self.results_path}")
