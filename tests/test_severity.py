@@ -10,7 +10,7 @@ from dataclasses import replace
 
 import pytest
 
-from mtls_matrix import scenarios, severity
+from mtls_matrix import baseline, repeat, scenarios, severity
 from mtls_matrix.plugin import build_selection, scenario_infos
 from mtls_matrix.results import Advisory, Cell, Deadline, Severity, Verdict
 from mtls_matrix.scenarios import BY_NAME, Expect, Scenario
@@ -202,3 +202,16 @@ def test_without_a_baseline_nothing_is_rerun_unless_asked(run_matrix):
                               "--scenarios", "mtls-ok", "-n", "0")
     assert loaded.cells[0].runs is None and proc.returncode == 0
     assert "broken FAIL at handler" in proc.stdout  # the item names the severity with the verdict
+
+
+def test_the_baseline_counts_no_control_and_no_unreproduced_failure_but_every_harness_error(tmp_path):
+    empty = tmp_path / "empty.toml"
+    empty.write_text("")
+    base = baseline.load(empty)
+    control = cell("server-untrusted-ca", "INSECURE", severity=CONTROL)
+    insecure = cell("server-untrusted-ca", "INSECURE", severity=CRITICAL)
+    flaky = repeat.summarise([cell("mtls-ok", "FAIL"), cell("mtls-ok", "PASS"), cell("mtls-ok", "PASS")], "confirm")
+    reproduced = repeat.summarise([cell("mtls-ok", "FAIL")] * 3, "confirm")
+    error = repeat.summarise([cell("mtls-ok", "ERROR"), cell("mtls-ok", "PASS"), cell("mtls-ok", "PASS")], "confirm")
+    assert [baseline.classify_cell(base, c)[0] for c in (control, insecure, flaky, reproduced, error)] == \
+        [None, "NEW", None, "NEW", "NEW"]

@@ -130,12 +130,13 @@ def _entry(path: Path, number: int, raw: dict) -> Entry:
 
 def classify_cell(baseline: Baseline, cell: Cell) -> tuple[str | None, Entry | None]:
     """("KNOWN", entry) | ("NEW", None) | (None, None) for PASS, UNSUPPORTED and SKIPPED, a control
-    (severity.py), and a FLAKY cell no entry explains: not reproduced, so not NEW (repeat.py)."""
+    (severity.py), and a FLAKY cell no entry explains: not reproduced, so not NEW (repeat.py), unless
+    its first run was a harness ERROR, which no rerun excuses."""
     if cell.severity == Severity.CONTROL or all(
             run.verdict in (Verdict.PASS, *NOT_OBSERVED) for run in repeat.outcomes(cell)):
         return None, None
     entry = next((e for e in baseline.entries if e.matches(cell.id) and e.expects(cell)), None)
-    return ("KNOWN", entry) if entry else (None, None) if cell.flaky else ("NEW", None)
+    return ("KNOWN", entry) if entry else (None, None) if cell.flaky and cell.verdict != Verdict.ERROR else ("NEW", None)
 
 
 def mark(baseline: Baseline, cell: Cell) -> Entry | None:

@@ -171,7 +171,8 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--html", metavar="PATH", help="also render the HTML report here")
     run.add_argument("--svg", metavar="PATH", help="also render the heatmap image here")
     run.add_argument("--baseline", metavar="FILE",
-                     help="known issues (matrix/baseline.toml): exit 1 on a NEW finding or a stale entry, else 0")
+                     help="known issues (matrix/baseline.toml): a cell that would be NEW runs twice more, NEW only "
+                          "if they reproduce it (else FLAKY); exit 1 on a NEW finding or a stale entry, else 0")
     run.add_argument("pytest_args", nargs="*", help="passed to pytest after --")
     run.set_defaults(func=cmd_run)
 

@@ -75,8 +75,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="import peers from this module's PEERS list (repeatable)")
     group.addoption("--mtls-out", metavar="DIR", help="write DIR/results.json at the end of the run")
     group.addoption("--baseline", metavar="FILE",
-                    help="known issues (matrix/baseline.toml): their cells xfail; a NEW finding or a stale entry "
-                         "fails the run")
+                    help="known issues (matrix/baseline.toml): their cells xfail; a cell that would be NEW runs "
+                         "twice more and is NEW only if they reproduce it (else FLAKY); a NEW finding or a stale "
+                         "entry fails the run")
     group.addoption("--repeat", type=int, default=1, metavar="N",
                     help="run every cell N times inside its one item; its verdict is the first run's, `runs` "
                          "holds the pass rate and a cell whose runs disagree is FLAKY (default 1)")
