@@ -1,11 +1,11 @@
 """mtls-matrix: run the matrix, render reports, list what can run.
 
 Exit codes: 0 the run finished (findings are in the report, not in the exit code, unless
---strict or --baseline); 1 a harness ERROR, or with --baseline a cell that is NEW (a failure no entry
-explains that every confirming run reproduced) or a stale (XPASS) entry, or with --strict a finding
-(a cell FAIL, INSECURE or HANG; with --baseline, only those NEW) or a FLAKY cell; a control (verification
-off on purpose, severity.py) never; 2 bad input (unknown peer, scenario or profile; missing or malformed
-results file), with nothing written.
+--strict or --baseline); 1 a harness ERROR; with --baseline, a NEW cell (a failure no entry explains,
+reproduced by its confirming runs) or a stale (XPASS) entry; with --strict, a FAIL, INSECURE or HANG
+cell (with --baseline: a NEW one) or a FLAKY one, never a control (verification off on purpose,
+severity.py); 2 bad input (unknown peer, scenario or profile; missing or malformed results file),
+with nothing written.
 """
 
 from __future__ import annotations

@@ -475,7 +475,7 @@ def record(request: pytest.FixtureRequest, cell: Cell) -> None:
     if cell.flaky:  # even when the first run passed: a verdict that varies is a finding
         flaky = (f"FLAKY ({repeat_mod.rate_text(cell)}): first run {cell.verdict.value} at {cell.phase}: "
                  f"{cell.reason}")
-        if base:  # gated: it did not reproduce, so it is no NEW finding (--strict still fails the run)
+        if base and cell.baseline is None:  # gated: not reproduced, no NEW finding (--strict still fails the run)
             raise pytest.xfail.Exception(f"{flaky}; not reproduced, not NEW", pytrace=False)
         pytest.fail(flaky, pytrace=False)
     if cell.verdict in FAILING:
