@@ -295,6 +295,10 @@ class ServerPeer(Peer):
     # its cells mostly wait on library timers (long-polls, refusals that sit one out) rather than
     # compute: `-n auto` adds workers that take them (plugin.pytest_xdist_auto_num_workers)
     waits = False
+    # every cell gets a listener of its own, started and stopped with it: a server whose one listener
+    # something an earlier cell left half-done can hold (werkzeug: see peers/socketio.py), so that no
+    # verdict depends on the cell before
+    private_listener = False
     # Set by peers/proxy.py on the copy it runs behind a proxy: start() then gets context None (a
     # plain listener on 127.0.0.1) and the handler takes the identity from forwarded_cn(headers).
     behind_proxy = False
