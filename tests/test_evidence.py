@@ -15,7 +15,7 @@ from mtls_matrix.peers.gorilla import GO
 from mtls_matrix.peers.node_ws import NODE
 from mtls_matrix.peers.ruby import RUBY
 from mtls_matrix.results import ErrorInfo, Rejection, Wire
-from mtls_matrix.verdict import passing_reason
+from mtls_matrix.verdict import Observation, client_phase, passing_reason
 
 needs_haproxy = pytest.mark.skipif(shutil.which("haproxy") is None, reason="haproxy not installed")
 needs_foreign = pytest.mark.skipif(any(t.missing() for t in (GO, NODE, RUBY)),
@@ -73,6 +73,20 @@ def test_a_refusal_that_names_no_reason_fits_the_reason_tls_has_no_word_for():
     assert fits("UNKNOWN_CA", "CERT_EXPIRED") is None  # a reason named, and the wrong one
     assert fits("BAD_CERTIFICATE", "CERT_REQUIRED") is None  # a missing certificate has words of its own
     assert fits("HANDSHAKE_FAILURE", "UNKNOWN_CA") is None
+
+
+def test_a_client_that_reports_no_tls_of_its_own_is_where_the_server_saw_it():
+    """A browser's WebSocket reports no handshake: the server's record places it."""
+    accept = _event("accept", side="server", connection=1)
+    refused = {"connection": 1, "reason": "PEER_DID_NOT_RETURN_A_CERTIFICATE", "message": "peer did not return a certificate"}
+    tls13 = _event("handshake-error", side="server", version="TLSv1.3", **refused)
+    tls12 = _event("handshake-error", side="server", **refused)  # TLS 1.2 names no version before its handshake ends
+    eof = ErrorInfo(canonical="EOF")
+    assert client_phase(Observation(events=[accept, tls13], error=eof)) == "upgrade"
+    assert client_phase(Observation(events=[accept, tls12], error=eof)) == "tls-handshake"
+    assert client_phase(Observation(events=[accept, _event("auth-refused", side="server")], error=eof)) == "upgrade"
+    assert client_phase(Observation(events=[accept], error=ErrorInfo(canonical="HTTP_401"))) == "upgrade"
+    assert client_phase(Observation(events=[], error=ErrorInfo(canonical="CONNECTION_REFUSED"))) == "tcp"
 
 
 @needs_haproxy
@@ -161,3 +175,10 @@ def test_the_server_counts_its_handshakes_and_a_repeated_refusal_is_an_advisory(
         assert retried.handshakes == 2, retried.id
         [advisory] = retried.advisories
         assert advisory.kind == "repeated-handshake" and what in advisory.text, advisory
+
+
+def test_requests_an_attempt_makes_by_design_are_no_repeat():
+    refused = [_event("handshake-error", side="server", connection=n, verify_code=20) for n in (1, 2)]
+    assert evidence.repeated(refused, refused=True, requests=2) is None  # a page's fetch, then its WebSocket
+    assert "refused 2 TLS handshakes" in evidence.repeated(refused, refused=True).text
+    assert evidence.repeated(refused, refused=False) is None  # the cell was no refusal

@@ -653,7 +653,7 @@ def _result(spec: CellSpec, obs: Observation, deadline: float, client: _ClientRu
         error = ErrorInfo(canonical="TIMEOUT", message=f"no outcome within {deadline:g}s")
     proxy = obs.event("server", "proxy-response")
     refused = judgement.rejection is not None and judgement.rejection.by == "server" and not obs.connected
-    repeated = evidence.repeated(obs.events, refused)
+    repeated = evidence.repeated(obs.events, refused, spec.client.peer.requests.get(spec.client.variant, 1))
     saw = ServerSaw(
         accepted_tcp=obs.event("server", "accept", "proxy-done") is not None,  # a proxy logs connections it accepted
         tls=_tls_side(obs, "server"),

@@ -188,21 +188,21 @@ def handshakes(events: list[Event]) -> int | None:
     return len(seen) or None
 
 
-def repeated(events: list[Event], refused: bool) -> Advisory | None:
+def repeated(events: list[Event], refused: bool, requests: int = 1) -> Advisory | None:
     """A client that repeated a refused handshake or upgrade on its own, in a cell whose connection
-    attempt the server refused: the server refused more than one TLS handshake (a proxy's failed
-    handshakes count: its log gives no more), or more than one request at the upgrade. Connections the
-    client dropped itself (a browser's spare socket, its reconnect at the certificate request) are
-    handshakes the server saw, not refusals."""
+    attempt the server refused: the server refused more TLS handshakes (a proxy's failed handshakes
+    count: its log gives no more), or more requests at the upgrade, than the attempt makes by design
+    (`requests`, ClientPeer.requests). Connections the client dropped itself (a browser's spare
+    socket, its reconnect at the certificate request) are handshakes the server saw, not refusals."""
     if not refused:
         return None
     upgrades = sum(e.side == "server" and e.kind in REFUSED_UPGRADES for e in events)
-    if upgrades > 1:
+    if upgrades > requests:
         return Advisory(kind="repeated-handshake", text=f"the client repeated the refused upgrade on its own: the "
                                                         f"server refused {upgrades} requests in one connection attempt")
     handshakes = sum(e.side == "server" and e.kind == "handshake-error" and (server_refused(e.data) or "proxy" in e.data)
                      for e in events)
-    if handshakes > 1:
+    if handshakes > requests:
         return Advisory(kind="repeated-handshake", text=f"the client repeated the refused handshake on its own: the "
                                                         f"server refused {handshakes} TLS handshakes in one connection "
                                                         f"attempt")

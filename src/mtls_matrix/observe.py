@@ -163,7 +163,10 @@ class _Probe:
         except _QUIET:
             raise
         except Exception as exc:
-            self._mtls_record("handshake-error", **describe_ssl_error(exc))
+            # the version, where the ServerHello settled it (TLS 1.3 names its cipher there): a TLS 1.3
+            # server that refuses the client's certificate does so after the client's handshake completed
+            version = (self.cipher() or (None, None))[1]
+            self._mtls_record("handshake-error", **describe_ssl_error(exc), **({"version": version} if version else {}))
             raise
         self._mtls_record(
             "handshake-ok",

@@ -190,7 +190,10 @@ def client_phase(obs: Observation) -> str:
     handshake = obs.event("client", "handshake-ok", "handshake-error")
     if handshake is None:  # a client that reports nothing of TLS (a browser's WebSocket): what it got, the server saw
         http = obs.error and (obs.error.canonical or "").startswith("HTTP_")
-        if http or obs.event("server", "handshake-ok", *evidence.REFUSED_UPGRADES):
+        # under TLS 1.3 the server verifies the client's certificate after the client's handshake completed
+        late = any(e.side == "server" and e.kind == "handshake-error" and e.data.get("version") == "TLSv1.3"
+                   and evidence.server_refused(e.data) for e in obs.events)
+        if http or late or obs.event("server", "handshake-ok", *evidence.REFUSED_UPGRADES):
             return "upgrade"
         return "tls-handshake" if obs.event("server", "accept", *HANDSHAKES) else "tcp"
     if handshake.kind == "handshake-error":
