@@ -50,7 +50,8 @@ def _event(kind: str, t: float = 0.01, side: str = "client", **data) -> Event:
 
 def test_the_wire_says_how_the_server_ended_the_attempt_as_the_client_saw_it():
     alert = _event("read-error", 0.02, message="[SSL: SSLV3_ALERT_BAD_CERTIFICATE] sslv3 alert bad certificate")
-    assert evidence.wire([alert], None, False, False, 30.0) == Wire(alert="bad_certificate", ended="alert", after_ms=20.0)
+    received = Wire(alert="bad_certificate", ended="alert", after_ms=20.0)
+    assert evidence.wire([alert], None, False, False, 30.0) == received
     eof = ErrorInfo(canonical="EOF", message="did not receive a valid HTTP response",
                     chain=["InvalidMessage: did not receive a valid HTTP response", "EOFError: connection closed"])
     assert evidence.wire([], eof, False, False, 12.5) == Wire(ended="fin", after_ms=12.5)
@@ -78,7 +79,8 @@ def test_a_refusal_that_names_no_reason_fits_the_reason_tls_has_no_word_for():
 def test_a_client_that_reports_no_tls_of_its_own_is_where_the_server_saw_it():
     """A browser's WebSocket reports no handshake: the server's record places it."""
     accept = _event("accept", side="server", connection=1)
-    refused = {"connection": 1, "reason": "PEER_DID_NOT_RETURN_A_CERTIFICATE", "message": "peer did not return a certificate"}
+    refused = {"connection": 1, "reason": "PEER_DID_NOT_RETURN_A_CERTIFICATE",
+               "message": "peer did not return a certificate"}
     tls13 = _event("handshake-error", side="server", version="TLSv1.3", **refused)
     tls12 = _event("handshake-error", side="server", **refused)  # TLS 1.2 names no version before its handshake ends
     eof = ErrorInfo(canonical="EOF")
@@ -93,8 +95,9 @@ def test_a_client_that_reports_no_tls_of_its_own_is_where_the_server_saw_it():
 def test_haproxy_and_tornado_get_the_same_verdict_for_every_certificate_defect(run_matrix):
     """HAProxy logs no reason for a refused certificate and sends OpenSSL's alert; tornado records its
     verify code and sends the same alert: the same behaviour, the same verdict."""
-    results, proc = run_matrix("--servers", "haproxy+websockets,tornado", "--clients",
-                               "websockets,websocket-client[sslopt=context]", "--scenarios", "client-rejected", "-n", "2")
+    results, proc = run_matrix("--servers", "haproxy+websockets,tornado",
+                               "--clients", "websockets,websocket-client[sslopt=context]",
+                               "--scenarios", "client-rejected", "-n", "2")
     by_server: dict[str, dict] = {}
     for cell in results.cells:
         by_server.setdefault(cell.server, {})[(cell.client, cell.scenario)] = (cell.verdict.value, cell.rejection.by,
@@ -112,11 +115,11 @@ def test_haproxy_and_tornado_get_the_same_verdict_for_every_certificate_defect(r
 
 
 def test_an_alert_gets_the_same_verdict_from_a_python_server_and_an_external_process(run_matrix):
-    results, proc = run_matrix(*PLUGIN, "--all-pairs", "--servers", "selftest-alert-expired,selftest-alert-expired-process,"
-                               "selftest-alert-bad-certificate,selftest-alert-bad-certificate-process",
-                               "--clients", "websockets,websocket-client[sslopt=context]",
-                               "--scenarios", "client-expired,client-untrusted-ca,client-not-yet-valid-tls12,client-no-cert",
-                               "-n", "2")
+    servers = ("selftest-alert-expired,selftest-alert-expired-process,"
+               "selftest-alert-bad-certificate,selftest-alert-bad-certificate-process")
+    scenarios = "client-expired,client-untrusted-ca,client-not-yet-valid-tls12,client-no-cert"
+    results, proc = run_matrix(*PLUGIN, "--all-pairs", "--servers", servers, "--scenarios", scenarios,
+                               "--clients", "websockets,websocket-client[sslopt=context]", "-n", "2")
     seen: dict[tuple, dict] = {}
     for cell in results.cells:
         server = cell.server.removeprefix("server:")

@@ -70,7 +70,8 @@ _BY_GO_WORDS = {words.lower(): name for name, words in ALERTS.items()}
 _CLOSE_NOTIFY = re.compile(r"has been closed \(EOF\)|ZERO_RETURN|close notify", re.I)
 _RESET = re.compile(r"reset by peer|ECONNRESET|ConnectionReset|CONNECTION_RESET|broken pipe|EPIPE", re.I)
 _FIN = re.compile(r"\bEOF\b|unexpected eof|eof occurred|UNEXPECTED_EOF|socket hang up|before secure TLS connection"
-                  r"|connection closed|IncompleteRead|Connection to remote host was lost", re.I)
+                  r"|connection closed|IncompleteRead|Connection to remote host was lost|Server disconnected"
+                  r"|closed connection without response", re.I)
 # the kinds of the probe's (and the foreign programs') TLS events
 TLS_ERRORS = ("handshake-error", "read-error")
 HANDSHAKES = ("handshake-ok", "handshake-error")
@@ -114,12 +115,9 @@ def _text(data: dict[str, Any]) -> str:
 
 
 def _ending(text: str, canonical: str | None = None) -> str | None:
-    """How a connection ended by the words of its error: alert | close_notify | reset | fin."""
-    alert = alert_in(text)
-    if alert == "close_notify" or (alert is None and _CLOSE_NOTIFY.search(text)):
+    """How a connection ended that no alert ended, by the words of its error: close_notify | reset | fin."""
+    if alert_in(text) == "close_notify" or _CLOSE_NOTIFY.search(text):
         return "close_notify"
-    if alert:
-        return "alert"
     if canonical == "CONNECTION_RESET" or _RESET.search(text):
         return "reset"
     if canonical == "EOF" or _FIN.search(text):
@@ -200,8 +198,8 @@ def repeated(events: list[Event], refused: bool, requests: int = 1) -> Advisory 
     if upgrades > requests:
         return Advisory(kind="repeated-handshake", text=f"the client repeated the refused upgrade on its own: the "
                                                         f"server refused {upgrades} requests in one connection attempt")
-    handshakes = sum(e.side == "server" and e.kind == "handshake-error" and (server_refused(e.data) or "proxy" in e.data)
-                     for e in events)
+    handshakes = sum(e.side == "server" and e.kind == "handshake-error"
+                     and (server_refused(e.data) or "proxy" in e.data) for e in events)
     if handshakes > requests:
         return Advisory(kind="repeated-handshake", text=f"the client repeated the refused handshake on its own: the "
                                                         f"server refused {handshakes} TLS handshakes in one connection "

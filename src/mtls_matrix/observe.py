@@ -19,8 +19,8 @@ the client puts in the URL.
 
 from __future__ import annotations
 
-import ssl
 import itertools
+import ssl
 import threading
 import time
 import weakref

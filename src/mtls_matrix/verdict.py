@@ -267,8 +267,9 @@ def proxy_rejection(obs: Observation, server: Event | None) -> Rejection | None:
     if server is None or not server.data.get("proxy"):
         return None
     alert, _ = evidence.received(obs.events, obs.error)
-    return Rejection(by="server", canonical=_server_reason(canonical_from_tls(server.data), evidence.alert_canonical(alert)),
-                     phase="verification", message=f"{server.data['proxy']}: {server.data.get('message')}")
+    canonical = _server_reason(canonical_from_tls(server.data), evidence.alert_canonical(alert))
+    return Rejection(by="server", canonical=canonical, phase="verification",
+                     message=f"{server.data['proxy']}: {server.data.get('message')}")
 
 
 # A refusal whose evidence names no reason fits an expected one when it is what TLS has for it: a
