@@ -366,6 +366,9 @@ class ClientPeer(Peer):
     # variant -> why it disables verification on purpose: a control, whose INSECURE is the expected
     # outcome and proves the scenario's certificate is bad; never a finding
     controls: dict[str, str] = {}
+    # variant -> how many requests one connection attempt makes by design (a page's fetch before its
+    # WebSocket): a server that refuses each of them saw no repeat (evidence.repeated); absent: one
+    requests: dict[str, int] = {}
     # a sync library: its cells run in a client process (isolate.py), so a hung one can be killed
     blocking = False
     # its cells' deadline times this (with the server's): a client whose every connection costs
