@@ -271,3 +271,14 @@ def test_advisories_a_known_mechanism_explains_join_its_finding():
                      advisories=("late-refusal server:beta",))
     [finding] = find(results(*cells), Knowledge(mechanisms=(wait,)))
     assert (finding.id, finding.title, finding.detail) == ("F-long-poll-wait", wait.title, ["took 30 s (3 cells)"])
+
+
+def test_a_cell_without_severity_takes_the_rule_its_scenario_recorded():
+    c = cell("server:alpha", "client:one[a=1]", "io-1mib", **TOO_BIG)
+    res = results(c)
+    res.run.scenarios[0].severity = {"FAIL": Severity.BROKEN, "FAIL@default": Severity.ADVISORY}
+    assert findings.severity_of(c, findings.Matrix(res)) == Severity.ADVISORY
+    tuned = cell("server:alpha", "client:one[a=1]", "io-1mib", "tuned", **TOO_BIG)
+    res = results(tuned)
+    res.run.scenarios[0].severity = {"FAIL": Severity.BROKEN, "FAIL@default": Severity.ADVISORY}
+    assert findings.severity_of(tuned, findings.Matrix(res)) == Severity.BROKEN

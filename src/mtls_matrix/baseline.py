@@ -15,8 +15,9 @@ BUGS.md shows one finding per mechanism.
   run an entry's cells says nothing about it.
 - A cell that ran several times (--repeat, --confirm) is judged on all its runs: KNOWN when any
   run is what a matching entry expects (so a FLAKY cell that sometimes shows a known issue is not
-  NEW, whatever its first run was), NEW when some run failed and none is expected; it counts as
-  PASSing for staleness only when every run passed.
+  NEW, whatever its first run was), NEW when its runs failed alike and none is expected (a FLAKY
+  cell no entry explains did not reproduce: neither); it counts as PASSing for staleness only when
+  every run passed. A control (severity.py: verification off on purpose) is never a finding.
 
 `mtls-matrix baseline --check RESULTS` prints that classification (exit 1 on NEW or XPASS);
 `--update RESULTS` writes `baseline.proposed.toml` beside the reviewed file and prints the diff:
@@ -37,7 +38,7 @@ from pathlib import Path
 
 from mtls_matrix import findings, knowledge, repeat
 from mtls_matrix.results import (
-    NOT_OBSERVED, BaselineSummary, Cell, Results, StaleEntry, Verdict, canonical, write_atomically,
+    NOT_OBSERVED, BaselineSummary, Cell, Results, Severity, StaleEntry, Verdict, canonical, write_atomically,
 )
 
 DEFAULT_FILE = "matrix/baseline.toml"
@@ -140,11 +141,14 @@ def _entry(path: Path, number: int, raw: dict, known: knowledge.Knowledge | None
 # --------------------------------------------------------------------------- classifying
 
 def classify_cell(baseline: Baseline, cell: Cell) -> tuple[str | None, Entry | None]:
-    """("KNOWN", entry) | ("NEW", None) | (None, None) for PASS, UNSUPPORTED and SKIPPED."""
-    if all(run.verdict in (Verdict.PASS, *NOT_OBSERVED) for run in repeat.outcomes(cell)):
+    """("KNOWN", entry) | ("NEW", None) | (None, None) for PASS, UNSUPPORTED and SKIPPED, a control
+    (severity.py), and a FLAKY cell no entry explains: not reproduced, so not NEW (repeat.py), unless
+    its first run was a harness ERROR, which no rerun excuses."""
+    if cell.severity == Severity.CONTROL or all(
+            run.verdict in (Verdict.PASS, *NOT_OBSERVED) for run in repeat.outcomes(cell)):
         return None, None
     entry = next((e for e in baseline.entries if e.matches(cell.id) and e.expects(cell)), None)
-    return ("KNOWN", entry) if entry else ("NEW", None)
+    return ("KNOWN", entry) if entry else (None, None) if cell.flaky and cell.verdict != Verdict.ERROR else ("NEW", None)
 
 
 def mark(baseline: Baseline, cell: Cell) -> Entry | None:

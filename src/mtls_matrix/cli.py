@@ -1,9 +1,11 @@
 """mtls-matrix: run the matrix, render reports, list what can run.
 
 Exit codes: 0 the run finished (findings are in the report, not in the exit code, unless
---strict or --baseline); 1 --strict and a cell is not PASS, or a harness ERROR, or with --baseline
-a cell that is NEW (not PASS, UNSUPPORTED or KNOWN) or a stale (XPASS) entry; 2 bad input (unknown peer,
-scenario or profile; missing or malformed results file), with nothing written.
+--strict or --baseline); 1 a harness ERROR; with --baseline, a NEW cell (a failure no entry explains,
+reproduced by its confirming runs) or a stale (XPASS) entry; with --strict, a FAIL, INSECURE or HANG
+cell (with --baseline: a NEW one) or a FLAKY one, never a control (verification off on purpose,
+severity.py); 2 bad input (unknown peer, scenario or profile; missing or malformed results file),
+with nothing written.
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ import sys
 from pathlib import Path
 
 from mtls_matrix import results as results_mod
-from mtls_matrix import baseline, findings, knowledge, repeat, scenarios, suite
-from mtls_matrix.plugin import ALL_PAIRS_HELP, DEFAULT_DEADLINE, FAILING, build_selection
+from mtls_matrix import baseline, findings, knowledge, repeat, scenarios, severity, suite
+from mtls_matrix.plugin import ALL_PAIRS_HELP, DEFAULT_DEADLINE, build_selection
 from mtls_matrix.results import Results, Verdict, write_atomically
 
 
@@ -65,13 +67,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     cells = loaded.cells
     if args.bugs or args.html or args.svg:
         write_reports(loaded, args.bugs, args.html, args.svg, curated)
-    if args.baseline:  # KNOWN, NEW and stale entries are recorded in results.json by the plugin
-        return baseline.exit_code(loaded)
+    # KNOWN, NEW and stale entries are recorded in results.json by the plugin
+    code = baseline.exit_code(loaded) if args.baseline else 0
     if any(c.verdict == Verdict.ERROR for c in cells):
+        return 1  # a harness bug, whatever its reruns said
+    if args.strict and any((c.flaky or (severity.is_finding(c) and not args.baseline)) and not severity.is_control(c)
+                           for c in cells):
         return 1
-    if args.strict and any(c.verdict in FAILING or c.flaky for c in cells):
-        return 1
-    return 0
+    return code
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -193,7 +196,8 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--peer-plugin", action="append", default=[], metavar="MODULE", help="extra peers (repeatable)")
     run.add_argument("-n", "--workers", default="auto", help="pytest-xdist workers: a number, auto, or 0 for none")
     run.add_argument("--strict", action="store_true",
-                     help="exit 1 when any cell is FAIL, INSECURE, HANG, ERROR or FLAKY")
+                     help="exit 1 when any cell is FAIL, INSECURE, HANG, ERROR or FLAKY (with --baseline: NEW, "
+                          "ERROR or FLAKY); a control (verification off on purpose) never")
     run.add_argument("--repeat", type=int, default=1, metavar="N",
                      help="run every cell N times (one pytest item each); a cell whose runs disagree is FLAKY")
     run.add_argument("--confirm", type=int, default=0, metavar="N",
@@ -202,7 +206,8 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--html", metavar="PATH", help="also render the HTML report here")
     run.add_argument("--svg", metavar="PATH", help="also render the heatmap image here")
     run.add_argument("--baseline", metavar="FILE",
-                     help="known issues (matrix/baseline.toml): exit 1 on a NEW finding or a stale entry, else 0")
+                     help="known issues (matrix/baseline.toml): a cell that would be NEW runs twice more, NEW only "
+                          "if they reproduce it (else FLAKY); exit 1 on a NEW finding or a stale entry, else 0")
     run.add_argument("pytest_args", nargs="*", help="passed to pytest after --")
     run.set_defaults(func=cmd_run)
 

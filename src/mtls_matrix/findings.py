@@ -166,19 +166,23 @@ def _peers(results: Results) -> dict[str, PeerInfo]:
 
 
 def severity_of(cell: Cell, matrix: Matrix) -> Optional[Severity]:
-    """How much the cell's outcome matters: the run's judgement, else the scenario's declared one,
-    else derived from verdict and group (files from before severity was recorded)."""
+    """How much the cell's outcome matters: the run's judgement, else the scenario's rule as the run
+    recorded it, else derived from verdict and group (files from before severity was recorded)."""
     if cell.severity is not None:
         return cell.severity
     if cell.verdict in NOT_OBSERVED:
         return None
     if cell.verdict == Verdict.PASS:
         return Severity.ADVISORY if cell.advisories else None
-    if cell.verdict == Verdict.INSECURE and matrix.peers[cell.client].control:
-        return Severity.CONTROL
     declared = matrix.scenarios.get(cell.scenario)
-    if declared and cell.verdict.value in declared.severity:
-        return declared.severity[cell.verdict.value]
+    rule = declared.severity if declared else {}
+    if matrix.peers[cell.client].control and (cell.verdict == Verdict.INSECURE or "*@control" in rule):
+        return Severity.CONTROL
+    verdict = cell.verdict.value
+    own_timeout = cell.deadline is not None and cell.deadline.source == "library"
+    for key in (f"{verdict}@{cell.profile}", f"{verdict}@own-timeout" if own_timeout else "", verdict):
+        if key in rule:  # the scenario's rule as the run recorded it (severity.table)
+            return rule[key]
     if cell.verdict == Verdict.INSECURE:
         return Severity.CRITICAL
     if cell.verdict == Verdict.ERROR:

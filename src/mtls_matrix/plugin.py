@@ -12,6 +12,7 @@ import fnmatch
 import itertools
 import os
 import platform
+import random
 import re
 import shlex
 import signal
@@ -30,6 +31,7 @@ from mtls_matrix import baseline as baseline_mod
 from mtls_matrix import floor as floor_mod
 from mtls_matrix import isolate, observe, scenarios
 from mtls_matrix import repeat as repeat_mod
+from mtls_matrix import severity as severity_mod
 from mtls_matrix.cell import CellSpec, ServerPool, run_cell
 from mtls_matrix.hostile import Batch, batch_of, is_hostile, run_hostile_cell
 from mtls_matrix.peers import Registry
@@ -73,16 +75,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="import peers from this module's PEERS list (repeatable)")
     group.addoption("--mtls-out", metavar="DIR", help="write DIR/results.json at the end of the run")
     group.addoption("--baseline", metavar="FILE",
-                    help="known issues (matrix/baseline.toml): their cells xfail; a NEW finding or a stale entry "
-                         "fails the run")
+                    help="known issues (matrix/baseline.toml): their cells xfail; a cell that would be NEW runs "
+                         "twice more and is NEW only if they reproduce it (else FLAKY); a NEW finding or a stale "
+                         "entry fails the run")
     group.addoption("--repeat", type=int, default=1, metavar="N",
                     help="run every cell N times inside its one item; its verdict is the first run's, `runs` "
                          "holds the pass rate and a cell whose runs disagree is FLAKY (default 1)")
     group.addoption("--confirm", type=int, default=0, metavar="N",
                     help="rerun a cell whose first run was FAIL, INSECURE, HANG or ERROR N more times; FLAKY "
                          "when the reruns disagree (default 0)")
-    group.addoption("--mtls-order", choices=("forward", "reverse"), default="forward",
-                    help="run the cells in catalogue order or reversed: verdicts must not depend on it")
+    group.addoption("--mtls-order", default="forward", metavar="ORDER",
+                    help="run the cells in catalogue order (forward), reversed (reverse), or shuffled with a "
+                         "seed (random:SEED, SEED a whole number): verdicts must not depend on it")
 
 
 def _split(value: str | None) -> list[str] | None:
@@ -192,6 +196,7 @@ def pytest_configure(config: pytest.Config) -> None:
         _baseline(config)  # a malformed baseline is a usage error too
     try:
         repeat_mod.check(o.repeat, o.confirm)
+        cell_order(o.mtls_order)
     except ValueError as exc:
         pytest.exit(f"mtls-matrix: error: {exc}", returncode=2)
     if not hasattr(config, "workerinput"):
@@ -236,9 +241,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """Hostile cells run all at once in one process (hostile.Batch), in the background from the
     session's start, so they come last: by then their results are there. Under pytest-xdist,
     `--dist load` (as `mtls-matrix run` sets) gives them all to the first worker, last
-    (MatrixScheduling); with `--dist loadgroup` they share one group. --mtls-order reverse:
-    the cells in the opposite order (other items keep their places), so a test can show that no
-    verdict depends on which cell ran before it."""
+    (MatrixScheduling); with `--dist loadgroup` they share one group. --mtls-order reverse or
+    random:SEED: the cells in the opposite or a shuffled order (other items keep their places), so
+    a test can show that no verdict depends on which cell ran before it."""
     hostile = []
     for item in items:
         spec = getattr(item, "callspec", None) and item.callspec.params.get("mtls_cell")
@@ -247,11 +252,23 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             hostile.append(item)
     if hostile:
         items[:] = [item for item in items if item not in set(hostile)] + hostile
-    if config.option.mtls_order != "reverse":
-        return
     slots = [i for i, item in enumerate(items) if "mtls_cell" in getattr(item, "fixturenames", ())]
-    for slot, item in zip(slots, [items[i] for i in reversed(slots)]):
+    for slot, item in zip(slots, cell_order(config.option.mtls_order)([items[i] for i in slots])):
         items[slot] = item
+
+
+def cell_order(order: str):
+    """--mtls-order: the function that puts the cell items in that order. Raises ValueError naming
+    the valid orders. The shuffle is seeded, so every pytest-xdist worker collects the same order."""
+    if order == "forward":
+        return list
+    if order == "reverse":
+        return lambda cells: cells[::-1]
+    kind, _, seed = order.partition(":")
+    if kind == "random" and re.fullmatch(r"-?[0-9]+", seed):
+        return lambda cells: random.Random(int(seed)).sample(cells, len(cells))
+    raise ValueError(f"unknown --mtls-order {order!r}; valid: forward, reverse, random:SEED (SEED a whole number, "
+                     "e.g. random:1)")
 
 
 def _stop_cleanly_on_sigterm() -> None:
@@ -417,7 +434,8 @@ def scenario_infos(selection: Selection) -> list[ScenarioInfo]:
     """The catalogue entries the selection's cells play, in catalogue order, as the run knew them."""
     played = {spec.scenario.name for spec in selection.cells}
     return [ScenarioInfo(name=s.name, group=s.group, description=s.description, expectation=s.expect.describe(),
-                         tags=sorted(s.tags | {s.tls_tag})) for s in scenarios.CATALOGUE if s.name in played]
+                         tags=sorted(s.tags | {s.tls_tag}), severity=severity_mod.table(s))
+            for s in scenarios.CATALOGUE if s.name in played]
 
 
 def peer_infos(selection: Selection) -> list[PeerInfo]:
@@ -452,21 +470,29 @@ def record(request: pytest.FixtureRequest, cell: Cell) -> None:
         # ("AST constructor recursion depth mismatch"), which crashed whole runs
         raise pytest.xfail.Exception(f"KNOWN {cell.verdict.value} (baseline {known.label}): {known.reason}",
                                      pytrace=False)
+    if severity_mod.is_control(cell):
+        return  # verification off on purpose: its INSECURE is the expected outcome, never a finding
     if cell.flaky:  # even when the first run passed: a verdict that varies is a finding
-        pytest.fail(f"FLAKY ({repeat_mod.rate_text(cell)}): first run {cell.verdict.value} at {cell.phase}: "
-                    f"{cell.reason}", pytrace=False)
+        flaky = (f"FLAKY ({repeat_mod.rate_text(cell)}): first run {cell.verdict.value} at {cell.phase}: "
+                 f"{cell.reason}")
+        if base and cell.baseline is None:  # gated: not reproduced, no NEW finding (--strict still fails the run)
+            raise pytest.xfail.Exception(f"{flaky}; not reproduced, not NEW", pytrace=False)
+        pytest.fail(flaky, pytrace=False)
     if cell.verdict in FAILING:
         detail = f" [{cell.error.type}: {cell.error.message}]" if cell.error.message else ""
-        pytest.fail(f"{cell.verdict.value} at {cell.phase}: {cell.reason}{detail}", pytrace=False)
+        weight = f"{cell.severity.value} " if cell.severity else ""
+        pytest.fail(f"{weight}{cell.verdict.value} at {cell.phase}: {cell.reason}{detail}", pytrace=False)
 
 
 def run(request: pytest.FixtureRequest, spec: CellSpec, env: MatrixEnv) -> Cell:
-    """One cell, run --repeat times (plus --confirm reruns) back to back: still one item."""
-    deadline, option = _selection(request.config).deadline, request.config.option
+    """One cell, run --repeat times (plus --confirm reruns) back to back: still one item. With a
+    baseline, a first run that would be a NEW finding is confirmed (repeat.CONFIRM_NEW)."""
+    deadline, option, base = _selection(request.config).deadline, request.config.option, _baseline(request.config)
+    would_be_new = (lambda cell: baseline_mod.classify_cell(base, cell)[0] == "NEW") if base else None
     if is_hostile(spec):
-        return repeat_mod.run_repeated(lambda: env.hostile.take(spec), option.repeat, option.confirm)
+        return repeat_mod.run_repeated(lambda: env.hostile.take(spec), option.repeat, option.confirm, would_be_new)
     return repeat_mod.run_repeated(lambda: run_cell(spec, env.servers, env.pki, deadline, env.versions),
-                                   option.repeat, option.confirm)
+                                   option.repeat, option.confirm, would_be_new)
 
 
 class Collector:
@@ -552,12 +578,26 @@ class Collector:
     def pytest_terminal_summary(self, terminalreporter) -> None:
         if not self.cells:
             return
-        counts = Counter(c.verdict for c in self.cells)
+        # a control's INSECURE is its expected outcome: counted apart, never with the findings
+        judged = [c for c in self.cells if not severity_mod.is_control(c)]
+        controls = len(self.cells) - len(judged)
+        counts = Counter(c.verdict for c in judged)
         line = ", ".join(f"{counts[v]} {v.value}" for v in sorted(counts, key=SEVERITY.get))
         terminalreporter.write_sep("=", "mtls-matrix")
-        flaky = sum(c.flaky for c in self.cells)
-        terminalreporter.write_line(f"{len(self.cells)} cells: {line}" + (f"; {flaky} FLAKY" if flaky else ""))
+        flaky = [c for c in judged if c.flaky]
+        terminalreporter.write_line(
+            f"{len(self.cells)} cells: {line}" + (f"; {len(flaky)} FLAKY" if flaky else "")
+            + (f"; {controls} controls (verification off on purpose, as expected: not findings)" if controls else ""))
+        weights = Counter(c.severity for c in judged if severity_mod.is_finding(c) and not c.flaky)
+        advised = sum(c.verdict == Verdict.PASS and bool(c.advisories) for c in judged)
+        terminalreporter.write_line(
+            "findings by severity: " + ", ".join(f"{weights[s]} {s.value}" for s in severity_mod.FINDINGS)
+            + (f"; {advised} PASS with advisories" if advised else ""))
         if self.baseline:
             terminalreporter.write(baseline_mod.render_check(self.baseline, "this run"))
+            for cell in flaky:
+                if cell.baseline is None:
+                    terminalreporter.write_line(f"FLAKY  {cell.id}: {repeat_mod.rate_text(cell)}: its runs "
+                                                "disagree, so it is no NEW finding (--strict fails on it)")
         if self.results_path:
             terminalreporter.write_line(f"results: {self.results_path}")

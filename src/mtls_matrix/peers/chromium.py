@@ -609,6 +609,7 @@ class Client(ClientPeer):
                    "headers": "the WebSocket API in a page cannot set request headers (a token goes in the URL: "
                               "token-query-*)"}
     side_by_side = False  # one browser per certificate: a batch of hostile cells would queue on it
+    requests = {"page=same-origin+fetch": 2}  # the page's fetch, then its WebSocket
     # A cell costs a browser context (1-4 s): the default matrix runs the cells that show what a
     # browser adds, against the Python servers; docs/BROWSER.md has the findings of the full set.
     variant_scenarios = {

@@ -26,7 +26,7 @@ ERRORS = (
     ErrorRule(r"remote error: tls: expired certificate", "CERT_EXPIRED"),
     ErrorRule(r"remote error: tls: revoked certificate", "CERT_REVOKED"),
     ErrorRule(r"remote error: tls: unsupported certificate", "BAD_EKU"),
-    ErrorRule(r"remote error: tls: (certificate required|handshake failure)", "CERT_REQUIRED"),
+    ErrorRule(r"remote error: tls: certificate required", "CERT_REQUIRED"),  # handshake failure: as OpenSSL words it
     ErrorRule(r"remote error: tls: protocol version not supported", "PROTOCOL_VERSION"),
     ErrorRule(r"remote error: tls: bad record MAC|remote error", "HANDSHAKE_FAILURE"),
     ErrorRule(r"didn't provide a certificate", "CERT_REQUIRED", own_check=True),
