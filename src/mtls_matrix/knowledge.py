@@ -147,7 +147,7 @@ def load(directory: str | Path) -> Knowledge:
     if not directory.is_dir():
         raise ValueError(f"{directory}: no such directory of curated knowledge (mechanisms.toml, reference.toml)")
     mechanisms = _validated(directory / MECHANISMS, lambda data: tuple(
-        Mechanism(**item) for item in _tables(data, "mechanism", directory / MECHANISMS)))
+        _record(Mechanism, number, item) for number, item in enumerate(_tables(data, "mechanism"), 1)))
     reference = _validated(directory / REFERENCE, lambda data: Reference(**data))
     found = Knowledge(mechanisms=mechanisms or (), reference=reference or Reference())
     seen: set[str] = set()
@@ -171,18 +171,30 @@ def _validated(path: Path, build):
         raise ValueError(f"{path}: not valid TOML: {exc}") from None
     try:
         return build(data)
-    except ValidationError as exc:  # the first problem, with the record it is in
+    except ValidationError as exc:  # the first problem, where it is
         error = exc.errors()[0]
         where = ".".join(str(part) for part in error["loc"])
-        record = f"{exc.title.lower()} {where}" if where else exc.title.lower()
-        raise ValueError(f"{path}: {record}: {error['msg']}") from None
+        raise ValueError(f"{path}: {exc.title.lower()} {where}: {error['msg']}") from None
+    except ValueError as exc:  # a record's own problem (_record, _tables)
+        raise ValueError(f"{path}: {exc}") from None
 
 
-def _tables(data: dict, name: str, path: Path) -> list[dict]:
+def _record(model, number: int, item: dict):
+    """One [[record]], its number and id named when it is not valid."""
+    try:
+        return model(**item)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(part) for part in error["loc"])
+        name = f" ({item['id']})" if isinstance(item.get("id"), str) else ""
+        raise ValueError(f"{exc.title.lower()} {number}{name}: {where}: {error['msg']}") from None
+
+
+def _tables(data: dict, name: str) -> list[dict]:
     extra = sorted(set(data) - {name})
     if extra:
-        raise ValueError(f"{path}: unknown top-level key {', '.join(extra)}; it holds only [[{name}]] tables")
+        raise ValueError(f"unknown top-level key {', '.join(extra)}; it holds only [[{name}]] tables")
     items = data.get(name, [])
     if not isinstance(items, list):
-        raise ValueError(f"{path}: {name!r} must be an array of tables, written [[{name}]]")
+        raise ValueError(f"{name!r} must be an array of tables, written [[{name}]]")
     return items
