@@ -657,7 +657,7 @@ def _finding(matrix: Matrix, ident: str, cells: list[Cell], units: dict[Unit, li
 def title_of(finding: Finding, matrix: Matrix) -> str:
     """What happened, in words, for a finding no curated mechanism names: who, did what, where."""
     cells = finding.cells
-    who = finding.layer.text
+    who = finding.layer.short
     bases = list(dict.fromkeys(base_scenario(c.scenario) for c in cells))
     where = (f"{bases[0]} ({matrix.describe(bases[0])})" if len(bases) == 1 and matrix.describe(bases[0])
              else ", ".join(bases[:4]) + (f" and {len(bases) - 4} more" if len(bases) > 4 else ""))
@@ -942,7 +942,7 @@ def _with_clarity(matrix: Matrix, knowledge: Knowledge, found: list[Finding]) ->
         finding.severity = Severity.ADVISORY
         if not mechanism:
             o = outliers[0]
-            finding.title = clarity_title(o, finding.layer.text)
+            finding.title = clarity_title(o, finding.layer.short)
         finding.detail = detail
         found.append(finding)
     return found
@@ -999,7 +999,7 @@ def _advisories(matrix: Matrix, knowledge: Knowledge, found: list[Finding]) -> l
         finding = _finding(matrix, ident, cells, units, mechanism, "advisory")
         finding.severity = Severity.ADVISORY
         if not mechanism:
-            finding.title = f"{finding.layer.text}: {key.replace('-', ' ')}"
+            finding.title = f"{finding.layer.short}: {key.replace('-', ' ')}"
         finding.detail = detail
         added.append(finding)
     return found + added
