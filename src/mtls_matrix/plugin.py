@@ -36,7 +36,7 @@ from mtls_matrix.peers import Registry
 from mtls_matrix.pki import PKI
 from mtls_matrix.peers.foreign import NOT_RUN
 from mtls_matrix.results import (
-    NOT_OBSERVED, SEVERITY, Cell, Floor, NotRun, PeerInfo, Results, Run, ScenarioInfo, Verdict,
+    NOT_OBSERVED, SEVERITY, Cell, Floor, NotRun, PeerInfo, Results, Run, ScenarioInfo, Verdict, check_output,
 )
 
 # The user's environment must not change a verdict: these make libraries trust other CAs, log
@@ -48,6 +48,7 @@ SCRUBBED = (
 )
 FAILING = {Verdict.FAIL, Verdict.INSECURE, Verdict.HANG, Verdict.ERROR}
 DEFAULT_DEADLINE = 5.0
+MAX_DEADLINE = 3600.0  # seconds per cell: beyond an hour a wait measures nothing more
 
 
 @dataclass
@@ -113,8 +114,8 @@ def build_selection(servers=None, clients=None, scenario_names=None, profile="de
     unknown = [p for p in profiles if p not in scenarios.PROFILES]
     if unknown or not profiles:
         raise ValueError(f"unknown profile {', '.join(unknown) or repr(profile)}; valid: {', '.join(scenarios.PROFILES)}")
-    if not deadline > 0:
-        raise ValueError(f"--deadline must be a positive number of seconds, got {deadline}")
+    if not 0 < deadline <= MAX_DEADLINE:  # also refuses nan and inf
+        raise ValueError(f"--deadline must be more than 0 and at most {MAX_DEADLINE:g} seconds, got {deadline}")
     chosen_servers = registry.select_servers(servers)
     chosen_clients = registry.select_clients(clients)
     chosen_scenarios = scenarios.select(scenario_names)
@@ -186,6 +187,11 @@ def pytest_configure(config: pytest.Config) -> None:
     o = config.option
     if _matrix_run(config):
         _selection(config)  # bad input: a usage error now, before anything runs
+        if o.mtls_out:
+            try:
+                check_output(Path(o.mtls_out) / "results.json")
+            except ValueError as exc:
+                pytest.exit(f"mtls-matrix: error: --mtls-out {exc}", returncode=2)
         if not hasattr(config, "workerinput"):
             _stop_cleanly_on_sigterm()
     if o.baseline:
