@@ -28,7 +28,8 @@ import pytest
 
 from mtls_matrix import baseline as baseline_mod
 from mtls_matrix import floor as floor_mod
-from mtls_matrix import isolate, observe, scenarios
+from mtls_matrix import isolate, leaks, observe, scenarios
+from mtls_matrix import pki as pki_mod
 from mtls_matrix import repeat as repeat_mod
 from mtls_matrix.cell import CellSpec, ServerPool, run_cell
 from mtls_matrix.hostile import Batch, batch_of, is_hostile, run_hostile_cell
@@ -192,8 +193,7 @@ def pytest_configure(config: pytest.Config) -> None:
                 check_output(Path(o.mtls_out) / "results.json")
             except ValueError as exc:
                 pytest.exit(f"mtls-matrix: error: --mtls-out {exc}", returncode=2)
-        if not hasattr(config, "workerinput"):
-            _stop_cleanly_on_sigterm()
+        _stop_cleanly_on_signals()
     if o.baseline:
         _baseline(config)  # a malformed baseline is a usage error too
     try:
@@ -234,8 +234,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "mtls_cell" in metafunc.fixturenames:
         cells = _selection(metafunc.config).cells
         metafunc.parametrize("mtls_cell", cells, ids=[c.id for c in cells])
-        if not hasattr(metafunc.config, "workerinput"):
-            _stop_cleanly_on_sigterm()
+        _stop_cleanly_on_signals()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -260,34 +259,59 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         items[slot] = item
 
 
-def _stop_cleanly_on_sigterm() -> None:
-    """A terminated run (CI cancel, `kill`) stops like Ctrl-C: pytest unwinds, the finished
-    cells are written (marked incomplete), pytest-xdist stops its workers, the keys are removed.
-    Only for runs that hold matrix cells: the plugin must not change unrelated pytest runs."""
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+_stopped_by_signal = False
+
+
+def _stop_cleanly_on_signals() -> None:
+    """Ctrl-C, a terminated run (CI cancel, `kill`) and a closed terminal (SIGHUP) all stop a run
+    the same way, within a second or two: every process of the run under this one is killed (no
+    cell sits out its deadline), the keys are removed, pytest unwinds and the finished cells are
+    written, marked incomplete. In every process of a run that holds matrix cells, the pytest-xdist
+    workers included (a closed terminal signals them too): the plugin must not change unrelated
+    pytest runs."""
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _interrupt)
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, _interrupt)
 
 
 def _interrupt(signum, frame) -> None:
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # once: a second signal must not break the unwinding
-    for child in _children():  # the xdist workers: stop them as Ctrl-C would, instead of waiting
-        try:
-            os.kill(child, signal.SIGINT)
-        except ProcessLookupError:
-            pass
+    global _stopped_by_signal
+    for stop in STOP_SIGNALS:  # once: a second signal must not break the unwinding
+        signal.signal(stop, signal.SIG_IGN)
+    _kill_descendants()
+    pki_mod.remove_owned()  # this process's keys
+    pki_mod.sweep()  # and those of the workers just killed
+    _stopped_by_signal = True
     raise KeyboardInterrupt(f"stopped by signal {signal.Signals(signum).name}")
 
 
-def _children() -> list[int]:
-    me, found = os.getpid(), []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
+@pytest.hookimpl(tryfirst=True)
+def pytest_keyboard_interrupt(excinfo: pytest.ExceptionInfo) -> None:
+    """A stop is no crash: its traceback is the handler's frame alone, not the stack of the cell it
+    stopped, whose every source file pytest would parse to show it."""
+    if _stopped_by_signal:
+        excinfo.traceback = excinfo.traceback[-1:]
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """A run a signal stopped ends here, its results and reports written and its processes and
+    keys gone: the interpreter's own teardown of a whole run's objects would cost another second."""
+    if _stopped_by_signal:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(pytest.ExitCode.INTERRUPTED)
+
+
+def _kill_descendants() -> None:
+    """The pytest-xdist workers, foreign peers, browsers and client processes under this process,
+    each in its own process group or not: all of them, at once, as they are now."""
+    for pid in leaks.with_children((os.getpid(),))[1:]:
         try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == me:  # the field after the state is the parent pid
-            found.append(int(stat.parent.name))
-    return found
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def _controller_pki(config: pytest.Config) -> PKI:

@@ -45,7 +45,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -57,6 +56,7 @@ from mtls_matrix import observe
 from mtls_matrix.peers import ClientPeer, ClientTLS, Closed, Connection, cell_token
 from mtls_matrix.peers.foreign import FOREIGN_DIR, SETUP_HINT, Toolchain
 from mtls_matrix.peers.socketio import closed_canonical
+from mtls_matrix.pki import private_dir
 
 CHROMIUM = "/usr/bin/chromium"
 POLICY = Path("/etc/chromium/policies/managed/mtls-matrix.json")
@@ -247,7 +247,7 @@ class Browser:
     """One headless Chromium with one NSS database, on its own thread and event loop."""
 
     def __init__(self, tls: ClientTLS):
-        self.home = Path(tempfile.mkdtemp(prefix="mtls-matrix-chromium-"))  # 0700
+        self.home = private_dir("chromium")  # 0700
         self.proc: subprocess.Popen | None = None
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="chromium-cdp", daemon=True)
