@@ -77,9 +77,19 @@ RESERVED_KEYS = ("side", "kind")  # the names of the harness's own event records
 
 
 @dataclass(frozen=True)
+class Leftover:
+    """Something an earlier mtls-matrix setup left outside the checkout: `setup-foreign` and its
+    `--undo` remove it while it is as that setup left it: a file with exactly `content`, or (no
+    content) a directory the user running them owns."""
+
+    path: str
+    content: str | None = None
+
+
+@dataclass(frozen=True)
 class Toolchain:
-    """How a stack is installed, declaratively: `mtls-matrix setup-foreign` runs it, the peers ask
-    `missing()` before every cell."""
+    """How a stack is installed, declaratively: `mtls-matrix setup-foreign` runs it (and `--undo`
+    reverses it, apart from the packages), the peers ask `missing()` before every cell."""
 
     name: str  # as `setup-foreign --only` names it; its sources live in foreign/<name>/
     executables: tuple[str, ...]  # must be on PATH
@@ -89,6 +99,11 @@ class Toolchain:
     inputs: tuple[str, ...] = ()  # files under foreign/<name>/ whose change makes the steps run again
     # absolute paths the apt packages provide besides executables (libraries: Go sources, Ruby gems)
     files: tuple[str, ...] = ()
+    created: tuple[str, ...] = ()  # what the steps create under foreign/<name>/, all of it: --undo removes it
+    # system services the packages install enabled, which the matrix never runs as services (it
+    # starts its own processes): not started at boot when setup-foreign installed the package
+    services: tuple[str, ...] = ()
+    leftovers: tuple[Leftover, ...] = ()
 
     @property
     def dir(self) -> Path:

@@ -109,7 +109,7 @@ class ProxiedServer(ServerPeer):
     @property
     def toolchain(self) -> Toolchain:
         """`mtls-matrix setup-foreign` installs the proxy's Debian package; without it, SKIPPED."""
-        return Toolchain(self.program, executables=(self.program,), apt=(self.package,))
+        return Toolchain(self.program, executables=(self.program,), apt=(self.package,), services=(self.package,))
 
     def missing(self) -> str | None:
         return self.toolchain.missing()
