@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import io
 import ssl
+import time
 
 import pytest
 from websockets.sync.client import connect
@@ -80,6 +81,9 @@ def test_an_event_with_a_key_of_the_harness_is_reported_on_its_cell_and_the_read
                 with connect(f"wss://localhost:{host.port}/cell/{token}", ssl=context) as ws:
                     ws.send("hello")
                     assert ws.recv() == "hello"
+                end = time.monotonic() + 10  # the program's events come on their own pipe, maybe later
+                while recorder.find("server", "handler") is None and time.monotonic() < end:
+                    time.sleep(0.01)
             finally:
                 observe.end(recorder)
             kinds = [(e.side, e.kind) for e in recorder.events]

@@ -20,8 +20,9 @@ from tests.conftest import REPO
 
 STOPPED_WITHIN_S = 2.0
 WAIT_BEFORE_SIGNAL_S = 3.0  # after the first finished cell: the hostile batch started with the session
-SELECTION = ("--deadline", "30", "--servers", "hostile,websockets", "--clients", "hostile,websockets[ssl=context]",
-             "--scenarios", "hostile-*,mtls-ok,client-*")
+# nginx: a process of the run's own, with a private dir its worker owns
+SELECTION = ("--deadline", "30", "--servers", "hostile,websockets,nginx+websockets",
+             "--clients", "hostile,websockets[ssl=context]", "--scenarios", "hostile-*,mtls-ok,client-*")
 
 
 def _processes_marked(mark: str) -> list[int]:

@@ -48,6 +48,11 @@ def _identity(pid: int) -> str | None:
     return None if fields[0] in ("Z", "X") else f"{pid} {fields[19]}"
 
 
+def gone(pid: int) -> bool:
+    """The process has ended (or only its exit status is left to collect)."""
+    return _identity(pid) is None
+
+
 def private_dir(kind: str) -> Path:
     """A new 0700 temp dir `mtls-matrix-KIND-*` owned by this process (see the module's doc)."""
     path = Path(tempfile.mkdtemp(prefix=f"mtls-matrix-{kind}-"))

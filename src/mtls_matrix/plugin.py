@@ -260,6 +260,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+KILLED_WAIT_S = 0.5  # a SIGKILLed process is gone within milliseconds, even on a loaded machine
 _stopped_by_signal = False
 
 
@@ -306,12 +307,17 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 def _kill_descendants() -> None:
     """The pytest-xdist workers, foreign peers, browsers and client processes under this process,
-    each in its own process group or not: all of them, at once, as they are now."""
-    for pid in leaks.with_children((os.getpid(),))[1:]:
+    each in its own process group or not: all of them, at once, as they are now; then a moment
+    for them to be gone, so the sweep that follows sees their private dirs as orphans."""
+    killed = leaks.with_children((os.getpid(),))[1:]
+    for pid in killed:
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+    end = time.monotonic() + KILLED_WAIT_S
+    while not all(map(pki_mod.gone, killed)) and time.monotonic() < end:
+        time.sleep(0.01)
 
 
 def _controller_pki(config: pytest.Config) -> PKI:
