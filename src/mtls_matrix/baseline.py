@@ -38,7 +38,8 @@ from pathlib import Path
 
 from mtls_matrix import findings, knowledge, repeat
 from mtls_matrix.results import (
-    NOT_OBSERVED, BaselineSummary, Cell, Results, Severity, StaleEntry, Verdict, canonical, write_atomically,
+    NOT_OBSERVED, BaselineSummary, Cell, Results, Severity, StaleEntry, Verdict, canonical, check_output,
+    read_text, write_atomically,
 )
 
 DEFAULT_FILE = "matrix/baseline.toml"
@@ -90,13 +91,13 @@ def _any_of(patterns: tuple[str, ...]) -> re.Pattern[str]:
 def load(path: str | Path) -> Baseline:
     """Raises ValueError naming the file, the entry and the problem."""
     path = Path(path)
+    text = read_text(path, "baseline file")
     try:
-        text = path.read_text()
         data = tomllib.loads(text)
-    except FileNotFoundError:
-        raise ValueError(f"{path}: no such baseline file") from None
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+    except tomllib.TOMLDecodeError as exc:
         raise ValueError(f"{path}: not a valid TOML baseline: {exc}") from None
+    except RecursionError:
+        raise ValueError(f"{path}: not a valid TOML baseline: nested too deeply") from None
     extra = sorted(set(data) - {"entry"})
     if extra:
         raise ValueError(f"{path}: unknown top-level key {', '.join(extra)}; a baseline holds only [[entry]] tables")
@@ -107,8 +108,10 @@ def load(path: str | Path) -> Baseline:
     return Baseline(path, text, [_entry(path, n, item, known) for n, item in enumerate(raw, 1)])
 
 
-def _entry(path: Path, number: int, raw: dict, known: knowledge.Knowledge | None = None) -> Entry:
+def _entry(path: Path, number: int, raw: object, known: knowledge.Knowledge | None = None) -> Entry:
     where = f"{path}: entry {number}"
+    if not isinstance(raw, dict):
+        raise ValueError(f"{where}: {raw!r:.60} is not a table; write each entry as an [[entry]] table")
     unknown = sorted(set(raw) - set(REQUIRED) - set(OPTIONAL))
     if unknown:
         raise ValueError(f"{where}: unknown key {', '.join(unknown)}; valid keys: {', '.join(REQUIRED + OPTIONAL)}")
@@ -318,8 +321,9 @@ def _patterns(cells: list[Cell], results: Results) -> list[str]:
     for (scenario, profile), group in by_situation.items():
         ran = [c for c in results.cells if (c.scenario, c.profile) == (scenario, profile)
                and c.verdict not in NOT_OBSERVED]
-        suffix = group[0].id[group[0].id.rindex(scenario) + len(scenario):]  # "" or "-tuned"
-        patterns += [f"*-{scenario}{suffix}"] if len(group) == len(ran) else [c.id for c in group]
+        _, named, suffix = group[0].id.rpartition(scenario)  # suffix: "" or "-tuned"
+        whole = named and len(group) == len(ran)  # an id without its scenario's name: only exact ids
+        patterns += [f"*-{scenario}{suffix}"] if whole else [c.id for c in group]
     return patterns
 
 
@@ -356,6 +360,8 @@ def cmd_baseline(args: argparse.Namespace) -> int:
     try:
         base = load(args.baseline)
         results = Results.load(source)
+        if args.update:
+            check_output(base.path.with_name(PROPOSED_NAME))
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     found = classify(results, base)

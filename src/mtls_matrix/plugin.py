@@ -29,7 +29,8 @@ import pytest
 
 from mtls_matrix import baseline as baseline_mod
 from mtls_matrix import floor as floor_mod
-from mtls_matrix import isolate, observe, scenarios
+from mtls_matrix import isolate, leaks, observe, scenarios
+from mtls_matrix import pki as pki_mod
 from mtls_matrix import repeat as repeat_mod
 from mtls_matrix import severity as severity_mod
 from mtls_matrix.cell import CellSpec, ServerPool, run_cell
@@ -38,7 +39,7 @@ from mtls_matrix.peers import Registry
 from mtls_matrix.pki import PKI
 from mtls_matrix.peers.foreign import NOT_RUN
 from mtls_matrix.results import (
-    NOT_OBSERVED, SEVERITY, Cell, Floor, NotRun, PeerInfo, Results, Run, ScenarioInfo, Verdict,
+    NOT_OBSERVED, SEVERITY, Cell, Floor, NotRun, PeerInfo, Results, Run, ScenarioInfo, Verdict, check_output,
 )
 
 # The user's environment must not change a verdict: these make libraries trust other CAs, log
@@ -50,6 +51,7 @@ SCRUBBED = (
 )
 FAILING = {Verdict.FAIL, Verdict.INSECURE, Verdict.HANG, Verdict.ERROR}
 DEFAULT_DEADLINE = 5.0
+MAX_DEADLINE = 3600.0  # seconds per cell: beyond an hour a wait measures nothing more
 
 
 @dataclass
@@ -117,8 +119,8 @@ def build_selection(servers=None, clients=None, scenario_names=None, profile="de
     unknown = [p for p in profiles if p not in scenarios.PROFILES]
     if unknown or not profiles:
         raise ValueError(f"unknown profile {', '.join(unknown) or repr(profile)}; valid: {', '.join(scenarios.PROFILES)}")
-    if not deadline > 0:
-        raise ValueError(f"--deadline must be a positive number of seconds, got {deadline}")
+    if not 0 < deadline <= MAX_DEADLINE:  # also refuses nan and inf
+        raise ValueError(f"--deadline must be more than 0 and at most {MAX_DEADLINE:g} seconds, got {deadline}")
     chosen_servers = registry.select_servers(servers)
     chosen_clients = registry.select_clients(clients)
     chosen_scenarios = scenarios.select(scenario_names)
@@ -190,8 +192,12 @@ def pytest_configure(config: pytest.Config) -> None:
     o = config.option
     if _matrix_run(config):
         _selection(config)  # bad input: a usage error now, before anything runs
-        if not hasattr(config, "workerinput"):
-            _stop_cleanly_on_sigterm()
+        if o.mtls_out:
+            try:
+                check_output(Path(o.mtls_out) / "results.json")
+            except ValueError as exc:
+                pytest.exit(f"mtls-matrix: error: --mtls-out {exc}", returncode=2)
+        _stop_cleanly_on_signals()
     if o.baseline:
         _baseline(config)  # a malformed baseline is a usage error too
     try:
@@ -233,8 +239,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "mtls_cell" in metafunc.fixturenames:
         cells = _selection(metafunc.config).cells
         metafunc.parametrize("mtls_cell", cells, ids=[c.id for c in cells])
-        if not hasattr(metafunc.config, "workerinput"):
-            _stop_cleanly_on_sigterm()
+        _stop_cleanly_on_signals()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -271,34 +276,65 @@ def cell_order(order: str):
                      "e.g. random:1)")
 
 
-def _stop_cleanly_on_sigterm() -> None:
-    """A terminated run (CI cancel, `kill`) stops like Ctrl-C: pytest unwinds, the finished
-    cells are written (marked incomplete), pytest-xdist stops its workers, the keys are removed.
-    Only for runs that hold matrix cells: the plugin must not change unrelated pytest runs."""
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+KILLED_WAIT_S = 0.5  # a SIGKILLed process is gone within milliseconds, even on a loaded machine
+_stopped_by_signal = False
+
+
+def _stop_cleanly_on_signals() -> None:
+    """Ctrl-C, a terminated run (CI cancel, `kill`) and a closed terminal (SIGHUP) all stop a run
+    the same way, within a second or two: every process of the run under this one is killed (no
+    cell sits out its deadline), the keys are removed, pytest unwinds and the finished cells are
+    written, marked incomplete. In every process of a run that holds matrix cells, the pytest-xdist
+    workers included (a closed terminal signals them too): the plugin must not change unrelated
+    pytest runs."""
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _interrupt)
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, _interrupt)
 
 
 def _interrupt(signum, frame) -> None:
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # once: a second signal must not break the unwinding
-    for child in _children():  # the xdist workers: stop them as Ctrl-C would, instead of waiting
-        try:
-            os.kill(child, signal.SIGINT)
-        except ProcessLookupError:
-            pass
+    global _stopped_by_signal
+    for stop in STOP_SIGNALS:  # once: a second signal must not break the unwinding
+        signal.signal(stop, signal.SIG_IGN)
+    _kill_descendants()
+    pki_mod.remove_owned()  # this process's keys
+    pki_mod.sweep()  # and those of the workers just killed
+    _stopped_by_signal = True
     raise KeyboardInterrupt(f"stopped by signal {signal.Signals(signum).name}")
 
 
-def _children() -> list[int]:
-    me, found = os.getpid(), []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
+@pytest.hookimpl(tryfirst=True)
+def pytest_keyboard_interrupt(excinfo: pytest.ExceptionInfo) -> None:
+    """A stop is no crash: its traceback is the handler's frame alone, not the stack of the cell it
+    stopped, whose every source file pytest would parse to show it."""
+    if _stopped_by_signal:
+        excinfo.traceback = excinfo.traceback[-1:]
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """A run a signal stopped ends here, its results and reports written and its processes and
+    keys gone: the interpreter's own teardown of a whole run's objects would cost another second."""
+    if _stopped_by_signal:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(pytest.ExitCode.INTERRUPTED)
+
+
+def _kill_descendants() -> None:
+    """The pytest-xdist workers, foreign peers, browsers and client processes under this process,
+    each in its own process group or not: all of them, at once, as they are now; then a moment
+    for them to be gone, so the sweep that follows sees their private dirs as orphans."""
+    killed = leaks.with_children((os.getpid(),))[1:]
+    for pid in killed:
         try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == me:  # the field after the state is the parent pid
-            found.append(int(stat.parent.name))
-    return found
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    end = time.monotonic() + KILLED_WAIT_S
+    while not all(map(pki_mod.gone, killed)) and time.monotonic() < end:
+        time.sleep(0.01)
 
 
 def _controller_pki(config: pytest.Config) -> PKI:

@@ -32,6 +32,7 @@ from mtls_matrix.results import Cell, RunOutcome, Runs, Verdict, canonical
 
 CONFIRMED = {Verdict.FAIL, Verdict.INSECURE, Verdict.HANG, Verdict.ERROR}  # what --confirm reruns
 CONFIRM_NEW = 2  # the fewest reruns of a cell that would be NEW against the baseline
+MAX_RUNS = 1000  # of one cell: enough for a pass rate, not a run that never ends
 
 
 def check(repeat: int, confirm: int) -> None:
@@ -40,6 +41,9 @@ def check(repeat: int, confirm: int) -> None:
         raise ValueError(f"--repeat must be a whole number of runs, at least 1, got {repeat}")
     if confirm < 0:
         raise ValueError(f"--confirm must be a whole number of extra runs, 0 or more, got {confirm}")
+    for option, runs in (("--repeat", repeat), ("--confirm", confirm)):
+        if runs > MAX_RUNS:
+            raise ValueError(f"{option} must be at most {MAX_RUNS} runs, got {runs}")
 
 
 def run_repeated(run_once: Callable[[], Cell], repeat: int = 1, confirm: int = 0,

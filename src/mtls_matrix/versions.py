@@ -485,7 +485,7 @@ def cmd_bisect(args: argparse.Namespace) -> int:
 
 
 def register(subparsers) -> None:
-    from mtls_matrix.cli import add_selection_arguments
+    from mtls_matrix.cli import add_selection_arguments, output_dir, seconds
     from mtls_matrix.plugin import DEFAULT_DEADLINE
 
     v = subparsers.add_parser(
@@ -494,7 +494,7 @@ def register(subparsers) -> None:
                     "(cached in $MTLS_MATRIX_CACHE or ~/.cache/mtls-matrix/venvs). Writes OUT/SPEC/results.json, "
                     "OUT/results.json (cells of every environment, ids ending in @SPEC) and OUT/versions.md.")
     v.add_argument("specs", nargs="+", metavar="SPEC", help="e.g. aiohttp==3.9.1")
-    v.add_argument("--out", required=True, help="output directory")
+    v.add_argument("--out", required=True, type=output_dir, help="output directory")
     add_selection_arguments(v)
     v.add_argument("-n", "--workers", default="0", help="pytest-xdist workers per environment (default 0: none)")
     v.set_defaults(func=cmd_versions)
@@ -508,6 +508,6 @@ def register(subparsers) -> None:
     b.add_argument("good", help="a release with the reference verdict")
     b.add_argument("bad", help="a release with another verdict")
     b.add_argument("--cell", required=True, help="a cell id, e.g. aiohttp-aiohttp[ssl=context]-mtls-ok")
-    b.add_argument("--out", default="reports/bisect", help="where each tried version's results go")
-    b.add_argument("--deadline", type=float, default=DEFAULT_DEADLINE, help="seconds per cell before HANG")
+    b.add_argument("--out", default="reports/bisect", type=output_dir, help="where each tried version's results go")
+    b.add_argument("--deadline", type=seconds, default=DEFAULT_DEADLINE, help="seconds per cell before HANG")
     b.set_defaults(func=cmd_bisect)
