@@ -23,7 +23,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from mtls_matrix.reports.bugs import canonical
+from mtls_matrix.results import canonical
 from mtls_matrix.results import Cell, Results
 
 

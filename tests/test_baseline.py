@@ -7,10 +7,10 @@ import json
 
 import pytest
 
-from mtls_matrix import baseline
+from mtls_matrix import baseline, findings, knowledge
 from mtls_matrix.reports import bugs
 from tests.conftest import REPO, mtls_matrix
-from tests.test_bugs_report import INSECURE, TOO_BIG, cell, grid, results
+from tests.hand_built import INSECURE, TOO_BIG, cell, grid, results
 
 CN_ONLY = '''
 [[entry]]
@@ -105,13 +105,15 @@ def test_the_reviewed_baseline_is_valid():
 
 @pytest.mark.parametrize("text, says", [
     ("[[entry]\n", "not a valid TOML baseline"),
-    ('[[entry]]\ncells = "*"\nverdict = "INSECURE"\n', "entry 1: missing reason"),
+    ('[[entry]]\ncells = "*"\nverdict = "INSECURE"\n', "entry 1: missing mechanism"),
+    ('[[entry]]\ncells = "*"\nverdict = "INSECURE"\nmechanism = "nope"\n',
+     "entry 1: mechanism 'nope' is not defined"),
     (CN_ONLY + '[[entry]]\ncells = "*"\nverdict = "BROKEN"\nreason = "x"\n',
      "entry 2: verdict 'BROKEN' is not one of INSECURE, FAIL, HANG"),
     ('[[entry]]\ncells = "*"\nverdict = "ERROR"\nreason = "x"\n', "is not one of INSECURE, FAIL, HANG"),
     ('[[entry]]\ncells = []\nverdict = "FAIL"\nreason = "x"\n', "entry 1: cells must be a non-empty glob"),
     ('[[entry]]\ncells = "*"\nverdict = "FAIL"\nreason = "x"\nwhy = "y"\n',
-     "entry 1: unknown key why; valid keys: cells, verdict, reason, canonical, upstream"),
+     "entry 1: unknown key why; valid keys: cells, verdict, canonical, mechanism, reason, upstream"),
     ('[[entry]]\ncells = "*"\nverdict = "FAIL"\nreason = "x"\nupstream = "tornado#2994"\n',
      "entry 1: upstream 'tornado#2994' is not an http(s) link"),
     ('title = "x"\n', "unknown top-level key title"),
@@ -173,14 +175,39 @@ def test_check_exit_codes(tmp_path):
     assert stale.returncode == 1 and "XPASS  entry 1 (*-server-cn-only)" in stale.stdout
 
 
-def test_bugs_md_shows_the_baseline_reason_and_link(tmp_path):
+def test_bugs_md_shows_the_baseline_reason(tmp_path):
     run = results(*insecure_everywhere(), cell("server:alpha", "client:one[a=1]", "io-16mib", **TOO_BIG))
     baseline.classify(run, baseline.load(write(tmp_path, CN_ONLY)), full_run=False)
-    text = bugs.render(run)
-    assert "**Known issue (baseline):** CN fallback — https://example.org/cn" in text
-    titles = [line for line in text.splitlines() if line.startswith("### F")]
-    assert any("KNOWN" in t and "server-cn-only" in t for t in titles)
-    assert any("NEW" in t and "io-16mib" in t for t in titles)
+    text = bugs.render(findings.analyse(run))
+    cn = text.split("### F-known-cn-fallback")[1].split("\n### ")[0]
+    assert "· KNOWN" in cn and "**Why:** CN fallback" in cn
+    assert "· NEW" in text.split("### F-alpha-one-io-16mib-fail-message-too-big")[1].split("\n### ")[0]
+
+
+MECHANISMS = '''
+[[mechanism]]
+id = "cn-fallback"
+title = "The CN is matched without a SAN"
+reason = "CPython falls back to the CN"
+links = [{ url = "https://example.org/cn", status = "documented" }]
+'''
+
+
+def test_an_entry_names_its_mechanism_which_gives_the_reason_and_the_finding(tmp_path):
+    write(tmp_path, MECHANISMS, "mechanisms.toml")
+    entry = '[[entry]]\ncells = "*-server-cn-only"\nverdict = "INSECURE"\nmechanism = "cn-fallback"\n'
+    run = results(*insecure_everywhere())
+    baseline.classify(run, baseline.load(write(tmp_path, entry)), full_run=False)
+    assert {(c.mechanism, c.baseline_reason, c.upstream) for c in run.cells} == {
+        ("cn-fallback", "CPython falls back to the CN", "https://example.org/cn")}
+    [finding] = findings.analyse(run, knowledge.load(tmp_path)).findings
+    assert (finding.id, finding.title) == ("F-cn-fallback", "The CN is matched without a SAN")
+
+
+def test_the_repositorys_baseline_names_only_known_mechanisms():
+    loaded = baseline.load(REPO / "matrix" / "baseline.toml")
+    ids = {m.id for m in knowledge.load(REPO / "matrix").mechanisms}
+    assert loaded.entries and all(e.mechanism in ids for e in loaded.entries)
 
 
 # --------------------------------------------------------------------------- end to end, real TLS

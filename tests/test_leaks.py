@@ -19,9 +19,16 @@ from mtls_matrix.peers import foreign, node_ws
 from mtls_matrix.peers.node_ws import NODE
 from mtls_matrix.peers.ruby import RUBY
 from mtls_matrix.pki import PKI
-from mtls_matrix.reports import bugs, leaks
-from mtls_matrix.results import Leaks, Verdict
-from tests.test_bugs_report import cell, results
+from mtls_matrix import findings
+from mtls_matrix.reports import bugs
+from mtls_matrix.results import Leaks, Results, Verdict
+from tests.hand_built import cell, results
+
+
+def hygiene(res: Results) -> str:
+    """BUGS.md's resource hygiene section; empty when there is none."""
+    text = bugs.render(findings.analyse(res))
+    return text.split("## Resource hygiene", 1)[1].split("\n## ", 1)[0] if "## Resource hygiene" in text else ""
 
 LEAKY = "selftest-leaky"
 
@@ -36,7 +43,7 @@ def test_a_leaky_client_is_reported_and_websockets_beside_it_is_clean(run_matrix
     assert leaky.server_sockets == 0 and leaky.server_tasks == 0
     assert by_client["websockets"].leaks is None
     assert by_client["websockets"].verdict == Verdict.PASS
-    section = "\n".join(leaks.render(found.cells))
+    section = hygiene(found)
     assert f"| client `{LEAKY}[keeps-socket]` | 1 of 1 | 1 | 1 |" in section
     assert "`websockets[ssl=context]`" in section.split("Clean in every rejection cell:")[1]
 
@@ -99,11 +106,10 @@ def test_the_section_renders_from_results_built_from_models():
     server_side = cell("server:beta", "client:two[x=1]", "server-expired", leaks=Leaks(server_tasks=1))
     clean = cell("server:alpha", "client:two[x=1]", "client-expired")
     works = cell("server:alpha", "client:one[b=2]", "mtls-ok", leaks=Leaks(client_sockets=3))  # not a rejection
-    text = bugs.render(results(leaky, server_side, clean, works))
-    section = text.split("## Resource hygiene", 1)[1].split("\n## ", 1)[0]
+    section = hygiene(results(leaky, server_side, clean, works))
     assert "2 of 3 rejection cells left something behind." in section
     assert ("| client `one[a=1]` | 1 of 1 | 1 | 1 | 1 | `alpha-one[a=1]-client-expired`: 1 open socket; "
-            "2 pending tasks; ResourceWarning: unclosed transport <x> |") in section
+            "2 pending tasks; ResourceWarning: unclosed transport \\<x\\> |") in section
     assert "| server `beta` | 1 of 1 | 0 | 1 | 0 | `beta-two[x=1]-server-expired`: 1 pending task |" in section
     # the ResourceWarning counts for the server of that cell too; two[x=1] leaked nothing of its own
     assert "| server `alpha` | 1 of 2 |" in section
@@ -112,15 +118,15 @@ def test_the_section_renders_from_results_built_from_models():
 
 
 def test_no_section_without_rejection_cells_and_a_clean_line_without_leaks():
-    assert leaks.render([cell("server:alpha", "client:one[a=1]", "mtls-ok")]) == []
-    clean = leaks.render([cell("server:alpha", "client:one[a=1]", "client-expired")])
-    assert "No peer left anything behind in 1 rejection cell." in "\n".join(clean)
+    assert hygiene(results(cell("server:alpha", "client:one[a=1]", "mtls-ok"))) == ""
+    clean = hygiene(results(cell("server:alpha", "client:one[a=1]", "client-expired")))
+    assert "No peer left anything behind in 1 rejection cell." in clean
 
 
 def test_an_earlier_cells_warning_is_kept_in_the_cell_but_not_counted():
     late = cell("server:alpha", "client:one[a=1]", "client-expired",
                 leaks=Leaks(resource_warnings=[leaks_mod.EARLIER + "unclosed <socket.socket raddr=('127.0.0.1', 1)>"]))
-    assert "No peer left anything behind in 1 rejection cell." in "\n".join(leaks.render([late]))
+    assert "No peer left anything behind in 1 rejection cell." in hygiene(results(late))
 
 
 def test_a_warning_about_another_listeners_socket_and_its_transport_is_marked_earlier():
@@ -154,7 +160,7 @@ def test_a_foreign_server_that_keeps_rejected_sockets_is_reported_and_websockets
     assert [c.verdict for c in leaky] == [Verdict.PASS], proc.stdout  # a leak never changes a verdict
     assert leaky[0].leaks == Leaks(server_sockets=1)  # the socket it kept, in its own process
     assert all(c.leaks is None for c in found.cells if c not in leaky)
-    section = "\n".join(leaks.render(found.cells))
+    section = hygiene(found)
     assert "| server `selftest-leaky-foreign` | 1 of 1 | 1 | 0 | 0 |" in section
 
 

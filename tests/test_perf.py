@@ -12,9 +12,9 @@ import ssl
 
 import pytest
 
-from mtls_matrix import floor, scenarios
+from mtls_matrix import findings, floor, scenarios, sections
 from mtls_matrix.pki import PKI
-from mtls_matrix.reports import bugs, html, perf
+from mtls_matrix.reports import bugs, html
 from mtls_matrix.results import Cell, Floor, Results, Run, ServerSaw, Step, TLSSide, Verdict
 
 S1, S2 = "server:alpha", "server:beta"
@@ -44,8 +44,12 @@ def results(*cells: Cell, measured: Floor | None = FLOOR) -> Results:
                            floor=measured), cells=list(cells))
 
 
-def pair(res: Results, server: str, client: str) -> perf.PairPerf:
-    return next(p for p in perf.performance(res).pairs if (p.server, p.client) == (server, client))
+def performance(res: Results) -> sections.Performance:
+    return sections.performance(findings.Matrix(res))
+
+
+def pair(res: Results, server: str, client: str) -> sections.PairPerf:
+    return next(p for p in performance(res).pairs if (p.server, p.client) == (server, client))
 
 
 def test_percentile_interpolates_between_ranks():
@@ -54,6 +58,12 @@ def test_percentile_interpolates_between_ranks():
     assert floor.percentile([7.5], 95) == 7.5
     with pytest.raises(ValueError):
         floor.percentile([], 50)
+
+
+@pytest.mark.parametrize("values", [[5, 1, 3, 2, 4], [1.5, 9.25], [7.5], [3, 3, 3, 10, 0.5, 2]])
+def test_the_reports_percentile_is_the_floors(values):
+    for q in (50, 95):
+        assert sections.percentile(values, q) == pytest.approx(floor.percentile(values, q))
 
 
 def test_handshakes_come_from_pass_cells_like_the_floor_only():
@@ -71,7 +81,7 @@ def test_handshakes_come_from_pass_cells_like_the_floor_only():
 def test_a_rejection_without_a_server_handshake_is_no_sample():
     rejected = cell(S1, C1, "client-expired", 2.0)
     rejected.server_saw.tls = TLSSide(handshake="error")  # TLS 1.3: the client finished, the server refused
-    assert perf.handshake_ms(rejected) is None
+    assert sections.handshake_ms(rejected) is None
 
 
 def test_echo_throughput_prefers_default_and_falls_back_to_tuned():
@@ -85,31 +95,33 @@ def test_echo_throughput_prefers_default_and_falls_back_to_tuned():
     assert (tuned.echo_mib_s, tuned.echo_profile) == (pytest.approx(50.0), "tuned")
 
 
-def test_section_lists_every_pair_and_marks_the_ones_with_no_working_cell():
-    res = results(cell(S1, C1, "mtls-ok", 4.0), cell(S1, C1, "io-1mib", echo_ms=20.0),
+def markdown(res: Results) -> list[str]:
+    text = bugs.render(findings.analyse(res))
+    return text.split("## Performance", 1)[1].split("\n## ", 1)[0].splitlines() if "## Performance" in text else []
+
+
+def test_bugs_md_shows_the_slowest_and_fastest_working_pairs_against_the_floor():
+    res = results(cell(S1, C1, "mtls-ok", 4.0), cell(S1, C1, "io-1mib", 4.0, echo_ms=20.0),
                   cell(S2, C1, "mtls-ok", verdict=Verdict.FAIL), cell(S1, C2, "mtls-ok", 1.0))
-    lines = perf.render_markdown(res)
-    rows = [line for line in lines if line.startswith("| `server:")]
-    assert [r.split(" | ")[:2] for r in rows] == [["| `server:alpha`", "`client:one`"],
-                                                 ["| `server:alpha`", "`client:two`"],
-                                                 ["| `server:beta`", "`client:one`"]]
-    assert "no working cell" in rows[2] and "no working cell" not in rows[0] + rows[1]
-    assert "| 2.0× |" in rows[0] and "| 100 |" in rows[0]  # p50 4 ms over a 2 ms floor; 2 MiB in 20 ms
-    assert any(line.startswith("| bare asyncio + ssl (floor) |") for line in lines)
+    lines = markdown(res)
+    rows = [line for line in lines if line.startswith("| `")]
+    assert [r.split(" | ")[:2] for r in rows] == [["| `alpha`", "`one`"], ["| `alpha`", "`two`"]]
+    assert "| 2.0× | 100 |" in rows[0]  # p50 4 ms over a 2 ms floor; 2 MiB in 20 ms
+    assert "Floor: handshake p50 2.0 ms, p95 3.0 ms; 1 MiB echo 200 MiB/s." in lines
 
 
-def test_both_reports_show_the_same_section():
+def test_the_html_report_lists_every_pair_and_marks_the_ones_with_no_working_cell():
     res = results(cell(S1, C1, "mtls-ok", 4.0), cell(S2, C2, "mtls-ok", verdict=Verdict.FAIL))
-    assert "## Performance by pair" in bugs.render(res)
-    page = html.render_html(res)
+    page = html.render_html(findings.analyse(res))
     section = page[page.index('<section id="perf">'):]
-    for row in perf.rows(perf.performance(res)):
-        assert "".join(f"<td>{c}</td>" for c in row) in section  # no markup in these cells: escape is identity
+    assert "<td>server:alpha</td><td>client:one</td><td>1</td>" in section
+    assert "<td>server:beta</td><td>client:two</td><td>0</td>\n<td>no working cell</td>" in section
+    assert "<td>bare asyncio + ssl (floor)</td>" in section
 
 
 def test_without_a_floor_the_ratios_are_left_out():
-    lines = perf.render_markdown(results(cell(S1, C1, "mtls-ok", 4.0), measured=None))
-    assert any("No floor" in line for line in lines)
+    lines = markdown(results(cell(S1, C1, "mtls-ok", 4.0), measured=None))
+    assert lines and not any("Floor:" in line for line in lines)
     assert not any("×" in line for line in lines if line.startswith("| `"))
 
 
@@ -137,5 +149,5 @@ def test_floor_client_without_a_certificate_is_refused():
 def test_a_run_records_its_floor(run_matrix):
     res, _ = run_matrix("--servers", "websockets", "--clients", "websockets", "--scenarios", "mtls-ok", "-n", "0")
     assert res.run.floor is not None and res.run.floor.handshake_p50_ms > 0
-    [row] = perf.performance(res).pairs
-    assert row.working and row.p50 > 0
+    [row] = performance(res).pairs
+    assert row.handshakes_ms and row.p50 > 0

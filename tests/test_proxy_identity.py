@@ -9,7 +9,8 @@ import pytest
 
 from mtls_matrix.plugin import build_selection
 from mtls_matrix.pki import CLIENT_CN
-from mtls_matrix.reports.bugs import render
+from mtls_matrix import findings
+from mtls_matrix.reports import bugs as bugs_md
 
 APP, NGINX = "socketio-aiohttp+proxy-identity", "nginx+socketio-aiohttp+proxy-identity"
 WEBSOCKET = "socketio-asyncclient[http_session=connector+websocket]"  # refusals surface at once there
@@ -67,6 +68,10 @@ def test_a_forged_header_the_app_trusted_would_be_insecure(run_matrix):
     assert forged.verdict.value == "INSECURE" and forged.server_saw.handler_peer_cn == CLIENT_CN
     assert cells["proxy-id-header-not-stored"].verdict.value == "PASS"  # its store still holds
     assert "**A forged `X-SSL-Client-Cert` was honoured** in 1 of 1 cells" in render(results)
+
+
+def render(results) -> str:
+    return bugs_md.render(findings.analyse(results))
 
 
 @needs_nginx

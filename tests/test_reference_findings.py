@@ -1,11 +1,14 @@
-"""BUGS.md's reference findings section (reports/reference.py), on hand-built results: each
-finding's status is computed from the cells that test it, never assumed."""
+"""The reference findings (matrix/reference.toml) on hand-built results: each finding's status is
+computed from the cells that test it (sections.reference), never assumed."""
 
 from __future__ import annotations
 
-from mtls_matrix.reports import bugs, reference
+from mtls_matrix import findings, knowledge, sections
+from mtls_matrix.reports import bugs
 from mtls_matrix.results import ErrorInfo, Rejection, ServerSaw, TLSSide, Verdict
-from tests.test_bugs_report import cell, results
+from tests.hand_built import cell, results
+
+KNOWLEDGE = knowledge.load("matrix")
 
 TYPE_ERROR = "TypeError: no implicit conversion of Puma::MiniSSL::Socket into Integer"
 STALLED = dict(verdict=Verdict.HANG, phase="io",
@@ -21,11 +24,8 @@ SERVER_REJECTED = dict(verdict=Verdict.PASS, phase="upgrade", reason="the server
 
 
 def statuses(*cells) -> dict[str, tuple[str, int, int]]:
-    found = {}
-    for finding in reference.FINDINGS:
-        state, tested, shown = reference.status(finding, cells)
-        found[finding.id] = (state, len(tested), len(shown))
-    return found
+    matrix = findings.Matrix(results(*cells))
+    return {s.finding.id: (s.status, len(s.tested), len(s.shown)) for s in sections.reference(matrix, KNOWLEDGE)}
 
 
 def test_statuses_follow_the_cells():
@@ -76,19 +76,23 @@ def test_bugs_md_states_each_finding_with_its_cells():
         cell("server:puma-driver", "client:websockets[ssl=context]", "mtls-ok"),
         cell("server:puma-driver", "client:em-websocket-driver[em-driver-verify-callback]", "mtls-ok"),
     )
-    text = bugs.render(res)
+    text = bugs.render(findings.analyse(res, KNOWLEDGE))
     section = text[text.index("## Reference findings"):]
-    for finding in reference.FINDINGS:
-        assert f"| {finding.id} |" in section and f"### {finding.id}: " in section
-    assert "| 2.3 | puma + faye-websocket server" in section and "**reproduced** | 1 of 1 |" in section
-    assert "`puma-faye-websockets[ssl=context]-mtls-ok HANG (shows it)`" in section
-    assert "### 4.2: not reproduced" in section
-    assert "`puma-driver-em-websocket-driver[em-driver-verify-callback]-mtls-ok PASS`" in section
+    for finding in KNOWLEDGE.reference.finding:
+        assert f"| {finding.id} |" in section
+    row = next(line for line in section.splitlines() if line.startswith("| 2.3 | puma + faye-websocket server"))
+    assert "| **reproduced** | 1 of 1 |" in row
+    row = next(line for line in section.splitlines() if line.startswith("| 4.2 |"))
+    assert "| **not reproduced** | 0 of 1 |" in row
     assert "async-websocket (and protocol-websocket, which it needs) is not packaged" in section  # why 1.2, 1.3 cannot
-    assert "### 1.4: not run" in section  # no async-http-driver cell in these results
-    assert "Contrast: `puma-driver` x `*` x mtls-ok works in 2 of 2 cells" in section
+    assert "| 1.4 |" in section and "**not run**" in section  # no async-http-driver cell in these results
 
 
 def test_no_section_without_the_ruby_peers():
-    text = bugs.render(results(cell("server:alpha", "client:one[a=1]", "mtls-ok")))
+    text = bugs.render(findings.analyse(results(cell("server:alpha", "client:one[a=1]", "mtls-ok")), KNOWLEDGE))
     assert "Reference findings" not in text
+
+
+def test_every_reference_finding_names_a_known_mechanism_or_none():
+    ids = {m.id for m in KNOWLEDGE.mechanisms}
+    assert all(f.mechanism in ids for f in KNOWLEDGE.reference.finding if f.mechanism)

@@ -10,6 +10,7 @@ from mtls_matrix import scenarios
 from mtls_matrix.peers import ClientTLS
 from mtls_matrix.pki import CLIENT_CN
 from mtls_matrix.plugin import build_selection
+from mtls_matrix.reports.text import md
 from tests.conftest import mtls_matrix, verdicts
 
 PLUGIN = ("--peer-plugin", "tests.selftest_peers")
@@ -97,9 +98,9 @@ def test_socketio_refuses_in_the_connect_handler_and_the_client_hides_the_reason
     proc = mtls_matrix("report", str(tmp_path / "out" / "results.json"), "--out", str(bugs))
     assert proc.returncode == 0, proc.stderr
     text = bugs.read_text()
-    assert (f"OPAQUE: when server:socketio-aiohttp refuses its token, client:{client} never shows the status or "
-            "the server's reason (0 CLEAR of 2)") in text
-    assert "python-socketio/issues/344" in text  # the curated note: the reason goes to connect_error only
+    section = text.split("### F-socketio-connect-error-hidden")[1].split("\n### ")[0]  # the curated mechanism
+    assert "- " + md(f"{client} (TLS 1.3, token): its user was told why in 0 of 2 (OPAQUE)") in section
+    assert "python-socketio/issues/344" in section  # the reason goes to connect_error only
 
 
 def test_client_tls_headers_default_to_none():

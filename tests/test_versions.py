@@ -153,10 +153,11 @@ def test_combined_results_keep_every_environment_apart_and_report_those_that_did
     table = versions.render_table(combined)
     assert f"| {CELL} **changed** | FAIL | PASS |" in table
     assert "`websockets==12.0`: cannot import" in table and "No module named 'websockets.asyncio'" in table
+    from mtls_matrix import findings
     from mtls_matrix.reports import bugs
 
-    assert "## Verdicts by library version" in bugs.render(combined)
-    assert "Verdicts by library version" not in bugs.render(_results("1.3.0", Verdict.PASS))
+    assert "## Verdicts by library version" in bugs.render(findings.analyse(combined))
+    assert "Verdicts by library version" not in bugs.render(findings.analyse(_results("1.3.0", Verdict.PASS)))
 
 
 # -- one real run in two real environments ---------------------------------------------------------------

@@ -3,7 +3,10 @@ error, reason, upstream link) that sort a run's findings into KNOWN and NEW, and
 current and stale (XPASS).
 
 `matrix/baseline.toml` is a list of `[[entry]]` tables. Patterns are globs over cell ids in which
-only `*` and `?` are wildcards: ids contain `[variant]` brackets, which must match literally.
+only `*` and `?` are wildcards: ids contain `[variant]` brackets, which must match literally. An
+entry names the known mechanism that explains its cells (`mechanism`, defined in mechanisms.toml
+beside the baseline: its reason and upstream link are the entry's); a KNOWN cell records it, and
+BUGS.md shows one finding per mechanism.
 
 - A cell that is neither PASS nor UNSUPPORTED nor SKIPPED is KNOWN when an entry matches its id with the same
   verdict (and canonical error, when the entry names one), NEW otherwise.
@@ -33,18 +36,18 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mtls_matrix import repeat
+from mtls_matrix import findings, knowledge, repeat
 from mtls_matrix.results import (
-    NOT_OBSERVED, BaselineSummary, Cell, Results, Severity, StaleEntry, Verdict, check_output, read_text,
-    write_atomically,
+    NOT_OBSERVED, BaselineSummary, Cell, Results, Severity, StaleEntry, Verdict, canonical, check_output,
+    read_text, write_atomically,
 )
 
 DEFAULT_FILE = "matrix/baseline.toml"
 PROPOSED_NAME = "baseline.proposed.toml"
 # ERROR is a harness bug and PASS/UNSUPPORTED/SKIPPED are no finding: none of them is a known issue.
 VERDICTS = ("INSECURE", "FAIL", "HANG")
-REQUIRED = ("cells", "verdict", "reason")
-OPTIONAL = ("canonical", "upstream")
+REQUIRED = ("cells", "verdict")
+OPTIONAL = ("canonical", "mechanism", "reason", "upstream")  # a mechanism, or else a reason
 TODO = "TODO: review"
 
 
@@ -56,6 +59,7 @@ class Entry:
     reason: str
     canonical: str | None = None
     upstream: str | None = None
+    mechanism: str | None = None
 
     @property
     def label(self) -> str:
@@ -79,9 +83,7 @@ class Baseline:
 
 @functools.cache  # a run matches every failing cell against the entries, and every entry against every cell
 def _any_of(patterns: tuple[str, ...]) -> re.Pattern[str]:
-    from mtls_matrix.reports.bugs import _glob  # one glob dialect for notes and baseline
-
-    return re.compile("|".join(f"(?:{_glob(p).pattern})" for p in patterns))
+    return re.compile("|".join(f"(?:{knowledge.glob(p).pattern})" for p in patterns))
 
 
 # --------------------------------------------------------------------------- loading
@@ -102,19 +104,21 @@ def load(path: str | Path) -> Baseline:
     raw = data.get("entry", [])
     if not isinstance(raw, list):
         raise ValueError(f"{path}: 'entry' must be an array of tables, written [[entry]]")
-    return Baseline(path, text, [_entry(path, n, item) for n, item in enumerate(raw, 1)])
+    known = knowledge.load(path.parent) if any(isinstance(i, dict) and "mechanism" in i for i in raw) else None
+    return Baseline(path, text, [_entry(path, n, item, known) for n, item in enumerate(raw, 1)])
 
 
-def _entry(path: Path, number: int, raw: object) -> Entry:
+def _entry(path: Path, number: int, raw: object, known: knowledge.Knowledge | None = None) -> Entry:
     where = f"{path}: entry {number}"
     if not isinstance(raw, dict):
         raise ValueError(f"{where}: {raw!r:.60} is not a table; write each entry as an [[entry]] table")
     unknown = sorted(set(raw) - set(REQUIRED) - set(OPTIONAL))
     if unknown:
         raise ValueError(f"{where}: unknown key {', '.join(unknown)}; valid keys: {', '.join(REQUIRED + OPTIONAL)}")
-    missing = [k for k in REQUIRED if k not in raw]
+    missing = [k for k in REQUIRED if k not in raw] + ([] if "mechanism" in raw or "reason" in raw else ["mechanism"])
     if missing:
-        raise ValueError(f"{where}: missing {', '.join(missing)}; every entry needs {', '.join(REQUIRED)}")
+        raise ValueError(f"{where}: missing {', '.join(missing)}; every entry needs {', '.join(REQUIRED)} and a "
+                         "mechanism (or a reason)")
     cells = [raw["cells"]] if isinstance(raw["cells"], str) else raw["cells"]
     if not isinstance(cells, list) or not cells or not all(isinstance(p, str) and p.strip() for p in cells):
         raise ValueError(f"{where}: cells must be a non-empty glob over cell ids, or a list of them")
@@ -126,7 +130,15 @@ def _entry(path: Path, number: int, raw: object) -> Entry:
     upstream = raw.get("upstream")
     if upstream and not upstream.startswith(("https://", "http://")):
         raise ValueError(f"{where}: upstream {upstream!r} is not an http(s) link")
-    return Entry(number, tuple(cells), raw["verdict"], raw["reason"], raw.get("canonical"), upstream)
+    reason = raw.get("reason")
+    if "mechanism" in raw:
+        mechanism = known.mechanism(raw["mechanism"]) if known else None
+        if mechanism is None:
+            ids = ", ".join(m.id for m in known.mechanisms) if known else "none"
+            raise ValueError(f"{where}: mechanism {raw['mechanism']!r} is not defined in "
+                             f"{path.parent / knowledge.MECHANISMS} (defined: {ids})")
+        reason, upstream = reason or mechanism.reason, upstream or mechanism.upstream
+    return Entry(number, tuple(cells), raw["verdict"], reason, raw.get("canonical"), upstream, raw.get("mechanism"))
 
 
 # --------------------------------------------------------------------------- classifying
@@ -148,6 +160,7 @@ def mark(baseline: Baseline, cell: Cell) -> Entry | None:
     cell.baseline = status
     cell.baseline_reason = entry.reason if entry else None
     cell.upstream = entry.upstream if entry else None
+    cell.mechanism = entry.mechanism if entry else None
     return entry
 
 
@@ -229,8 +242,6 @@ def exit_code(results: Results) -> int:
 # --------------------------------------------------------------------------- text
 
 def render_check(found: Classification, source: str) -> str:
-    from mtls_matrix.reports.bugs import canonical
-
     lines = [f"baseline {found.baseline.path} against {source}: {len(found.known)} KNOWN, {len(found.new)} NEW, "
              f"{len(found.stale)} XPASS (stale entries)"]
     for cell in found.new:
@@ -286,17 +297,18 @@ def _comment_or_blank(line: str) -> bool:
     return _comment(line) or not line.strip()
 
 
-def _new_signatures(new: list[Cell], results: Results) -> list[tuple[str, list[str], str, str]]:
-    """(verdict, patterns, canonical, title) per finding of the NEW cells, as BUGS.md groups them."""
-    from mtls_matrix.reports.bugs import Matrix, find, title_of
-
+def _new_signatures(new: list[Cell], results: Results) -> list[tuple[str, list[str], str, str, str]]:
+    """(verdict, patterns, canonical, title, finding id) per finding of the NEW cells and verdict, as
+    BUGS.md groups them."""
     ids = {c.id for c in new}
     proposals = []
-    for finding in find(Matrix(results)):
-        cells = [c for c in finding.cells if c.id in ids]
-        if cells:
-            proposals.append((finding.verdict.value, _patterns(cells, results), finding.canonical,
-                              title_of(finding)))
+    for finding in findings.find(findings.Matrix(results)):
+        by_outcome: dict[tuple[str, str], list[Cell]] = defaultdict(list)
+        for c in finding.cells:
+            if c.id in ids:
+                by_outcome[(c.verdict.value, canonical(c))].append(c)
+        for (verdict, error), cells in by_outcome.items():
+            proposals.append((verdict, _patterns(cells, results), error, finding.title, finding.id))
     return proposals
 
 
@@ -315,15 +327,16 @@ def _patterns(cells: list[Cell], results: Results) -> list[str]:
     return patterns
 
 
-def _render_entry(verdict: str, patterns: list[str], canonical: str, title: str) -> str:
+def _render_entry(verdict: str, patterns: list[str], error: str, title: str, finding: str) -> str:
     def s(value: str) -> str:  # a TOML basic string: JSON's escapes are TOML's
         return json.dumps(value, ensure_ascii=False)
 
-    lines = [f"# NEW: {' '.join(title.split())}", "[[entry]]",
+    lines = [f"# NEW ({finding}): {' '.join(title.split())}", "[[entry]]",
              f"cells = [{', '.join(s(p) for p in patterns)}]", f"verdict = {s(verdict)}"]
-    if canonical != "-":
-        lines.append(f"canonical = {s(canonical)}")
-    lines += [f"reason = {s(TODO)}", "# upstream = \"https://...\"", ""]
+    if error != "-":
+        lines.append(f"canonical = {s(error)}")
+    lines += [f"reason = {s(TODO)}", f"# mechanism = {s(finding.removeprefix('F-'))}  (define it in mechanisms.toml)",
+              ""]
     return "\n".join(lines)
 
 

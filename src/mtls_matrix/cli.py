@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from mtls_matrix import results as results_mod
-from mtls_matrix import baseline, repeat, scenarios, severity, suite
+from mtls_matrix import baseline, findings, knowledge, repeat, scenarios, severity, suite
 from mtls_matrix.plugin import ALL_PAIRS_HELP, DEFAULT_DEADLINE, MAX_DEADLINE, build_selection
 from mtls_matrix.results import Results, Verdict, check_output, write_atomically
 
@@ -82,6 +82,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                         args.scenarios and _csv(args.scenarios), args.profile, args.deadline, args.peer_plugin)
         if args.baseline:
             baseline.load(args.baseline)  # malformed: a usage error before anything runs
+        curated = load_knowledge(Path(args.baseline).parent if args.baseline else DEFAULT_KNOWLEDGE, explicit=False)
         repeat.check(args.repeat, args.confirm)
         out = Path(args.out)
         for name in ("results.json", "junit.xml"):
@@ -113,7 +114,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     loaded = Results.load(out / "results.json")
     cells = loaded.cells
     if args.bugs or args.html or args.svg:
-        write_reports(loaded, args.bugs, args.html, args.svg)
+        write_reports(loaded, args.bugs, args.html, args.svg, curated)
     # KNOWN, NEW and stale entries are recorded in results.json by the plugin
     code = baseline.exit_code(loaded) if args.baseline else 0
     if any(c.verdict == Verdict.ERROR for c in cells):
@@ -128,28 +129,45 @@ def cmd_report(args: argparse.Namespace) -> int:
     check_reports(args.out, args.html, args.svg)
     try:
         loaded = Results.load(args.results)
+        known = baseline.load(args.baseline) if args.baseline else None
+        directory = args.knowledge or (Path(args.baseline).parent if args.baseline else DEFAULT_KNOWLEDGE)
+        curated = load_knowledge(directory, explicit=bool(args.knowledge or args.baseline))
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    write_reports(loaded, args.out, args.html, args.svg)
+    if known:  # the cells' mechanisms, for results of a run without this baseline
+        baseline.classify(loaded, known)
+    write_reports(loaded, args.out, args.html, args.svg, curated)
     return 0
 
 
-def write_reports(loaded: Results, bugs_md: str | None, html: str | None, svg: str | None) -> None:
+DEFAULT_KNOWLEDGE = Path(baseline.DEFAULT_FILE).parent  # matrix/: mechanisms.toml, reference.toml
+
+
+def load_knowledge(directory: Path | str, explicit: bool) -> knowledge.Knowledge:
+    """The curated knowledge in `directory`; none when the default directory is absent (a results
+    file rendered outside the repository), an error when a directory given by hand is."""
+    if not explicit and not Path(directory).is_dir():
+        return knowledge.Knowledge()
+    return knowledge.load(directory)
+
+
+def write_reports(loaded: Results, bugs_md: str | None, html: str | None, svg: str | None,
+                  curated: knowledge.Knowledge = knowledge.Knowledge()) -> None:
     """BUGS.md, the HTML report and the heatmap image, each written whole or not at all."""
     from mtls_matrix.reports import bugs
     from mtls_matrix.reports.heatmap import render_svg
     from mtls_matrix.reports.html import render_html
-    from mtls_matrix.reports.notes import NOTES
 
+    analysis = findings.analyse(loaded, curated)
     rendered = {}  # every output rendered before any is written
     if svg:
-        rendered[svg] = render_svg(loaded)
+        rendered[svg] = render_svg(analysis)
     if html:
-        rendered[html] = render_html(loaded)
+        rendered[html] = render_html(analysis)
     if bugs_md:
         # BUGS.md links the image relative to itself, so it renders wherever the pair is committed.
         heatmap = os.path.relpath(svg, Path(bugs_md).resolve().parent) if svg else None
-        rendered[bugs_md] = bugs.render(loaded, NOTES, heatmap=heatmap)
+        rendered[bugs_md] = bugs.render(analysis, heatmap=heatmap, reproducers=reproducers(analysis))
     for path, text in rendered.items():
         write_atomically(Path(path), text)
     print(f"wrote {', '.join(rendered)} from {len(loaded.cells)} cells")
@@ -160,6 +178,23 @@ def check_reports(*paths: str | None) -> None:
     given = [Path(p).resolve() for p in paths if p]
     if len(set(given)) < len(given):
         raise UsageError(f"two reports would be written to the same file: {', '.join(p for p in paths if p)}")
+
+
+def reproducers(analysis: findings.Analysis) -> dict:
+    """finding id -> how to reproduce it: `mtls-matrix repro` on its best cell that has a reproducer,
+    with the library code that configures the two sides."""
+    from mtls_matrix import repro
+    from mtls_matrix.reports.bugs import Reproducer
+
+    found = {}
+    for finding in analysis.findings:
+        chosen = repro.configuring_lines([c.id for c in finding.repro_cells])
+        if chosen:
+            cell_id, server, client = chosen
+            cell = next(c for c in finding.repro_cells if c.id == cell_id)
+            found[finding.id] = Reproducer(cell_id, f"mtls-matrix repro '{cell_id}' --out repro/{finding.id}",
+                                           server, client, findings.short(cell.server), findings.short(cell.client))
+    return found
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -240,6 +275,12 @@ def parser() -> argparse.ArgumentParser:
                         help="also write the self-contained HTML report there")
     report.add_argument("--svg", metavar="PATH", type=output_file,
                         help="also write the heatmap SVG there; BUGS.md then embeds it")
+    report.add_argument("--knowledge", metavar="DIR",
+                        help=f"the curated knowledge: mechanisms.toml, reference.toml (default: the baseline's "
+                             f"directory, else {DEFAULT_KNOWLEDGE}/ when it exists)")
+    report.add_argument("--baseline", metavar="FILE",
+                        help="classify the cells against this baseline first (KNOWN, NEW, their mechanisms): for "
+                             "results of a run made without it")
     report.set_defaults(func=cmd_report)
 
     listing = sub.add_parser("list", help="list peers, variants and scenarios")

@@ -33,8 +33,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mtls_matrix import isolate
+from mtls_matrix.results import EARLIER_CELL
 
-EARLIER = "(an earlier cell's) "  # prefix of a warning about a socket of another listener
+EARLIER = EARLIER_CELL  # prefix of a warning about a socket of another listener
 LISTEN = "0A"  # TCP states in /proc/net/tcp
 TIME_WAIT = "06"
 CLOSE = "07"  # a reset connection's socket: /proc/net/tcp lists it no more, its descriptor still holds it

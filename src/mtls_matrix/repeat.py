@@ -28,7 +28,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Callable
 
-from mtls_matrix.results import Cell, RunOutcome, Runs, Verdict
+from mtls_matrix.results import Cell, RunOutcome, Runs, Verdict, canonical
 
 CONFIRMED = {Verdict.FAIL, Verdict.INSECURE, Verdict.HANG, Verdict.ERROR}  # what --confirm reruns
 CONFIRM_NEW = 2  # the fewest reruns of a cell that would be NEW against the baseline
@@ -74,8 +74,6 @@ def summarise(cells: list[Cell], mode: str) -> Cell:
 
 
 def outcome(cell: Cell) -> RunOutcome:
-    from mtls_matrix.reports.bugs import canonical  # one canonical-error rule for reports and baseline
-
     return RunOutcome(verdict=cell.verdict, phase=cell.phase, canonical=canonical(cell), ms=cell.timings.get("total"))
 
 

@@ -23,7 +23,9 @@ library, and README.md says how to get the program.
 from __future__ import annotations
 
 import argparse
+import ast
 import difflib
+import functools
 import importlib.metadata
 import inspect
 import os
@@ -110,6 +112,43 @@ def snippets(spec: CellSpec, modules: dict[str, str]) -> tuple[str, str]:
             "its library code through repro_server(profile) / repro_client(variant, profile) on the peer's own class "
             "(optional part of the peer contract, docs/PEERS.md)")
     return server_src(spec.profile), client_src(spec.client.variant, spec.profile)
+
+
+def configuring_lines(cell_ids: list[str], limit: int = 8) -> tuple[str, list[str], list[str]] | None:
+    """(cell id, server lines, client lines) for the first of these cells that has a reproducer: the
+    body of its snippets' `start_server` and `connect`, the library calls that configure each side
+    (BUGS.md quotes them; none for a program in another language); None when no cell has one."""
+    for cell_id in cell_ids:
+        spec = _default_cells().get(cell_id)
+        try:
+            server, client = snippets(spec, {}) if spec else (None, None)
+        except ReproError:
+            continue
+        if server is None:
+            continue
+        if spec.server.foreign or spec.client.peer.foreign:
+            return cell_id, [], []
+        return cell_id, _body(server, "start_server", limit), _body(client, "connect", limit)
+    return None
+
+
+@functools.cache
+def _default_cells() -> dict[str, CellSpec]:
+    return {c.id: c for c in build_selection().cells}
+
+
+def _body(source: str, function: str, limit: int) -> list[str]:
+    """The statements of the snippet's `function`, without its docstring."""
+    tree = ast.parse(source)
+    node = next((n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))
+                 and n.name == function), None)
+    if node is None:
+        return []
+    body = [n for n in node.body if not (isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant))]
+    lines = source.splitlines()[body[0].lineno - 1:body[-1].end_lineno] if body else []
+    code = [line for line in textwrap.dedent("\n".join(lines)).splitlines() if line.strip()
+            and not line.strip().startswith("global ")]
+    return code[:limit] + (["..."] if len(code) > limit else [])
 
 
 # -- what goes into DIR ----------------------------------------------------------------------

@@ -122,6 +122,9 @@ class Runs(BaseModel):
     each: list[RunOutcome] = Field(description="every run in order, the first one first")
 
 
+EARLIER_CELL = "(an earlier cell's) "  # starts a ResourceWarning about a socket of another listener (Leaks)
+
+
 class Leaks(BaseModel):
     """What a rejected connection left behind once its cell settled (observed, not judged: a leak
     never changes a verdict). Recorded only when something leaked."""
@@ -130,7 +133,9 @@ class Leaks(BaseModel):
     server_sockets: int = Field(0, description="open accepted sockets of the server side of the cell's connection")
     client_tasks: int = Field(0, description="pending tasks on the client's event loop right before it was closed")
     server_tasks: int = Field(0, description="how many more pending tasks the server's event loop had after the cell")
-    resource_warnings: list[str] = Field(default_factory=list, description="ResourceWarnings emitted during the cell")
+    resource_warnings: list[str] = Field(default_factory=list, description="ResourceWarnings emitted during the "
+                                         "cell; one about a socket of another listener (an earlier cell's object, "
+                                         f"collected during this one) starts with {EARLIER_CELL!r}")
 
 
 class Hostile(BaseModel):
@@ -232,6 +237,16 @@ class Cell(BaseModel):
     wire: Optional[Wire] = Field(None, description="what the server put on the wire, as the client saw it")
     handshakes: Optional[int] = Field(None, description="TLS handshakes the server saw in this cell (None: not counted)")
     mechanism: Optional[str] = Field(None, description="the id of the known mechanism (baseline entry) explaining it")
+
+
+def canonical(cell: Cell) -> str:
+    """The canonical error as reports name it: what the client's user saw, else the rejecting side's
+    reason; `-` when nothing failed."""
+    if cell.error.canonical:
+        return cell.error.canonical
+    if cell.rejection and cell.rejection.canonical:
+        return cell.rejection.canonical
+    return "-"
 
 
 class Floor(BaseModel):

@@ -28,16 +28,19 @@ import subprocess
 import ssl
 import sys
 import time
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Optional
+from typing import Callable, Optional
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from mtls_matrix.results import SEVERITY, Environment, Results, Run, Verdict, write_atomically
+from mtls_matrix.reports.versions import base_id as _base_id
+from mtls_matrix.reports.versions import counts as _counts
+from mtls_matrix.reports.versions import render_table
+from mtls_matrix.reports.versions import verdict_text as _verdict
+from mtls_matrix.results import Environment, Results, Run, Verdict, write_atomically
 
 CACHE_VARIABLE = "MTLS_MATRIX_CACHE"
 READY = ".mtls-matrix-ready"  # written last: a venv without it is half-built and is rebuilt
@@ -273,71 +276,6 @@ def combine(envs: list[tuple[Env, Optional[Results]]], command: str) -> Results:
         workers=first.workers if first else 1,
         environments=environments,
     ), cells=cells)
-
-
-def _base_id(cell_id: str) -> str:
-    return cell_id.split("@", 1)[0]
-
-
-def _counts(cells: Iterable) -> str:
-    counts = Counter(c.verdict for c in cells)
-    return ", ".join(f"{counts[v]} {v.value}" for v in sorted(counts, key=SEVERITY.get)) or "-"
-
-
-def _verdict(cell) -> str:
-    if cell is None:
-        return "-"
-    canonical = cell.error.canonical
-    return f"{cell.verdict.value} ({canonical})" if cell.verdict != Verdict.PASS and canonical else cell.verdict.value
-
-
-def render_table(results: Results, heading: str = "#", all_cells_up_to: int = 40) -> str:
-    """Markdown: per environment its status and verdict counts; the cells whose verdict differs
-    between environments (every cell when there are few); verdict counts per scenario group."""
-    envs = results.run.environments
-    names = [e.name for e in envs]
-    by_env: dict[str, dict[str, object]] = {n: {} for n in names}
-    for cell in results.cells:
-        by_env.setdefault(cell.environment or "", {})[_base_id(cell.id)] = cell
-    ids = list(dict.fromkeys(_base_id(c.id) for c in results.cells))
-    out = [f"{heading} Verdicts by library version", ""]
-    out += ["| environment | status | cells | verdicts |", "|---|---|---|---|"]
-    for e in envs:
-        status = e.status if e.ok else f"**{e.status}**: {(e.detail or '').splitlines()[-1] if e.detail else ''}"
-        out.append(f"| `{e.name}` | {status.replace('|', '/')} | {e.cells} | "
-                   f"{_counts(by_env[e.name].values())} |")
-    runnable = [e.name for e in envs if e.ok]
-    differ = [i for i in ids if len({_verdict(by_env[n].get(i)) for n in runnable}) > 1]
-    shown = ids if len(ids) <= all_cells_up_to else differ
-    out += ["", f"{heading}# {'Cells' if shown is ids else 'Cells whose verdict differs between versions'}", ""]
-    if shown:
-        out += ["| cell | " + " | ".join(f"`{n}`" for n in runnable) + " |", "|---|" + "---|" * len(runnable)]
-        for i in shown:
-            mark = " **changed**" if i in differ else ""
-            out.append(f"| {i}{mark} | " + " | ".join(_verdict(by_env[n].get(i)) for n in runnable) + " |")
-    else:
-        out.append("No cell's verdict differs between the versions that ran.")
-    groups = list(dict.fromkeys(c.group for c in results.cells))
-    if groups:
-        out += ["", f"{heading}# By scenario group", "",
-                "| group | " + " | ".join(f"`{n}`" for n in runnable) + " |", "|---|" + "---|" * len(runnable)]
-        for g in groups:
-            out.append(f"| {g} | " + " | ".join(_counts(c for c in by_env[n].values() if c.group == g)
-                                                 for n in runnable) + " |")
-    not_run = [e for e in envs if not e.ok]
-    if not_run:
-        out += ["", f"{heading}# Versions that did not run", ""]
-        for e in not_run:
-            out += [f"- `{e.name}`: {e.status}", "", "  ```", *("  " + line for line in (e.detail or "").splitlines()),
-                    "  ```"]
-    return "\n".join(out) + "\n"
-
-
-def bugs_section(results: Results) -> str:
-    """The BUGS.md section for a run over several environments; empty otherwise."""
-    if len(results.run.environments) < 2:
-        return ""
-    return render_table(results, heading="##")
 
 
 # -- the versions command --------------------------------------------------------------------------
