@@ -56,7 +56,7 @@ def run_hostile_cell(spec: CellSpec, pki: PKI, deadline: float, versions: dict[s
         if HOSTILE_GROUPS[scenario.group] == "client":
             obs.hostile = _against_hostile_client(spec, host.port, deadline, recorder)
         else:
-            client = drive_client(spec, host.port, recorder.token, client_tls(pki, scenario), deadline, None,
+            client = drive_client(spec, host.port, recorder.token, client_tls(pki, scenario, spec.client), deadline, None,
                                   recorder, obs)
             fault = obs.event("server", "fault")
             obs.hostile = Hostile(

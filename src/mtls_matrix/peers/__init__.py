@@ -188,6 +188,11 @@ class ClientTLS:
     headers: tuple[tuple[str, str], ...] = ()
     # fields the scenario asks a Socket.IO client to add to its connect `auth` payload
     auth: tuple[tuple[str, str], ...] = ()
+    # the process environment the client runs under (name, value): a variant that takes its trust anchors
+    # from the environment (ClientPeer.environment), or an `environment` scenario's other CA. The runner
+    # gives such a client a process of its own with it (isolate.py; a foreign client's process): it never
+    # reaches the run's environment, where other cells run
+    environment: tuple[tuple[str, str], ...] = ()
 
     def context(self) -> ssl.SSLContext:
         """The documented stdlib way: a default client context plus our CA and certificate."""
@@ -362,6 +367,13 @@ class ClientPeer(Peer):
     # variant -> why it disables verification on purpose: a control, whose INSECURE is the expected
     # outcome and proves the scenario's certificate is bad; never a finding
     controls: dict[str, str] = {}
+    # variant -> the environment variables it takes its trust anchors from (the library's default store,
+    # as a user points it at a private CA): the runner sets each to the run's CA, for that client only
+    environment: dict[str, tuple[str, ...]] = {}
+    # variants that present no client certificate (the default-store styles): their cells run on a listener
+    # that requests none (server-authenticated TLS, as the token group's), so a client that does not verify
+    # the server shows as INSECURE, not as the server's refusal of a missing certificate
+    server_auth_only: tuple[str, ...] = ()
     # a sync library: its cells run in a client process (isolate.py), so a hung one can be killed
     blocking = False
     # its cells' deadline times this (with the server's): a client whose every connection costs
@@ -395,6 +407,11 @@ class ClientPeer(Peer):
         """The canonical error for a library-specific exception (HTTP status, close, ...), or None
         to let the generic mapping of the exception chain decide."""
         return None
+
+    def error_attributes(self, exc: BaseException) -> dict[str, str]:
+        """The exception's documented attributes a user reads (aiohttp's ClientConnectorError.os_error,
+        host, ssl), as text, for the record beside its message."""
+        return {}
 
 
 @dataclass(frozen=True)
