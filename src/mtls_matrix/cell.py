@@ -444,7 +444,7 @@ def run_cell(spec: CellSpec, servers: ServerPool, pki: PKI, deadline: float, ver
     unsupported = unsupported_reason(spec)
     token = f"{os.getpid()}-{next(_tokens)}"
     recorder = observe.begin(token)
-    skipped = spec.server.missing() or spec.client.peer.missing() or unresolvable(scenario.host)
+    skipped = spec.server.missing() or spec.client.peer.missing_for(spec.client.variant) or unresolvable(scenario.host)
     obs = Observation(events=recorder.events, unsupported=unsupported, skipped=skipped)
     client: _ClientRun | None = None
     watch, leaked = contextlib.ExitStack(), None
@@ -711,6 +711,6 @@ def _result(spec: CellSpec, obs: Observation, deadline: float, client: _ClientRu
         rejection=judgement.rejection, client_tls=_tls_side(obs, "client"), server_saw=saw, steps=obs.steps,
         timings=timings, repro=spec.repro, client_after_deadline=obs.client_after_deadline, hostile=obs.hostile,
         transport=client.transport if client else None,
-        versions={spec.server.library: versions.get(spec.server.library, spec.server.version),
-                  spec.client.peer.library: versions.get(spec.client.peer.library, spec.client.peer.version)},
+        versions={name: versions.get(name, version) for peer in (spec.server, spec.client.peer)
+                  for name, version in peer.versions().items()},
     )

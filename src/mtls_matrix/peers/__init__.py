@@ -268,10 +268,17 @@ class Peer(ABC):
     # the TLS implementation that verifies the other side: a behaviour every library on one stack
     # shares is the stack's default, not one library's choice (findings blame the narrowest layer)
     stack = "CPython ssl"
+    # other distributions whose release decides how this peer behaves (python-socketio's python-engineio):
+    # recorded beside `library` in each cell's versions
+    companions: tuple[str, ...] = ()
 
     @property
     def version(self) -> str:
         return version_of(self.library)
+
+    def versions(self) -> dict[str, str]:
+        """`library` and its companions, as installed."""
+        return {name: version_of(name) for name in (self.library, *self.companions)}
 
     def missing(self) -> str | None:
         """Why this peer cannot run on this machine (a foreign peer's toolchain is absent), or None.
@@ -392,6 +399,11 @@ class ClientPeer(Peer):
                       timeout: float | None) -> Connection:
         """`timeout`: give it to the library as its opening-handshake timeout; None: set no
         timeout at all, the library's own defaults apply (fault scenarios measure them)."""
+
+    def missing_for(self, variant: str) -> str | None:
+        """missing(), for one variant: an adapter that cannot drive the installed release in this variant
+        (a keyword argument it lacks) says "cannot run: <what is missing>"; its cells are SKIPPED with it."""
+        return self.missing()
 
     def prepare(self, variant: str, tls: ClientTLS) -> None:
         """Called before each cell's clock starts: start what a cell's connection needs and is
