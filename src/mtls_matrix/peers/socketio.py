@@ -194,10 +194,11 @@ class _SioServer(ServerPeer):
             observe.server_event(state.get("token"), "transport", transport=transport)
 
     def _transport(self, sid: str, namespace: str) -> str:
-        """transport(sid, namespace); older 5.x releases take the sid alone."""
+        """transport(sid, namespace); older 5.x releases take engine.io's sid alone (their transport(sid)
+        looks the Socket.IO sid up in engine.io's table), which the manager maps the Socket.IO sid to."""
         if "namespace" in inspect.signature(self.sio.transport).parameters:
             return self.sio.transport(sid, namespace)
-        return self.sio.transport(sid)
+        return self.sio.transport(self.sio.manager.eio_sid_from_sid(sid, namespace))
 
     def _closed(self, sid: str, reason) -> None:
         state = self._tokens.pop(sid, {})
