@@ -729,7 +729,7 @@ class AsyncClient(_SioClient):
         refusals = _refusals(sio)
         try:
             await sio.connect(server, **_connect_args(tls, token), transports=TRANSPORTS[transport],
-                              namespaces=[namespace], wait_timeout=timeout)
+                              namespaces=[namespace], **_wait_timeout(sio, timeout))
             _check_upgrade(sio, transport)
         except BaseException as exc:
             await cleanup()
@@ -776,12 +776,17 @@ class Client(_SioClient):
         refusals = _refusals(sio)
         try:
             sio.connect(server, **_connect_args(tls, token), transports=TRANSPORTS[transport], namespaces=[namespace],
-                        wait_timeout=timeout)
+                        **_wait_timeout(sio, timeout))
             _check_upgrade(sio, transport)
         except BaseException as exc:
             cleanup()
             raise _with_refusal(sio, refusals, exc)
         return _SyncConn(sio, timeout, cleanup, namespace, transport, session)
+
+
+def _wait_timeout(sio, timeout: float | None) -> dict:
+    """connect(wait_timeout=...); the first 5.x releases wait their own fixed time instead."""
+    return {"wait_timeout": timeout} if "wait_timeout" in inspect.signature(sio.connect).parameters else {}
 
 
 async def _shutdown_async(sio) -> None:
