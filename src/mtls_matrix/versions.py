@@ -638,6 +638,9 @@ def cmd_bisect(args: argparse.Namespace) -> int:
     try:
         spec = find_cell(args.cell)
         lib = canonicalize_name(args.lib)
+        companions = parse_spec(args.with_pins) if args.with_pins else Spec(())
+        if lib in dict(companions.pins):
+            raise ValueError(f"--with pins {lib} itself: give the other libraries' pins")
         repo_root()
         released = released_versions(lib)
         bad_tree = reference(args.bad)
@@ -658,7 +661,8 @@ def cmd_bisect(args: argparse.Namespace) -> int:
     why: dict[str, str] = {}
 
     def oracle(version: str) -> Optional[str]:
-        env = prepare(Spec(((lib, version),)), log=lambda m: print(f"  {m}", file=sys.stderr))
+        pins = dict(companions.pins) | {lib: version}
+        env = prepare(Spec(tuple(sorted(pins.items()))), log=lambda m: print(f"  {m}", file=sys.stderr))
         res = run_in(env, out / env.spec.slug, filters) if env.ok else None
         cell = res.cells[0] if res and res.cells else None
         if cell is None:
@@ -719,6 +723,9 @@ def register(subparsers) -> None:
     b.add_argument("bad", help="a release with another verdict, or a tree: file:///path/to/checkout, git+URL@REF, "
                                "a wheel or sdist path (after every release)")
     b.add_argument("--cell", required=True, help="a cell id, e.g. aiohttp-aiohttp[ssl=context]-mtls-ok")
+    b.add_argument("--with", dest="with_pins", metavar="SPEC",
+                   help="pins added to every tried environment (a companion that must match older releases: "
+                        "python-socketio==5.10.0 while bisecting python-engineio)")
     b.add_argument("--out", default="reports/bisect", help="where each tried version's results go")
     b.add_argument("--deadline", type=float, default=DEFAULT_DEADLINE, help="seconds per cell before HANG")
     b.set_defaults(func=cmd_bisect)

@@ -56,9 +56,6 @@ from tornado.netutil import bind_sockets
 from tornado.web import Application
 from werkzeug.serving import make_server
 
-from packaging.specifiers import SpecifierSet
-from packaging.version import Version
-
 from mtls_matrix import observe, verdict
 from mtls_matrix.scenarios import CLIENT_SIDE_GROUPS, DEFAULT_GROUPS
 from mtls_matrix.peers import (
@@ -83,10 +80,10 @@ DEFAULT_STORE_VARIABLES_SYNC = {"ssl_verify=default": ("REQUESTS_CA_BUNDLE", "WE
 CONTROL_WHY = ("ssl_verify=False turns the verification of the server off on purpose (the client certificate still "
                "rides in the session): its INSECURE on server-rejected is expected; it must still present its "
                "certificate on every transport (mtls-ok)")
-# The releases these adapters drive: python-socketio 5 (the cell token rides in connect(auth=...)). Older
-# 5.x releases lack a few things the adapters replace (a disconnect reason, shutdown(), failed_namespaces,
-# transport(sid, namespace)); websocket_extra_options needs python-engineio 4.4.0.
-API_RANGE = ">=5.0"
+# The releases these adapters drive: python-socketio whose connect() takes auth (the cell token rides in
+# it). Older 5.x releases lack a few things the adapters replace (a disconnect reason, shutdown(),
+# failed_namespaces, transport(sid, namespace), wait_timeout); websocket_extra_options needs
+# python-engineio 4.4.0. What they cannot replace makes a cell "cannot run" (ClientPeer.missing_for).
 TRANSPORTS = {"polling": ["polling"], "websocket": ["websocket"], "upgrade": None}  # None: the default
 # websocket_extra_options reach the websocket transport only: on polling alone they cannot apply
 # (+upgrade shows that its polling leg ignores them), so that pair is no variant
@@ -680,9 +677,10 @@ class _SioClient(ClientPeer):
 
 
 def _outside_api_range() -> str | None:
-    version = version_of("python-socketio")
-    if version != "unknown" and Version(version) not in SpecifierSet(API_RANGE):
-        return f"cannot run: the adapter drives python-socketio {API_RANGE}, this is {version}"
+    """What the adapters cannot do without: the cell token rides in connect(auth=...)."""
+    if "auth" not in inspect.signature(socketio.Client.connect).parameters:
+        return (f"cannot run: python-socketio {version_of('python-socketio')}'s connect() takes no auth, which "
+                "carries the cell token to the server's handler")
     return None
 
 
