@@ -1,0 +1,57 @@
+"""Recall on known regressions: the version axis shows each public, fixed TLS regression of
+matrix/regressions.toml as a verdict that flips on its cell between the buggy and the fixed release.
+
+Marked slow: each pair runs `mtls-matrix versions` in two cached venvs (installed from PyPI the first
+time, reused from $MTLS_MATRIX_CACHE after)."""
+
+from __future__ import annotations
+
+import tomllib
+
+import pytest
+
+from mtls_matrix.plugin import build_selection
+from mtls_matrix.results import Results
+from mtls_matrix.versions import parse_spec
+from tests.conftest import REPO, mtls_matrix
+
+CATALOGUE = tomllib.loads((REPO / "matrix" / "regressions.toml").read_text())
+REGRESSIONS = CATALOGUE["regression"]
+
+
+def _spec(entry: dict, version: str) -> str:
+    return "+".join([f"{entry['library']}=={version}", *([entry["pins"]] if entry.get("pins") else [])])
+
+
+def _id(entry: dict) -> str:
+    return f"{entry['library']}-{entry['buggy']}-{entry['client']}-{entry['scenario']}"
+
+
+def test_the_catalogue_names_real_cells_specs_and_links():
+    cells = {spec.id for spec in build_selection().cells}
+    for entry in REGRESSIONS:
+        assert f"{entry['server']}-{entry['client']}-{entry['scenario']}" in cells, _id(entry)
+        for version in (entry["buggy"], entry["fixed"]):
+            parse_spec(_spec(entry, version))  # raises on a malformed pin
+        assert entry["before"] != entry["after"] and entry["upstream"].startswith("https://"), _id(entry)
+    for entry in CATALOGUE["not_covered"]:
+        assert entry["why"] and entry["upstream"].startswith("https://"), entry["what"]
+
+
+def test_at_least_five_distinct_regressions_across_libraries():
+    assert len({(e["library"], e["buggy"], e["client"]) for e in REGRESSIONS}) >= 5
+    assert {e["library"] for e in REGRESSIONS} >= {"tornado", "websocket-client", "python-engineio"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("entry", REGRESSIONS, ids=_id)
+def test_the_verdict_flips_between_the_buggy_and_the_fixed_release(tmp_path, entry):
+    buggy, fixed = _spec(entry, entry["buggy"]), _spec(entry, entry["fixed"])
+    proc = mtls_matrix("versions", buggy, fixed, "--out", str(tmp_path), "--servers", entry["server"],
+                       "--clients", entry["client"], "--scenarios", entry["scenario"], "--profile", "default",
+                       timeout=1200)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    combined = Results.load(tmp_path / "results.json")
+    seen = {cell.environment: cell.verdict.value for cell in combined.cells}
+    assert seen == {parse_spec(buggy).name: entry["before"], parse_spec(fixed).name: entry["after"]}, \
+        f"{entry['what']} ({entry['upstream']})"
