@@ -208,7 +208,8 @@ class Env:
 
 
 def tail(text: str, lines: int = TAIL_LINES) -> str:
-    kept = [line for line in text.strip().splitlines() if line.strip() and "pip is available" not in line]
+    noise = ("pip is available", "WARNING: Location")  # a newer pip; this machine's index configuration
+    kept = [line for line in text.strip().splitlines() if line.strip() and not any(n in line for n in noise)]
     return "\n".join(kept[-lines:])
 
 
@@ -264,8 +265,12 @@ def prepare(spec: Spec, log: Callable[[str], None] = print) -> Env:
                 # --no-deps: the requirements above are the project's, with the pins swapped in
                 installed = _sh(pip + ["--no-deps", "-e", root])
             if installed.returncode:
-                detail = conflict(installed.stderr + installed.stdout) or tail(installed.stderr or installed.stdout)
-                suggestion = companion_pin(spec, installed.stderr + installed.stdout, env.python)
+                # pip -q hides the resolver's account: ask it again, dry, at full verbosity
+                explained = _sh([env.python, "-m", "pip", "install", "--dry-run", "--ignore-installed",
+                                 "--disable-pip-version-check", *requirements_for(spec)])
+                said = explained.stderr + explained.stdout
+                detail = conflict(said) or tail(installed.stderr or installed.stdout)
+                suggestion = companion_pin(spec, said, env.python)
                 shutil.rmtree(path, ignore_errors=True)  # not cached: the index may be back next time
                 return Env(spec, "cannot install", path, detail + (f"\n{suggestion}" if suggestion else ""))
             (path / READY).write_text(json.dumps({"spec": spec.name, "requirements": requirements_for(spec)}))
@@ -299,8 +304,8 @@ def conflict(pip_output: str) -> str | None:
     if not found:
         return None
     head = next((line for line in pip_output.splitlines() if "conflicting dependencies" in line), "")
-    return "\n".join([head.removeprefix("ERROR: ").strip(), "The conflict is caused by:",
-                      *(line.strip() for line in found.group(1).splitlines() if line.strip())]).strip()
+    causes = dict.fromkeys(line.strip() for line in found.group(1).splitlines() if line.strip())  # each once
+    return "\n".join([head.removeprefix("ERROR: ").strip(), "The conflict is caused by:", *causes]).strip()
 
 
 def companion_pin(spec: Spec, pip_output: str, python: Path) -> str | None:
@@ -312,7 +317,7 @@ def companion_pin(spec: Spec, pip_output: str, python: Path) -> str | None:
                   if canonicalize_name(m.group(3)) in pinned and canonicalize_name(m.group(1)) not in pinned}
     if not dependents or not python.exists():
         return None
-    others = [str(r) for r in project_requirements() if canonicalize_name(r.name) not in pinned | dependents]
+    others = [str(r) for r in project_requirements() if canonicalize_name(r.name) not in {*pinned, *dependents}]
     wanted = [*others, *dependents, *(f"{lib} @ {pin}" if is_url(pin) else f"{lib}=={pin}" for lib, pin in spec.pins)]
     with contextlib.suppress(OSError, subprocess.TimeoutExpired, ValueError, KeyError):
         report = _sh([python, "-m", "pip", "install", "--dry-run", "--quiet", "--ignore-installed",
