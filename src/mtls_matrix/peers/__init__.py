@@ -377,6 +377,9 @@ class ClientPeer(Peer):
     # variant -> the environment variables it takes its trust anchors from (the library's default store,
     # as a user points it at a private CA): the runner sets each to the run's CA, for that client only
     environment: dict[str, tuple[str, ...]] = {}
+    # variants that change process-wide state themselves (the program sets SSL_CERT_FILE after importing the
+    # library): the runner gives them a client process of their own, which no other variant's cells share
+    own_process: tuple[str, ...] = ()
     # variants that present no client certificate (the default-store styles): their cells run on a listener
     # that requests none (server-authenticated TLS, as the token group's), so a client that does not verify
     # the server shows as INSECURE, not as the server's refusal of a missing certificate

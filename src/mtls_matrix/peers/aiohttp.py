@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import os
 import ssl
 from string import Template
 from urllib.parse import urlsplit, urlunsplit
@@ -97,7 +98,13 @@ _REPRO_POOLED = '''\
                 await response.read()
 '''
 
+_REPRO_ENV_AT_RUN_TIME = '''\
+            os.environ["SSL_CERT_FILE"] = CA  # the program sets it after importing aiohttp
+'''
+
 _REPRO_CLIENT = Template('''\
+import os
+
 import aiohttp
 from aiohttp import WSMsgType
 
@@ -249,14 +256,17 @@ class Client(ClientPeer):
     # sockets"): an SSLContext as ws_connect(ssl=...); the deprecated ssl_context= (it warns but still has
     # its own branch of the TLS-parameter merge); the session-wide TCPConnector(ssl=...); ssl=True and no
     # argument at all, which verify against the default store (no client certificate: a user points it at
-    # a private CA with SSL_CERT_FILE, the "environment" style); and one session whose pooled connections
-    # serve a plain HTTPS request to one name of the server, then ws_connect to another name of it.
+    # a private CA with SSL_CERT_FILE, the "environment" style); one session whose pooled connections
+    # serve a plain HTTPS request to one name of the server, then ws_connect to another name of it; and
+    # ssl=True with SSL_CERT_FILE set by the program after importing aiohttp (os.environ, as users point
+    # the default store at a private CA at run time), in a client process of its own.
     variants = ("ssl=context", "ssl_context=context", "connector=context", "ssl=True", "ssl=default",
-                "session=pooled")
+                "session=pooled", "ssl=True+env-at-run-time")
     environment = {"ssl=True": ("SSL_CERT_FILE",), "ssl=default": ("SSL_CERT_FILE",)}
-    server_auth_only = ("ssl=True", "ssl=default")
+    own_process = ("ssl=True+env-at-run-time",)
+    server_auth_only = ("ssl=True", "ssl=default", "ssl=True+env-at-run-time")
     # without a client certificate: judged on verifying the server, and on connecting to a good one
-    only = {"ssl=True": ("server-rejected", "token-header-ok"), "ssl=default": ("server-rejected", "token-header-ok")}
+    only = {variant: ("server-rejected", "token-header-ok") for variant in server_auth_only}
     # With the default autoping=True, receive() consumes PONG frames and no public API reports
     # them; autoping=False would change the library's behaviour for every other step.
     unsupported = {"ping": "aiohttp's default autoping swallows pongs; no public API observes them"}
@@ -264,13 +274,15 @@ class Client(ClientPeer):
     async def connect(self, variant, url, tls: ClientTLS, profile, timeout):
         default_store = variant in self.server_auth_only
         ctx = None if default_store else tls.context()
+        if variant == "ssl=True+env-at-run-time":  # in this variant's own client process (own_process)
+            os.environ["SSL_CERT_FILE"] = str(tls.ca)
         connector = aiohttp.TCPConnector(ssl=ctx) if variant in ("connector=context", "session=pooled") else None
         # ClientTimeout bounds the opening handshake only (it does not apply after the upgrade)
         timeouts = {"timeout": aiohttp.ClientTimeout(total=timeout)} if timeout else {}
         session = aiohttp.ClientSession(connector=connector, **timeouts)
         headers = {"headers": dict(tls.headers)} if tls.headers else {}
         tls_kw = {"ssl=context": {"ssl": ctx}, "ssl_context=context": {"ssl_context": ctx},
-                  "ssl=True": {"ssl": True}}.get(variant, {})
+                  "ssl=True": {"ssl": True}, "ssl=True+env-at-run-time": {"ssl": True}}.get(variant, {})
         try:
             if variant == "session=pooled":
                 async with session.get(_other_name(url), **headers) as response:
@@ -292,8 +304,8 @@ class Client(ClientPeer):
         if variant in ("connector=context", "session=pooled"):
             session = "connector=aiohttp.TCPConnector(ssl=context), " + session
         tls = {"ssl=context": ", ssl=context", "ssl_context=context": ", ssl_context=context",
-               "ssl=True": ", ssl=True"}.get(variant, "")
-        before = _REPRO_POOLED if variant == "session=pooled" else ""
+               "ssl=True": ", ssl=True", "ssl=True+env-at-run-time": ", ssl=True"}.get(variant, "")
+        before = {"session=pooled": _REPRO_POOLED, "ssl=True+env-at-run-time": _REPRO_ENV_AT_RUN_TIME}.get(variant, "")
         return _REPRO_CLIENT.substitute(session_args=session, connect_args=tls + _limits_src(profile),
                                         before_ws=before)
 
