@@ -53,7 +53,7 @@ def test_node_ws_server_with_python_clients_and_python_servers_with_node_ws_clie
 def test_a_crashed_foreign_server_costs_its_cell_only(run_matrix, tmp_path):
     env = {"MTLS_TEST_MARKER": str(tmp_path / "crashed")}
     results, _ = run_matrix("--peer-plugin", "tests.foreign.peers", "--servers", "selftest-node-crash",
-                            "--clients", "websockets", "--scenarios", "mtls-ok,mtls-rsa,io-text,io-binary",
+                            "--clients", "websockets[ssl=context]", "--scenarios", "mtls-ok,mtls-rsa,io-text,io-binary",
                             "--profile", "default", "-n", "0", env=env)
     assert (tmp_path / "crashed").exists()  # it did crash, once, in the first cell
     first, *rest = results.cells

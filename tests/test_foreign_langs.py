@@ -80,7 +80,9 @@ def test_async_http_server_runs_the_application_after_the_upgrade(run_matrix, tm
     # reference finding 1.4 (the app never runs after the 101) does not hold with Debian's async-http
     # 0.59.5: the hijacked connection reaches websocket-driver, which sees the client certificate
     bugs_md = tmp_path / "BUGS.md"
-    results, proc = run_matrix("--servers", "async-http-driver", "--clients", "websockets,aiohttp",
+    results, proc = run_matrix("--servers", "async-http-driver",
+                               "--clients", "websockets[ssl=context],aiohttp[ssl=context],aiohttp[ssl_context=context],"
+                                            "aiohttp[connector=context]",
                                "--scenarios", "mtls-ok,client-no-cert,tls12-only", "--profile", "default", "-n", "2",
                                "--bugs", str(bugs_md))
     cells = results.cells
