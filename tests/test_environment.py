@@ -23,3 +23,19 @@ def test_each_cell_gets_its_own_environment_and_no_other(run_matrix):
         for scenario in ("token-header-ok", "server-untrusted-ca", "env-other-ca-ok", "env-other-ca-untrusted"):
             assert got[f"aiohttp-{client}-{scenario}"] == "PASS", (client, scenario)
     assert {"SSL_CERT_FILE", "NODE_EXTRA_CA_CERTS"} <= set(results.run.scrubbed_env)
+
+
+def test_foreign_processes_get_the_scrubbed_environment(run_matrix):
+    """NODE_OPTIONS reaches every node process it is not removed from: one that requires a file that does
+    not exist stops Node before the peer program runs. Scrubbed, the Node server and client just work."""
+    results, _ = run_matrix(
+        "--servers", "node-ws,websockets", "--clients", "websockets[ssl=context],node-ws[options]",
+        "--scenarios", "mtls-ok", "-n", "0",
+        env={"NODE_OPTIONS": "--require /nonexistent/preload.js", "NODE_TLS_REJECT_UNAUTHORIZED": "0",
+             "NODE_EXTRA_CA_CERTS": "/nonexistent/ca.pem"})
+    got = verdicts(results)
+    if {c.verdict.value for c in results.cells} == {"SKIPPED"}:
+        return  # no Node on this machine (setup-foreign could not install it)
+    assert got == {"node-ws-websockets[ssl=context]-mtls-ok": "PASS", "websockets-node-ws[options]-mtls-ok": "PASS",
+                   "websockets-websockets[ssl=context]-mtls-ok": "PASS"}
+    assert {"NODE_OPTIONS", "NODE_TLS_REJECT_UNAUTHORIZED", "NODE_EXTRA_CA_CERTS"} <= set(results.run.scrubbed_env)
