@@ -498,7 +498,8 @@ def drive_client(spec: CellSpec, port: int, token: str, tls: ClientTLS, deadline
     # foreign client's own process gets it from its peer): never in this one, where other cells run
     isolated = isolated or bool(tls.environment and not spec.client.peer.foreign)
     if spec.client.variant in spec.client.peer.own_process:  # it sets process-wide state itself: a process of its own
-        tls, isolated = replace(tls, environment=(*tls.environment, ("MTLS_MATRIX_PROCESS_OF", spec.client.name))), True
+        tls = replace(tls, environment=(*tls.environment, ("MTLS_MATRIX_PROCESS_OF", spec.client.name)))
+        isolated = True
     run = _run_isolated if isolated else run_client
     client = run(spec, url, tls, deadline, timeout, recorder, obs, control)
     _settle(recorder, client, spec.scenario, spec.server)

@@ -56,7 +56,8 @@ def run_hostile_cell(spec: CellSpec, pki: PKI, deadline: float, versions: dict[s
         if HOSTILE_GROUPS[scenario.group] == "client":
             obs.hostile = _against_hostile_client(spec, host.port, deadline, recorder)
         else:
-            client = drive_client(spec, host.port, recorder.token, client_tls(pki, scenario, spec.client), deadline, None,
+            tls = client_tls(pki, scenario, spec.client)
+            client = drive_client(spec, host.port, recorder.token, tls, deadline, None,
                                   recorder, obs)
             fault = obs.event("server", "fault")
             obs.hostile = Hostile(

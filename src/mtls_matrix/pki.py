@@ -188,7 +188,8 @@ class PKI:
 
     def other_ca_environment(self) -> dict[str, str]:
         """CA_ENVIRONMENT, every variable pointing at the unrelated CA (a file, or a hashed directory)."""
-        return {name: str(self.other_ca if kind == "file" else self.other_ca_dir) for name, kind in CA_ENVIRONMENT.items()}
+        return {name: str(self.other_ca if kind == "file" else self.other_ca_dir)
+                for name, kind in CA_ENVIRONMENT.items()}
 
     def __enter__(self) -> PKI:
         return self
