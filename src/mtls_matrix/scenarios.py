@@ -25,6 +25,10 @@ CLIENT_SIDE_GROUPS = ("environment", "local-config")
 OPT_IN_GROUPS = ("proxy-identity", *CLIENT_SIDE_GROUPS)
 # what a server plays when it names no `groups`
 DEFAULT_GROUPS = tuple(g for g in GROUPS if g not in OPT_IN_GROUPS)
+# where a client variant that differs from the library's others only in how it writes its TLS settings adds
+# information (ClientPeer.variant_scenarios): the handshake, both verifications, what its user sees, an echo
+TLS_SETTINGS_SCENARIOS = ("works", "client-rejected", "server-rejected", "environment", "local-config",
+                          "token-header-ok", "io-text")
 # the groups under mutual TLS: every server peer is configured for them; a stack that cannot serve a
 # listener without client certificates (a foreign server, a proxy) plays these only
 MTLS_GROUPS = tuple(g for g in GROUPS if g != "token" and g not in OPT_IN_GROUPS)

@@ -22,7 +22,7 @@ from mtls_matrix.peers import (
     HANDLER_STOP_GRACE_S, TUNED_MAX_MESSAGE, ClientPeer, ClientTLS, Closed, Connection, ServerPeer, TokenRefused,
     forwarded_cn, parse_close_command,
 )
-from mtls_matrix.scenarios import CLIENT_SIDE_GROUPS, DEFAULT_GROUPS
+from mtls_matrix.scenarios import CLIENT_SIDE_GROUPS, DEFAULT_GROUPS, TLS_SETTINGS_SCENARIOS
 from mtls_matrix.verdict import CLOSE_CODES
 
 
@@ -264,6 +264,7 @@ class Client(ClientPeer):
                 "session=pooled", "ssl=True+env-at-run-time")
     environment = {"ssl=True": ("SSL_CERT_FILE",), "ssl=default": ("SSL_CERT_FILE",)}
     own_process = ("ssl=True+env-at-run-time",)
+    variant_scenarios = {"session=pooled": TLS_SETTINGS_SCENARIOS}
     server_auth_only = ("ssl=True", "ssl=default", "ssl=True+env-at-run-time")
     # without a client certificate: judged on verifying the server, and on connecting to a good one
     only = {variant: ("server-rejected", "token-header-ok") for variant in server_auth_only}

@@ -28,6 +28,7 @@ from tornado.web import Application
 from tornado.websocket import WebSocketClosedError, WebSocketHandler, websocket_connect
 
 from mtls_matrix import observe
+from mtls_matrix.scenarios import TLS_SETTINGS_SCENARIOS
 from mtls_matrix.peers import (
     TUNED_MAX_MESSAGE, ClientPeer, ClientTLS, Closed, Connection, ServerPeer, TokenAuth, TokenRefused, cell_token,
     forwarded_cn, parse_close_command,
@@ -292,6 +293,7 @@ class _Conn(Connection):
 class Client(ClientPeer):
     name = library = "tornado"
     variants = ("ssl_options=context", "ssl_options=dict", "request=paths", "ssl_options=dict+cert_reqs")
+    variant_scenarios = {"ssl_options=dict+cert_reqs": TLS_SETTINGS_SCENARIOS}
 
     async def connect(self, variant, url, tls: ClientTLS, profile, timeout):
         request_kw = {"connect_timeout": timeout, "request_timeout": timeout} if timeout else {}

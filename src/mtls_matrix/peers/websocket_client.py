@@ -30,6 +30,7 @@ import websocket
 from websocket import ABNF
 
 from mtls_matrix import observe
+from mtls_matrix.scenarios import TLS_SETTINGS_SCENARIOS
 from mtls_matrix.peers import ClientPeer, ClientTLS, Closed, Connection
 
 
@@ -203,6 +204,7 @@ class _AppConn(Connection):
 class Client(ClientPeer):
     name = library = "websocket-client"
     variants = ("sslopt=context", "sslopt=dict", "sslopt=cert_reqs", "app+sslopt=context")
+    variant_scenarios = {"sslopt=cert_reqs": TLS_SETTINGS_SCENARIOS}
     blocking = True
 
     async def connect(self, variant, url, tls: ClientTLS, profile, timeout):
