@@ -31,7 +31,7 @@ def test_token_servers_are_their_own_listeners_and_play_where_their_family_can()
     assert {v for v, s in aiohttp if s == "token-missing"} == {"ssl=context"}
     assert {v for v, s in aiohttp if s == "token-header-ok"} == {"ssl=context", "ssl_context=context",
                                                                   "connector=context", "ssl=True", "ssl=default",
-                                                                  "session=pooled"}
+                                                                  "session=pooled", "ssl=True+env-at-run-time"}
 
 
 def test_a_valid_token_passes_and_the_handler_sees_the_identity_it_names(run_matrix):

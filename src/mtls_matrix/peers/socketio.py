@@ -646,22 +646,24 @@ def _canonical(exc) -> str | None:
     return None  # ConnectionError: its message carries the transport's error text, read generically
 
 
+def _declared(ways: tuple[str, ...], default_store: dict[str, tuple[str, ...]]) -> tuple:
+    """A client class's variants and what they declare (ClientPeer): variants, environment,
+    server_auth_only (the environment style presents no certificate), controls (ssl_verify=False), only."""
+    variants = _variants(ways)
+    environment = {v: default_store[_way(v)] for v in variants if _way(v) in default_store}
+    controls = {v: CONTROL_WHY for v in variants if _way(v).startswith("ssl_verify=false")}
+    # without a client certificate: judged on verifying the server, and on connecting to a good one; a
+    # control: where its INSECURE is expected, and where it must still present its certificate
+    only = {v: ("server-rejected", "token-header-ok") for v in environment} | {
+        v: ("server-rejected", "mtls-ok") for v in controls}
+    return variants, environment, tuple(environment), controls, only
+
+
 class _SioClient(ClientPeer):
     family = "socketio"
     library = "python-socketio"
     companions = ("python-engineio",)
     unsupported = UNSUPPORTED
-    ways: tuple[str, ...] = ()
-    default_store: dict[str, tuple[str, ...]] = {}
-
-    def __init__(self) -> None:
-        self.variants = _variants(self.ways)
-        self.environment = {v: self.default_store[_way(v)] for v in self.variants if _way(v) in self.default_store}
-        # without a client certificate: judged on verifying the server, and on connecting to a good one
-        self.server_auth_only = tuple(self.environment)
-        self.controls = {v: CONTROL_WHY for v in self.variants if _way(v).startswith("ssl_verify=false")}
-        self.only = {v: ("server-rejected", "token-header-ok") for v in self.server_auth_only} | {
-            v: ("server-rejected", "mtls-ok") for v in self.controls}
 
     def missing(self):
         return _outside_api_range()
@@ -698,8 +700,7 @@ class AsyncClient(_SioClient):
     # websocket_extra_options: ws_connect(ssl=context) only, polling keeps the library's own session;
     # ssl_verify=False with that session: the library replaces the context by its own unverified one
     # (ssl=False on polling, a bare context on the websocket); ssl_verify=default: no settings at all.
-    ways = TLS_WAYS_ASYNC
-    default_store = DEFAULT_STORE_VARIABLES
+    variants, environment, server_auth_only, controls, only = _declared(TLS_WAYS_ASYNC, DEFAULT_STORE_VARIABLES)
 
     async def connect(self, variant, url, tls: ClientTLS, profile, timeout):
         way, transport = variant.rsplit("+", 1)
@@ -743,8 +744,7 @@ class Client(_SioClient):
     # polling uses the library's own requests.Session (default trust store, no certificate).
     # ssl_verify=False with that session: the library sets verify=False on it and cert_reqs=CERT_NONE in
     # the websocket's sslopt; ssl_verify=default: no settings at all.
-    ways = TLS_WAYS_SYNC
-    default_store = DEFAULT_STORE_VARIABLES_SYNC
+    variants, environment, server_auth_only, controls, only = _declared(TLS_WAYS_SYNC, DEFAULT_STORE_VARIABLES_SYNC)
 
     async def connect(self, variant, url, tls: ClientTLS, profile, timeout):
         way, transport = variant.rsplit("+", 1)
