@@ -1,18 +1,30 @@
-"""The full default matrix's wall time against its floor, and where the matrix's time goes.
+"""The per-scenario floor: bare asyncio + ssl doing each scenario's bytes and messages, no WebSocket library.
 
-    python bench/floor.py [--reps N] [--results FILE | --keep DIR] [-- extra `mtls-matrix run` arguments]
+    python bench/floor.py [--reps N] [--scenarios NAMES]
 
-The floor: one bare asyncio + ssl mutual-TLS handshake plus one small echo over 127.0.0.1
-(mtls_matrix.floor's server and contexts: a throwaway CA, a client certificate required),
-timed over N repetitions, times the matrix's number of cells, divided by the cores. It is what
-the matrix would cost if every cell were nothing but its connection. Measured first, on a quiet
-machine; then the matrix runs as `tox -e matrix` runs it (`mtls-matrix run --baseline`, all cores).
+For each scenario of the catalogue (mtls_matrix.scenarios), one connection on 127.0.0.1 set up as
+the scenario sets its sides (the server's certificate, TLS cap and CRL, a required client
+certificate or none for a token listener; the client's certificate, the run's CA and the URL's
+host), with a fresh CA (mtls_matrix.pki), through asyncio.open_connection and a byte-echo server
+on the same loop:
 
-Prints both wall times, their ratio (issue 6's goal: under 3, the matrix under 30 s on 2 cores),
-the wall split into waits, the libraries' own work, the harness and the rest (and the ratio the
-first two alone come to), then the sum of cell totals by scenario group and by client, and the 10
-slowest cells: what a future speed-up should target. A benchmark, not a test: nothing here asserts a speed.
-`--results FILE` reads an existing run instead of running the matrix (its duration_s as the wall).
+- the mutual handshake, which fails where the scenario's certificate is bad (under TLS 1.3 a
+  client-side refusal by the server shows at the first read, as it does for the libraries);
+- once connected, a round trip of an upgrade request's size (a WebSocket upgrade or an Engine.IO
+  handshake); a scenario refused by the server's application (a token, a forwarded identity) ends here;
+- the I/O script's messages, each written and read back whole: a text of its length, a binary of
+  its size, a burst of N small messages written at once then read, a ping's payload, a close's
+  code and reason; a `reconnect` step is a second connection (handshake, round trip);
+- the close.
+
+The floor of a scenario is the CPU time of one connection, both sides included (they share one
+thread): the median over --reps connections (fewer for the large messages). CPU time, not wall time:
+it is what the bytes cost, whatever else loads the machine, and on an idle machine the wall time is
+about the same (loopback adds microseconds). The hostile scenarios have none: they wait by design.
+The proxy-identity scenarios are approximate: nginx asks for a certificate it does not verify
+(`optional_no_ca`), which Python's ssl cannot serve, so those whose client certificate is untrusted
+end in the handshake here. bench/speed.py puts a run's wall time next to the floor of its cells (the
+sum over its cells, divided by the cores). A benchmark: nothing here asserts.
 """
 
 from __future__ import annotations
@@ -20,152 +32,172 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import subprocess
+import ssl
+import statistics
 import sys
-import tempfile
 import time
-from collections import Counter, defaultdict
-from pathlib import Path
+from dataclasses import dataclass
 
-from mtls_matrix import floor
 from mtls_matrix.pki import PKI
-from mtls_matrix.results import Cell, Results, Verdict
-from mtls_matrix.scenarios import HOSTILE_GROUPS
+from mtls_matrix.scenarios import CATALOGUE, HOSTILE_GROUPS, Scenario
 
-SMALL = b"mtls-matrix floor echo"
-BASELINE = str(Path(__file__).resolve().parent.parent / "matrix" / "baseline.toml")
-
-
-def cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+UPGRADE_BYTES = 256  # an upgrade request (or an Engine.IO handshake) and its answer are about this size
+SMALL = 32  # a ping's or a close's frame
+LARGE = 1 << 20  # a script moving this much gets fewer repetitions
+REFUSED = (ssl.SSLError, ConnectionError, asyncio.IncompleteReadError, EOFError)
 
 
-async def _exchange(port: int, client_ctx) -> None:
-    """What the cheapest cell does: connect, mutual handshake, one small echo, close."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=client_ctx, server_hostname="localhost")
-    writer.write(SMALL)
-    if await reader.readexactly(len(SMALL)) != SMALL:
-        raise RuntimeError("the floor echo came back different")
-    writer.close()
-    await writer.wait_closed()
+def server_context(pki: PKI, scenario: Scenario) -> ssl.SSLContext:
+    credential = pki[scenario.server_cert]
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(pki.root))
+    ctx.verify_mode = ssl.CERT_NONE if scenario.token else ssl.CERT_REQUIRED
+    ctx.load_cert_chain(str(credential.chain), str(credential.key))
+    if scenario.server_tls == "tls12":
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    elif scenario.server_tls == "tls13":
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    if scenario.crl:
+        ctx.load_verify_locations(str(pki.crl))
+        ctx.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF
+    return ctx
 
 
-async def _per_exchange_s(reps: int) -> float:
+def client_context(pki: PKI, scenario: Scenario) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(cafile=str(pki.root))
+    if scenario.client_cert:
+        ctx.load_cert_chain(str(pki[scenario.client_cert].chain), str(pki[scenario.client_cert].key))
+    return ctx
+
+
+def messages(op: str, args: tuple) -> list[bytes]:
+    """The messages one I/O step sends (each echoed back whole)."""
+    if op == "text":
+        return [args[0].encode()]
+    if op == "binary":
+        return [os.urandom(args[0])]
+    if op == "burst":
+        return [f"message {i}".encode() for i in range(args[0])]
+    return [bytes(SMALL)]  # ping, close, server-close, and anything newer: one small frame
+
+
+async def _echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while data := await reader.read(1 << 16):
+            writer.write(data)
+            await writer.drain()
+    except REFUSED:
+        pass  # the handshake failed, or the client left without close_notify
+    finally:
+        writer.close()
+
+
+async def _round_trip(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, sent: list[bytes]) -> None:
+    writer.writelines(sent)
+    expected = b"".join(sent)
+    if await reader.readexactly(len(expected)) != expected:
+        raise RuntimeError("the bare-ssl echo came back different: the floor measurement is broken")
+
+
+async def _connection(port: int, scenario: Scenario, ctx: ssl.SSLContext, steps: list[list[bytes]]) -> bool:
+    """One connection; whether its messages went through (False: refused in or right after the handshake)."""
+    try:
+        reader, writer = await asyncio.open_connection(scenario.host, port, ssl=ctx, server_hostname=scenario.host)
+    except REFUSED:
+        return False  # refused in the handshake: the client's own verification, or the server's alert under TLS 1.2
+    try:
+        await _round_trip(reader, writer, [bytes(UPGRADE_BYTES)])
+        for sent in steps:
+            await _round_trip(reader, writer, sent)
+        return True
+    except REFUSED:
+        return False  # the server's refusal of the client certificate, read after a TLS 1.3 handshake
+    finally:
+        writer.close()
+        try:
+            await writer.wait_closed()
+        except REFUSED:
+            pass
+
+
+def refused_in_tls(scenario: Scenario) -> bool:
+    return scenario.expect.outcome == "reject" and scenario.expect.latest_phase == "verification"
+
+
+def script(scenario: Scenario) -> tuple[list[list[bytes]], int]:
+    """The messages of each step of the first connection, and how many more connections follow (reconnects)."""
+    if scenario.expect.outcome == "reject" and not refused_in_tls(scenario):
+        return [], 0  # the server's application refuses at the upgrade: one round trip, no script
+    steps, again = [], 0
+    for op, *args in scenario.io:
+        if op == "reconnect":
+            again += 1
+        else:
+            steps.append(messages(op, tuple(args)))
+    return steps, again
+
+
+@dataclass(frozen=True)
+class Floor:
+    cpu_s: float
+    through: bool  # the connection's messages went through (the stdlib's own verification decides)
+    refused: bool  # the scenario expects TLS to refuse it
+
+    @property
+    def as_expected(self) -> bool:
+        """Did TLS end as the scenario expects of a correct pair? Not always: the stdlib falls back to the
+        CN (server-cn-only), and nginx's `optional_no_ca` is not what this server does (proxy-identity)."""
+        return self.through != self.refused
+
+
+async def _measure(pki: PKI, scenario: Scenario, reps: int) -> Floor:
+    steps, again = script(scenario)
+    client = client_context(pki, scenario)
+    server = await asyncio.start_server(_echo, "127.0.0.1", 0, ssl=server_context(pki, scenario))
+    port = server.sockets[0].getsockname()[1]
+    try:
+        through = await _connection(port, scenario, client, steps)  # warm-up: first-use costs are not the floor
+        took = []
+        for _ in range(reps):
+            start = time.process_time()
+            await _connection(port, scenario, client, steps)
+            for _ in range(again):
+                await _connection(port, scenario, client, [])
+            took.append(time.process_time() - start)
+        return Floor(statistics.median(took), through, refused_in_tls(scenario))
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+def measure(scenarios: list[Scenario] | None = None, reps: int = 7) -> dict[str, Floor]:
+    """Scenario name -> its floor (hostile scenarios: none). Runs its own event loop."""
+    chosen = [s for s in scenarios or CATALOGUE if s.group not in HOSTILE_GROUPS]
+
+    async def all_of(pki: PKI) -> dict[str, Floor]:
+        floors = {}
+        for scenario in chosen:
+            moved = sum(len(m) for step in script(scenario)[0] for m in step)
+            floors[scenario.name] = await _measure(pki, scenario, reps if moved < LARGE else max(1, reps // 3))
+        return floors
+
     with PKI() as pki:
-        server_ctx, client_ctx = floor.contexts(pki)
-        async with floor.echo_server(server_ctx) as port:
-            await _exchange(port, client_ctx)  # warm-up
-            start = time.perf_counter()
-            for _ in range(reps):
-                await _exchange(port, client_ctx)
-            return (time.perf_counter() - start) / reps
-
-
-def run_matrix(extra: list[str], keep: str | None = None) -> tuple[Results, float]:
-    with tempfile.TemporaryDirectory() as scratch:
-        out = keep or scratch
-        start = time.perf_counter()
-        # with the baseline, as `tox -e matrix` runs it: its known findings are xfails, not failures
-        # whose report sections pytest builds at the end
-        proc = subprocess.run([sys.executable, "-m", "mtls_matrix.cli", "run", "--out", out, "--baseline", BASELINE, *extra],
-                              capture_output=True, text=True)
-        wall = time.perf_counter() - start
-        if proc.returncode not in (0, 1):  # 1: findings, which a full matrix has
-            sys.exit(f"mtls-matrix run failed ({proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
-        return Results.load(Path(out) / "results.json"), wall
-
-
-def total_s(cell: Cell) -> float:
-    return cell.timings.get("total", 0.0) / 1000
-
-
-def cell_s(cell: Cell) -> float:
-    return cell.timings.get("cell", 0.0) / 1000
-
-
-def print_sums(title: str, cells: list[Cell], key, top: int | None = None) -> None:
-    sums, counts = defaultdict(float), Counter(key(c) for c in cells)
-    for c in cells:
-        sums[key(c)] += total_s(c)
-    everything = sum(sums.values()) or 1.0
-    print(f"\ncell totals by {title}{f' (top {top})' if top else ''}:")
-    for name, s in sorted(sums.items(), key=lambda kv: -kv[1])[:top]:
-        print(f"  {name:42} {s:6.1f} s {100 * s / everything:5.1f} %  {counts[name]:5} cells  "
-              f"{1000 * s / counts[name]:6.1f} ms/cell")
-
-
-def print_runner_budget(results: Results, wall: float) -> float | None:
-    """The workers' time split into what a speed-up could target: waits by design (HANG cells sit
-    out their deadline), the libraries' own work (client totals), the harness around each client
-    (`cell` minus `total`: server starts, settling the server's side, counting leaks) and, the
-    rest of the wall, pytest's per-item work, startup and reporting. Hostile cells run in the
-    background (hostile.Batch) and cost their worker nothing here."""
-    workers = results.run.workers or 1
-    foreground = [c for c in results.cells if c.group not in HOSTILE_GROUPS]
-    if not all("cell" in c.timings for c in foreground):
-        print("\n(no `cell` timings in these results: a run from before they were recorded)")
-        return None
-    hang = sum(cell_s(c) for c in foreground if c.verdict == Verdict.HANG)
-    library = sum(total_s(c) for c in foreground if c.verdict != Verdict.HANG)
-    harness = sum(cell_s(c) - total_s(c) for c in foreground if c.verdict != Verdict.HANG)
-    rest = wall - (hang + library + harness) / workers
-    print(f"\nthe {wall:.1f} s wall, per worker ({workers}), foreground cells (the hostile ones run in the background):")
-    for name, s in (("waits by design (HANG cells' deadlines)", hang / workers),
-                    ("libraries' own work (client totals)", library / workers),
-                    ("harness around the clients (cell - total)", harness / workers),
-                    ("the rest: pytest per item, startup, reporting", rest)):
-        print(f"  {name:48} {s:6.1f} s {100 * s / wall:5.1f} %")
-    return (hang + library) / workers
-
-
-def print_bound(budget_s: float, floor_wall: float) -> None:
-    """What no harness change can go below: the waits and the libraries' own work, against the floor
-    (which is one handshake and one small echo per cell, whatever the cell's I/O script)."""
-    print(f"\nwaits + libraries' own work alone: {budget_s:.1f} s per worker = {budget_s / floor_wall:.1f} x the floor "
-          f"wall: the lowest ratio this matrix can reach with the harness costing nothing")
-
-
-def print_where_time_goes(results: Results, wall: float, floor_wall: float) -> None:
-    cells, workers = results.cells, results.run.workers or 1
-    busy = sum(total_s(c) for c in cells)
-    bound = print_runner_budget(results, wall)
-    if bound is not None:
-        print_bound(bound, floor_wall)
-    print(f"\nsum of cell totals {busy:.1f} s over {workers} workers = {busy / workers:.1f} s each "
-          f"(hostile cells included, which overlap in the background)")
-    print_sums("scenario group", cells, lambda c: c.group)
-    print_sums("scenario and profile", cells, lambda c: f"{c.scenario} {c.profile}", top=6)
-    print_sums("client", cells, lambda c: c.client)
-    print("\n10 slowest cells:")
-    for c in sorted(cells, key=total_s, reverse=True)[:10]:
-        print(f"  {total_s(c):6.2f} s  {c.verdict.value:11} {c.id}  ({c.phase}: {c.reason[:70]})")
+        return asyncio.run(all_of(pki))
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--reps", type=int, default=300, help="floor repetitions (default 300)")
-    parser.add_argument("--results", metavar="FILE", help="analyse this results.json instead of running the matrix")
-    parser.add_argument("--keep", metavar="DIR", help="write the matrix's results.json there (default: a temp dir)")
-    parser.add_argument("extra", nargs="*", help="more `mtls-matrix run` arguments")
+    parser.add_argument("--reps", type=int, default=7, help="connections per scenario, the median counts (default 7)")
+    parser.add_argument("--scenarios", help="comma-separated scenario names (default: the whole catalogue)")
     args = parser.parse_args()
-    n = cores()
-    # a shared machine: a busy start means the figures below are inflated, rerun when it is quiet
-    print(f"machine: {n} cores; python {sys.version.split()[0]}; load average {os.getloadavg()[0]:.2f} at start")
-    per_cell = asyncio.run(_per_exchange_s(args.reps))
-    print(f"floor: {1000 * per_cell:.2f} ms per bare mTLS handshake + small echo (mean of {args.reps})")
-    if args.results:
-        results = Results.load(args.results)
-        wall = results.run.duration_s or 0.0
-    else:
-        results, wall = run_matrix(args.extra, args.keep)
-    cells = len(results.cells)
-    floor_wall = per_cell * cells / n
-    verdicts = dict(sorted(Counter(c.verdict.value for c in results.cells).items()))
-    source = f"duration_s of {args.results}" if args.results else f"the pytest session itself: {results.run.duration_s} s"
-    print(f"matrix: {cells} cells in {wall:.1f} s wall ({source}): {verdicts}")
-    print(f"floor wall: {floor_wall:.2f} s ({cells} cells x {1000 * per_cell:.2f} ms / {n} cores)")
-    print(f"ratio matrix / floor: {wall / floor_wall:.1f}")
-    print_where_time_goes(results, wall, floor_wall)
+    by_name = {s.name: s for s in CATALOGUE}
+    names = [n.strip() for n in args.scenarios.split(",")] if args.scenarios else list(by_name)
+    unknown = [n for n in names if n not in by_name]
+    if unknown:
+        parser.error(f"unknown scenario {', '.join(unknown)}; valid: {', '.join(by_name)}")
+    print(f"load average {os.getloadavg()[0]:.2f}; floor per scenario (median of {args.reps}):")
+    for name, floor in measure([by_name[n] for n in names], args.reps).items():
+        how = "connected" if floor.through else "refused"
+        print(f"  {name:36} {1000 * floor.cpu_s:8.2f} ms CPU  {how}{'' if floor.as_expected else ' (not as expected)'}")
     return 0
 
 

@@ -1,12 +1,11 @@
 """Headless Chromium as a WebSocket client (peers/chromium.py): real browser, real handshakes.
 
-Skipped, with the reason, where the browser, NSS's tools or the managed policy are not installed
-(`mtls-matrix setup-foreign`)."""
+Skipped, with the reason, where the browser or NSS's tools are not installed (`mtls-matrix
+setup-foreign`)."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 
 import pytest
 
@@ -108,13 +107,27 @@ def test_cells_are_independent_on_one_server_and_one_browser():
 
 
 def test_availability_names_what_is_missing(monkeypatch, tmp_path):
-    assert chromium.availability() is None
-    monkeypatch.setattr(chromium, "POLICY", tmp_path / "absent.json")
-    assert "policy" in chromium.availability() and "setup-foreign" in chromium.availability()
-    (tmp_path / "absent.json").write_text(json.dumps({"AutoSelectCertificateForUrls": []}))
-    assert "differs" in chromium.availability()
+    assert chromium.availability() is None  # the browser and NSS's tools: no machine-wide policy
     monkeypatch.setattr(chromium, "CHROMIUM", str(tmp_path / "no-chromium"))
-    assert "chromium" in chromium.availability()
+    assert "chromium" in chromium.availability() and "setup-foreign" in chromium.availability()
+
+
+def test_the_profile_selects_only_the_browsers_own_client_certificate():
+    """The content setting AutoSelectCertificateForUrls would set machine-wide, in the browser's own
+    profile, filtered on the issuer and subject of the one certificate its NSS database holds."""
+    with PKI() as pki:
+        for name, issuer in (("client", "mtls-matrix root CA"), ("client-chain", "mtls-matrix intermediate CA"),
+                             ("client-untrusted-ca", "unrelated CA")):
+            tls = client_tls(pki, BY_NAME["mtls-ok"])
+            tls = type(tls)(ca=tls.ca, cert=pki[name].chain, key=pki[name].key, server_hostname="localhost")
+            exceptions = chromium.preferences(tls)["profile"]["content_settings"]["exceptions"]
+            assert set(exceptions) == {"auto_select_certificate"}
+            settings = exceptions["auto_select_certificate"]
+            assert set(settings) == {"https://localhost:*,*", "https://127.0.0.1:*,*"}
+            for setting in settings.values():
+                assert setting["setting"]["filters"] == [
+                    {"ISSUER": {"CN": issuer}, "SUBJECT": {"CN": CLIENT_CN, "OU": name}}]
+        assert chromium.preferences(client_tls(pki, BY_NAME["client-no-cert"])) == {}  # nothing to select
 
 
 def test_chromium_sends_a_token_in_the_url_and_cannot_set_a_header(run_matrix):

@@ -111,7 +111,7 @@ def test_no_foreign_process_outlives_ctrl_c(tmp_path):
 
 def test_a_missing_toolchain_makes_skipped_cells(run_matrix):
     python_only = str(Path(sys.executable).parent)  # no node on this PATH
-    results, proc = run_matrix("--all-pairs", "--servers", "node-ws,websockets", "--clients", "node-ws[agent],websockets",
+    results, proc = run_matrix("--all-pairs", "--servers", "node-ws,websockets", "--clients", "node-ws[agent],websockets[ssl=context]",
                                "--scenarios", "mtls-ok", "--profile", "default", "-n", "0",
                                env={"PATH": python_only})
     assert verdicts(results) == {

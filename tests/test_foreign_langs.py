@@ -27,7 +27,7 @@ def check_pass_and_rejection(cells) -> None:
 
 @needs_go
 def test_gorilla_both_ways(run_matrix):
-    results, proc = run_matrix("--all-pairs", "--servers", "gorilla,websockets", "--clients", "gorilla,websockets",
+    results, proc = run_matrix("--all-pairs", "--servers", "gorilla,websockets", "--clients", "gorilla,websockets[ssl=context]",
                                "--scenarios", "mtls-ok,client-no-cert", "--profile", "default", "-n", "2")
     cells = [c for c in results.cells if "gorilla" in c.id]
     assert len(cells) == (1 + 3 + 3) * 2, proc.stdout  # gorilla server x 4 clients, websockets x 3 gorilla variants

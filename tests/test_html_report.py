@@ -8,20 +8,19 @@ heatmap with the right counts, open a cell's drill-down from two clicks, and rec
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import re
-import shutil
+import select
 import signal
 import subprocess
-import tempfile
 import time
 import xml.etree.ElementTree as ET
 from collections import Counter
 from pathlib import Path
 
 import pytest
-import websocket
 
 from mtls_matrix.reports.heatmap import COLOURS, render_svg
 from mtls_matrix.reports.html import embed_json, render_html
@@ -156,20 +155,55 @@ def test_report_command_writes_html_and_svg_and_bugs_embeds_the_svg(tmp_path):
 
 # --------------------------------------------------------------------------- the page in Chromium
 
-class DevTools:
-    """A minimal DevTools protocol client over one page target's WebSocket."""
+class Pipe:
+    """Chromium's end of --remote-debugging-pipe (fds 3 and 4 in the browser): NUL-separated JSON
+    both ways, as peers/chromium.py speaks it. Unlike a debugging port, no other local user can
+    reach it."""
 
-    def __init__(self, url: str, timeout: float):
-        self.ws = websocket.create_connection(url, timeout=timeout, suppress_origin=True)
-        self.next_id = 0
+    def __init__(self, to_browser: int, from_browser: int):
+        self.to_browser, self.from_browser = to_browser, from_browser
+        self.ids = itertools.count(1)
+        self.buffer = b""
+
+    def send(self, method: str, params: dict, session: str | None) -> int:
+        ident = next(self.ids)
+        data = json.dumps({"id": ident, "method": method, "params": params,
+                           **({"sessionId": session} if session else {})}).encode() + b"\0"
+        while data:
+            data = data[os.write(self.to_browser, data):]
+        return ident
+
+    def recv(self, timeout: float) -> dict:
+        deadline = time.monotonic() + timeout
+        while b"\0" not in self.buffer:
+            ready, _, _ = select.select([self.from_browser], [], [], max(0.0, deadline - time.monotonic()))
+            assert ready, f"no DevTools message within {timeout} s"
+            chunk = os.read(self.from_browser, 1 << 16)
+            assert chunk, "the browser closed the DevTools pipe"
+            self.buffer += chunk
+        message, _, self.buffer = self.buffer.partition(b"\0")
+        return json.loads(message)
+
+
+class DevTools:
+    """A minimal DevTools protocol client of one session (a page target's, or the browser's when
+    `session` is None) over the browser's pipe."""
+
+    def __init__(self, pipe: Pipe, session: str | None = None, timeout: float = 20):
+        self.pipe, self.session, self.timeout = pipe, session, timeout
         self.events: list[dict] = []
 
-    def call(self, method: str, **params) -> dict:
-        self.next_id += 1
-        self.ws.send(json.dumps({"id": self.next_id, "method": method, "params": params}))
+    def _recv(self, timeout: float) -> dict:
         while True:
-            message = json.loads(self.ws.recv())
-            if message.get("id") == self.next_id:
+            message = self.pipe.recv(timeout)
+            if message.get("sessionId") == self.session:
+                return message
+
+    def call(self, method: str, **params) -> dict:
+        ident = self.pipe.send(method, params, self.session)
+        while True:
+            message = self._recv(self.timeout)
+            if message.get("id") == ident:
                 assert "error" not in message, f"{method}: {message['error']}"
                 return message["result"]
             self.events.append(message)
@@ -181,7 +215,7 @@ class DevTools:
             if found:
                 self.events.remove(found)
                 return found
-            self.events.append(json.loads(self.ws.recv()))
+            self.events.append(self._recv(max(0.0, deadline - time.monotonic())))
         raise AssertionError(f"no {event} within {timeout} s")
 
     def js(self, expression: str):
@@ -204,43 +238,39 @@ class DevTools:
 
 
 @pytest.fixture(scope="module")
-def browser():
+def browser(tmp_path_factory):
+    """Headless Chromium driven over its DevTools pipe; its own process group, killed whole at the end."""
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} not found: install it with `apt-get update && apt-get install -y chromium`")
-    profile = tempfile.mkdtemp(prefix="mtls-matrix-chromium-")
+    profile = tmp_path_factory.mktemp("chromium-profile")
+    to_browser_r, to_browser_w = os.pipe()
+    from_browser_r, from_browser_w = os.pipe()
+    # the browser wants the pipe on fds 3 and 4; bash puts it there (dash takes single digits only)
     proc = subprocess.Popen(
-        [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        ["/bin/bash", "-c", f'exec "$0" "$@" 3<&{to_browser_r} 4>&{from_browser_w}', str(CHROMIUM),
+         "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--remote-debugging-port=0", f"--user-data-dir={profile}", "--window-size=1400,1000", "about:blank"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)  # own group: kill it whole
+         "--remote-debugging-pipe", f"--user-data-dir={profile}", "--window-size=1400,1000", "about:blank"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, pass_fds=(to_browser_r, from_browser_w),
+        start_new_session=True)
+    os.close(to_browser_r)
+    os.close(from_browser_w)
     try:
-        port = _devtools_port(Path(profile), proc, timeout=30)
-        yield port
+        yield Pipe(to_browser_w, from_browser_r)
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)  # the Debian launcher is a shell script that does not exec
+        os.close(to_browser_w)  # EOF on the pipe ends the browser
+        os.killpg(proc.pid, signal.SIGKILL)  # and anything it left
         proc.wait(timeout=10)
-        shutil.rmtree(profile, ignore_errors=True)
-
-
-def _devtools_port(profile: Path, proc: subprocess.Popen, timeout: float) -> int:
-    active = profile / "DevToolsActivePort"
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if active.exists() and active.read_text().strip():
-            return int(active.read_text().split()[0])
-        assert proc.poll() is None, f"chromium exited with {proc.returncode} before opening DevTools"
-        time.sleep(0.1)
-    raise AssertionError(f"chromium wrote no {active} within {timeout} s")
+        os.close(from_browser_r)
 
 
 @contextlib.contextmanager
-def open_report(port: int, path: Path, fragment: str = ""):
+def open_report(pipe: Pipe, path: Path, fragment: str = ""):
     """The report at `path`, loaded in the browser's page (`#fragment` appended); yields DevTools."""
-    import urllib.request
-
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10) as response:
-        target = next(t for t in json.load(response) if t["type"] == "page")
-    tools = DevTools(target["webSocketDebuggerUrl"], timeout=20)
+    browser = DevTools(pipe)
+    target = next(t for t in browser.call("Target.getTargets")["targetInfos"] if t["type"] == "page")
+    session = browser.call("Target.attachToTarget", targetId=target["targetId"], flatten=True)["sessionId"]
+    tools = DevTools(pipe, session)
     try:
         for domain in ("Page", "Runtime", "Log"):
             tools.call(f"{domain}.enable")
@@ -248,7 +278,7 @@ def open_report(port: int, path: Path, fragment: str = ""):
         tools.wait_for("Page.loadEventFired")
         yield tools
     finally:
-        tools.ws.close()
+        browser.call("Target.detachFromTarget", sessionId=session)
 
 
 @pytest.fixture

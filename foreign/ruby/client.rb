@@ -100,7 +100,10 @@ module PeerClient
         session.reply('closed', 'code' => event.code, 'reason' => event.reason)
         close_connection_after_writing
       end
-      driver.on(:error) { |event| session.reply('error', 'message' => event.message, 'phase' => @opened ? 'io' : 'upgrade') }
+      driver.on(:error) do |event|
+        session.reply('error', { 'message' => event.message, 'phase' => @opened ? 'io' : 'upgrade',
+                                 'status' => Peer.refused_status(driver.status) }.compact)
+      end
       driver.start
     end
 
@@ -173,6 +176,24 @@ module PeerClient
     end
   end
 
+  # faye has no event for a completed TLS handshake: its client hears of it from EM
+  # (ssl_handshake_completed, where faye checks the hostname), so the session reports it from there
+  # unless that check closed the connection. A server that refuses the client certificate after the
+  # client's handshake (TLS 1.3) is then seen at the upgrade, as faye's user saw it.
+  module FayeHandshake
+    attr_accessor :mtls_session
+
+    private
+
+    def ssl_handshake_completed
+      super
+      return if ready_state == Faye::WebSocket::API::CLOSED
+      peer = @stream.get_peer_cert
+      mtls_session.reply('handshake-ok', { 'version' => @stream.get_cipher_protocol, 'cipher' => @stream.get_cipher_name,
+                                           'peer_cn' => peer && Peer.subject_cn(peer) }.compact)
+    end
+  end
+
   class FayeSession < Session
     def initialize(id, variant, command)
       super(id)
@@ -183,9 +204,14 @@ module PeerClient
       end
       tls[variant == 'faye-root-cert-file' ? :root_cert_file : :ca_file] = command['ca']
       @ws = Faye::WebSocket::Client.new(command['url'], nil, tls: tls, headers: command['headers'] || {})
+      @ws.singleton_class.prepend(FayeHandshake)  # before EM connects: it does on a later tick
+      @ws.mtls_session = self
       @ws.on(:open) { @opened = true; reply('open') }
       @ws.on(:message) { |event| message(event.data) }
-      @ws.on(:error) { |event| reply('error', { 'message' => event.message, 'phase' => (@opened ? 'io' : nil) }.compact) }
+      @ws.on(:error) do |event|
+        reply('error', { 'message' => event.message, 'phase' => (@opened ? 'io' : nil),
+                         'status' => Peer.refused_status(@ws.status) }.compact)
+      end
       @ws.on(:close) { |event| reply('closed', 'code' => event.code, 'reason' => event.reason) }
     end
 

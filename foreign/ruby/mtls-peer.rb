@@ -46,6 +46,11 @@ module Peer
     entry && entry[1]
   end
 
+  # The HTTP status that answered the upgrade request instead of 101 (websocket-driver's `status`), if any.
+  def self.refused_status(status)
+    status.is_a?(Integer) && status != 101 ? status : nil
+  end
+
   def self.close_command(text)
     return nil unless text.is_a?(String) && text.start_with?('__close__ ')
     _, code, reason = text.split(' ', 3)

@@ -12,8 +12,9 @@ only `*` and `?` are wildcards: ids contain `[variant]` brackets, which must mat
   run an entry's cells says nothing about it.
 - A cell that ran several times (--repeat, --confirm) is judged on all its runs: KNOWN when any
   run is what a matching entry expects (so a FLAKY cell that sometimes shows a known issue is not
-  NEW, whatever its first run was), NEW when some run failed and none is expected; it counts as
-  PASSing for staleness only when every run passed.
+  NEW, whatever its first run was), NEW when its runs failed alike and none is expected (a FLAKY
+  cell no entry explains did not reproduce: neither); it counts as PASSing for staleness only when
+  every run passed. A control (severity.py: verification off on purpose) is never a finding.
 
 `mtls-matrix baseline --check RESULTS` prints that classification (exit 1 on NEW or XPASS);
 `--update RESULTS` writes `baseline.proposed.toml` beside the reviewed file and prints the diff:
@@ -33,7 +34,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mtls_matrix import repeat
-from mtls_matrix.results import NOT_OBSERVED, BaselineSummary, Cell, Results, StaleEntry, Verdict, write_atomically
+from mtls_matrix.results import (
+    NOT_OBSERVED, BaselineSummary, Cell, Results, Severity, StaleEntry, Verdict, check_output, read_text,
+    write_atomically,
+)
 
 DEFAULT_FILE = "matrix/baseline.toml"
 PROPOSED_NAME = "baseline.proposed.toml"
@@ -85,13 +89,13 @@ def _any_of(patterns: tuple[str, ...]) -> re.Pattern[str]:
 def load(path: str | Path) -> Baseline:
     """Raises ValueError naming the file, the entry and the problem."""
     path = Path(path)
+    text = read_text(path, "baseline file")
     try:
-        text = path.read_text()
         data = tomllib.loads(text)
-    except FileNotFoundError:
-        raise ValueError(f"{path}: no such baseline file") from None
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+    except tomllib.TOMLDecodeError as exc:
         raise ValueError(f"{path}: not a valid TOML baseline: {exc}") from None
+    except RecursionError:
+        raise ValueError(f"{path}: not a valid TOML baseline: nested too deeply") from None
     extra = sorted(set(data) - {"entry"})
     if extra:
         raise ValueError(f"{path}: unknown top-level key {', '.join(extra)}; a baseline holds only [[entry]] tables")
@@ -101,8 +105,10 @@ def load(path: str | Path) -> Baseline:
     return Baseline(path, text, [_entry(path, n, item) for n, item in enumerate(raw, 1)])
 
 
-def _entry(path: Path, number: int, raw: dict) -> Entry:
+def _entry(path: Path, number: int, raw: object) -> Entry:
     where = f"{path}: entry {number}"
+    if not isinstance(raw, dict):
+        raise ValueError(f"{where}: {raw!r:.60} is not a table; write each entry as an [[entry]] table")
     unknown = sorted(set(raw) - set(REQUIRED) - set(OPTIONAL))
     if unknown:
         raise ValueError(f"{where}: unknown key {', '.join(unknown)}; valid keys: {', '.join(REQUIRED + OPTIONAL)}")
@@ -126,11 +132,14 @@ def _entry(path: Path, number: int, raw: dict) -> Entry:
 # --------------------------------------------------------------------------- classifying
 
 def classify_cell(baseline: Baseline, cell: Cell) -> tuple[str | None, Entry | None]:
-    """("KNOWN", entry) | ("NEW", None) | (None, None) for PASS, UNSUPPORTED and SKIPPED."""
-    if all(run.verdict in (Verdict.PASS, *NOT_OBSERVED) for run in repeat.outcomes(cell)):
+    """("KNOWN", entry) | ("NEW", None) | (None, None) for PASS, UNSUPPORTED and SKIPPED, a control
+    (severity.py), and a FLAKY cell no entry explains: not reproduced, so not NEW (repeat.py), unless
+    its first run was a harness ERROR, which no rerun excuses."""
+    if cell.severity == Severity.CONTROL or all(
+            run.verdict in (Verdict.PASS, *NOT_OBSERVED) for run in repeat.outcomes(cell)):
         return None, None
     entry = next((e for e in baseline.entries if e.matches(cell.id) and e.expects(cell)), None)
-    return ("KNOWN", entry) if entry else ("NEW", None)
+    return ("KNOWN", entry) if entry else (None, None) if cell.flaky and cell.verdict != Verdict.ERROR else ("NEW", None)
 
 
 def mark(baseline: Baseline, cell: Cell) -> Entry | None:
@@ -300,8 +309,9 @@ def _patterns(cells: list[Cell], results: Results) -> list[str]:
     for (scenario, profile), group in by_situation.items():
         ran = [c for c in results.cells if (c.scenario, c.profile) == (scenario, profile)
                and c.verdict not in NOT_OBSERVED]
-        suffix = group[0].id[group[0].id.rindex(scenario) + len(scenario):]  # "" or "-tuned"
-        patterns += [f"*-{scenario}{suffix}"] if len(group) == len(ran) else [c.id for c in group]
+        _, named, suffix = group[0].id.rpartition(scenario)  # suffix: "" or "-tuned"
+        whole = named and len(group) == len(ran)  # an id without its scenario's name: only exact ids
+        patterns += [f"*-{scenario}{suffix}"] if whole else [c.id for c in group]
     return patterns
 
 
@@ -337,6 +347,8 @@ def cmd_baseline(args: argparse.Namespace) -> int:
     try:
         base = load(args.baseline)
         results = Results.load(source)
+        if args.update:
+            check_output(base.path.with_name(PROPOSED_NAME))
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     found = classify(results, base)

@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass, replace
 from urllib.parse import quote, urlencode
 
-from mtls_matrix import isolate, leaks, observe
+from mtls_matrix import evidence, isolate, leaks, observe, severity
 from mtls_matrix.peers import (
     CLOSE_COMMAND, FINAL_CLOSE, FORWARDED_CERT, HANDSHAKE_GROUPS, PROXY_PROOF, PROXY_SECRET, TOKEN, ClientTLS,
     ClientVariant, Closed, Connection, ServerFiles, ServerPeer, TokenAuth, Unsupported,
@@ -451,8 +451,11 @@ def run_cell(spec: CellSpec, servers: ServerPool, pki: PKI, deadline: float, ver
     try:
         if not (unsupported or skipped):
             control = None
-            if scenario.private_server:  # its steps drop or restart it: a server of its own, stopped with the cell
-                host = ServerHost(spec.server, server_context(pki, scenario), spec.profile)
+            # a server of its own, stopped with the cell: its steps drop or restart it, or what an earlier cell
+            # left behind could hold its listener (ServerPeer.private_listener)
+            if scenario.private_server or spec.server.private_listener:
+                host = ServerHost(spec.server, server_context(pki, scenario), spec.profile, scenario.hostile,
+                                  TokenAuth() if scenario.token else None)
                 watch.callback(host.close)
                 control = ServerControl(host, pki, scenario, recorder)
             else:
@@ -692,6 +695,8 @@ def _result(spec: CellSpec, obs: Observation, deadline: float, client: _ClientRu
     if error is None and obs.timed_out:
         error = ErrorInfo(canonical="TIMEOUT", message=f"no outcome within {deadline:g}s")
     proxy = obs.event("server", "proxy-response")
+    refused = judgement.rejection is not None and judgement.rejection.by == "server" and not obs.connected
+    repeated = evidence.repeated(obs.events, refused, spec.client.peer.requests.get(spec.client.variant, 1))
     saw = ServerSaw(
         accepted_tcp=obs.event("server", "accept", "proxy-done") is not None,  # a proxy logs connections it accepted
         tls=_tls_side(obs, "server"),
@@ -705,7 +710,7 @@ def _result(spec: CellSpec, obs: Observation, deadline: float, client: _ClientRu
         proxy_status=proxy.data.get("status") if proxy else None,
         proxy_verify=proxy.data.get("verify") if proxy else None,
     )
-    return Cell(
+    return severity.weigh(Cell(
         id=spec.id, server=f"server:{spec.server.name}", client=f"client:{spec.client.name}",
         scenario=spec.scenario.name, group=spec.scenario.group, profile=spec.profile,
         family=spec.server.family, tags=sorted(spec.scenario.tags | {spec.scenario.tls_tag}),
@@ -714,6 +719,8 @@ def _result(spec: CellSpec, obs: Observation, deadline: float, client: _ClientRu
         rejection=judgement.rejection, client_tls=_tls_side(obs, "client"), server_saw=saw, steps=obs.steps,
         timings=timings, repro=spec.repro, client_after_deadline=obs.client_after_deadline, hostile=obs.hostile,
         transport=client.transport if client else None,
+        wire=evidence.wire(obs.events, obs.error, obs.connected, obs.timed_out, timings.get("total")),
+        handshakes=evidence.handshakes(obs.events), advisories=[repeated] if repeated else [],
         versions={name: versions.get(name, version) for peer in (spec.server, spec.client.peer)
                   for name, version in peer.versions().items()},
-    )
+    ), spec.scenario, spec.client.peer.controls.get(spec.client.variant))

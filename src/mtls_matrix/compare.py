@@ -30,6 +30,8 @@ ONLY_OLD, ONLY_NEW = "only in OLD", "only in NEW"
 
 
 def register(subparsers) -> None:
+    from mtls_matrix.cli import output_file  # cli imports this module: import late
+
     diff = subparsers.add_parser(
         "diff", help="cells whose verdict, phase or canonical error changed between two runs",
         description="Exit 0: nothing changed; 1: a compared field of a cell changed, or a cell is in one run "
@@ -44,7 +46,7 @@ def register(subparsers) -> None:
 
     merge = subparsers.add_parser("merge", help="merge the results.json of shards of one run into one")
     merge.add_argument("shards", nargs="+", metavar="SHARD", help="results.json of each shard")
-    merge.add_argument("--out", required=True, help="where to write the merged results.json")
+    merge.add_argument("--out", required=True, type=output_file, help="where to write the merged results.json")
     merge.set_defaults(func=cmd_merge)
 
 
@@ -245,21 +247,38 @@ def _unique(values: list[str]) -> list[str]:
     return list(dict.fromkeys(v for v in values if v))
 
 
-def _span(runs: list[Run]) -> tuple[str, str | None, float | None]:
-    """Earliest start, latest finish (None if a shard never finished), wall time between them."""
-    started = min(runs, key=lambda r: dt.datetime.fromisoformat(r.started)).started
-    if any(r.finished is None for r in runs):
-        return started, None, None
-    finished = max(runs, key=lambda r: dt.datetime.fromisoformat(r.finished)).finished
-    wall = dt.datetime.fromisoformat(finished) - dt.datetime.fromisoformat(started)
-    return started, finished, round(wall.total_seconds(), 2)
+def _span(named: list[tuple[str, Results]]) -> tuple[str, str | None, float | None]:
+    """Earliest start, latest finish (None if a shard never finished), wall time between them.
+    Times with a UTC offset and times without cannot be ordered: all have one, or none."""
+    from mtls_matrix.cli import UsageError
+
+    times: dict[str, list[tuple[dt.datetime, str]]] = {"started": [], "finished": []}
+    naive = []
+    for path, r in named:
+        for field, value in (("started", r.run.started), ("finished", r.run.finished)):
+            if value is None:
+                continue
+            try:
+                time = dt.datetime.fromisoformat(value)
+            except ValueError:
+                raise UsageError(f"{path}: run.{field} {value!r} is not an ISO 8601 time") from None
+            times[field].append((time, value))
+            if time.tzinfo is None:
+                naive.append(f"run.{field} of {path}")
+    if naive and len(naive) < sum(map(len, times.values())):
+        raise UsageError(f"{', '.join(naive)} has no UTC offset, unlike the other shards' times: they cannot be ordered")
+    started = min(times["started"])
+    if len(times["finished"]) < len(named):
+        return started[1], None, None
+    finished = max(times["finished"])
+    return started[1], finished[1], round((finished[0] - started[0]).total_seconds(), 2)
 
 
 def merge(named: list[tuple[str, Results]]) -> Results:
     """Raises cli.UsageError naming the shard and what does not fit."""
     runs = [r.run for _, r in named]
     agreed = {field: _agree(named, field) for field in MUST_AGREE}
-    started, finished, duration = _span(runs)
+    started, finished, duration = _span(named)
     fingerprints = [r.ca_fingerprint for r in runs]
     run = Run(
         started=started, finished=finished, duration_s=duration,

@@ -15,7 +15,7 @@ import itertools
 import os
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from typing import Callable, Iterable
 
 from mtls_matrix import leaks, observe
@@ -28,6 +28,7 @@ from mtls_matrix.scenarios import HOSTILE_GROUPS
 from mtls_matrix.verdict import Observation
 
 RELEASE_S = 0.5  # after the connection ended: how long the peer under test gets to close its socket
+CLOSE_GRACE_S = 0.1  # closing the batch: its threads end an instant after the last cell was taken
 _tokens = itertools.count()
 
 
@@ -124,11 +125,15 @@ class Batch:
             self.thread.start()
 
     def _batches(self, futures: dict[str, Future]) -> None:
+        """One batch after the other, each cell of a batch on its own daemon thread: a run that stops
+        early (a signal, -x) leaves the waiting ones behind instead of sitting out their deadlines."""
         for batch in dict.fromkeys(batch_of(s) for s in self.specs):
-            specs = [s for s in self.specs if batch_of(s) == batch]
-            with ThreadPoolExecutor(max_workers=len(specs), thread_name_prefix="hostile") as pool:
-                for spec in specs:
-                    pool.submit(self._one, spec, futures[spec.id])
+            threads = [threading.Thread(target=self._one, args=(spec, futures[spec.id]), name=f"hostile:{spec.id}",
+                                        daemon=True) for spec in self.specs if batch_of(spec) == batch]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
 
     def _one(self, spec: CellSpec, future: Future) -> None:
         try:
@@ -142,5 +147,7 @@ class Batch:
         return future.result() if future is not None else self.run(spec)
 
     def close(self) -> None:
+        """Every cell was taken, so the batch is over, unless the run stopped early: then its
+        waiting cells are not waited for (their threads are daemons)."""
         if self.thread is not None:
-            self.thread.join()  # every cell ends by its deadline
+            self.thread.join(CLOSE_GRACE_S)

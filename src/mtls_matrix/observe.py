@@ -19,6 +19,7 @@ the client puts in the URL.
 
 from __future__ import annotations
 
+import itertools
 import ssl
 import threading
 import time
@@ -56,6 +57,7 @@ class CellRecorder:
 
 
 _lock = threading.Lock()
+_connections = itertools.count(1)  # the probe's number for each server-side TLS connection
 _current: CellRecorder | None = None
 _by_token: dict[str, CellRecorder] = {}
 _thread = threading.local()  # .recorder: the cell this thread's connections belong to
@@ -140,15 +142,19 @@ class _Probe:
         except KeyError:
             self.__dict__["_mtls_bound"] = recorder = connection_recorder()
             if recorder is not None and self.server_side:
-                recorder.add("server", "accept")
+                # numbered, so that its events count as one connection (evidence.handshakes)
+                self.__dict__["_mtls_connection"] = connection = next(_connections)
+                recorder.add("server", "accept", connection=connection)
             elif recorder is not None and isinstance(self, ssl.SSLSocket):
                 recorder.client_sockets.add(self)
             return recorder
 
     def _mtls_record(self, kind: str, **data: Any) -> None:
         recorder = self._mtls_recorder()
-        if recorder is not None:
-            recorder.add("server" if self.server_side else "client", kind, **data)
+        if recorder is not None and self.server_side:
+            recorder.add("server", kind, connection=self.__dict__.get("_mtls_connection"), **data)
+        elif recorder is not None:
+            recorder.add("client", kind, **data)
 
     def do_handshake(self, *args, **kwargs):
         self._mtls_recorder()  # bind before the first flight leaves
@@ -157,7 +163,10 @@ class _Probe:
         except _QUIET:
             raise
         except Exception as exc:
-            self._mtls_record("handshake-error", **describe_ssl_error(exc))
+            # the version, where the ServerHello settled it (TLS 1.3 names its cipher there): a TLS 1.3
+            # server that refuses the client's certificate does so after the client's handshake completed
+            version = (self.cipher() or (None, None))[1]
+            self._mtls_record("handshake-error", **describe_ssl_error(exc), **({"version": version} if version else {}))
             raise
         self._mtls_record(
             "handshake-ok",

@@ -4,6 +4,11 @@ A root CA, an intermediate CA, an unrelated second CA, and one leaf per entry of
 good server and client leaves and every defective certificate a scenario names. Validity is
 relative to the run's "now", so nothing rots. Keys are written 0600 into a private (0700) temp
 directory that `close()` removes; nothing here is ever written into a report.
+
+Every temp directory of a run that may hold a key (this PKI, a browser's NSS database, a proxy's
+files) is a `private_dir`: it records the process that owns it, is removed when that process
+exits, and, when the process could not (SIGKILL, the OOM killer), by the `sweep` the next run
+starts with.
 """
 
 from __future__ import annotations
@@ -28,6 +33,57 @@ CLIENT_CN = "mtls-matrix-client"
 SERVER_HOST = "localhost"
 SERVER_IP = "127.0.0.1"
 KEY_TYPES = ("ecdsa", "rsa", "ed25519")
+
+
+OWNER_FILE = ".owner"  # in a private dir: the identity of the process that owns it
+_owned: set[Path] = set()
+
+
+def _identity(pid: int) -> str | None:
+    """'PID START' (its start time in clock ticks since boot: a reused pid has another), or None
+    for a process that is gone or a zombie."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return None if fields[0] in ("Z", "X") else f"{pid} {fields[19]}"
+
+
+def gone(pid: int) -> bool:
+    """The process has ended (or only its exit status is left to collect)."""
+    return _identity(pid) is None
+
+
+def private_dir(kind: str) -> Path:
+    """A new 0700 temp dir `mtls-matrix-KIND-*` owned by this process (see the module's doc)."""
+    path = Path(tempfile.mkdtemp(prefix=f"mtls-matrix-{kind}-"))
+    (path / OWNER_FILE).write_text(_identity(os.getpid()) or "")
+    _owned.add(path)
+    return path
+
+
+@atexit.register
+def remove_owned() -> None:
+    """Remove this process's private dirs: at exit, or when a signal stops the run."""
+    for path in list(_owned):
+        shutil.rmtree(path, ignore_errors=True)
+        _owned.discard(path)
+
+
+def sweep() -> list[Path]:
+    """Remove the private dirs (of this user, in the temp dir) whose owning process is gone."""
+    removed = []
+    for path in Path(tempfile.gettempdir()).glob("mtls-matrix-*"):
+        try:
+            if path.is_symlink() or not path.is_dir() or path.stat().st_uid != os.getuid():
+                continue
+            owner = (path / OWNER_FILE).read_text().split()
+        except OSError:
+            continue  # not a private dir (no owner recorded): not ours to judge
+        if len(owner) == 2 and owner[0].isdigit() and _identity(int(owner[0])) != " ".join(owner):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
 
 
 @dataclass(frozen=True)
@@ -133,7 +189,9 @@ class PKI:
 
     def __init__(self, now: dt.datetime | None = None, directory: str | None = None):
         self.now = now or dt.datetime.now(dt.timezone.utc)
-        self.dir = Path(directory or tempfile.mkdtemp(prefix="mtls-matrix-pki-"))
+        if directory is None:
+            sweep()  # a run starts by removing what killed runs left behind
+        self.dir = Path(directory) if directory else private_dir("pki")
         self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(self.dir, 0o700)
         atexit.register(self.close)

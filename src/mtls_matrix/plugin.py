@@ -12,6 +12,7 @@ import fnmatch
 import itertools
 import os
 import platform
+import random
 import re
 import shlex
 import signal
@@ -28,15 +29,17 @@ import pytest
 
 from mtls_matrix import baseline as baseline_mod
 from mtls_matrix import floor as floor_mod
-from mtls_matrix import isolate, observe, scenarios
+from mtls_matrix import isolate, leaks, observe, scenarios
+from mtls_matrix import pki as pki_mod
 from mtls_matrix import repeat as repeat_mod
+from mtls_matrix import severity as severity_mod
 from mtls_matrix.cell import CellSpec, ServerPool, run_cell
 from mtls_matrix.hostile import Batch, batch_of, is_hostile, run_hostile_cell
 from mtls_matrix.peers import Registry
 from mtls_matrix.pki import PKI
 from mtls_matrix.peers.foreign import NOT_RUN
 from mtls_matrix.results import (
-    NOT_OBSERVED, SEVERITY, Cell, Floor, NotRun, PeerInfo, Results, Run, ScenarioInfo, Verdict,
+    NOT_OBSERVED, SEVERITY, Cell, Floor, NotRun, PeerInfo, Results, Run, ScenarioInfo, Verdict, check_output,
 )
 
 # The user's environment must not change a verdict: these make libraries trust other CAs, log
@@ -50,6 +53,7 @@ SCRUBBED = (
 )
 FAILING = {Verdict.FAIL, Verdict.INSECURE, Verdict.HANG, Verdict.ERROR}
 DEFAULT_DEADLINE = 5.0
+MAX_DEADLINE = 3600.0  # seconds per cell: beyond an hour a wait measures nothing more
 
 
 @dataclass
@@ -75,16 +79,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="import peers from this module's PEERS list (repeatable)")
     group.addoption("--mtls-out", metavar="DIR", help="write DIR/results.json at the end of the run")
     group.addoption("--baseline", metavar="FILE",
-                    help="known issues (matrix/baseline.toml): their cells xfail; a NEW finding or a stale entry "
-                         "fails the run")
+                    help="known issues (matrix/baseline.toml): their cells xfail; a cell that would be NEW runs "
+                         "twice more and is NEW only if they reproduce it (else FLAKY); a NEW finding or a stale "
+                         "entry fails the run")
     group.addoption("--repeat", type=int, default=1, metavar="N",
                     help="run every cell N times inside its one item; its verdict is the first run's, `runs` "
                          "holds the pass rate and a cell whose runs disagree is FLAKY (default 1)")
     group.addoption("--confirm", type=int, default=0, metavar="N",
                     help="rerun a cell whose first run was FAIL, INSECURE, HANG or ERROR N more times; FLAKY "
                          "when the reruns disagree (default 0)")
-    group.addoption("--mtls-order", choices=("forward", "reverse"), default="forward",
-                    help="run the cells in catalogue order or reversed: verdicts must not depend on it")
+    group.addoption("--mtls-order", default="forward", metavar="ORDER",
+                    help="run the cells in catalogue order (forward), reversed (reverse), or shuffled with a "
+                         "seed (random:SEED, SEED a whole number): verdicts must not depend on it")
 
 
 def _split(value: str | None) -> list[str] | None:
@@ -115,8 +121,8 @@ def build_selection(servers=None, clients=None, scenario_names=None, profile="de
     unknown = [p for p in profiles if p not in scenarios.PROFILES]
     if unknown or not profiles:
         raise ValueError(f"unknown profile {', '.join(unknown) or repr(profile)}; valid: {', '.join(scenarios.PROFILES)}")
-    if not deadline > 0:
-        raise ValueError(f"--deadline must be a positive number of seconds, got {deadline}")
+    if not 0 < deadline <= MAX_DEADLINE:  # also refuses nan and inf
+        raise ValueError(f"--deadline must be more than 0 and at most {MAX_DEADLINE:g} seconds, got {deadline}")
     chosen_servers = registry.select_servers(servers)
     chosen_clients = registry.select_clients(clients)
     chosen_scenarios = scenarios.select(scenario_names)
@@ -191,12 +197,17 @@ def pytest_configure(config: pytest.Config) -> None:
     o = config.option
     if _matrix_run(config):
         _selection(config)  # bad input: a usage error now, before anything runs
-        if not hasattr(config, "workerinput"):
-            _stop_cleanly_on_sigterm()
+        if o.mtls_out:
+            try:
+                check_output(Path(o.mtls_out) / "results.json")
+            except ValueError as exc:
+                pytest.exit(f"mtls-matrix: error: --mtls-out {exc}", returncode=2)
+        _stop_cleanly_on_signals()
     if o.baseline:
         _baseline(config)  # a malformed baseline is a usage error too
     try:
         repeat_mod.check(o.repeat, o.confirm)
+        cell_order(o.mtls_order)
     except ValueError as exc:
         pytest.exit(f"mtls-matrix: error: {exc}", returncode=2)
     if not hasattr(config, "workerinput"):
@@ -233,17 +244,16 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "mtls_cell" in metafunc.fixturenames:
         cells = _selection(metafunc.config).cells
         metafunc.parametrize("mtls_cell", cells, ids=[c.id for c in cells])
-        if not hasattr(metafunc.config, "workerinput"):
-            _stop_cleanly_on_sigterm()
+        _stop_cleanly_on_signals()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Hostile cells run all at once in one process (hostile.Batch), in the background from the
     session's start, so they come last: by then their results are there. Under pytest-xdist,
     `--dist load` (as `mtls-matrix run` sets) gives them all to the first worker, last
-    (MatrixScheduling); with `--dist loadgroup` they share one group. --mtls-order reverse:
-    the cells in the opposite order (other items keep their places), so a test can show that no
-    verdict depends on which cell ran before it."""
+    (MatrixScheduling); with `--dist loadgroup` they share one group. --mtls-order reverse or
+    random:SEED: the cells in the opposite or a shuffled order (other items keep their places), so
+    a test can show that no verdict depends on which cell ran before it."""
     hostile = []
     for item in items:
         spec = getattr(item, "callspec", None) and item.callspec.params.get("mtls_cell")
@@ -252,41 +262,84 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             hostile.append(item)
     if hostile:
         items[:] = [item for item in items if item not in set(hostile)] + hostile
-    if config.option.mtls_order != "reverse":
-        return
     slots = [i for i, item in enumerate(items) if "mtls_cell" in getattr(item, "fixturenames", ())]
-    for slot, item in zip(slots, [items[i] for i in reversed(slots)]):
+    for slot, item in zip(slots, cell_order(config.option.mtls_order)([items[i] for i in slots])):
         items[slot] = item
 
 
-def _stop_cleanly_on_sigterm() -> None:
-    """A terminated run (CI cancel, `kill`) stops like Ctrl-C: pytest unwinds, the finished
-    cells are written (marked incomplete), pytest-xdist stops its workers, the keys are removed.
-    Only for runs that hold matrix cells: the plugin must not change unrelated pytest runs."""
+def cell_order(order: str):
+    """--mtls-order: the function that puts the cell items in that order. Raises ValueError naming
+    the valid orders. The shuffle is seeded, so every pytest-xdist worker collects the same order."""
+    if order == "forward":
+        return list
+    if order == "reverse":
+        return lambda cells: cells[::-1]
+    kind, _, seed = order.partition(":")
+    if kind == "random" and re.fullmatch(r"-?[0-9]+", seed):
+        return lambda cells: random.Random(int(seed)).sample(cells, len(cells))
+    raise ValueError(f"unknown --mtls-order {order!r}; valid: forward, reverse, random:SEED (SEED a whole number, "
+                     "e.g. random:1)")
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+KILLED_WAIT_S = 0.5  # a SIGKILLed process is gone within milliseconds, even on a loaded machine
+_stopped_by_signal = False
+
+
+def _stop_cleanly_on_signals() -> None:
+    """Ctrl-C, a terminated run (CI cancel, `kill`) and a closed terminal (SIGHUP) all stop a run
+    the same way, within a second or two: every process of the run under this one is killed (no
+    cell sits out its deadline), the keys are removed, pytest unwinds and the finished cells are
+    written, marked incomplete. In every process of a run that holds matrix cells, the pytest-xdist
+    workers included (a closed terminal signals them too): the plugin must not change unrelated
+    pytest runs."""
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _interrupt)
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, _interrupt)
 
 
 def _interrupt(signum, frame) -> None:
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # once: a second signal must not break the unwinding
-    for child in _children():  # the xdist workers: stop them as Ctrl-C would, instead of waiting
-        try:
-            os.kill(child, signal.SIGINT)
-        except ProcessLookupError:
-            pass
+    global _stopped_by_signal
+    for stop in STOP_SIGNALS:  # once: a second signal must not break the unwinding
+        signal.signal(stop, signal.SIG_IGN)
+    _kill_descendants()
+    pki_mod.remove_owned()  # this process's keys
+    pki_mod.sweep()  # and those of the workers just killed
+    _stopped_by_signal = True
     raise KeyboardInterrupt(f"stopped by signal {signal.Signals(signum).name}")
 
 
-def _children() -> list[int]:
-    me, found = os.getpid(), []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
+@pytest.hookimpl(tryfirst=True)
+def pytest_keyboard_interrupt(excinfo: pytest.ExceptionInfo) -> None:
+    """A stop is no crash: its traceback is the handler's frame alone, not the stack of the cell it
+    stopped, whose every source file pytest would parse to show it."""
+    if _stopped_by_signal:
+        excinfo.traceback = excinfo.traceback[-1:]
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """A run a signal stopped ends here, its results and reports written and its processes and
+    keys gone: the interpreter's own teardown of a whole run's objects would cost another second."""
+    if _stopped_by_signal:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(pytest.ExitCode.INTERRUPTED)
+
+
+def _kill_descendants() -> None:
+    """The pytest-xdist workers, foreign peers, browsers and client processes under this process,
+    each in its own process group or not: all of them, at once, as they are now; then a moment
+    for them to be gone, so the sweep that follows sees their private dirs as orphans."""
+    killed = leaks.with_children((os.getpid(),))[1:]
+    for pid in killed:
         try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == me:  # the field after the state is the parent pid
-            found.append(int(stat.parent.name))
-    return found
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    end = time.monotonic() + KILLED_WAIT_S
+    while not all(map(pki_mod.gone, killed)) and time.monotonic() < end:
+        time.sleep(0.01)
 
 
 def _controller_pki(config: pytest.Config) -> PKI:
@@ -422,7 +475,8 @@ def scenario_infos(selection: Selection) -> list[ScenarioInfo]:
     """The catalogue entries the selection's cells play, in catalogue order, as the run knew them."""
     played = {spec.scenario.name for spec in selection.cells}
     return [ScenarioInfo(name=s.name, group=s.group, description=s.description, expectation=s.expect.describe(),
-                         tags=sorted(s.tags | {s.tls_tag})) for s in scenarios.CATALOGUE if s.name in played]
+                         tags=sorted(s.tags | {s.tls_tag}), severity=severity_mod.table(s))
+            for s in scenarios.CATALOGUE if s.name in played]
 
 
 def peer_infos(selection: Selection) -> list[PeerInfo]:
@@ -457,21 +511,29 @@ def record(request: pytest.FixtureRequest, cell: Cell) -> None:
         # ("AST constructor recursion depth mismatch"), which crashed whole runs
         raise pytest.xfail.Exception(f"KNOWN {cell.verdict.value} (baseline {known.label}): {known.reason}",
                                      pytrace=False)
+    if severity_mod.is_control(cell):
+        return  # verification off on purpose: its INSECURE is the expected outcome, never a finding
     if cell.flaky:  # even when the first run passed: a verdict that varies is a finding
-        pytest.fail(f"FLAKY ({repeat_mod.rate_text(cell)}): first run {cell.verdict.value} at {cell.phase}: "
-                    f"{cell.reason}", pytrace=False)
+        flaky = (f"FLAKY ({repeat_mod.rate_text(cell)}): first run {cell.verdict.value} at {cell.phase}: "
+                 f"{cell.reason}")
+        if base and cell.baseline is None:  # gated: not reproduced, no NEW finding (--strict still fails the run)
+            raise pytest.xfail.Exception(f"{flaky}; not reproduced, not NEW", pytrace=False)
+        pytest.fail(flaky, pytrace=False)
     if cell.verdict in FAILING:
         detail = f" [{cell.error.type}: {cell.error.message}]" if cell.error.message else ""
-        pytest.fail(f"{cell.verdict.value} at {cell.phase}: {cell.reason}{detail}", pytrace=False)
+        weight = f"{cell.severity.value} " if cell.severity else ""
+        pytest.fail(f"{weight}{cell.verdict.value} at {cell.phase}: {cell.reason}{detail}", pytrace=False)
 
 
 def run(request: pytest.FixtureRequest, spec: CellSpec, env: MatrixEnv) -> Cell:
-    """One cell, run --repeat times (plus --confirm reruns) back to back: still one item."""
-    deadline, option = _selection(request.config).deadline, request.config.option
+    """One cell, run --repeat times (plus --confirm reruns) back to back: still one item. With a
+    baseline, a first run that would be a NEW finding is confirmed (repeat.CONFIRM_NEW)."""
+    deadline, option, base = _selection(request.config).deadline, request.config.option, _baseline(request.config)
+    would_be_new = (lambda cell: baseline_mod.classify_cell(base, cell)[0] == "NEW") if base else None
     if is_hostile(spec):
-        return repeat_mod.run_repeated(lambda: env.hostile.take(spec), option.repeat, option.confirm)
+        return repeat_mod.run_repeated(lambda: env.hostile.take(spec), option.repeat, option.confirm, would_be_new)
     return repeat_mod.run_repeated(lambda: run_cell(spec, env.servers, env.pki, deadline, env.versions),
-                                   option.repeat, option.confirm)
+                                   option.repeat, option.confirm, would_be_new)
 
 
 class Collector:
@@ -557,12 +619,26 @@ class Collector:
     def pytest_terminal_summary(self, terminalreporter) -> None:
         if not self.cells:
             return
-        counts = Counter(c.verdict for c in self.cells)
+        # a control's INSECURE is its expected outcome: counted apart, never with the findings
+        judged = [c for c in self.cells if not severity_mod.is_control(c)]
+        controls = len(self.cells) - len(judged)
+        counts = Counter(c.verdict for c in judged)
         line = ", ".join(f"{counts[v]} {v.value}" for v in sorted(counts, key=SEVERITY.get))
         terminalreporter.write_sep("=", "mtls-matrix")
-        flaky = sum(c.flaky for c in self.cells)
-        terminalreporter.write_line(f"{len(self.cells)} cells: {line}" + (f"; {flaky} FLAKY" if flaky else ""))
+        flaky = [c for c in judged if c.flaky]
+        terminalreporter.write_line(
+            f"{len(self.cells)} cells: {line}" + (f"; {len(flaky)} FLAKY" if flaky else "")
+            + (f"; {controls} controls (verification off on purpose, as expected: not findings)" if controls else ""))
+        weights = Counter(c.severity for c in judged if severity_mod.is_finding(c) and not c.flaky)
+        advised = sum(c.verdict == Verdict.PASS and bool(c.advisories) for c in judged)
+        terminalreporter.write_line(
+            "findings by severity: " + ", ".join(f"{weights[s]} {s.value}" for s in severity_mod.FINDINGS)
+            + (f"; {advised} PASS with advisories" if advised else ""))
         if self.baseline:
             terminalreporter.write(baseline_mod.render_check(self.baseline, "this run"))
+            for cell in flaky:
+                if cell.baseline is None:
+                    terminalreporter.write_line(f"FLAKY  {cell.id}: {repeat_mod.rate_text(cell)}: its runs "
+                                                "disagree, so it is no NEW finding (--strict fails on it)")
         if self.results_path:
             terminalreporter.write_line(f"results: {self.results_path}")

@@ -5,6 +5,10 @@ was not PASS (FAIL, INSECURE, HANG, ERROR; an UNSUPPORTED cell is declared, neve
 rerunning it proves nothing). Both may be given: a cell then runs N times, plus the confirmation
 runs when its first run failed.
 
+With a baseline (`--baseline`: `tox -e matrix`, the nightly) a cell whose first run would be a NEW
+finding is confirmed by at least CONFIRM_NEW more runs whatever --confirm says: it is NEW only if
+every run failed alike; runs that disagree make it FLAKY, which the baseline does not count as NEW.
+
 The runs are full, real cell runs (`cell.run_cell`), back to back, so pytest ids and item counts
 stay what a plain run has and pytest-xdist spreads cells, not repeats.
 
@@ -27,6 +31,8 @@ from typing import Callable
 from mtls_matrix.results import Cell, RunOutcome, Runs, Verdict
 
 CONFIRMED = {Verdict.FAIL, Verdict.INSECURE, Verdict.HANG, Verdict.ERROR}  # what --confirm reruns
+CONFIRM_NEW = 2  # the fewest reruns of a cell that would be NEW against the baseline
+MAX_RUNS = 1000  # of one cell: enough for a pass rate, not a run that never ends
 
 
 def check(repeat: int, confirm: int) -> None:
@@ -35,12 +41,19 @@ def check(repeat: int, confirm: int) -> None:
         raise ValueError(f"--repeat must be a whole number of runs, at least 1, got {repeat}")
     if confirm < 0:
         raise ValueError(f"--confirm must be a whole number of extra runs, 0 or more, got {confirm}")
+    for option, runs in (("--repeat", repeat), ("--confirm", confirm)):
+        if runs > MAX_RUNS:
+            raise ValueError(f"{option} must be at most {MAX_RUNS} runs, got {runs}")
 
 
-def run_repeated(run_once: Callable[[], Cell], repeat: int = 1, confirm: int = 0) -> Cell:
-    """The first run's cell, with `runs` and `flaky` filled in when it ran more than once."""
+def run_repeated(run_once: Callable[[], Cell], repeat: int = 1, confirm: int = 0,
+                 would_be_new: Callable[[Cell], bool] | None = None) -> Cell:
+    """The first run's cell, with `runs` and `flaky` filled in when it ran more than once.
+    `would_be_new`: whether a run, alone, would be a NEW finding (baseline.classify_cell)."""
     first = run_once()
     extra = confirm if first.verdict in CONFIRMED else 0
+    if would_be_new is not None and would_be_new(first):
+        extra = max(extra, CONFIRM_NEW)
     if repeat == 1 and not extra:
         return first
     cells = [first] + [run_once() for _ in range(repeat - 1 + extra)]

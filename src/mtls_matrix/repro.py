@@ -41,7 +41,7 @@ from mtls_matrix import peers
 from mtls_matrix.cell import CellSpec
 from mtls_matrix.peers.foreign import FOREIGN_DIR
 from mtls_matrix.pki import CLIENT_CN, PKI
-from mtls_matrix.plugin import DEFAULT_DEADLINE, build_selection
+from mtls_matrix.plugin import DEFAULT_DEADLINE, MAX_DEADLINE, build_selection
 from mtls_matrix.results import Cell, Results, Run, Verdict
 from mtls_matrix.verdict import VERIFY_CODES
 
@@ -177,8 +177,8 @@ def script(spec: CellSpec, files: dict[str, tuple[Path, bool, str]], deadline: f
     if scenario.crl:
         server_tls += ('    context.load_verify_locations(CRL)  # the scenario checks the client leaf against the CRL\n'
                        '    context.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF\n')
-    client_files = (f'CLIENT_CERT = str(HERE / "{client_chain}")  # the chain the client presents\n'
-                    f'CLIENT_KEY = str(HERE / "{client_chain.replace(".chain.pem", ".key.pem")}")\n'
+    client_files = (f'CLIENT_CERT = str(HERE / {client_chain!r})  # the chain the client presents\n'
+                    f'CLIENT_KEY = str(HERE / {client_chain.replace(".chain.pem", ".key.pem")!r})\n'
                     if client_chain else "CLIENT_CERT = CLIENT_KEY = None  # the client presents no certificate\n")
     server_lib, client_lib = spec.server.library, spec.client.peer.library
     headers, query = _token_source(scenario)
@@ -196,13 +196,15 @@ def script(spec: CellSpec, files: dict[str, tuple[Path, bool, str]], deadline: f
         server=spec.server.name, server_lib=server_lib, server_version=spec.server.version,
         client=spec.client.name, client_lib=client_lib, client_version=spec.client.peer.version,
         variant=spec.client.variant,
-        server_chain=server_chain, server_key=server_chain.replace(".chain.pem", ".key.pem"),
+        server_chain=repr(server_chain), server_key=repr(server_chain.replace(".chain.pem", ".key.pem")),
         client_files=client_files,
         crl='CRL = str(HERE / "crl.pem")\n' if scenario.crl else "",
-        host=scenario.host, server_tls_name=scenario.server_tls, server_tls=server_tls,
-        deadline=f"{deadline:g}", io=repr(list(matrix_cell.io_steps(spec))),
+        host=repr(scenario.host), server_tls_name=repr(scenario.server_tls), server_tls=server_tls,
+        deadline=repr(float(deadline)), io=repr(list(matrix_cell.io_steps(spec))),
+        server_label=repr(f"{server_lib} {spec.server.version}"),
+        client_label=repr(f"{client_lib} {spec.client.peer.version}"), variant_repr=repr(spec.client.variant),
         expect=repr({"outcome": expect.outcome, "by": expect.by, "reason": expect.reason}),
-        expected=expect.describe(), expected_repr=repr(expect.describe()), client_cn=CLIENT_CN, verify_codes=repr(VERIFY_CODES),
+        expected=expect.describe(), expected_repr=repr(expect.describe()), client_cn=repr(CLIENT_CN), verify_codes=repr(VERIFY_CODES),
         verdict_of=inspect.getsource(verdict_of).rstrip(),
         # the matrix's own step code, so the reproducer cannot drift from what the cell ran
         payload=inspect.getsource(matrix_cell.payload).rstrip(),
@@ -390,7 +392,9 @@ def cmd_repro(args: argparse.Namespace) -> int:
             if cell is None:
                 raise ReproError(f"{args.results} has no cell {spec.id!r} (it has {len(loaded.cells)} cells)")
             run = loaded.run
-        base = args.deadline or (run.deadline_s if run else DEFAULT_DEADLINE)
+        base = args.deadline if args.deadline is not None else run.deadline_s if run else DEFAULT_DEADLINE
+        if not 0 < base <= MAX_DEADLINE:  # a results file's own deadline, unchecked by argparse
+            raise ReproError(f"{args.results}: run.deadline_s {base} is not a deadline; give --deadline SECONDS")
         command = f"mtls-matrix repro {spec.id} --out {args.out}"
         written = write(spec, Path(args.out), base * spec.scenario.deadline_scale, cell, run, command)
     except ReproError as exc:
@@ -404,14 +408,17 @@ def cmd_repro(args: argparse.Namespace) -> int:
 
 
 def register(subparsers) -> None:
+    from mtls_matrix.cli import output_dir, seconds  # cli imports this module: import late
+
     p = subparsers.add_parser(
         "repro", help="write a standalone reproducer of one cell (script, certificates, requirements, README)",
         description="Write DIR/repro.py (only the cell's two libraries and the standard library), the test "
                     "certificates it needs from a throwaway CA, DIR/requirements.txt and DIR/README.md.")
     p.add_argument("cell_id", help="the cell id, as in results.json or pytest: SERVER-CLIENT[VARIANT]-SCENARIO[-tuned]")
-    p.add_argument("--out", required=True, metavar="DIR", help="a new or empty directory")
+    p.add_argument("--out", required=True, metavar="DIR", type=output_dir, help="a new or empty directory")
     p.add_argument("--results", metavar="RESULTS.json", help="a run's results: its observation goes into the README")
-    p.add_argument("--deadline", type=float, help=f"seconds before a hang (default: the run's, else {DEFAULT_DEADLINE:g})")
+    p.add_argument("--deadline", type=seconds,
+                   help=f"seconds before a hang (default: the run's, else {DEFAULT_DEADLINE:g})")
     p.add_argument("--peer-plugin", action="append", default=[], metavar="MODULE", help="extra peers (repeatable)")
     p.set_defaults(func=cmd_repro)
 
@@ -451,13 +458,14 @@ HERE = Path(__file__).resolve().parent
 
 # -- the scenario ------------------------------------------------------------------------------
 CA = str(HERE / "ca.pem")  # the test CA both sides trust
-SERVER_CERT = str(HERE / "$server_chain")  # the chain the server presents
-SERVER_KEY = str(HERE / "$server_key")
-${client_files}${crl}HOST = "$host"  # what the client puts in the URL
-SERVER_TLS = "$server_tls_name"  # any | tls12 (server capped at TLS 1.2) | tls13
+SERVER_CERT = str(HERE / $server_chain)  # the chain the server presents
+SERVER_KEY = str(HERE / $server_key)
+${client_files}${crl}HOST = $host  # what the client puts in the URL
+SERVER_TLS = $server_tls_name  # any | tls12 (server capped at TLS 1.2) | tls13
 DEADLINE = $deadline  # seconds: no outcome by then is a hang
 IO = $io  # what the client does once connected
-CLIENT_CN = "$client_cn"  # the identity the server handler must see
+CLIENT_CN = $client_cn  # the identity the server handler must see
+SERVER, CLIENT, VARIANT = $server_label, $client_label, $variant_repr  # the libraries and how TLS settings pass
 URL_PATH = "/"  # where the client connects (a server program below may need another)
 EXPECT = $expect
 EXPECTED = $expected_repr
@@ -709,8 +717,8 @@ def main() -> int:
     versions = {"any": "any TLS version", "tls12": "TLS 1.2 at most", "tls13": "TLS 1.3 only"}
     print(f"python {platform.python_version()}, {ssl.OPENSSL_VERSION}")
     auth = "a bearer token required, no client certificate" if TOKENS else "client certificate required"
-    print(f"server: $server_lib $server_version on 127.0.0.1:{port}, {versions[SERVER_TLS]}, {auth}")
-    print(f"client: $client_lib $client_version connects to {url}, TLS settings as $variant, "
+    print(f"server: {SERVER} on 127.0.0.1:{port}, {versions[SERVER_TLS]}, {auth}")
+    print(f"client: {CLIENT} connects to {url}, TLS settings as {VARIANT}, "
           f"certificate {'none' if CLIENT_CERT is None else Path(CLIENT_CERT).name}")
 
     run = ClientRun(url)

@@ -354,10 +354,8 @@ class Results(BaseModel):
 
     @classmethod
     def load(cls, path: str | Path) -> Results:
-        try:
-            text = Path(path).read_text()
-        except FileNotFoundError:
-            raise ValueError(f"{path}: no such results file") from None
+        """Raises ValueError naming the file and what is wrong with it, in one line."""
+        text = read_text(path, "results file")
         version = _schema_version(text)
         if version not in READABLE_VERSIONS:  # before validation: another version's shape would fail confusingly
             raise ValueError(f"{path}: results schema version {version}, this mtls-matrix reads versions "
@@ -365,19 +363,60 @@ class Results(BaseModel):
         try:
             return cls.model_validate_json(text)
         except ValueError as exc:
-            raise ValueError(f"{path}: not a valid mtls-matrix results file: {exc}") from None
+            raise ValueError(f"{path}: not a valid mtls-matrix results file: {_first_error(exc)}") from None
 
     def save(self, path: str | Path) -> None:
         write_atomically(Path(path), self.model_dump_json(indent=1))
+
+
+def _first_error(exc: ValueError) -> str:
+    """One line for a validation error, however many problems pydantic found."""
+    errors = exc.errors() if hasattr(exc, "errors") else []
+    if not errors:
+        return " ".join(str(exc).split())
+    where = ".".join(map(str, errors[0]["loc"]))
+    more = f" (and {len(errors) - 1} more problems)" if len(errors) > 1 else ""
+    return f"{where + ': ' if where else ''}{errors[0]['msg']}{more}"
+
+
+def read_text(path: str | Path, what: str) -> str:
+    """A UTF-8 text file's content; ValueError naming the file and the problem, whatever it is."""
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no such {what}") from None
+    except IsADirectoryError:
+        raise ValueError(f"{path}: is a directory, not a {what}") from None
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read the {what}: {exc.strerror or exc}") from None
+    try:
+        return data.decode()
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not a {what}: binary content (not UTF-8 text at byte {exc.start})") from None
 
 
 def _schema_version(text: str):
     """The file's declared version; the current one when it cannot tell (validation then says why)."""
     try:
         data = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser goes
         return SCHEMA_VERSION
     return data.get("schema_version", SCHEMA_VERSION) if isinstance(data, dict) else SCHEMA_VERSION
+
+
+def check_output(path: str | Path, directory: bool = False) -> None:
+    """Raises ValueError when `path` cannot become the output file (or, with `directory`, the output
+    directory): checked before any work, so bad input writes nothing."""
+    path = Path(path)
+    if directory and path.exists() and not path.is_dir():
+        raise ValueError(f"{path}: exists and is not a directory")
+    if not directory and path.is_dir():
+        raise ValueError(f"{path}: is a directory; give the path of a file")
+    nearest = next(p for p in ([path] if directory else []) + [*path.parents] if p.exists() or p.is_symlink())
+    if not nearest.is_dir():
+        raise ValueError(f"{path}: {nearest} is not a directory")
+    if not os.access(nearest, os.W_OK | os.X_OK):
+        raise ValueError(f"{path}: {nearest} is not writable")
 
 
 def write_atomically(path: Path, text: str) -> None:

@@ -71,6 +71,50 @@ class Expect:
         return f"{self.by} rejects with {self.reason} at {self.latest_phase} at the latest; the handler never runs"
 
 
+# Severity (DESIGN.md section 5): how much a failing verdict matters, as results.Severity names it
+CRITICAL, BROKEN, ADVISORY = "critical", "broken", "advisory"
+
+
+@dataclass(frozen=True)
+class Severities:
+    """What each failing verdict of a scenario costs its user; severity.py applies it to a cell."""
+
+    insecure: str = CRITICAL  # accepted what must be refused: a fail-open under a correct configuration
+    fail: str = BROKEN
+    hang: str = BROKEN
+    # profile -> a FAIL's severity under that profile, where the library's documented default (a message
+    # size limit) explains it and another profile raises that default
+    fail_under: tuple[tuple[str, str], ...] = ()
+    # a HANG whose deadline was the library's own documented timeout plus a margin (Cell.deadline.source
+    # "library"): it outlived its own timeout. None: every HANG is `hang`
+    hang_past_own_timeout: str | None = None
+    # a client variant that disables verification on purpose (ClientPeer.controls) is a control here: its
+    # INSECURE is the expected outcome, and proves the scenario's certificate is bad
+    controls: bool = False
+
+
+MUST_WORK = Severities()  # a documented, correct configuration that does not work is broken
+# refused, but later than it should, by the other side, for another reason or after a wait: the chain of
+# trust held, the user pays in clarity or time
+MUST_REFUSE = Severities(fail=ADVISORY, hang=ADVISORY)
+SERVER_MUST_BE_REFUSED = replace(MUST_REFUSE, controls=True)
+# the host matched against the CN when there is no subjectAltName: deprecated (RFC 6125 section 6.4.4,
+# RFC 9525) and still the TLS stacks' default; the certificate chains to the trusted CA
+CN_FALLBACK = replace(SERVER_MUST_BE_REFUSED, insecure=ADVISORY)
+# a message larger than the library's documented default limit: `tuned` raises the limit, where a FAIL is broken
+OVER_DEFAULT_LIMIT = Severities(fail_under=(("default", ADVISORY),))
+# facing the harness's hostile peer: a library without a timeout of its own, or that notices a fault
+# only at a timeout, is an advisory; one that outlives its own documented timeout is broken
+FACING_HOSTILE = Severities(fail=ADVISORY, hang=ADVISORY, hang_past_own_timeout=BROKEN)
+# the client's own certificate or key file is broken: a client that goes on to a handshake without it is
+# critical (nothing but the server stands between it and a connection without its certificate); one that
+# never ends is broken; what its user reads is graded apart (clarity)
+CLIENT_FILES_BROKEN = Severities(fail=CRITICAL, hang=BROKEN)
+# what a scenario's expectation implies, unless it declares its own (Scenario.severity)
+BY_EXPECTATION = {"succeed": MUST_WORK, "reject": MUST_REFUSE, "give-up": FACING_HOSTILE, "fail": FACING_HOSTILE,
+                  "prompt": FACING_HOSTILE, "config-error": CLIENT_FILES_BROKEN}
+
+
 @dataclass(frozen=True)
 class Token:
     """What a `token`-group client presents (the hybrid model: the server presents its certificate,
@@ -124,6 +168,11 @@ class Scenario:
     # the server requests a client certificate (False on the listener of a variant that presents none,
     # ClientPeer.server_auth_only: it is judged on verifying the server, as on the token group's listener)
     client_auth: bool = True
+    severity: Severities | None = None  # what each failing verdict costs; None: what the expectation implies
+
+    @property
+    def severities(self) -> Severities:
+        return self.severity or BY_EXPECTATION[self.expect.outcome]
 
     @property
     def sends_headers(self) -> bool:
@@ -150,13 +199,14 @@ def io(name: str, description: str, *steps: tuple, **kw) -> Scenario:
     return Scenario(name, "io", description, Expect("succeed"), io=steps, profiled=True, **kw)
 
 
-def reconnect(name: str, description: str, step: tuple, *after: tuple) -> Scenario:
+def reconnect(name: str, description: str, step: tuple, *after: tuple, severity: Severities | None = None) -> Scenario:
     """Socket.IO: echo, then the server drops the connection or restarts (the `reconnect` step,
     run by the harness on the cell's private server), then what must follow."""
     # deadline_scale: a reconnect takes reconnection delays, a second server start, and when it must be
     # refused the library's attempts and the 1 s python-socketio's wait() sleeps before it reports giving up
     return Scenario(name, "io", description, Expect("succeed"), io=(("text", "before"), step, *after),
-                    family="socketio", private_server=True, tags=frozenset({"reconnect"}), deadline_scale=2.0)
+                    family="socketio", private_server=True, tags=frozenset({"reconnect"}), deadline_scale=2.0,
+                    severity=severity)
 
 
 def _with_tls12(base: Scenario) -> list[Scenario]:
@@ -178,6 +228,7 @@ def server_must_reject(name: str, reason: str, description: str, **kw) -> list[S
 
 
 def client_must_reject(name: str, reason: str, description: str, **kw) -> list[Scenario]:
+    kw.setdefault("severity", SERVER_MUST_BE_REFUSED)
     return _with_tls12(
         Scenario(name, "server-rejected", description, Expect("reject", "client", reason), server_cert=name, **kw)
     )
@@ -306,7 +357,8 @@ CATALOGUE: tuple[Scenario, ...] = (
     *client_must_reject("server-expired", "CERT_EXPIRED", "the server certificate expired yesterday"),
     *client_must_reject("server-wrong-host", "HOSTNAME_MISMATCH", "the server certificate is for wrong-host.invalid"),
     *client_must_reject(
-        "server-cn-only", "HOSTNAME_MISMATCH", "the server certificate names localhost in its CN only, no SAN"
+        "server-cn-only", "HOSTNAME_MISMATCH", "the server certificate names localhost in its CN only, no SAN",
+        severity=CN_FALLBACK,
     ),
     *client_must_reject("server-wrong-eku", "BAD_EKU", "the server certificate has EKU clientAuth only"),
     *client_must_reject("server-self-signed", "UNKNOWN_CA", "the server certificate is self-signed"),
@@ -316,10 +368,11 @@ CATALOGUE: tuple[Scenario, ...] = (
     ),
     io("io-text", "a text message echoes back", ("text", "hello mtls")),
     io("io-binary", "a binary message echoes back", ("binary", 4096)),
-    io("io-1mib", "a 1 MiB binary message echoes back", ("binary", MiB), tags=frozenset({"large"})),
+    io("io-1mib", "a 1 MiB binary message echoes back", ("binary", MiB), tags=frozenset({"large"}),
+       severity=OVER_DEFAULT_LIMIT),
     io(
         "io-16mib", "a 16 MiB binary message echoes back", ("binary", 16 * MiB),
-        tags=frozenset({"large"}), deadline_scale=3.0,
+        tags=frozenset({"large"}), deadline_scale=3.0, severity=OVER_DEFAULT_LIMIT,
     ),
     io("io-1000-ordered", "1000 small text messages, sent at once, echo back in order", ("burst", 1000)),
     io("io-ping", "a ping is answered by a pong with the same payload", ("ping", "mtls-ping")),
@@ -338,7 +391,7 @@ CATALOGUE: tuple[Scenario, ...] = (
               "HTTP session, and echoes", ("reconnect", "restart"), ("text", "after the restart")),
     reconnect("reconnect-restart-untrusted", "the server comes back on the same port with a certificate from an "
               "unrelated CA: the client's reconnection must refuse it (UNKNOWN_CA) and give up, never connect",
-              ("reconnect", "restart", "server-untrusted-ca")),
+              ("reconnect", "restart", "server-untrusted-ca"), severity=MUST_REFUSE),
     hostile_server("silent", "give-up", "the server accepts TCP and never speaks TLS"),
     hostile_server("close-after-hello", "fail", "the server closes the connection right after the ClientHello"),
     hostile_server("garbage", "fail", "the server answers the ClientHello with plain HTTP instead of TLS"),

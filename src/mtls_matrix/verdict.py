@@ -12,6 +12,8 @@ import re
 import ssl
 from dataclasses import dataclass, field
 
+from mtls_matrix import evidence
+from mtls_matrix.evidence import HANDSHAKES, own_check_failed
 from mtls_matrix.observe import Event
 from mtls_matrix.pki import CLIENT_CN
 from mtls_matrix.results import Clarity, ErrorInfo, Hostile, Rejection, Step, Verdict
@@ -185,38 +187,54 @@ class Judgement:
     rejection: Rejection | None = None
 
 
-def own_check_failed(data: dict) -> bool:
-    """The recorded TLS error is this side's own verification refusing the other side's certificate
-    (not an alert it received): OpenSSL's verify code, or a foreign peer's table said so."""
-    return data.get("verify_code") is not None or bool(data.get("own_check"))
-
-
 def _cert_related(data: dict) -> bool:
     return own_check_failed(data) or canonical_from_tls(data) in CERT_REASONS | {"BAD_CERTIFICATE"}
 
 
 def client_phase(obs: Observation) -> str:
-    """The phase the client was in when its connection attempt ended."""
+    """The phase the client was in when its connection attempt ended, as the client saw it, for every
+    client alike: a client whose own TLS handshake completed (TLS 1.3: before the server's verdict
+    on its certificate reached it) is at the upgrade, and so is one that got an HTTP response."""
     if obs.connected:
         return "io"
     handshake = obs.event("client", "handshake-ok", "handshake-error")
-    if handshake is None:
-        return "tls-handshake" if obs.event("server", "accept") else "tcp"
+    if handshake is None:  # a client that reports nothing of TLS (a browser's WebSocket): what it got, the server saw
+        http = obs.error and (obs.error.canonical or "").startswith("HTTP_")
+        # under TLS 1.3 the server verifies the client's certificate after the client's handshake completed
+        late = any(e.side == "server" and e.kind == "handshake-error" and e.data.get("version") == "TLSv1.3"
+                   and evidence.server_refused(e.data) for e in obs.events)
+        if http or late or obs.event("server", "handshake-ok", *evidence.REFUSED_UPGRADES):
+            return "upgrade"
+        return "tls-handshake" if obs.event("server", "accept", *HANDSHAKES) else "tcp"
     if handshake.kind == "handshake-error":
         return "verification" if _cert_related(handshake.data) else "tls-handshake"
     return "upgrade"
 
 
+def _server_reason(record: str | None, alert: str | None) -> str | None:
+    """The refusal's reason from the server's own record and its alert: the one that names a
+    certificate problem, the record's first; else whichever names anything."""
+    return next((c for c in (record, alert) if c in CERT_REASONS), None) or record or alert
+
+
 def rejection(obs: Observation) -> Rejection | None:
-    """Which side's own check refused the other: a side that merely received an alert did not."""
+    """Which side's own check refused the other, on the same evidence for every server, Python, foreign
+    or proxy (evidence.py): what it recorded itself (an own verification error, a proxy's refusal in
+    its log) and what it put on the wire (the alert the client received: a side that merely received
+    an alert did not refuse, but the side that sent it did). The reason is the more specific of the two."""
+    alert, _ = evidence.received(obs.events, obs.error)
+    wired = evidence.alert_canonical(alert)
     server = obs.event("server", "handshake-error")
     # a client may open several connections in one cell (a browser: a spare socket it closes unused,
     # a request before the WebSocket): the server refused if it refused any of them
-    refused = next((e for e in obs.events if e.side == "server" and e.kind == "handshake-error" and (
-        own_check_failed(e.data) or "PEER_DID_NOT_RETURN" in str(e.data.get("reason")))), None)
+    refused = next((e for e in obs.events if e.side == "server" and e.kind == "handshake-error"
+                    and evidence.server_refused(e.data)), None)
     if refused:
-        return Rejection(by="server", canonical=canonical_from_tls(refused.data), phase="verification",
-                         message=refused.data.get("message"))
+        message = refused.data.get("message")
+        if refused.data.get("proxy"):
+            message = f"{refused.data['proxy']}: {message}"
+        return Rejection(by="server", canonical=_server_reason(canonical_from_tls(refused.data), wired),
+                         phase="verification", message=message)
     client = obs.event("client", "handshake-error")
     if client and own_check_failed(client.data):
         return Rejection(by="client", canonical=canonical_from_tls(client.data), phase="verification",
@@ -234,6 +252,11 @@ def rejection(obs: Observation) -> Rejection | None:
     found = proxy_rejection(obs, server)
     if found:
         return found
+    if alert:  # the server ended the handshake with an alert although its own record names no refusal
+        told = f"; it recorded: {server.data.get('message')}" if server and server.data.get("message") else ""
+        return Rejection(by="server", canonical=_server_reason(canonical_from_tls(server.data) if server else None,
+                                                               wired),
+                         phase="verification", message=f"the server sent the alert {alert}{told}")
     if obs.error and obs.error.canonical and obs.error.canonical.startswith("HTTP_4"):
         return Rejection(by="server", canonical=obs.error.canonical, phase="upgrade", message=obs.error.message)
     if obs.error and obs.error.canonical in CERT_REASONS and not obs.connected and not server:
@@ -244,21 +267,39 @@ def rejection(obs: Observation) -> Rejection | None:
 
 
 def proxy_rejection(obs: Observation, server: Event | None) -> Rejection | None:
-    """A TLS-terminating proxy's refusal, from its log (peers/proxy.py). Its own reason when it
-    gives one; else the alert the client received from it, which is the proxy's word on the wire."""
+    """A TLS-terminating proxy's refusal, from its log (peers/proxy.py): nginx's HTTP 400 after a
+    completed handshake; a failed handshake the proxy logged (it logs only its own failures, and the
+    client's own check did not fail), its reason the more specific of its log and its alert."""
     refused = obs.event("server", "upgrade-refused")
     if refused:  # nginx: the TLS handshake completed, the request was refused (HTTP 400)
         return Rejection(by="server", canonical=refused.data.get("canonical"), phase="upgrade",
                          message=refused.data.get("message"))
     if server is None or not server.data.get("proxy"):
         return None
-    # the client's own verification failing was handled before: this handshake failure is the proxy's
-    canonical = server.data.get("canonical")
-    if canonical not in CERT_REASONS:
-        alert = obs.event("client", "handshake-error", "read-error")
-        canonical = (canonical_from_tls(alert.data) if alert else None) or canonical
+    alert, _ = evidence.received(obs.events, obs.error)
+    canonical = _server_reason(canonical_from_tls(server.data), evidence.alert_canonical(alert))
     return Rejection(by="server", canonical=canonical, phase="verification",
                      message=f"{server.data['proxy']}: {server.data.get('message')}")
+
+
+# A refusal whose evidence names no reason fits an expected one when it is what TLS has for it: a
+# missing certificate has an alert of its own only from TLS 1.3 (before, handshake_failure: RFC 5246
+# section 7.4.6), a certificate TLS has no alert for gets bad_certificate (OpenSSL's choice for one not
+# yet valid; Go's for every refused certificate); a proxy that logs no reason leaves only those words.
+GENERIC_REASONS = {
+    "BAD_CERTIFICATE": CERT_REASONS - {"CERT_REQUIRED"},
+    "HANDSHAKE_FAILURE": {"CERT_REQUIRED"},
+}
+
+
+def passing_reason(found: Rejection, expected: str) -> str | None:
+    """The PASS line for a refusal whose reason fits the expected one; None when it does not."""
+    if found.canonical == expected:
+        return f"the {found.by} rejected with {found.canonical}"
+    if expected in GENERIC_REASONS.get(found.canonical, ()):
+        return (f"the {found.by} rejected with {found.canonical}, TLS's word for {expected} "
+                f"(its record and its alert name no more)")
+    return None
 
 
 def _seconds(value: float | None) -> str:
@@ -352,7 +393,8 @@ def judge(scenario: Scenario, obs: Observation, deadline: float) -> Judgement:
         if found.by != expect.by:
             return Judgement(Verdict.FAIL, phase, f"rejected by the {found.by} ({found.canonical}) instead of the "
                              f"{expect.by}", found)
-        if found.canonical != expect.reason:
+        passed = passing_reason(found, expect.reason)
+        if passed is None:
             return Judgement(Verdict.FAIL, phase, f"rejected for {found.canonical}, expected {expect.reason}", found)
         if PHASES.index(found.phase) > PHASES.index(expect.latest_phase):
             # Later than the scenario allows is a FAIL even when nothing got through (the handler never
@@ -364,7 +406,7 @@ def judge(scenario: Scenario, obs: Observation, deadline: float) -> Judgement:
             how = f": {found.message}" if found.message and found.message != (obs.error and obs.error.message) else ""
             saw = f"; the client saw {seen}" if seen and seen != found.canonical else ""
             return Judgement(Verdict.FAIL, phase, f"rejected only at {found.phase}{how}{saw}", found)
-        return Judgement(Verdict.PASS, phase, f"the {found.by} rejected with {found.canonical}", found)
+        return Judgement(Verdict.PASS, phase, passed, found)
 
     if timed_out:
         return Judgement(Verdict.HANG, phase, f"no outcome within {deadline:g}s (reached {phase})")

@@ -699,7 +699,7 @@ def cmd_bisect(args: argparse.Namespace) -> int:
 
 
 def register(subparsers) -> None:
-    from mtls_matrix.cli import add_selection_arguments
+    from mtls_matrix.cli import add_selection_arguments, output_dir, seconds
     from mtls_matrix.plugin import DEFAULT_DEADLINE
 
     v = subparsers.add_parser(
@@ -710,7 +710,7 @@ def register(subparsers) -> None:
     v.add_argument("specs", nargs="+", metavar="SPEC",
                    help="e.g. aiohttp==3.9.1, 'aiohttp @ file:///path/to/checkout', 'aiohttp @ git+URL@REF', "
                         "a wheel or sdist path")
-    v.add_argument("--out", required=True, help="output directory")
+    v.add_argument("--out", required=True, type=output_dir, help="output directory")
     add_selection_arguments(v)
     v.add_argument("-n", "--workers", default="0", help="pytest-xdist workers per environment (default 0: none)")
     v.add_argument("--fail-on-change", action="store_true",
@@ -731,6 +731,6 @@ def register(subparsers) -> None:
     b.add_argument("--with", dest="with_pins", metavar="SPEC",
                    help="pins added to every tried environment (a companion that must match older releases: "
                         "python-socketio==5.10.0 while bisecting python-engineio)")
-    b.add_argument("--out", default="reports/bisect", help="where each tried version's results go")
-    b.add_argument("--deadline", type=float, default=DEFAULT_DEADLINE, help="seconds per cell before HANG")
+    b.add_argument("--out", default="reports/bisect", type=output_dir, help="where each tried version's results go")
+    b.add_argument("--deadline", type=seconds, default=DEFAULT_DEADLINE, help="seconds per cell before HANG")
     b.set_defaults(func=cmd_bisect)

@@ -38,4 +38,17 @@ class LeakyServer(ForeignServer):
     errors = (ErrorRule(r"certificate has expired", "CERT_EXPIRED", own_check=True),)  # Python's ssl words
 
 
-PEERS = [CrashingServer(), HangingClient(), LeakyServer()]
+def untrusted_server(mode: str) -> node_ws.Server:
+    return type("UntrustedServer", (node_ws.Server,), {"name": f"selftest-node-{mode}", "command": _shimmed(mode)})()
+
+
+def untrusted_client(mode: str) -> node_ws.Client:
+    return type("UntrustedClient", (node_ws.Client,), {"name": f"selftest-node-{mode}", "variants": ("options",),
+                                                       "command": _shimmed(mode)})()
+
+
+# Programs that break the output contract once (tests/foreign/shim.py): tests/test_foreign_untrusted.py
+UNTRUSTED = [untrusted_server(m) for m in ("long-line-before-listening", "bad-port", "kind-in-accept")] + [
+    untrusted_client(m) for m in ("list-id-on-open", "long-line-for-open", "close-stdout-on-connect")]
+
+PEERS = [CrashingServer(), HangingClient(), LeakyServer(), *UNTRUSTED]

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"strings"
 	"sync"
@@ -171,6 +172,30 @@ func phase(err error) string {
 	return ""
 }
 
+// reportHandshake emits handshake-ok the moment the client's own TLS handshake completes, before the
+// upgrade: a server that refuses the client certificate after it (TLS 1.3) is then seen at the
+// upgrade, as the client saw it. gorilla reports its own handshake through net/http/httptrace; a
+// NetDialTLSContext returns the connection its handshake completed.
+func reportHandshake(id json.RawMessage, dialer *websocket.Dialer) context.Context {
+	done := func(state tls.ConnectionState) { reply(id, "handshake-ok", stateFields(state)) }
+	if dial := dialer.NetDialTLSContext; dial != nil {
+		dialer.NetDialTLSContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			conn, err := dial(ctx, network, addr)
+			if tlsConn, ok := conn.(*tls.Conn); ok && err == nil {
+				done(tlsConn.ConnectionState())
+			}
+			return conn, err
+		}
+	}
+	return httptrace.WithClientTrace(context.Background(), &httptrace.ClientTrace{
+		TLSHandshakeDone: func(state tls.ConnectionState, err error) {
+			if err == nil {
+				done(state)
+			}
+		},
+	})
+}
+
 func connect(variant string, cmd command) {
 	conf, err := dialTLS(cmd)
 	if err != nil {
@@ -178,7 +203,7 @@ func connect(variant string, cmd command) {
 		return
 	}
 	dialer := clientVariants[variant](conf)
-	ctx := context.Background()
+	ctx := reportHandshake(cmd.ID, dialer)
 	if cmd.Timeout != nil {
 		dialer.HandshakeTimeout = time.Duration(*cmd.Timeout * float64(time.Second))
 	}
@@ -201,9 +226,6 @@ func connect(variant string, cmd command) {
 		}
 		reply(cmd.ID, "error", fields)
 		return
-	}
-	if tlsConn, ok := ws.UnderlyingConn().(*tls.Conn); ok {
-		reply(cmd.ID, "handshake-ok", stateFields(tlsConn.ConnectionState()))
 	}
 	conn := &clientConn{id: cmd.ID, ws: ws, queue: make(chan command, 4096), done: make(chan struct{})}
 	ws.SetPongHandler(func(data string) error {

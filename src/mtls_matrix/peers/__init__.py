@@ -307,6 +307,10 @@ class ServerPeer(Peer):
     # its cells mostly wait on library timers (long-polls, refusals that sit one out) rather than
     # compute: `-n auto` adds workers that take them (plugin.pytest_xdist_auto_num_workers)
     waits = False
+    # every cell gets a listener of its own, started and stopped with it: a server whose one listener
+    # something an earlier cell left half-done can hold (werkzeug: see peers/socketio.py), so that no
+    # verdict depends on the cell before
+    private_listener = False
     # Set by peers/proxy.py on the copy it runs behind a proxy: start() then gets context None (a
     # plain listener on 127.0.0.1) and the handler takes the identity from forwarded_cn(headers).
     behind_proxy = False
@@ -384,6 +388,9 @@ class ClientPeer(Peer):
     # that requests none (server-authenticated TLS, as the token group's), so a client that does not verify
     # the server shows as INSECURE, not as the server's refusal of a missing certificate
     server_auth_only: tuple[str, ...] = ()
+    # variant -> how many requests one connection attempt makes by design (a page's fetch before its
+    # WebSocket): a server that refuses each of them saw no repeat (evidence.repeated); absent: one
+    requests: dict[str, int] = {}
     # a sync library: its cells run in a client process (isolate.py), so a hung one can be killed
     blocking = False
     # its cells' deadline times this (with the server's): a client whose every connection costs
@@ -440,16 +447,72 @@ class ClientVariant:
 
 
 class Registry:
+    """The peers by name. Plugin modules (the entry-point group's, and `modules`) load at once; the
+    built-in modules on first need, in BUILTIN order and only as far as the names a selection asks
+    for, so a run of one library imports that library alone. Every built-in peer has its own name;
+    a plugin's peer of the same name replaces it. `servers`, `clients` and `sources` load them all."""
+
     def __init__(self, modules: list[str] | None = None):
+        self._builtin = _Loaded()
+        self._plugins = _Loaded()
+        self._pending = list(BUILTIN)  # built-in modules not loaded yet
+        names = [ep.value for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)] + list(modules or [])
+        for module in dict.fromkeys(names):
+            if module not in BUILTIN:
+                self.load(module)
+
+    def load(self, module_name: str) -> None:
+        """Load a plugin module: its peers replace any of the same name."""
+        self._plugins.add(module_name)
+
+    def _load_builtin_until(self, found) -> None:
+        """Built-in modules, in order, until `found()` (a name looked up by exact key) or none is left."""
+        while self._pending and not found():
+            self._builtin.add(self._pending.pop(0))
+
+    def _merged(self, attr: str) -> dict:
+        # the order of a full load: built-in peers in BUILTIN order, a plugin's replacing one in its place
+        return {**getattr(self._builtin, attr), **getattr(self._plugins, attr)}
+
+    @property
+    def servers(self) -> dict[str, ServerPeer]:
+        self._load_builtin_until(lambda: False)
+        return self._merged("servers")
+
+    @property
+    def clients(self) -> dict[str, ClientVariant]:
+        self._load_builtin_until(lambda: False)
+        return self._merged("clients")
+
+    @property
+    def sources(self) -> dict[str, str]:
+        self._load_builtin_until(lambda: False)
+        return self._merged("sources")
+
+    def select_servers(self, names: list[str] | None) -> list[ServerPeer]:
+        self._load_builtin_until(lambda: bool(names) and all(n in self._merged("servers") for n in names))
+        servers = self._merged("servers")
+        return [servers[n] for n in _select("server", names, list(servers))]
+
+    def select_clients(self, names: list[str] | None) -> list[ClientVariant]:
+        def found() -> bool:
+            loaded = {key for name in self._merged("clients") for key in (name, name.split("[", 1)[0])}
+            return bool(names) and all(n in loaded for n in names)
+
+        self._load_builtin_until(found)
+        clients = self._merged("clients")
+        return [clients[n] for n in _select("client", names, list(clients), bare=True)]
+
+
+class _Loaded:
+    """The peers of some modules, by name (a later module's peer replaces an earlier one's)."""
+
+    def __init__(self) -> None:
         self.servers: dict[str, ServerPeer] = {}
         self.clients: dict[str, ClientVariant] = {}
         self.sources: dict[str, str] = {}
-        names = list(BUILTIN)
-        names += [ep.value for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP) if ep.value not in names]
-        for module in names + [m for m in (modules or []) if m not in names]:
-            self.load(module)
 
-    def load(self, module_name: str) -> None:
+    def add(self, module_name: str) -> None:
         try:
             module = importlib.import_module(module_name)
         except ImportError as exc:
@@ -466,12 +529,6 @@ class Registry:
             else:
                 raise ValueError(f"{module_name}.PEERS holds {peer!r}, neither a ServerPeer nor a ClientPeer")
             self.sources[peer.name] = module_name
-
-    def select_servers(self, names: list[str] | None) -> list[ServerPeer]:
-        return [self.servers[n] for n in _select("server", names, list(self.servers))]
-
-    def select_clients(self, names: list[str] | None) -> list[ClientVariant]:
-        return [self.clients[n] for n in _select("client", names, list(self.clients), bare=True)]
 
 
 def _select(role: str, names: list[str] | None, valid: list[str], bare: bool = False) -> list[str]:

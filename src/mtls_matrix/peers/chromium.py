@@ -8,11 +8,13 @@ context (Target.createBrowserContext): its own SSL session cache and client-cert
 
 How the certificate reaches the browser: an NSS database ($HOME/.pki/nssdb under a private temp
 HOME per browser) holds the run's root CA as a trusted anchor and the scenario's client
-certificate and key; the managed policy AutoSelectCertificateForUrls (POLICY, installed by the
-setup step) makes Chromium pick it without a dialog. Headless mode honours the policy, but only on
-Chromium's HTTP path: a WebSocket's own TLS handshake never asks for a certificate; Chromium
-cancels it at the server's CertificateRequest ("WebSocket opening handshake was canceled",
-crbug.com/993907) unless a certificate was already chosen for that host:port in the same context.
+certificate and key; the browser's own profile (its --user-data-dir, as private) holds the
+content setting the managed policy AutoSelectCertificateForUrls would set machine-wide, filtered
+on that one certificate's issuer and subject, so Chromium picks it without a dialog and nothing
+outside this browser changes. Headless mode honours it, but only on Chromium's HTTP path: a
+WebSocket's own TLS handshake never asks for a certificate; Chromium cancels it at the server's
+CertificateRequest ("WebSocket opening handshake was canceled", crbug.com/993907) unless a
+certificate was already chosen for that host:port in the same context.
 Two variants show both sides of that:
 - "page=same-origin": the page just runs `new WebSocket(url)`.
 - "page=same-origin+fetch": the page first fetches https://host:port/ (the documented workaround:
@@ -21,9 +23,10 @@ Two variants show both sides of that:
 The page's origin is the server's own (https://host:port/): the page is served by CDP
 (Fetch.fulfillRequest, no network), as a web app served by the same site would be; servers that
 check Origin (tornado) accept it (from about:blank, Origin: null, tornado answers 403).
-LocalNetworkAccessAllowedForUrls in the same policy lets that page reach loopback: Chromium's
-Local Network Access check does not count a page served by CDP as loopback and would block the
-WebSocket (net::ERR_BLOCKED_BY_LOCAL_NETWORK_ACCESS_CHECKS).
+Chromium's Local Network Access check does not count a page served by CDP as loopback and would
+block its WebSocket (net::ERR_BLOCKED_BY_LOCAL_NETWORK_ACCESS_CHECKS): each cell's context grants
+that one origin the loopback-network permission (what the policy LocalNetworkAccessAllowedForUrls
+would allow machine-wide).
 
 What the page can tell is what the WebSocket API shows: "error", then close 1006, whatever went
 wrong. What the browser knew comes from CDP (webSocketFrameError, loadingFailed errorText,
@@ -44,30 +47,28 @@ import secrets
 import shutil
 import signal
 import subprocess
-import sys
-import tempfile
 import threading
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import BestAvailableEncryption, load_pem_private_key, pkcs12
+from cryptography.x509.oid import NameOID
 
 from mtls_matrix import observe
 from mtls_matrix.peers import ClientPeer, ClientTLS, Closed, Connection, cell_token
-from mtls_matrix.peers.foreign import FOREIGN_DIR, SETUP_HINT, Toolchain
+from mtls_matrix.peers.foreign import FOREIGN_DIR, SETUP_HINT, Leftover, Toolchain
 from mtls_matrix.peers.socketio import closed_canonical
+from mtls_matrix.pki import private_dir
 
 CHROMIUM = "/usr/bin/chromium"
-POLICY = Path("/etc/chromium/policies/managed/mtls-matrix.json")
-# The managed policy, static: the setup step writes exactly this (json.dumps(POLICY_CONTENT, indent=2)).
-POLICY_CONTENT = {
-    "AutoSelectCertificateForUrls": [
-        json.dumps({"pattern": "https://localhost:*", "filter": {}}),
-        json.dumps({"pattern": "https://127.0.0.1:*", "filter": {}}),
-    ],
-    "LocalNetworkAccessAllowedForUrls": ["https://localhost:*", "https://127.0.0.1:*"],
-}
+LOOPBACK_ORIGINS = ("https://localhost:*", "https://127.0.0.1:*")  # where the servers listen
+# The managed policy an earlier mtls-matrix setup installed machine-wide (any certificate to any
+# listener on loopback, for every profile of every user): setup-foreign removes it when unchanged.
+LEGACY_POLICY = Leftover("/etc/chromium/policies/managed/mtls-matrix.json", json.dumps({
+    "AutoSelectCertificateForUrls": [json.dumps({"pattern": origin, "filter": {}}) for origin in LOOPBACK_ORIGINS],
+    "LocalNetworkAccessAllowedForUrls": list(LOOPBACK_ORIGINS),
+}, indent=2) + "\n")
 FLAGS = (
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -108,33 +109,32 @@ WS_TEXTS = (
 
 
 def availability() -> str | None:
-    """Why this peer cannot run here (None: it can): the browser, NSS's tools, the policy."""
+    """Why this peer cannot run here (None: it can): the browser and NSS's tools."""
     if not os.access(CHROMIUM, os.X_OK):
         return f"{CHROMIUM} not found (Debian package chromium); {SETUP_HINT}"
     for tool in ("certutil", "pk12util"):
         if shutil.which(tool) is None:
             return f"{tool} not found (Debian package libnss3-tools); {SETUP_HINT}"
-    try:
-        installed = json.loads(POLICY.read_text())
-    except (OSError, ValueError):
-        return f"the managed policy {POLICY} is missing or unreadable; {SETUP_HINT}"
-    if installed != POLICY_CONTENT:
-        return f"the managed policy {POLICY} differs from the one this peer needs; {SETUP_HINT}"
     return None
 
 
-def policy_text() -> str:
-    """The policy file's content, for the setup step."""
-    return json.dumps(POLICY_CONTENT, indent=2) + "\n"
+def _name_filter(name: x509.Name) -> dict[str, str]:
+    """A certificate filter's half (ISSUER or SUBJECT) in the words of AutoSelectCertificateForUrls."""
+    fields = {"CN": NameOID.COMMON_NAME, "O": NameOID.ORGANIZATION_NAME, "OU": NameOID.ORGANIZATIONAL_UNIT_NAME,
+              "L": NameOID.LOCALITY_NAME}
+    return {key: found[0].value for key, oid in fields.items() if (found := name.get_attributes_for_oid(oid))}
 
 
-def install_policy() -> bool:
-    """The setup step's part for this peer (idempotent; needs root): write POLICY. True if it changed."""
-    if POLICY.exists() and POLICY.read_text() == policy_text():
-        return False
-    POLICY.parent.mkdir(parents=True, exist_ok=True)
-    POLICY.write_text(policy_text())
-    return True
+def preferences(tls: ClientTLS) -> dict:
+    """The profile's preferences: the auto-select-certificate content setting (what the managed
+    policy sets) for the loopback origins, filtered on the one client certificate this browser
+    holds; nothing when the scenario presents none."""
+    if tls.cert is None:
+        return {}
+    leaf = x509.load_pem_x509_certificates(tls.cert.read_bytes())[0]
+    setting = {"filters": [{"ISSUER": _name_filter(leaf.issuer), "SUBJECT": _name_filter(leaf.subject)}]}
+    return {"profile": {"content_settings": {"exceptions": {"auto_select_certificate": {
+        f"{origin},*": {"setting": setting} for origin in LOOPBACK_ORIGINS}}}}}
 
 
 @functools.cache
@@ -247,7 +247,8 @@ class Browser:
     """One headless Chromium with one NSS database, on its own thread and event loop."""
 
     def __init__(self, tls: ClientTLS):
-        self.home = Path(tempfile.mkdtemp(prefix="mtls-matrix-chromium-"))  # 0700
+        self.tls = tls
+        self.home = private_dir("chromium")  # 0700
         self.proc: subprocess.Popen | None = None
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="chromium-cdp", daemon=True)
@@ -263,7 +264,8 @@ class Browser:
         to_browser_r, to_browser_w = os.pipe()
         from_browser_r, from_browser_w = os.pipe()
         profile = self.home / "profile"
-        profile.mkdir(mode=0o700)
+        (profile / "Default").mkdir(mode=0o700, parents=True)
+        (profile / "Default" / "Preferences").write_text(json.dumps(preferences(self.tls)))
         # the browser wants the pipe on fds 3 and 4; bash puts it there (dash takes single digits only).
         # The log is the child's copy only: ours, left to the gc, was a ResourceWarning blamed on a cell.
         with open(self.home / "chromium.log", "wb") as log:
@@ -486,6 +488,9 @@ class _Page:
         loaded = asyncio.get_running_loop().create_future()
         self.cdp.listeners[self.session].append(
             lambda method, params: method == "Page.loadEventFired" and not loaded.done() and loaded.set_result(True))
+        await self.cdp.send("Browser.setPermission", {  # this origin of this context may reach loopback
+            "permission": {"name": "loopback-network"}, "setting": "granted", "origin": origin.rstrip("/"),
+            "browserContextId": self.context})
         await self.cdp.send("Fetch.enable", {"patterns": [{"urlPattern": origin}]}, self.session)
         await self.cdp.send("Page.navigate", {"url": origin}, self.session)
         await loaded  # the pattern matches the page's URL only: the preflight and the WebSocket go to the network
@@ -592,10 +597,9 @@ def _record_tls(page: _Page, opened: bool) -> None:
             return
 
 
-# `mtls-matrix setup-foreign`: the browser, NSS's tools, and the managed policy (root)
+# `mtls-matrix setup-foreign`: the browser and NSS's tools; nothing else outside the run's own dirs
 TOOLCHAIN = Toolchain("chromium", executables=("chromium", "certutil", "pk12util"), apt=("chromium", "libnss3-tools"),
-                      steps=((sys.executable, "-c", "from mtls_matrix.peers.chromium import install_policy; "
-                                                    "install_policy()"),), built=(str(POLICY),))
+                      leftovers=(LEGACY_POLICY,))
 
 
 class Client(ClientPeer):
@@ -609,6 +613,7 @@ class Client(ClientPeer):
                    "headers": "the WebSocket API in a page cannot set request headers (a token goes in the URL: "
                               "token-query-*)"}
     side_by_side = False  # one browser per certificate: a batch of hostile cells would queue on it
+    requests = {"page=same-origin+fetch": 2}  # the page's fetch, then its WebSocket
     # A cell costs a browser context (1-4 s): the default matrix runs the cells that show what a
     # browser adds, against the Python servers; docs/BROWSER.md has the findings of the full set.
     variant_scenarios = {

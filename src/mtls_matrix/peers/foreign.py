@@ -67,12 +67,29 @@ START_TIMEOUT_S = 15.0  # a server process must report `listening` within this
 STOP_GRACE_S = 1.0  # after stdin EOF: how long a process gets to exit before its group is killed
 RESPONSIVE_S = 0.5  # a client process must answer the close of an abandoned connection within this
 STDERR_LINES = 30  # the tail of a process's stderr kept for error messages
+# What a program prints is untrusted input (docs/FOREIGN.md): lines are read up to a limit, and a
+# line that breaks the contract is reported with its start and skipped.
+SERVER_LINE_LIMIT = 1 << 20  # a server's events carry no data
+CLIENT_LINE_LIMIT = 32 << 20  # a client's `message` events carry the echo, base64: io-16mib's fits
+STDERR_LINE_LIMIT = 64 << 10  # a log line; only the tail of a few is ever shown
+EXCERPT = 120  # bytes of a bad line quoted in its report
+RESERVED_KEYS = ("side", "kind")  # the names of the harness's own event records (observe.CellRecorder.add)
+
+
+@dataclass(frozen=True)
+class Leftover:
+    """Something an earlier mtls-matrix setup left outside the checkout: `setup-foreign` and its
+    `--undo` remove it while it is as that setup left it: a file with exactly `content`, or (no
+    content) a directory the user running them owns."""
+
+    path: str
+    content: str | None = None
 
 
 @dataclass(frozen=True)
 class Toolchain:
-    """How a stack is installed, declaratively: `mtls-matrix setup-foreign` runs it, the peers ask
-    `missing()` before every cell."""
+    """How a stack is installed, declaratively: `mtls-matrix setup-foreign` runs it (and `--undo`
+    reverses it, apart from the packages), the peers ask `missing()` before every cell."""
 
     name: str  # as `setup-foreign --only` names it; its sources live in foreign/<name>/
     executables: tuple[str, ...]  # must be on PATH
@@ -82,6 +99,11 @@ class Toolchain:
     inputs: tuple[str, ...] = ()  # files under foreign/<name>/ whose change makes the steps run again
     # absolute paths the apt packages provide besides executables (libraries: Go sources, Ruby gems)
     files: tuple[str, ...] = ()
+    created: tuple[str, ...] = ()  # what the steps create under foreign/<name>/, all of it: --undo removes it
+    # system services the packages install enabled, which the matrix never runs as services (it
+    # starts its own processes): not started at boot when setup-foreign installed the package
+    services: tuple[str, ...] = ()
+    leftovers: tuple[Leftover, ...] = ()
 
     @property
     def dir(self) -> Path:
@@ -154,6 +176,70 @@ def _package_version(package: str) -> str:
 
 def _tail(lines: collections.deque) -> str:
     return " | ".join(lines)[-1500:] or "(no stderr)"
+
+
+class LineTooLong(Exception):
+    """A line over the reader's limit, skipped: its start and its length."""
+
+    def __init__(self, start: bytes, size: int, limit: int):
+        super().__init__(f"a line of {size} bytes or more, over the limit of {limit}")
+        self.start = start
+
+
+def read_lines(stream, limit: int):
+    """The lines of a blocking stream, each at most `limit` bytes; a longer one becomes a LineTooLong
+    (skipped to its end, never held whole in memory)."""
+    while line := stream.readline(limit):
+        if line.endswith(b"\n") or len(line) < limit:  # a whole line, or the last one without its newline
+            yield line
+            continue
+        start, size = line[:EXCERPT], len(line)
+        while (line := stream.readline(limit)) and not line.endswith(b"\n"):
+            size += len(line)
+        yield LineTooLong(start, size + len(line), limit)
+
+
+async def read_lines_async(reader: asyncio.StreamReader, limit: int):
+    """read_lines for an asyncio stream made with this `limit`."""
+    start, size = None, 0  # of a line over the limit, while it is skipped
+    while True:
+        ended = False
+        try:
+            line = await reader.readuntil(b"\n")
+        except asyncio.IncompleteReadError as exc:  # the end: the last line may lack its newline
+            line, ended = exc.partial, True
+        except asyncio.LimitOverrunError as exc:  # no newline within the limit
+            chunk = await reader.readexactly(exc.consumed)
+            start, size = chunk[:EXCERPT] if start is None else start, size + len(chunk)
+            continue
+        if start is not None:
+            yield LineTooLong(start, size + len(line), limit)
+            start, size = None, 0
+        elif line:
+            yield line
+        if ended:
+            return
+
+
+def parse_line(line: bytes | LineTooLong) -> tuple[dict | None, str | None]:
+    """(event, None); (None, what is wrong, quoting the line) for a line that breaks the contract;
+    (None, None) for no event at all: a log line on the wrong stream, kept with stderr."""
+    if isinstance(line, LineTooLong):
+        return None, f"{line}: {line.start!r}..."
+    try:
+        event = json.loads(line)
+    except (ValueError, RecursionError):
+        return None, None
+    if not isinstance(event, dict):
+        return None, None
+    clash = [key for key in RESERVED_KEYS if key in event]
+    if clash:
+        return None, f"the key {clash[0]!r} is not part of the contract: {line[:EXCERPT]!r}"
+    return event, None
+
+
+def log_line(line: bytes) -> str:
+    return line.decode(errors="replace").rstrip()
 
 
 # -- reproducers (repro.py): the program, started as the run started it, from a standalone script --
@@ -406,7 +492,7 @@ class ForeignServer(_ForeignPeer, ServerPeer):
         self._listening = asyncio.get_running_loop().create_future()
         self._proc = await asyncio.create_subprocess_exec(
             *_argv(self.command), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            start_new_session=True, limit=1 << 20)
+            start_new_session=True, limit=SERVER_LINE_LIMIT)
         self._proc.stdin.write((json.dumps(config) + "\n").encode())
         self._tasks = [asyncio.ensure_future(self._read()), asyncio.ensure_future(self._read_stderr())]
         try:
@@ -457,15 +543,28 @@ class ForeignServer(_ForeignPeer, ServerPeer):
             task.cancel()
 
     async def _read(self) -> None:
-        while line := await self._proc.stdout.readline():
-            try:
-                event = json.loads(line)
-            except ValueError:
-                self._stderr.append(f"(stdout) {line.decode(errors='replace').strip()}")
-                continue
-            if isinstance(event, dict):
-                self._on_event(event)
-        self._exited = True
+        """Each line's event, in order. A line the harness cannot use is reported with the line
+        (in the stderr tail every error message quotes, and to the cell it came in) and skipped;
+        a bad `listening` fails the start with the reason. Whatever ends this reader ends the
+        process: a process whose events nobody reads is a dead one."""
+        number = 0
+        try:
+            async for line in read_lines_async(self._proc.stdout, SERVER_LINE_LIMIT):
+                number += 1
+                event, problem = parse_line(line)
+                if event is None and problem is None:
+                    self._stderr.append(f"(stdout) {log_line(line)}")
+                    continue
+                if event is not None:
+                    try:
+                        self._on_event(dict(event))
+                    except Exception as exc:
+                        problem = f"{type(exc).__name__}: {exc}: {line[:EXCERPT]!r}"
+                if problem:
+                    self._bad_line(number, event, problem)
+        finally:
+            self._exited = True
+            kill_group(self._proc.pid)
         code = await self._proc.wait()
         why = f"{self.name} server process exited with code {code}; stderr: {_tail(self._stderr)}"
         if not self._listening.done():
@@ -475,9 +574,19 @@ class ForeignServer(_ForeignPeer, ServerPeer):
             if recorder is not None:
                 recorder.add("server", "error", message=why)
 
+    def _bad_line(self, number: int, event: dict | None, problem: str) -> None:
+        report = f"{self.name} server process, stdout line {number}: {problem}"
+        self._stderr.append(report)
+        if event is not None and event.get("event") == "listening" and not self._listening.done():
+            self._listening.set_exception(RuntimeError(f"bad `listening` event: {report}"))
+            return
+        recorder = observe.connection_recorder()
+        if recorder is not None:
+            recorder.add("server", "error", message=report)
+
     async def _read_stderr(self) -> None:
-        while line := await self._proc.stderr.readline():
-            self._stderr.append(line.decode(errors="replace").rstrip())
+        async for line in read_lines_async(self._proc.stderr, SERVER_LINE_LIMIT):
+            self._stderr.append(str(line) if isinstance(line, LineTooLong) else log_line(line))
 
     def _on_event(self, event: dict) -> None:
         kind = event.pop("event", None)
@@ -557,29 +666,60 @@ class _ClientProcess:
                                    f"stderr: {_tail(self.stderr)}", phase="process") from None
 
     def _read(self) -> None:
-        for line in self.popen.stdout:
-            try:
-                message = json.loads(line)
-            except ValueError:
-                self.stderr.append(f"(stdout) {line.decode(errors='replace').strip()}")
-                continue
-            ident = message.get("id") if isinstance(message, dict) else None
-            if ident in self.abandoned and message.get("event") == "closed":
-                self.abandoned.pop(ident, None)
-                self.routes.pop(ident, None)
-            conn = self.routes.get(ident)
-            if conn is not None:
-                conn.deliver(message)
-        self.ended = True
+        """Routes each line to its connection. A line the harness cannot use is reported with the
+        line, to its connection or, when it names none, to every open one (each may be waiting
+        for it), and skipped. Whatever ends this reader ends the process, and its connections
+        fail at once with the reason: a process whose replies nobody reads is a dead one."""
+        number, why = 0, None
+        try:
+            for line in read_lines(self.popen.stdout, CLIENT_LINE_LIMIT):
+                number += 1
+                message, problem = parse_line(line)
+                if message is None and problem is None:
+                    self.stderr.append(f"(stdout) {log_line(line)}")
+                    continue
+                ident = message.get("id") if message is not None else None
+                if ident is not None and type(ident) is not int:
+                    message, problem = None, f"`id` {ident!r:.40} is no connection id: {line[:EXCERPT]!r}"
+                    ident = None
+                if message is not None:
+                    try:
+                        self._route(ident, message)
+                    except Exception as exc:
+                        problem = f"{type(exc).__name__}: {exc}: {line[:EXCERPT]!r}"
+                if problem:
+                    self._bad_line(number, ident, problem)
+        except Exception as exc:  # the pipe itself failed
+            why = f"reading its output failed: {type(exc).__name__}: {exc}"
+        finally:
+            self.ended = True
+            kill_group(self.popen.pid)
         code = self.popen.wait()
         gone = {"event": "error", "phase": "process",
-                "message": f"{self.peer.name} client process exited with code {code}; stderr: {_tail(self.stderr)}"}
+                "message": f"{self.peer.name} client process {why or f'exited with code {code}'}; "
+                           f"stderr: {_tail(self.stderr)}"}
         for conn in list(self.routes.values()):
             conn.deliver(gone)
 
+    def _route(self, ident: int | None, message: dict) -> None:
+        if ident in self.abandoned and message.get("event") == "closed":
+            self.abandoned.pop(ident, None)
+            self.routes.pop(ident, None)
+        conn = self.routes.get(ident)
+        if conn is not None:
+            conn.deliver(message)
+
+    def _bad_line(self, number: int, ident: int | None, problem: str) -> None:
+        report = f"{self.peer.name} client process, stdout line {number}: {problem}"
+        self.stderr.append(report)
+        error = {"event": "error", "phase": "process", "message": report}
+        routed = self.routes.get(ident)
+        for conn in [routed] if routed is not None else list(self.routes.values()):
+            conn.deliver(error)
+
     def _read_stderr(self) -> None:
-        for line in self.popen.stderr:
-            self.stderr.append(line.decode(errors="replace").rstrip())
+        for line in read_lines(self.popen.stderr, STDERR_LINE_LIMIT):
+            self.stderr.append(str(line) if isinstance(line, LineTooLong) else log_line(line))
 
     async def responsive(self) -> bool:
         """After a cell gave up on a connection: did the process answer the close the harness sent?

@@ -8,8 +8,10 @@ shipped haproxy.cfg (connect 5 s, client and server 50 s): HAProxy has no defaul
 How HAProxy rejects a client certificate: `verify required` fails the TLS handshake with the alert
 OpenSSL chose (certificate expired, unknown ca, certificate required...). Its log (2.6) says only
 "SSL client certificate not trusted" / "SSL client CA chain cannot be verified" for a refused
-certificate and "SSL handshake failure" for anything else, a missing certificate included; the
-precise reason is in the alert the client received, which verdict.rejection reads.
+certificate and "SSL handshake failure" for anything else, a missing certificate included: the
+first is its own check refusing the certificate, for no reason it names (BAD_CERTIFICATE); the
+precise reason is in the alert the client received, which verdict.rejection reads as it does for
+every server (evidence.py).
 """
 
 from __future__ import annotations
@@ -78,15 +80,15 @@ backend app
             remote_port, status, uri, version, cipher, verify, cn = http.groups()
             token = _token(uri)
             return [(token, "handshake-ok", {"version": version, "cipher": cipher, "peer_cn": cn or None,
-                                             "verify": verify}),
+                                             "verify": verify, "remote_port": int(remote_port)}),
                     (token, "proxy-response", {"status": int(status), "verify": verify,
                                                "remote_port": int(remote_port)}),
                     (token, "proxy-done", {})]
         error = _CONNECTION_ERROR.match(line)
         if error:
             message = error.group(2)
-            return [(None, "handshake-error", {"message": message, "remote_port": int(error.group(1)),
-                                               "refused": message in REFUSED_CERT}),
+            refused = {"own_check": True, "canonical": "BAD_CERTIFICATE"} if message in REFUSED_CERT else {}
+            return [(None, "handshake-error", {"message": message, "remote_port": int(error.group(1)), **refused}),
                     (None, "proxy-done", {})]
         return []
 

@@ -30,7 +30,7 @@ from mtls_matrix.verdict import VERIFY_CODES, canonical_from_text
 # the access log: one line per request, written when the connection (a WebSocket tunnel) ends
 ACCESS_FORMAT = '$remote_port $status "$request_uri" "$ssl_protocol" "$ssl_cipher" "$ssl_client_verify" "$ssl_client_cn"'
 _ACCESS = re.compile(r'^(\d+) (\d{3}) "([^"]*)" "([^"]*)" "([^"]*)" "([^"]*)" "([^"]*)"$')
-_ERROR = re.compile(r"^\S+ \S+ \[(\w+)\] \d+#\d+: (?:\*\d+ )?(.*)$")
+_ERROR = re.compile(r"^\S+ \S+ \[(\w+)\] \d+#\d+: (?:\*(\d+) )?(.*)$")  # *N: nginx's connection number
 _REQUEST = re.compile(r'request: "\S+ (\S+) HTTP')
 _VERIFY_ERROR = re.compile(r"client SSL certificate verify error: \((\d+):([^)]*)\)")
 _NO_CERT = "client sent no required SSL certificate"
@@ -110,13 +110,13 @@ http {{
             events = []
             if version:
                 events.append((token, "handshake-ok", {"version": version, "cipher": cipher, "peer_cn": cn or None,
-                                                       "verify": verify}))
+                                                       "verify": verify, "remote_port": int(remote_port)}))
             response = {"status": int(status), "verify": verify, "remote_port": int(remote_port)}
             return events + [(token, "proxy-response", response), (token, "proxy-done", {})]
         error = _ERROR.match(line)
         if not error:
             return []
-        message = error.group(2).split(", client: ", 1)[0]
+        message = error.group(3).split(", client: ", 1)[0]
         request = _REQUEST.search(line)
         verify = _VERIFY_ERROR.search(message)
         if request and (verify or message.startswith(_NO_CERT)):
@@ -129,7 +129,9 @@ http {{
                 data["canonical"] = "CERT_REQUIRED"
             return [(_token(request.group(1)), "upgrade-refused", data)]
         if message.endswith("while SSL handshaking"):
-            return [(None, "handshake-error", {"message": message, "canonical": canonical_from_text(message)}),
+            connection = {"connection": int(error.group(2))} if error.group(2) else {}
+            return [(None, "handshake-error", {"message": message, "canonical": canonical_from_text(message),
+                                               **connection}),
                     (None, "proxy-done", {})]
         return []
 

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 from mtls_matrix.peers.foreign import ErrorRule, ForeignClient, ForeignServer, Toolchain
 
+# --ignore-scripts: no package's install script runs (setup-foreign may run as root); none of the
+# locked packages needs one
 NODE = Toolchain("node", executables=("node", "npm"), apt=("nodejs", "npm"),
-                 steps=(("npm", "ci", "--no-audit", "--no-fund"),), built=("node_modules/.package-lock.json",),
-                 inputs=("package-lock.json",))
+                 steps=(("npm", "ci", "--ignore-scripts", "--no-audit", "--no-fund"),),
+                 built=("node_modules/.package-lock.json",), inputs=("package-lock.json",), created=("node_modules",))
 COMMAND = ("node", "{foreign}/node/ws-peer.js")
 VERSION_FILE = "node_modules/ws/package.json"
 

@@ -27,13 +27,13 @@ import signal
 import socket
 import ssl
 import subprocess
-import tempfile
 from abc import abstractmethod
 from pathlib import Path
 
 from mtls_matrix import observe
 from mtls_matrix.peers import ServerFiles, ServerPeer
 from mtls_matrix.peers.foreign import Toolchain
+from mtls_matrix.pki import private_dir
 from mtls_matrix.scenarios import MTLS_GROUPS
 
 START_TIMEOUT_S = 5.0
@@ -109,7 +109,7 @@ class ProxiedServer(ServerPeer):
     @property
     def toolchain(self) -> Toolchain:
         """`mtls-matrix setup-foreign` installs the proxy's Debian package; without it, SKIPPED."""
-        return Toolchain(self.program, executables=(self.program,), apt=(self.package,))
+        return Toolchain(self.program, executables=(self.program,), apt=(self.package,), services=(self.package,))
 
     def missing(self) -> str | None:
         return self.toolchain.missing()
@@ -142,7 +142,7 @@ class ProxiedServer(ServerPeer):
         self.process = None
         self.backend = self.backend_for(context)
         self.backend_port = backend_port = await self.backend.start(None, profile)
-        self.workdir = Path(tempfile.mkdtemp(prefix=f"mtls-matrix-{self.program}-"))
+        self.workdir = private_dir(self.program)
         self.log = open(self.workdir / "proxy.log", "a", encoding="utf-8")
         try:
             for attempt in range(PORT_ATTEMPTS):

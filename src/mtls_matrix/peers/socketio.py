@@ -351,6 +351,9 @@ class UvicornServer(_SioServer):
         await asyncio.wait_for(self._task, 5)
 
 
+SERVE_POLL_S = 0.05  # werkzeug's serve_forever polls its stop flag this often (its default: 0.5 s)
+
+
 class WerkzeugServer(_SioServer):
     """The sync socketio.Server as a WSGI app under werkzeug's threaded server with its
     `ssl_context`: engine.io's 'threading' mode, whose WebSocket is simple-websocket on the
@@ -358,11 +361,19 @@ class WerkzeugServer(_SioServer):
     `SSL_CLIENT_CERT` (PEM, as nginx and Apache name it) in each request's environ
     (pallets/werkzeug#1469). The connect handler gets the environ of engine.io's handshake request,
     whose connection werkzeug has closed by then on polling (it never keeps one alive): the
-    certificate copied into the environ is still there, the socket (`werkzeug.socket`) is not."""
+    certificate copied into the environ is still there, the socket (`werkzeug.socket`) is not.
+
+    Its serve loop does each TLS handshake itself, in accept(), with no timeout: one connection that
+    stops halfway through its handshake holds every later one (tests/test_socketio.py shows it). A
+    cell whose client loop the harness closes while a connection is in its handshake (engine.io's
+    AsyncClient opening its next long-poll as it disconnects) leaves exactly that, its socket open
+    until a gc: so each cell gets a listener of its own, and its verdict is about its own connection,
+    never about what the cell before it left on a shared listener."""
     framework = "werkzeug"
 
     name = "socketio-werkzeug"
     library = "werkzeug"  # the stack that decides what the app sees (python-socketio's version: its clients')
+    private_listener = True
 
     def _identity(self, environ):
         pem = environ.get("SSL_CLIENT_CERT")
@@ -389,8 +400,9 @@ class WerkzeugServer(_SioServer):
     async def start(self, context, profile):
         self._server = make_server("127.0.0.1", 0, socketio.WSGIApp(self._app_server(profile)), threaded=True,
                                    ssl_context=context)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="server:socketio-werkzeug",
-                                        daemon=True)
+        # shutdown() returns once the serve loop polls again: a listener per cell stops in a moment
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": SERVE_POLL_S},
+                                        name="server:socketio-werkzeug", daemon=True)
         self._thread.start()
         return self._server.port
 

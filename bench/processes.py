@@ -1,0 +1,48 @@
+"""Where a command's CPU goes, by process: the controller, each pytest-xdist worker, what they start.
+
+    python bench/processes.py -- mtls-matrix run --out DIR [selection arguments]
+
+Runs the command with bench/cpu_log on PYTHONPATH (its sitecustomize makes every Python process log
+its CPU time at exit) and prints, per Python process, its own CPU time and that of the children it
+reaped: a worker's client process (isolate.py), the foreign peers and proxies it started. A
+benchmark: it asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+CPU_LOG = Path(__file__).resolve().parent / "cpu_log"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("command", nargs=argparse.REMAINDER, help="the command, after --")
+    args = parser.parse_args()
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command:
+        parser.error("give the command to run after --")
+    with tempfile.TemporaryDirectory(prefix="mtls-matrix-cpu-") as tmp:
+        log = Path(tmp) / "cpu.log"
+        path = os.pathsep.join(p for p in (str(CPU_LOG), os.environ.get("PYTHONPATH", "")) if p)
+        proc = subprocess.run(command, env={**os.environ, "PYTHONPATH": path, "MTLS_MATRIX_CPU_LOG": str(log)},
+                              capture_output=True, text=True)
+        rows = [line.split("\t") for line in log.read_text().splitlines()] if log.exists() else []
+    print(f"exit {proc.returncode}; {len(rows)} Python processes logged their CPU (seconds):")
+    pids = {row[0] for row in rows}
+    total = 0.0
+    for pid, parent, own, children, argv in sorted(rows, key=lambda r: (r[1] in pids, -float(r[2]))):
+        role = "worker" if parent in pids and argv.strip() == "-c" else "started by " + parent if parent in pids else ""
+        print(f"  {pid:>8} {float(own):8.2f} own {float(children):8.2f} children  {role:18} {argv[:70]}")
+        total += 0.0 if parent in pids else float(own) + float(children)  # its children include the others
+    print(f"  total {total:.2f} s (the top process and all it reaped)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
