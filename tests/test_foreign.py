@@ -20,7 +20,7 @@ from mtls_matrix.peers.node_ws import NODE
 from tests.conftest import REPO, mtls_matrix, verdicts
 
 needs_node = pytest.mark.skipif(NODE.missing() is not None, reason=f"{NODE.missing()}")
-PYTHON_CLIENTS = "websockets,aiohttp[ssl=context],tornado[ssl_options=context],websocket-client[sslopt=context]"
+PYTHON_CLIENTS = "websockets[ssl=context],aiohttp[ssl=context],tornado[ssl_options=context],websocket-client[sslopt=context]"
 
 
 def tagged_processes(tag: str) -> list[int]:
