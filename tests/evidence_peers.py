@@ -65,6 +65,7 @@ class RetryingClient(ws_peer.Client):
     server that refuses it sees the refusal repeated."""
 
     name = "selftest-retrying"
+    variants = ("ssl=context",)  # the asyncio client only (the websockets peer also has a sync variant)
 
     async def connect(self, variant, url, tls, profile, timeout):
         try:

@@ -28,6 +28,7 @@ class InsecureClient(ws_peer.Client):
     """Skips server verification: must be INSECURE wherever the client must reject the server."""
 
     name = "selftest-insecure"
+    variants = ("ssl=context",)  # the asyncio client only (the websockets peer also has a sync variant)
 
     async def connect(self, variant, url, tls, profile, timeout):
         ctx = tls.context()
@@ -183,6 +184,7 @@ class QuickTimeoutClient(ws_peer.Client):
     client that gives up by itself on a server that never answers (hostile-server PASS)."""
 
     name = "selftest-quick-timeout"
+    variants = ("ssl=context",)  # the asyncio client only (the websockets peer also has a sync variant)
 
     async def connect(self, variant, url, tls, profile, timeout):
         return ws_peer._Conn(await connect(url, ssl=tls.context(), open_timeout=QUICK_TIMEOUT_S))
@@ -219,6 +221,7 @@ class HeaderlessClient(ws_peer.Client):
     """websockets, declaring that it cannot set request headers: its header cells are UNSUPPORTED."""
 
     name = "selftest-headerless"
+    variants = ("ssl=context",)  # the asyncio client only (the websockets peer also has a sync variant)
     unsupported = {"headers": "this selftest client declares it cannot set request headers"}
 
 
@@ -226,6 +229,7 @@ class HeaderDroppingClient(ws_peer.Client):
     """websockets, silently leaving out the headers it was asked to send: the server refuses it."""
 
     name = "selftest-drops-headers"
+    variants = ("ssl=context",)  # the asyncio client only (the websockets peer also has a sync variant)
 
     async def connect(self, variant, url, tls, profile, timeout):
         return await super().connect(variant, url, replace(tls, headers=()), profile, timeout)

@@ -122,7 +122,7 @@ def test_malformed_baseline_is_exit_2_naming_the_problem_and_writes_nothing(tmp_
     path = write(tmp_path, text)
     out = tmp_path / "out"
     proc = mtls_matrix("run", "--out", str(out), "--baseline", str(path), "--servers", "websockets",
-                       "--clients", "websockets", "--scenarios", "mtls-ok", "-n", "0")
+                       "--clients", "websockets[ssl=context]", "--scenarios", "mtls-ok", "-n", "0")
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert str(path) in proc.stderr and says in proc.stderr
     assert not out.exists()
@@ -212,7 +212,7 @@ def test_the_repositorys_baseline_names_only_known_mechanisms():
 
 # --------------------------------------------------------------------------- end to end, real TLS
 
-SLICE = ("--servers", "websockets", "--clients", "websockets", "--scenarios", "server-cn-only,mtls-ok", "-n", "0")
+SLICE = ("--servers", "websockets", "--clients", "websockets[ssl=context]", "--scenarios", "server-cn-only,mtls-ok", "-n", "0")
 
 
 @pytest.mark.parametrize("text, code, counts", [

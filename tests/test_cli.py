@@ -51,7 +51,7 @@ def test_report_rejects_a_missing_or_malformed_results_file(tmp_path, content, s
 
 
 def test_run_writes_results_junit_and_a_repro_that_reruns_the_cell(run_matrix, tmp_path):
-    results, proc = run_matrix("--servers", "aiohttp", "--clients", "websockets",
+    results, proc = run_matrix("--servers", "aiohttp", "--clients", "websockets[ssl=context]",
                                "--scenarios", "mtls-ok,server-expired-tls12", "-n", "0")
     assert proc.returncode == 0, proc.stderr
     junit = (tmp_path / "out" / "junit.xml").read_text()
@@ -91,7 +91,7 @@ def test_the_users_tls_environment_cannot_change_a_verdict(run_matrix, tmp_path)
 
 
 def test_results_carry_the_run_metadata(run_matrix):
-    results, _ = run_matrix("--servers", "websockets", "--clients", "websockets", "--scenarios", "mtls-ok", "-n", "0")
+    results, _ = run_matrix("--servers", "websockets", "--clients", "websockets[ssl=context]", "--scenarios", "mtls-ok", "-n", "0")
     run = results.run
     assert run.complete and run.python and run.openssl.startswith("OpenSSL")
     assert set(run.versions) == {"websockets"} and len(run.ca_fingerprint) == 64

@@ -161,7 +161,7 @@ def test_merge_of_a_missing_shard_exits_2(tmp_path):
     assert not (tmp_path / "m.json").exists()
 
 
-SLICE = ("--clients", "websockets", "--scenarios", "mtls-ok,client-expired,server-wrong-host", "-n", "0")
+SLICE = ("--clients", "websockets[ssl=context]", "--scenarios", "mtls-ok,client-expired,server-wrong-host", "-n", "0")
 
 
 def test_shards_by_server_merge_into_the_unsharded_run(run_matrix, tmp_path):

@@ -19,7 +19,7 @@ def test_client_that_skips_verification_is_insecure_on_every_server_rejection(ru
 
 
 def test_server_that_does_not_require_a_client_certificate_is_insecure(run_matrix):
-    results, _ = run_matrix(*PLUGIN, "--servers", "selftest-lax", "--clients", "websockets",
+    results, _ = run_matrix(*PLUGIN, "--servers", "selftest-lax", "--clients", "websockets[ssl=context]",
                             "--scenarios", "client-no-cert,client-no-cert-tls12,mtls-ok")
     assert verdicts(results) == {
         "selftest-lax-websockets[ssl=context]-client-no-cert": "INSECURE",
@@ -29,7 +29,7 @@ def test_server_that_does_not_require_a_client_certificate_is_insecure(run_matri
 
 
 def test_server_that_cannot_see_the_client_identity_fails_at_the_handler(run_matrix):
-    results, _ = run_matrix(*PLUGIN, "--servers", "selftest-blind", "--clients", "websockets",
+    results, _ = run_matrix(*PLUGIN, "--servers", "selftest-blind", "--clients", "websockets[ssl=context]",
                             "--scenarios", "mtls-ok")
     [cell] = results.cells
     assert (cell.verdict.value, cell.phase) == ("FAIL", "handler")
@@ -39,10 +39,10 @@ def test_server_that_cannot_see_the_client_identity_fails_at_the_handler(run_mat
 def test_hanging_peers_cost_their_own_cells_only(run_matrix, tmp_path):
     deadline = 1.0
     scenarios = "mtls-ok,client-no-cert,server-expired"
-    alone, _ = run_matrix(*PLUGIN, "--servers", "websockets", "--clients", "websockets",
+    alone, _ = run_matrix(*PLUGIN, "--servers", "websockets", "--clients", "websockets[ssl=context]",
                           "--scenarios", scenarios, out=tmp_path / "alone")
     mixed, _ = run_matrix(*PLUGIN, "--deadline", str(deadline),
-                          "--servers", "selftest-hang,websockets", "--clients", "selftest-blocking,websockets",
+                          "--servers", "selftest-hang,websockets", "--clients", "selftest-blocking,websockets[ssl=context]",
                           "--scenarios", scenarios, out=tmp_path / "mixed")
     # the blocking client hangs everywhere; the hanging server only where TLS lets it get that far
     hung = [c for c in mixed.cells if "selftest-blocking" in c.id
@@ -74,7 +74,7 @@ def test_a_hung_sync_client_is_stopped_or_killed_never_abandoned(run_matrix, tmp
 
 def test_a_server_that_crashes_costs_only_the_cell_it_crashed_in(run_matrix):
     # these scenarios share one listener (same certificate and TLS settings, default profile)
-    results, _ = run_matrix(*PLUGIN, "--deadline", "1", "--servers", "selftest-crash", "--clients", "websockets",
+    results, _ = run_matrix(*PLUGIN, "--deadline", "1", "--servers", "selftest-crash", "--clients", "websockets[ssl=context]",
                             "--scenarios", "mtls-ok,ip-url,io-text,io-binary", "--profile", "default")
     first, *rest = results.cells
     assert first.scenario == "mtls-ok" and first.verdict.value != "PASS"  # the connection it crashed on

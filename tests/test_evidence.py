@@ -96,7 +96,7 @@ def test_haproxy_and_tornado_get_the_same_verdict_for_every_certificate_defect(r
     """HAProxy logs no reason for a refused certificate and sends OpenSSL's alert; tornado records its
     verify code and sends the same alert: the same behaviour, the same verdict."""
     results, proc = run_matrix("--servers", "haproxy+websockets,tornado",
-                               "--clients", "websockets,tornado[ssl_options=context]",
+                               "--clients", "websockets[ssl=context],tornado[ssl_options=context]",
                                "--scenarios", "client-rejected", "-n", "2")
     by_server: dict[str, dict] = {}
     for cell in results.cells:
@@ -120,7 +120,7 @@ def test_an_alert_gets_the_same_verdict_from_a_python_server_and_an_external_pro
                "selftest-alert-bad-certificate,selftest-alert-bad-certificate-process")
     scenarios = "client-expired,client-untrusted-ca,client-not-yet-valid-tls12,client-no-cert"
     results, proc = run_matrix(*PLUGIN, "--all-pairs", "--servers", servers, "--scenarios", scenarios,
-                               "--clients", "websockets,tornado[ssl_options=context]", "-n", "2")
+                               "--clients", "websockets[ssl=context],tornado[ssl_options=context]", "-n", "2")
     seen: dict[tuple, dict] = {}
     for cell in results.cells:
         server = cell.server.removeprefix("server:")

@@ -53,7 +53,7 @@ def repeated(tmp_path_factory):
 
 
 def test_repeat_on_stable_cells_keeps_one_item_per_cell_and_a_pass_rate_of_1(tmp_path):
-    args = ("--servers", "aiohttp", "--clients", "websockets", "--scenarios", "mtls-ok,client-expired,io-text",
+    args = ("--servers", "aiohttp", "--clients", "websockets[ssl=context]", "--scenarios", "mtls-ok,client-expired,io-text",
             "--profile", "default", "-n", "0")
     plain, _ = run(tmp_path / "plain", *args)
     results, proc = run(tmp_path / "repeat", *args, "--repeat", "3")
@@ -137,7 +137,7 @@ def test_auto_workers_give_the_waiting_cells_a_worker_of_their_own(tmp_path):
     waiting = [c.id for c in auto.cells if c.server == "server:socketio-aiohttp"]
     assert waiting and {ran_by[i] for i in waiting} <= {f"gw{cores + n}" for n in range(WAITING_WORKERS)}, ran_by
     assert verdicts(auto) == verdicts(serial)
-    plain, _ = run(tmp_path / "plain", "--servers", "websockets", "--clients", "websockets", "--scenarios", "mtls-ok")
+    plain, _ = run(tmp_path / "plain", "--servers", "websockets", "--clients", "websockets[ssl=context]", "--scenarios", "mtls-ok")
     assert plain.run.workers == cores
 
 

@@ -20,7 +20,7 @@ from mtls_matrix.peers.node_ws import NODE
 from tests.conftest import REPO, mtls_matrix, verdicts
 
 needs_node = pytest.mark.skipif(NODE.missing() is not None, reason=f"{NODE.missing()}")
-PYTHON_CLIENTS = "websockets,aiohttp[ssl=context],tornado[ssl_options=context],websocket-client[sslopt=context]"
+PYTHON_CLIENTS = "websockets[ssl=context],aiohttp[ssl=context],tornado[ssl_options=context],websocket-client[sslopt=context]"
 
 
 def tagged_processes(tag: str) -> list[int]:
@@ -53,7 +53,7 @@ def test_node_ws_server_with_python_clients_and_python_servers_with_node_ws_clie
 def test_a_crashed_foreign_server_costs_its_cell_only(run_matrix, tmp_path):
     env = {"MTLS_TEST_MARKER": str(tmp_path / "crashed")}
     results, _ = run_matrix("--peer-plugin", "tests.foreign.peers", "--servers", "selftest-node-crash",
-                            "--clients", "websockets", "--scenarios", "mtls-ok,mtls-rsa,io-text,io-binary",
+                            "--clients", "websockets[ssl=context]", "--scenarios", "mtls-ok,mtls-rsa,io-text,io-binary",
                             "--profile", "default", "-n", "0", env=env)
     assert (tmp_path / "crashed").exists()  # it did crash, once, in the first cell
     first, *rest = results.cells
@@ -111,7 +111,7 @@ def test_no_foreign_process_outlives_ctrl_c(tmp_path):
 
 def test_a_missing_toolchain_makes_skipped_cells(run_matrix):
     python_only = str(Path(sys.executable).parent)  # no node on this PATH
-    results, proc = run_matrix("--all-pairs", "--servers", "node-ws,websockets", "--clients", "node-ws[agent],websockets",
+    results, proc = run_matrix("--all-pairs", "--servers", "node-ws,websockets", "--clients", "node-ws[agent],websockets[ssl=context]",
                                "--scenarios", "mtls-ok", "--profile", "default", "-n", "0",
                                env={"PATH": python_only})
     assert verdicts(results) == {

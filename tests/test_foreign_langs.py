@@ -27,7 +27,7 @@ def check_pass_and_rejection(cells) -> None:
 
 @needs_go
 def test_gorilla_both_ways(run_matrix):
-    results, proc = run_matrix("--all-pairs", "--servers", "gorilla,websockets", "--clients", "gorilla,websockets",
+    results, proc = run_matrix("--all-pairs", "--servers", "gorilla,websockets", "--clients", "gorilla,websockets[ssl=context]",
                                "--scenarios", "mtls-ok,client-no-cert", "--profile", "default", "-n", "2")
     cells = [c for c in results.cells if "gorilla" in c.id]
     assert len(cells) == (1 + 3 + 3) * 2, proc.stdout  # gorilla server x 4 clients, websockets x 3 gorilla variants
@@ -79,7 +79,9 @@ def test_async_http_server_runs_the_application_after_the_upgrade(run_matrix, tm
     # reference finding 1.4 (the app never runs after the 101) does not hold with Debian's async-http
     # 0.59.5: the hijacked connection reaches websocket-driver, which sees the client certificate
     bugs_md = tmp_path / "BUGS.md"
-    results, proc = run_matrix("--servers", "async-http-driver", "--clients", "websockets,aiohttp",
+    results, proc = run_matrix("--servers", "async-http-driver",
+                               "--clients", "websockets[ssl=context],aiohttp[ssl=context],aiohttp[ssl_context=context],"
+                                            "aiohttp[connector=context]",
                                "--scenarios", "mtls-ok,client-no-cert,tls12-only", "--profile", "default", "-n", "2",
                                "--bugs", str(bugs_md))
     cells = results.cells

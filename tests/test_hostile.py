@@ -38,7 +38,7 @@ def test_a_client_facing_each_hostile_server(run_matrix):
     by_scenario = {c.scenario: c for c in results.cells}
     assert set(by_scenario) == {f"hostile-server-{b}" for b in (
         "silent", "close-after-hello", "garbage", "no-upgrade", "stall-after-upgrade", "reset-mid-message",
-        "no-close-reply")}
+        "no-close-reply", "close-no-notify")}
     for fault, how in (("close-after-hello", "EOF"), ("garbage", "PROTOCOL_VERSION"), ("reset-mid-message", "EOF")):
         cell = by_scenario[f"hostile-server-{fault}"]
         assert cell.verdict.value == "PASS", cell.reason
@@ -55,7 +55,8 @@ def test_a_client_facing_each_hostile_server(run_matrix):
     # TLS completed only where the hostile server speaks it: each cell saw its own connection
     tls = {s.split("hostile-server-")[1]: c.server_saw.tls.handshake for s, c in by_scenario.items()}
     assert tls == {"silent": "none", "close-after-hello": "none", "garbage": "none", "no-upgrade": "ok",
-                   "stall-after-upgrade": "ok", "reset-mid-message": "ok", "no-close-reply": "ok"}
+                   "stall-after-upgrade": "ok", "reset-mid-message": "ok", "no-close-reply": "ok",
+                   "close-no-notify": "ok"}
 
 
 def test_a_client_with_its_own_timeout_gives_up_by_itself(run_matrix):

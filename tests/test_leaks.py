@@ -154,7 +154,7 @@ def _settled(port: int, before: set[str], processes: tuple[int, ...], want: tupl
 
 def test_a_foreign_server_that_keeps_rejected_sockets_is_reported_and_websockets_beside_it_is_clean(run_matrix):
     found, proc = run_matrix("--peer-plugin", "tests.foreign.peers", "--servers", "selftest-leaky-foreign,websockets",
-                             "--clients", "websockets", "--scenarios", "client-expired", "-n", "0",
+                             "--clients", "websockets[ssl=context]", "--scenarios", "client-expired", "-n", "0",
                              env={"PYTHONPATH": str(Path(__file__).parents[1])})
     leaky = [c for c in found.cells if c.server == "server:selftest-leaky-foreign"]
     assert [c.verdict for c in leaky] == [Verdict.PASS], proc.stdout  # a leak never changes a verdict

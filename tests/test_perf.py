@@ -147,7 +147,7 @@ def test_floor_client_without_a_certificate_is_refused():
 
 
 def test_a_run_records_its_floor(run_matrix):
-    res, _ = run_matrix("--servers", "websockets", "--clients", "websockets", "--scenarios", "mtls-ok", "-n", "0")
+    res, _ = run_matrix("--servers", "websockets", "--clients", "websockets[ssl=context]", "--scenarios", "mtls-ok", "-n", "0")
     assert res.run.floor is not None and res.run.floor.handshake_p50_ms > 0
     [row] = performance(res).pairs
     assert row.handshakes_ms and row.p50 > 0

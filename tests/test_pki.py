@@ -23,6 +23,8 @@ def openssl_verify(pki: PKI, name: str) -> subprocess.CompletedProcess:
             "-purpose", "sslserver" if spec.role == "server" else "sslclient"]
     if spec.issuer == "intermediate" and spec.send_chain:
         args += ["-untrusted", str(pki.intermediate)]
+    elif spec.issuer == "sub-intermediate":  # its chain file holds both intermediates (out of order)
+        args += ["-untrusted", str(credential.chain)]
     if spec.revoked:
         args += ["-crl_check", "-CRLfile", str(pki.crl)]
     if spec.role == "server":
@@ -64,7 +66,8 @@ def test_keys_are_private_and_removed_at_close():
     built = PKI()
     assert stat.S_IMODE(built.dir.stat().st_mode) == 0o700
     for credential in built.credentials.values():
-        assert stat.S_IMODE(credential.key.stat().st_mode) == 0o600
+        if credential.spec.broken is None:
+            assert stat.S_IMODE(credential.key.stat().st_mode) == 0o600
     built.close()
     assert not built.dir.exists()
 
@@ -75,3 +78,27 @@ def test_validity_is_relative_to_the_runs_now(pki):
     expired = x509.load_pem_x509_certificate(pki["client-expired"].cert.read_bytes())
     future = x509.load_pem_x509_certificate(pki["client-not-yet-valid"].cert.read_bytes())
     assert expired.not_valid_after_utc < pki.now < future.not_valid_before_utc
+
+
+def test_broken_client_files_are_broken_the_way_their_scenarios_say(pki):
+    assert not pki["client-cert-missing"].chain.exists() and pki["client-cert-missing"].key.is_file()
+    assert not pki["client-key-missing"].key.exists() and pki["client-key-missing"].chain.is_file()
+    assert pki["client-key-unreadable"].key.is_dir()
+    mismatch = pki["client-key-mismatch"]
+    assert mismatch.key == pki["client-chain"].key and mismatch.chain.is_file()
+
+
+def test_the_disordered_chain_lists_the_issuers_issuer_first(pki):
+    from cryptography import x509
+
+    chain = x509.load_pem_x509_certificates(pki["server-chain-disordered"].chain.read_bytes())
+    names = [c.subject.rfc4514_string() for c in chain[1:]]
+    assert names == ["CN=mtls-matrix intermediate CA A", "CN=mtls-matrix intermediate CA B"]
+    assert chain[0].issuer == chain[2].subject  # the leaf's issuer comes last
+
+
+def test_the_other_ca_environment_names_files_and_a_hashed_directory(pki):
+    env = pki.other_ca_environment()
+    assert env["SSL_CERT_FILE"] == env["NODE_EXTRA_CA_CERTS"] == str(pki.other_ca)
+    hashed = list(pki.other_ca_dir.iterdir())
+    assert [p.suffix for p in hashed] == [".0"] and hashed[0].read_bytes() == pki.other_ca.read_bytes()

@@ -26,7 +26,7 @@ PROXIES = [pytest.param("nginx+websockets", marks=needs_nginx), pytest.param("ha
 
 @needs_nginx
 def test_nginx_forwards_the_identity_and_refuses_a_bad_certificate_with_http_400_after_tls(run_matrix):
-    results, _ = run_matrix("--servers", "nginx+websockets", "--clients", "websockets", "-n", "0",
+    results, _ = run_matrix("--servers", "nginx+websockets", "--clients", "websockets[ssl=context]", "-n", "0",
                             "--scenarios", "mtls-ok,client-no-cert,client-expired-tls12")
     cells = {c.scenario: c for c in results.cells}
     ok = cells["mtls-ok"]
@@ -47,7 +47,7 @@ def test_nginx_forwards_the_identity_and_refuses_a_bad_certificate_with_http_400
 
 @needs_haproxy
 def test_haproxy_rejects_a_bad_certificate_in_the_tls_handshake(run_matrix):
-    results, _ = run_matrix("--all-pairs", "--servers", "haproxy+aiohttp", "--clients", "websockets", "-n", "0",
+    results, _ = run_matrix("--all-pairs", "--servers", "haproxy+aiohttp", "--clients", "websockets[ssl=context]", "-n", "0",
                             "--scenarios", "mtls-ok,client-expired-tls12")
     cells = {c.scenario: c for c in results.cells}
     assert cells["mtls-ok"].verdict.value == "PASS"
@@ -61,7 +61,7 @@ def test_haproxy_rejects_a_bad_certificate_in_the_tls_handshake(run_matrix):
 
 
 def test_a_missing_proxy_program_is_named_with_its_package(run_matrix):
-    results, _ = run_matrix("--servers", "nginx+tornado", "--clients", "websockets", "--scenarios", "mtls-ok",
+    results, _ = run_matrix("--servers", "nginx+tornado", "--clients", "websockets[ssl=context]", "--scenarios", "mtls-ok",
                             "-n", "0", env={"PATH": "/nonexistent"})
     [cell] = results.cells
     assert cell.verdict.value == "SKIPPED"

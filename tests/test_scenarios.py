@@ -15,7 +15,9 @@ def test_every_certificate_a_scenario_names_exists():
 
 def test_every_certificate_rejection_runs_under_tls13_and_tls12():
     # a token refusal, and proxy-identity's refusals, are the app's, after TLS: the version cannot move them
-    rejections = [s for s in CATALOGUE if s.expect.outcome == "reject" and s.group not in ("token", "proxy-identity")]
+    # (the environment group's refusal varies the client's environment, not the TLS the server speaks)
+    rejections = [s for s in CATALOGUE if s.expect.outcome == "reject"
+                  and s.group not in ("token", "proxy-identity", "environment")]
     assert len(rejections) == 28
     for s in rejections:
         if not s.name.endswith("-tls12"):
@@ -26,7 +28,9 @@ def test_groups_cover_the_catalogue_and_expectations_match_them():
     assert {s.group for s in CATALOGUE} == set(GROUPS)
     for s in CATALOGUE:
         by = {"client-rejected": "server", "server-rejected": "client",  # the side that must reject
-              "hostile-server": "client", "hostile-client": "server"}.get(s.group)  # the side under test
+              "hostile-server": "client", "hostile-client": "server",  # the side under test
+              "environment": "client" if s.expect.outcome == "reject" else None,  # a refusal is the client's
+              "local-config": "client" if s.expect.outcome == "config-error" else None}.get(s.group)
         if s.group == "token":  # the server refuses a bad token; a good one connects
             by = "server" if s.expect.outcome == "reject" else None
         elif s.group == "proxy-identity":  # the app refuses, in its connect handler, or accepts

@@ -143,7 +143,7 @@ def junit(out) -> dict[str, str]:
 def test_a_control_variant_accepting_a_bad_server_is_a_passing_control_never_a_finding(tmp_path, run_matrix):
     empty = tmp_path / "empty.toml"
     empty.write_text("")
-    loaded, proc = run_matrix(*SELFTEST, "--servers", "websockets", "--clients", "selftest-control,websockets",
+    loaded, proc = run_matrix(*SELFTEST, "--servers", "websockets", "--clients", "selftest-control,websockets[ssl=context]",
                               "--scenarios", "server-untrusted-ca,server-wrong-host", "-n", "0", "--strict",
                               "--baseline", str(empty), out=tmp_path / "out")
     cells = {c.client: c for c in loaded.cells if c.scenario == "server-untrusted-ca"}
@@ -175,7 +175,7 @@ def test_a_finding_that_reproduces_is_new_and_fails_the_run_one_that_does_not_is
     fails every run (NEW, exit 1); selftest-first-refused fails only its first (FLAKY, exit 0)."""
     empty = tmp_path / "empty.toml"
     empty.write_text("")
-    common = (*SELFTEST, "--clients", "websockets", "--scenarios", "mtls-ok", "-n", "0", "--baseline", str(empty))
+    common = (*SELFTEST, "--clients", "websockets[ssl=context]", "--scenarios", "mtls-ok", "-n", "0", "--baseline", str(empty))
 
     flaky, proc = run_matrix(*common, "--servers", "selftest-first-refused", out=tmp_path / "flaky")
     [cell] = flaky.cells
@@ -198,7 +198,7 @@ def test_a_finding_that_reproduces_is_new_and_fails_the_run_one_that_does_not_is
 
 
 def test_without_a_baseline_nothing_is_rerun_unless_asked(run_matrix):
-    loaded, proc = run_matrix(*SELFTEST, "--servers", "selftest-always-refused", "--clients", "websockets",
+    loaded, proc = run_matrix(*SELFTEST, "--servers", "selftest-always-refused", "--clients", "websockets[ssl=context]",
                               "--scenarios", "mtls-ok", "-n", "0")
     assert loaded.cells[0].runs is None and proc.returncode == 0
     assert "broken FAIL at handler" in proc.stdout  # the item names the severity with the verdict

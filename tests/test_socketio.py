@@ -93,7 +93,9 @@ def test_the_family_plays_the_scenarios_where_it_adds_information():
         by_server["socketio-aiohttp"]
     assert "io-1mib-tuned" in by_server["socketio-aiohttp"] and "io-text-tuned" not in by_server["socketio-aiohttp"]
     variants = {c.client.name for c in cells if c.client.peer.library == "python-socketio"}
-    assert len(variants) == 10  # every TLS way; websocket_extra_options not on polling alone, where it cannot apply
+    # every TLS way x transport (4 ways x 3 per client); websocket_extra_options not on polling alone, where it
+    # cannot apply
+    assert len(variants) == 22
     assert not any("websocket_extra_options" in v and v.endswith("+polling]") for v in variants)
 
 

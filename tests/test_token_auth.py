@@ -31,13 +31,14 @@ def test_token_servers_are_their_own_listeners_and_play_where_their_family_can()
                if c.server.name == "websockets" and c.client.peer.name == "aiohttp"}
     assert {v for v, s in aiohttp if s == "token-missing"} == {"ssl=context"}
     assert {v for v, s in aiohttp if s == "token-header-ok"} == {"ssl=context", "ssl_context=context",
-                                                                  "connector=context"}
+                                                                  "connector=context", "ssl=True", "ssl=default",
+                                                                  "session=pooled", "ssl=True+env-at-run-time"}
 
 
 def test_a_valid_token_passes_and_the_handler_sees_the_identity_it_names(run_matrix):
     results, _ = run_matrix("-n", "0", "--servers", WS_SERVERS, "--clients", "websockets,websocket-client",
                             "--scenarios", "token-header-ok,token-query-ok")
-    assert len(results.cells) == 3 * (3 + 2)  # header: every variant (1 + 2); query: one per library
+    assert len(results.cells) == 3 * (6 + 2)  # header: every variant (2 + 4); query: one per library
     for cell in results.cells:
         assert cell.verdict.value == "PASS", (cell.id, cell.reason)
         assert cell.server_saw.handler_peer_cn == CLIENT_CN  # from the token: no certificate was sent
@@ -59,7 +60,7 @@ def test_every_bad_token_is_refused_by_every_server_before_the_handler(run_matri
 
 
 def test_a_server_that_lets_a_missing_token_through_is_insecure(run_matrix):
-    results, _ = run_matrix(*PLUGIN, "-n", "0", "--servers", "selftest-lax-token", "--clients", "websockets",
+    results, _ = run_matrix(*PLUGIN, "-n", "0", "--servers", "selftest-lax-token", "--clients", "websockets[ssl=context]",
                             "--scenarios", "token-missing,token-header-wrong,token-header-ok")
     assert verdicts(results) == {
         "selftest-lax-token-websockets[ssl=context]-token-missing": "INSECURE",

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 from collections import Counter
 import copy
+import functools
 import itertools
 import os
 import re
@@ -53,7 +54,7 @@ def server_context(pki: PKI, scenario: Scenario) -> ssl.SSLContext:
     version cap, a CRL)."""
     credential = pki[scenario.server_cert]
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(pki.root))
-    ctx.verify_mode = ssl.CERT_NONE if scenario.token else ssl.CERT_REQUIRED
+    ctx.verify_mode = ssl.CERT_NONE if scenario.token or not scenario.client_auth else ssl.CERT_REQUIRED
     ctx.load_cert_chain(str(credential.chain), str(credential.key))
     if scenario.server_tls == "tls12":
         ctx.maximum_version = ssl.TLSVersion.TLSv1_2
@@ -68,7 +69,9 @@ def server_context(pki: PKI, scenario: Scenario) -> ssl.SSLContext:
     return ctx
 
 
-def client_tls(pki: PKI, scenario: Scenario) -> ClientTLS:
+def client_tls(pki: PKI, scenario: Scenario, client: ClientVariant | None = None) -> ClientTLS:
+    """What the client is given; with `client`, also the process environment its variant and the
+    scenario ask for (ClientTLS.environment)."""
     credential = pki[scenario.client_cert] if scenario.client_cert else None
     claim = scenario.claim
     headers = claimed_headers(pki, claim) if claim else ()
@@ -85,7 +88,16 @@ def client_tls(pki: PKI, scenario: Scenario) -> ClientTLS:
         server_hostname=scenario.host,
         headers=headers,
         auth=auth,
+        environment=client_environment(pki, scenario, client) if client else (),
     )
+
+
+def client_environment(pki: PKI, scenario: Scenario, client: ClientVariant) -> tuple[tuple[str, str], ...]:
+    """The variant's trust-anchor variables set to the run's CA; an `environment` scenario's other CA."""
+    found = {name: str(pki.root) for name in client.peer.environment.get(client.variant, ())}
+    if scenario.environment == "other-ca":
+        found.update(pki.other_ca_environment())
+    return tuple(sorted(found.items()))
 
 
 def presented_token(token: Token | None, valid: str = TOKEN, wrong: str = WRONG_TOKEN) -> tuple[str | None, str]:
@@ -211,6 +223,14 @@ class CellSpec:
     def id(self) -> str:
         suffix = f"-{self.profile}" if self.scenario.profiled and self.profile != "default" else ""
         return f"{self.server.name}-{self.client.name}-{self.scenario.name}{suffix}"
+
+    @property
+    def served(self) -> Scenario:
+        """The scenario as the cell's listener and client get it: a variant that presents no client
+        certificate (ClientPeer.server_auth_only) plays on a listener that requests none."""
+        if self.client.variant in self.client.peer.server_auth_only and self.scenario.token is None:
+            return replace(self.scenario, client_cert=None, client_auth=False)
+        return self.scenario
 
     @property
     def repro(self) -> str:
@@ -402,18 +422,29 @@ def unsupported_reason(spec: CellSpec) -> str | None:
     return next((peer.unsupported[op] for op, *_ in spec.scenario.io if op in peer.unsupported), None)
 
 
+@functools.cache
+def unresolvable(host: str) -> str | None:
+    """Why this machine cannot run a scenario whose URL names `host` (an absolute name, `localhost.`,
+    needs a resolver that answers it: /etc/hosts alone does not), or None."""
+    try:
+        socket.getaddrinfo(host, None)
+    except OSError as exc:
+        return f"this machine's resolver does not answer {host!r} ({exc}): the scenario needs one that does"
+    return None
+
+
 def io_steps(spec: CellSpec) -> tuple[tuple, ...]:
     return () if spec.client.peer.handshake_only else spec.scenario.io
 
 
 def run_cell(spec: CellSpec, servers: ServerPool, pki: PKI, deadline: float, versions: dict[str, str]) -> Cell:
     started = time.perf_counter()
-    scenario = spec.scenario
+    scenario = spec.served
     deadline = deadline * scenario.deadline_scale * spec.server.deadline_scale * spec.client.peer.deadline_scale
     unsupported = unsupported_reason(spec)
     token = f"{os.getpid()}-{next(_tokens)}"
     recorder = observe.begin(token)
-    skipped = spec.server.missing() or spec.client.peer.missing()
+    skipped = spec.server.missing() or spec.client.peer.missing_for(spec.client.variant) or unresolvable(scenario.host)
     obs = Observation(events=recorder.events, unsupported=unsupported, skipped=skipped)
     client: _ClientRun | None = None
     watch, leaked = contextlib.ExitStack(), None
@@ -432,7 +463,8 @@ def run_cell(spec: CellSpec, servers: ServerPool, pki: PKI, deadline: float, ver
             if scenario.group in LEAK_GROUPS:
                 warned = watch.enter_context(leaks.resource_warnings([]))
                 before = leaks.socket_inodes(_processes(host, spec)), leaks.server_tasks(host.loop)
-            client = drive_client(spec, host.port, token, client_tls(pki, scenario), deadline, deadline, recorder, obs,
+            client = drive_client(spec, host.port, token, client_tls(pki, scenario, spec.client), deadline, deadline,
+                                  recorder, obs,
                                   control)
             _check_close(obs, scenario)
             if scenario.group in LEAK_GROUPS:
@@ -465,6 +497,12 @@ def drive_client(spec: CellSpec, port: int, token: str, tls: ClientTLS, deadline
     # a dozen of them on a loaded machine noticed a fault seconds late. There a sync client blocked
     # in a socket call is stopped by shutting its sockets down.
     isolated = spec.client.peer.blocking and spec.scenario.group not in HOSTILE_GROUPS
+    # a client that needs a process environment of its own runs in a client process started with it (a
+    # foreign client's own process gets it from its peer): never in this one, where other cells run
+    isolated = isolated or bool(tls.environment and not spec.client.peer.foreign)
+    if spec.client.variant in spec.client.peer.own_process:  # it sets process-wide state itself: a process of its own
+        tls = replace(tls, environment=(*tls.environment, ("MTLS_MATRIX_PROCESS_OF", spec.client.name)))
+        isolated = True
     run = _run_isolated if isolated else run_client
     client = run(spec, url, tls, deadline, timeout, recorder, obs, control)
     _settle(recorder, client, spec.scenario, spec.server)
@@ -498,6 +536,7 @@ def run_client(spec: CellSpec, url: str, tls: ClientTLS, deadline: float, timeou
         if isinstance(client.exc, Closed) and client.exc.code is not None:  # normalised by the adapter
             hint = CLOSE_CODES.get(client.exc.code, f"CLOSED_{client.exc.code}")
         client.error = error_info(user_exc, hint)
+        client.error.attributes = spec.client.peer.error_attributes(user_exc)
     return client
 
 
@@ -509,7 +548,8 @@ def _run_isolated(spec: CellSpec, url: str, tls: ClientTLS, deadline: float, tim
     request = dict(spec=spec, url=url, tls=tls, deadline=deadline, timeout=timeout,
                    warnings=spec.scenario.group in LEAK_GROUPS)
     reply = isolate.POOL.call(request, deadline + STOP_GRACE_S + isolate.REPLY_GRACE_S,
-                              started=lambda: setattr(recorder, "t0", time.perf_counter()))
+                              started=lambda: setattr(recorder, "t0", time.perf_counter()),
+                              environ=dict(tls.environment))
     client = _ClientRun(spec, url, tls, deadline, timeout)
     if reply is None:  # no answer at all: the process was killed
         obs.timed_out, obs.client_after_deadline = True, "killed"
@@ -681,6 +721,6 @@ def _result(spec: CellSpec, obs: Observation, deadline: float, client: _ClientRu
         transport=client.transport if client else None,
         wire=evidence.wire(obs.events, obs.error, obs.connected, obs.timed_out, timings.get("total")),
         handshakes=evidence.handshakes(obs.events), advisories=[repeated] if repeated else [],
-        versions={spec.server.library: versions.get(spec.server.library, spec.server.version),
-                  spec.client.peer.library: versions.get(spec.client.peer.library, spec.client.peer.version)},
+        versions={name: versions.get(name, version) for peer in (spec.server, spec.client.peer)
+                  for name, version in peer.versions().items()},
     ), spec.scenario, spec.client.peer.controls.get(spec.client.variant))

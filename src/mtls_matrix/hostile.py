@@ -46,8 +46,8 @@ def batch_of(spec: CellSpec) -> str:
 def run_hostile_cell(spec: CellSpec, pki: PKI, deadline: float, versions: dict[str, str]) -> Cell:
     scenario = spec.scenario
     recorder = observe.begin(f"{os.getpid()}-hostile-{next(_tokens)}", current=False)
-    obs = Observation(events=recorder.events, skipped=spec.server.missing() or spec.client.peer.missing(),
-                      unsupported=unsupported_reason(spec))
+    skipped = spec.server.missing() or spec.client.peer.missing_for(spec.client.variant)
+    obs = Observation(events=recorder.events, skipped=skipped, unsupported=unsupported_reason(spec))
     host = client = None
     try:
         if obs.skipped or obs.unsupported:
@@ -57,7 +57,8 @@ def run_hostile_cell(spec: CellSpec, pki: PKI, deadline: float, versions: dict[s
         if HOSTILE_GROUPS[scenario.group] == "client":
             obs.hostile = _against_hostile_client(spec, host.port, deadline, recorder)
         else:
-            client = drive_client(spec, host.port, recorder.token, client_tls(pki, scenario), deadline, None,
+            tls = client_tls(pki, scenario, spec.client)
+            client = drive_client(spec, host.port, recorder.token, tls, deadline, None,
                                   recorder, obs)
             fault = obs.event("server", "fault")
             obs.hostile = Hostile(

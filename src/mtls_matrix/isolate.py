@@ -12,6 +12,12 @@ cell of its parent (the hostile batch's cells side by side), so a cell costs a r
 pipe, not a process start; it starts with the run's first such cell and its start does not count
 against any cell's deadline.
 
+A cell whose client needs a process environment of its own (peers.ClientTLS.environment: a variant
+that reads its trust anchors from SSL_CERT_FILE, an `environment` scenario) gets a client process
+started with that environment added to the run's scrubbed one, before any library is imported there
+(aiohttp builds its default SSL contexts at import); such a process serves only cells that ask for
+the same environment, so it never leaks into another cell, nor into this process.
+
 A client process dies with its parent: it exits when its stdin closes, and the kernel kills it
 when the process that started it dies (PR_SET_PDEATHSIG).
 """
@@ -51,8 +57,10 @@ def _receive(stream: BinaryIO) -> Any:
 
 
 class ClientProcess:
-    def __init__(self) -> None:
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))  # peer plugins import in the child
+    def __init__(self, environ: dict[str, str] | None = None) -> None:
+        self.environ = dict(environ or {})
+        env = dict(os.environ, **self.environ,
+                   PYTHONPATH=os.pathsep.join(p for p in sys.path if p))  # peer plugins import in the child
         self.proc = subprocess.Popen([sys.executable, "-m", "mtls_matrix.isolate"], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, env=env)
         self.ready: Future = Future()
@@ -128,12 +136,15 @@ class Pool:
         with self._lock:
             return [p.proc.pid for p in self._processes if p.proc.poll() is None]
 
-    def call(self, request: dict, limit: float, started: Callable[[], None]) -> dict | None:
+    def call(self, request: dict, limit: float, started: Callable[[], None],
+             environ: dict[str, str] | None = None) -> dict | None:
+        """The cell's reply, from a client process whose added environment is exactly `environ`."""
+        environ = dict(environ or {})
         with self._lock:
             self._processes = [p for p in self._processes if p.proc.poll() is None]
-            process = next((p for p in self._processes if p.usable), None)
+            process = next((p for p in self._processes if p.usable and p.environ == environ), None)
             if process is None:
-                process = ClientProcess()
+                process = ClientProcess(environ)
                 self._processes.append(process)
         return process.call(request, limit, started)
 

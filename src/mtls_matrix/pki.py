@@ -19,6 +19,7 @@ import hashlib
 import ipaddress
 import os
 import shutil
+import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -99,6 +100,10 @@ class LeafSpec:
     dns: str = SERVER_HOST
     revoked: bool = False
     defect: str | None = None
+    # the files a client is configured with are broken, the certificate itself is fine: cert-missing (the
+    # chain path names no file), key-missing, key-unreadable (the key path is a directory: the run is
+    # root, whom no file mode stops), key-mismatch (the key of another certificate)
+    broken: str | None = None
 
 
 LEAVES: dict[str, LeafSpec] = {
@@ -126,6 +131,22 @@ LEAVES: dict[str, LeafSpec] = {
     "server-missing-intermediate": LeafSpec(
         "server", issuer="intermediate", send_chain=False, defect="unable to get local issuer certificate"
     ),
+    # issued under two intermediates (root -> A -> B -> leaf); the chain file lists them leaf, A, B instead
+    # of leaf, B, A: TLS 1.3 (RFC 8446 section 4.4.2) lets a client build the path from an unordered list
+    "server-chain-disordered": LeafSpec("server", issuer="sub-intermediate"),
+    "client-cert-missing": LeafSpec("client", broken="cert-missing"),
+    "client-key-missing": LeafSpec("client", broken="key-missing"),
+    "client-key-unreadable": LeafSpec("client", broken="key-unreadable"),
+    "client-key-mismatch": LeafSpec("client", broken="key-mismatch"),
+}
+BROKEN_FILES = ("cert-missing", "key-missing", "key-unreadable", "key-mismatch")
+# the leaf whose key a key-mismatch credential names instead of its own
+MISMATCHED_KEY_OF = "client-chain"  # same key type: OpenSSL says "key values mismatch"
+# The process environment that points a library at another CA bundle (the `environment` scenarios): each
+# variable a Python or Node TLS stack reads, and whether it names a file or a directory
+CA_ENVIRONMENT = {
+    "SSL_CERT_FILE": "file", "SSL_CERT_DIR": "dir", "REQUESTS_CA_BUNDLE": "file", "CURL_CA_BUNDLE": "file",
+    "WEBSOCKET_CLIENT_CA_BUNDLE": "file", "NODE_EXTRA_CA_CERTS": "file",
 }
 
 
@@ -177,9 +198,12 @@ class PKI:
         self._root = self._authority("mtls-matrix root CA", issuer=None)
         self._intermediate = self._authority("mtls-matrix intermediate CA", issuer=self._root, path_length=0)
         self._other = self._authority("unrelated CA", issuer=None)
+        self._upper = self._authority("mtls-matrix intermediate CA A", issuer=self._root, path_length=1)
+        self._lower = self._authority("mtls-matrix intermediate CA B", issuer=self._upper, path_length=0)
         self.root = self._write_pem("root-ca.pem", [self._root.cert])
         self.intermediate = self._write_pem("intermediate-ca.pem", [self._intermediate.cert])
         self.other_ca = self._write_pem("other-ca.pem", [self._other.cert])
+        self.other_ca_dir = self._hashed_dir("other-ca.d", self._other.cert)
         self.credentials = {name: self._leaf(name, spec) for name, spec in LEAVES.items()}
         self.crl = self._write_crl()
         self.fingerprint = hashlib.sha256(self._root.cert.public_bytes(serialization.Encoding.DER)).hexdigest()
@@ -192,6 +216,7 @@ class PKI:
         pki.dir = Path(directory)
         pki.root, pki.intermediate = pki.dir / "root-ca.pem", pki.dir / "intermediate-ca.pem"
         pki.other_ca, pki.crl = pki.dir / "other-ca.pem", pki.dir / "crl.pem"
+        pki.other_ca_dir = pki.dir / "other-ca.d"
         pki.credentials = {name: pki._credential(name, spec) for name, spec in LEAVES.items()}
         der = x509.load_pem_x509_certificate(pki.root.read_bytes()).public_bytes(serialization.Encoding.DER)
         pki.fingerprint = hashlib.sha256(der).hexdigest()
@@ -199,14 +224,30 @@ class PKI:
         return pki
 
     def _credential(self, name: str, spec: LeafSpec) -> Credential:
+        """`chain` and `key` are what a peer is configured with; a broken spec makes one of them wrong
+        (the certificate itself, `cert`, is always written)."""
+        chain, key = self.dir / f"{name}.chain.pem", self.dir / f"{name}.key.pem"
+        if spec.broken == "cert-missing":
+            chain = self.dir / f"{name}.absent.pem"
+        elif spec.broken == "key-missing":
+            key = self.dir / f"{name}.absent-key.pem"
+        elif spec.broken == "key-unreadable":
+            key = self.dir / f"{name}.key.d"
+        elif spec.broken == "key-mismatch":
+            key = self.dir / f"{MISMATCHED_KEY_OF}.key.pem"
         return Credential(
             name=name,
             cert=self.dir / f"{name}.cert.pem",
-            chain=self.dir / f"{name}.chain.pem",
-            key=self.dir / f"{name}.key.pem",
+            chain=chain,
+            key=key,
             subject_cn=SERVER_HOST if spec.role == "server" else CLIENT_CN,
             spec=spec,
         )
+
+    def other_ca_environment(self) -> dict[str, str]:
+        """CA_ENVIRONMENT, every variable pointing at the unrelated CA (a file, or a hashed directory)."""
+        return {name: str(self.other_ca if kind == "file" else self.other_ca_dir)
+                for name, kind in CA_ENVIRONMENT.items()}
 
     def __enter__(self) -> PKI:
         return self
@@ -263,9 +304,8 @@ class PKI:
         cn = SERVER_HOST if spec.role == "server" else CLIENT_CN
         subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn),
                              x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, name)])
-        issuer = {"root": self._root, "intermediate": self._intermediate, "other": self._other, "self": None}[
-            spec.issuer
-        ]
+        issuer = {"root": self._root, "intermediate": self._intermediate, "sub-intermediate": self._lower,
+                  "other": self._other, "self": None}[spec.issuer]
         not_before, not_after = self._validity(spec.validity)
         eku = ExtendedKeyUsageOID.SERVER_AUTH if (spec.eku or spec.role) == "server" else ExtendedKeyUsageOID.CLIENT_AUTH
         signature_key_usage = not isinstance(key, rsa.RSAPrivateKey)  # RSA leaves also need keyEncipherment
@@ -299,10 +339,16 @@ class PKI:
         if spec.revoked:
             issuer.revoked.append(cert.serial_number)
         chain = [cert] + ([self._intermediate.cert] if spec.issuer == "intermediate" and spec.send_chain else [])
+        if spec.issuer == "sub-intermediate":
+            chain = [cert, self._upper.cert, self._lower.cert]  # the issuer's issuer first: the wrong order
         credential = self._credential(name, spec)
         self._write_pem(credential.cert.name, [cert])
-        self._write_pem(credential.chain.name, chain)
-        self._write_key(credential.key.name, key)
+        if spec.broken != "cert-missing":
+            self._write_pem(credential.chain.name, chain)
+        if spec.broken == "key-unreadable":
+            credential.key.mkdir(mode=0o700)
+        elif spec.broken not in ("key-missing", "key-mismatch"):
+            self._write_key(credential.key.name, key)
         return credential
 
     def _write_crl(self) -> Path:
@@ -325,6 +371,22 @@ class PKI:
             pems.append(builder.sign(authority.key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM))
         path = self.dir / "crl.pem"
         path.write_bytes(b"".join(pems))
+        return path
+
+    def _hashed_dir(self, dirname: str, cert: x509.Certificate) -> Path:
+        """A CA directory as SSL_CERT_DIR names one: the certificate under its OpenSSL subject hash
+        (`openssl rehash`'s HASH.0). The hash comes from the openssl CLI, the one tool that computes it;
+        without it the directory stays empty, so the variable points at no CA at all."""
+        path = self.dir / dirname
+        path.mkdir(mode=0o700)
+        pem = cert.public_bytes(serialization.Encoding.PEM)
+        try:
+            found = subprocess.run(["openssl", "x509", "-noout", "-subject_hash"], input=pem, capture_output=True,
+                                   timeout=30)
+        except OSError:
+            return path
+        if found.returncode == 0 and found.stdout.strip():
+            (path / f"{found.stdout.decode().strip()}.0").write_bytes(pem)
         return path
 
     def _write_pem(self, filename: str, certs: list[x509.Certificate]) -> Path:

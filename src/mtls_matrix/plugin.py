@@ -48,6 +48,8 @@ SCRUBBED = (
     "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "WEBSOCKET_CLIENT_CA_BUNDLE",
     "SSLKEYLOGFILE", "HTTP_PROXY", "HTTPS_PROXY", "WS_PROXY", "WSS_PROXY", "ALL_PROXY", "NO_PROXY",
     "http_proxy", "https_proxy", "ws_proxy", "wss_proxy", "all_proxy", "no_proxy",
+    # Node's: extra trust anchors, verification switched off, options (--use-openssl-ca) for every node process
+    "NODE_EXTRA_CA_CERTS", "NODE_TLS_REJECT_UNAUTHORIZED", "NODE_OPTIONS",
 )
 FAILING = {Verdict.FAIL, Verdict.INSECURE, Verdict.HANG, Verdict.ERROR}
 DEFAULT_DEADLINE = 5.0
@@ -177,6 +179,9 @@ def _plays(server, client, scenario, all_pairs: bool = False) -> bool:
             return False
         if server.clients is not None and client.name not in server.clients:
             return False
+    # a variant without a client certificate plays where a listener can request none (the token group's kind)
+    if client.variant in client.peer.server_auth_only and "token" not in (server.groups or scenarios.GROUPS):
+        return False
     return server.harness == (hostile_role == "server") and client.peer.harness == (hostile_role == "client")
 
 

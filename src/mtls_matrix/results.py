@@ -64,6 +64,9 @@ class ErrorInfo(BaseModel):
     message: Optional[str] = None
     clarity: Optional[Clarity] = Field(None, description="how well the message tells the user what went wrong")
     chain: list[str] = Field(default_factory=list, description="causes and contexts, outermost first: 'Type: message'")
+    attributes: dict[str, str] = Field(
+        default_factory=dict, description="the exception's documented attributes a user reads, as the client's peer "
+                                          "names them (aiohttp's ClientConnectorError: os_error, host, port, ssl)")
 
 
 class Rejection(BaseModel):

@@ -15,10 +15,20 @@ from mtls_matrix.pki import CLIENT_CN
 
 PHASES = ("tcp", "tls-handshake", "verification", "upgrade", "handler", "io")
 GROUPS = ("works", "client-rejected", "server-rejected", "io", "hostile-server", "hostile-client", "token",
-          "proxy-identity")
+          "proxy-identity", "environment", "local-config")
+# groups whose scenarios vary only what the client is given (its process environment, its files, the URL's
+# host): one server per family shows them for every client (it names them in its `groups`)
+CLIENT_SIDE_GROUPS = ("environment", "local-config")
 # groups a server plays only when it names them in its `groups`: their scenarios test an application
-# pattern the server must implement (peers/proxy_identity.py), not the TLS stack every server has
-OPT_IN_GROUPS = ("proxy-identity",)
+# pattern the server must implement (peers/proxy_identity.py), not the TLS stack every server has, or
+# (CLIENT_SIDE_GROUPS) need one server only
+OPT_IN_GROUPS = ("proxy-identity", *CLIENT_SIDE_GROUPS)
+# what a server plays when it names no `groups`
+DEFAULT_GROUPS = tuple(g for g in GROUPS if g not in OPT_IN_GROUPS)
+# where a client variant that differs from the library's others only in how it writes its TLS settings adds
+# information (ClientPeer.variant_scenarios): the handshake, both verifications, what its user sees, an echo
+TLS_SETTINGS_SCENARIOS = ("works", "client-rejected", "server-rejected", "environment", "local-config",
+                          "token-header-ok", "io-text")
 # the groups under mutual TLS: every server peer is configured for them; a stack that cannot serve a
 # listener without client certificates (a foreign server, a proxy) plays these only
 MTLS_GROUPS = tuple(g for g in GROUPS if g != "token" and g not in OPT_IN_GROUPS)
@@ -36,10 +46,12 @@ PROMPT_S = 2.0
 @dataclass(frozen=True)
 class Expect:
     """`succeed`; or `reject` by one side, for one canonical reason, no later than one phase; or,
-    facing a hostile peer, `give-up` (the side under test ends it by itself within the deadline)
-    or `fail` (it fails with an error right away)."""
+    facing a hostile peer, `give-up` (the side under test ends it by itself within the deadline),
+    `fail` (it fails with an error right away) or `prompt` (it finishes its script right away after
+    the fault); or `config-error` (the client's own configuration is broken: it fails before its TLS
+    handshake, with an error naming `reason`)."""
 
-    outcome: str  # "succeed" | "reject" | "give-up" | "fail"
+    outcome: str  # "succeed" | "reject" | "give-up" | "fail" | "prompt" | "config-error"
     by: str | None = None  # "server" | "client"
     reason: str | None = None
     latest_phase: str = "verification"
@@ -51,6 +63,11 @@ class Expect:
             return f"the {self.by} ends the connection by itself (a timeout of its own) within the deadline"
         if self.outcome == "fail":
             return f"the {self.by} fails with an error within {PROMPT_S:g} s, not at a timeout"
+        if self.outcome == "prompt":
+            return f"the {self.by} finishes within {PROMPT_S:g} s of the fault, waiting for nothing the fault withholds"
+        if self.outcome == "config-error":
+            return (f"the client fails before its TLS handshake with an error naming the problem ({self.reason}); "
+                    "it never connects without its certificate")
         return f"{self.by} rejects with {self.reason} at {self.latest_phase} at the latest; the handler never runs"
 
 
@@ -89,8 +106,13 @@ OVER_DEFAULT_LIMIT = Severities(fail_under=(("default", ADVISORY),))
 # facing the harness's hostile peer: a library without a timeout of its own, or that notices a fault
 # only at a timeout, is an advisory; one that outlives its own documented timeout is broken
 FACING_HOSTILE = Severities(fail=ADVISORY, hang=ADVISORY, hang_past_own_timeout=BROKEN)
+# the client's own certificate or key file is broken: a client that goes on to a handshake without it is
+# critical (nothing but the server stands between it and a connection without its certificate); one that
+# never ends is broken; what its user reads is graded apart (clarity)
+CLIENT_FILES_BROKEN = Severities(fail=CRITICAL, hang=BROKEN)
 # what a scenario's expectation implies, unless it declares its own (Scenario.severity)
-BY_EXPECTATION = {"succeed": MUST_WORK, "reject": MUST_REFUSE, "give-up": FACING_HOSTILE, "fail": FACING_HOSTILE}
+BY_EXPECTATION = {"succeed": MUST_WORK, "reject": MUST_REFUSE, "give-up": FACING_HOSTILE, "fail": FACING_HOSTILE,
+                  "prompt": FACING_HOSTILE, "config-error": CLIENT_FILES_BROKEN}
 
 
 @dataclass(frozen=True)
@@ -140,6 +162,12 @@ class Scenario:
     # it for the whole library (unless --all-pairs)
     one_variant: bool = False
     claim: Claim | None = None  # proxy-identity: the identity the client claims, and how
+    # the client's process environment: "other-ca" points every CA variable (pki.CA_ENVIRONMENT) at the
+    # unrelated CA while the client's code passes its explicit TLS settings; None: the scrubbed environment
+    environment: str | None = None
+    # the server requests a client certificate (False on the listener of a variant that presents none,
+    # ClientPeer.server_auth_only: it is judged on verifying the server, as on the token group's listener)
+    client_auth: bool = True
     severity: Severities | None = None  # what each failing verdict costs; None: what the expectation implies
 
     @property
@@ -156,7 +184,7 @@ class Scenario:
     @property
     def server_key(self) -> tuple:
         """Cells with the same key can share one running server."""
-        return (self.server_cert, self.server_tls, self.crl, self.hostile, self.token is not None)
+        return (self.server_cert, self.server_tls, self.crl, self.hostile, self.token is not None, self.client_auth)
 
     @property
     def tls_tag(self) -> str:
@@ -286,6 +314,21 @@ PROXY_IDENTITY = (
                    "CERT_REQUIRED", client_cert=None, claim=_FORGED, tags=("forged-header",)),
 )
 
+def environment(name: str, description: str, expect: Expect, **kw) -> Scenario:
+    """The process environment points every CA variable at the unrelated CA while the client's code
+    passes its explicit settings (the run's CA, its certificate): the explicit settings must win, on
+    every transport."""
+    return Scenario(name, "environment", description, expect, environment="other-ca",
+                    tags=frozenset({"environment"}), **kw)
+
+
+def config_error(name: str, reason: str, description: str) -> Scenario:
+    """The client's certificate or key file is broken (pki.LeafSpec.broken): it must fail before its
+    handshake, with an error that names the problem, and never connect without its certificate."""
+    return Scenario(name, "local-config", description, Expect("config-error", "client", reason, latest_phase="tcp"),
+                    client_cert=name, tags=frozenset({"client-files"}))
+
+
 CATALOGUE: tuple[Scenario, ...] = (
     works("mtls-ok", "ECDSA P-256 leaves from the root CA, both verified"),
     works("mtls-rsa", "RSA-2048 leaves", server_cert="server-rsa", client_cert="client-rsa", tags=frozenset({"rsa"})),
@@ -364,6 +407,26 @@ CATALOGUE: tuple[Scenario, ...] = (
     *(token(carrier, kind) for carrier in ("header", "query", "auth") for kind in ("valid", "malformed", "wrong")),
     token(None),
     *PROXY_IDENTITY,
+    environment("env-other-ca-ok", "the environment points every CA variable (SSL_CERT_FILE, SSL_CERT_DIR, "
+                "REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE, WEBSOCKET_CLIENT_CA_BUNDLE, NODE_EXTRA_CA_CERTS) at an unrelated "
+                "CA; the code passes the run's CA: the server, from the run's CA, must verify", Expect("succeed")),
+    environment("env-other-ca-untrusted", "the environment points every CA variable at an unrelated CA, and the "
+                "server presents a certificate from that CA; the code passes the run's CA: the client must refuse "
+                "it", Expect("reject", "client", "UNKNOWN_CA"), server_cert="server-untrusted-ca"),
+    Scenario("host-trailing-dot", "local-config", "the URL's host is the absolute name localhost. (trailing dot), "
+             "which names the same host as localhost: it must verify against the certificate's DNS name localhost",
+             Expect("succeed"), host="localhost.", tags=frozenset({"host-name"})),
+    Scenario("server-chain-disordered", "local-config", "the server's chain file lists its two intermediates in "
+             "the wrong order (leaf, the intermediate's issuer, the intermediate): TLS 1.3 lets the client build "
+             "the path from the unordered list", Expect("succeed"), server_cert="server-chain-disordered",
+             tags=frozenset({"chain"})),
+    config_error("client-cert-missing", "FILE_NOT_FOUND", "the client's certificate file does not exist"),
+    config_error("client-key-missing", "FILE_NOT_FOUND", "the client's key file does not exist"),
+    config_error("client-key-unreadable", "FILE_UNREADABLE", "the client's key path cannot be read (a directory)"),
+    config_error("client-key-mismatch", "KEY_MISMATCH", "the client's key file holds the key of another certificate"),
+    hostile_server("close-no-notify", "prompt", "the server answers the client's close frame, then never sends its "
+                   "TLS close_notify nor closes TCP: the client's close must not wait on it",
+                   io=(("text", "hello mtls"), ("close", 1000, "bye"))),
 )
 
 BY_NAME: dict[str, Scenario] = {s.name: s for s in CATALOGUE}

@@ -52,12 +52,20 @@ TEXTS = (
     ("handshake failure", "HANDSHAKE_FAILURE"),
     ("eof occurred", "EOF"),
     ("unexpected eof", "EOF"),
+    # the client's own certificate or key file (the local-config scenarios)
+    ("no such file or directory", "FILE_NOT_FOUND"),
+    ("is a directory", "FILE_UNREADABLE"),
+    ("permission denied", "FILE_UNREADABLE"),
+    ("key values mismatch", "KEY_MISMATCH"),
+    ("no certificate assigned", "KEY_MISMATCH"),
 )
 # Canonical errors that name what is wrong with a certificate: the user can act on them.
 CERT_REASONS = {
     "CERT_REQUIRED", "CERT_EXPIRED", "CERT_NOT_YET_VALID", "UNKNOWN_CA", "HOSTNAME_MISMATCH",
     "CERT_REVOKED", "BAD_EKU",
 }
+# Canonical errors that name what is wrong with the client's own certificate or key file
+CONFIG_REASONS = {"FILE_NOT_FOUND", "FILE_UNREADABLE", "KEY_MISMATCH"}
 # Canonical errors of an application that validates the identity a proxy forwards
 # (peers/proxy_identity.py), refusing the connection in its connect handler; CERT_REQUIRED when
 # none was forwarded. They name the problem: CLEAR when the client's user sees them.
@@ -135,6 +143,8 @@ def clarity(exc: BaseException) -> Clarity:
     refused request (a token-auth server's HTTP 401, a Socket.IO connect error) is CLEAR when the
     text gives its status or the server's reason; a generic connection error is OPAQUE."""
     text = f"{type(exc).__name__}: {exc}"
+    if canonical_from_text(str(exc)) in CONFIG_REASONS:  # a file problem is clear when it says which file
+        return Clarity.CLEAR if getattr(exc, "filename", None) or re.search(r"/|\.pem\b", str(exc)) else Clarity.VAGUE
     if canonical_from_text(str(exc)) in CERT_REASONS | set(APP_REASONS) or REFUSAL_SHOWN.search(str(exc)):
         return Clarity.CLEAR
     if TLS_WORDS.search(text):
@@ -305,6 +315,16 @@ def judge_hostile(scenario: Scenario, obs: Observation, phase: str, deadline: fl
         return Judgement(Verdict.HANG, phase, f"the {by} was still waiting after {deadline:g} s when the "
                          f"{HOSTILE_GROUPS[scenario.group]} {what}" + (f" (its defaults: {own})" if own else ""))
     took = f"after {outcome.after_s:.3g} s with {outcome.how}"
+    if scenario.expect.outcome == "prompt":
+        failed = next((s for s in obs.steps if not s.ok), None)
+        if failed:
+            return Judgement(Verdict.FAIL, phase, f"{failed.op}: {failed.detail}")
+        reaction = outcome.after_s if outcome.after_fault_s is None else outcome.after_fault_s
+        if reaction > PROMPT_S:
+            return Judgement(Verdict.FAIL, phase, f"the {by} finished only {reaction:.3g} s after the "
+                             f"{HOSTILE_GROUPS[scenario.group]} {what.split(',')[0]}, with {outcome.how}: it waited")
+        return Judgement(Verdict.PASS, phase, f"the {by} finished {reaction * 1000:.0f} ms after the fault, with "
+                         f"{outcome.how}")
     if scenario.expect.outcome == "fail":
         if obs.error is None:
             return Judgement(Verdict.FAIL, phase, f"the {by} reported no error although the "
@@ -316,6 +336,27 @@ def judge_hostile(scenario: Scenario, obs: Observation, phase: str, deadline: fl
         return Judgement(Verdict.PASS, phase, f"the {by} failed {reaction * 1000:.0f} ms after the fault, with "
                          f"{outcome.how}")
     return Judgement(Verdict.PASS, phase, f"the {by} gave up by itself {took}")
+
+
+def judge_config_error(scenario: Scenario, obs: Observation, phase: str, deadline: float) -> Judgement:
+    """The client's certificate or key file is broken: it must fail before its TLS handshake. A server
+    handshake that got further than a closed TCP connection means it went on without that certificate."""
+    expect = scenario.expect
+    if obs.connected or obs.event("server", "handler"):
+        return Judgement(Verdict.INSECURE, phase, f"connected although its certificate or key file is broken "
+                         f"({expect.reason}): the server let it in")
+    if obs.timed_out:
+        return Judgement(Verdict.HANG, phase, f"no outcome within {deadline:g}s")
+    tried = next((e for e in obs.events if e.side == "server" and (e.kind == "handshake-ok" or (
+        e.kind == "handshake-error" and canonical_from_tls(e.data) not in (None, "EOF")))), None)
+    if tried is not None:
+        found = rejection(obs)
+        why = f"the server refused it with {found.canonical}" if found else f"the server's handshake: {tried.kind}"
+        return Judgement(Verdict.FAIL, "tls-handshake", f"went on to a TLS handshake without a usable certificate "
+                         f"({expect.reason}): {why}", found)
+    if obs.error is None:
+        return Judgement(Verdict.FAIL, phase, "neither connected nor reported an error")
+    return Judgement(Verdict.PASS, phase, f"failed before its TLS handshake with {obs.error.canonical}")
 
 
 def judge(scenario: Scenario, obs: Observation, deadline: float) -> Judgement:
@@ -330,6 +371,8 @@ def judge(scenario: Scenario, obs: Observation, deadline: float) -> Judgement:
     if obs.hostile is not None:
         return judge_hostile(scenario, obs, "tls-handshake" if obs.hostile.under_test == "server" else phase,
                              deadline)
+    if scenario.expect.outcome == "config-error":
+        return judge_config_error(scenario, obs, phase, deadline)
     handler = obs.event("server", "handler")
     found = rejection(obs)
     # A library that gave up on its own timeout (we hand it the deadline) had no outcome either.

@@ -1,13 +1,17 @@
 """The library-version axis: `mtls-matrix versions` and `mtls-matrix bisect`.
 
-Each SPEC (`aiohttp==3.9.1`, or several pins joined by `+`: `aiohttp==3.9.1+yarl==1.9.4`) gets its
-own virtual environment: the project's dependencies at their normal versions except the pinned
+Each SPEC (`aiohttp==3.9.1`, or several pins joined by `+`: `aiohttp==3.9.1+yarl==1.9.4`; or, for a
+library's maintainers, an unreleased tree as pip names it: `aiohttp @ file:///path/to/checkout`,
+`aiohttp @ git+https://...@branch`, a wheel or sdist file) gets its own virtual environment: the project's dependencies at their normal versions except the pinned
 ones, plus this source tree installed editable (so a cached environment always runs the current
 code). Environments are cached under $MTLS_MATRIX_CACHE or ~/.cache/mtls-matrix/venvs/<hash>.
 
 A pinned version that pip cannot install, or that the peer modules cannot import on this Python
 (websockets<13 has no websockets.asyncio), is reported as such for its environment: it never
-becomes a verdict. The pins may go below the project's own floors: that is what bisecting needs.
+becomes a verdict; for "cannot install" the resolver's own conflict is kept, with the companion pin
+that resolves it when there is one (`+python-socketio==5.7.2`). The pins may go below the project's
+own floors: that is what bisecting needs. A tree (a directory, a VCS reference) is reinstalled on
+every use, so the environment runs its current state; a wheel or sdist is keyed by its content.
 """
 
 from __future__ import annotations
@@ -57,35 +61,89 @@ def _usage_error(message: str) -> Exception:
 
 @dataclass(frozen=True)
 class Spec:
-    pins: tuple[tuple[str, str], ...]  # (canonical distribution name, version), sorted
+    # (canonical distribution name, version or URL), sorted; a URL (file://, git+...) is an unreleased tree
+    pins: tuple[tuple[str, str], ...]
 
     @property
     def name(self) -> str:
-        return "+".join(f"{lib}=={version}" for lib, version in self.pins)
+        return "+".join(f"{lib} @ {pin}" if is_url(pin) else f"{lib}=={pin}" for lib, pin in self.pins)
+
+    @property
+    def slug(self) -> str:
+        """The name as a directory name (a URL's slashes would nest it)."""
+        if not any(is_url(pin) for _, pin in self.pins):
+            return self.name
+        flat = re.sub(r"[^A-Za-z0-9.=+_-]+", "_", self.name.replace(" @ ", "@"))[:80]
+        return f"{flat}-{hashlib.sha256(self.name.encode()).hexdigest()[:8]}"
+
+    @property
+    def trees(self) -> list[str]:
+        """Pins pip must install afresh on every use: a directory or a VCS reference can change."""
+        return [pin for _, pin in self.pins if is_url(pin) and not Path(_file_path(pin) or "").is_file()]
 
     def __str__(self) -> str:
         return self.name
 
 
+SPEC_HELP = ("write LIBRARY==VERSION (aiohttp==3.9.1), LIBRARY @ file:///path/to/checkout, LIBRARY @ git+URL@REF, "
+             "or the path of a wheel or sdist (several pins for one environment joined by '+')")
+
+
+def is_url(pin: str) -> bool:
+    return "://" in pin
+
+
+def _file_path(url: str) -> str | None:
+    return url[len("file://"):] if url.startswith("file://") else None
+
+
 def parse_spec(text: str) -> Spec:
-    """`lib==version[+lib==version...]`; raises ValueError naming what was wrong."""
+    """`lib==version[+lib==version...]`, `lib @ URL`, or a wheel/sdist path; raises ValueError naming
+    what was wrong."""
     pins: dict[str, str] = {}
-    for part in text.split("+"):
+    for part in text.split("+") if "://" not in text else _split_urls(text):
         part = part.strip()
-        try:
-            req = Requirement(part)
-        except InvalidRequirement:
-            req = None
-        specifiers = list(req.specifier) if req else []
-        if not req or len(specifiers) != 1 or specifiers[0].operator != "==" or req.extras or req.marker or req.url \
-                or "*" in specifiers[0].version:
-            raise ValueError(f"bad version spec {part!r}: write LIBRARY==VERSION, e.g. aiohttp==3.9.1 "
-                             "(several pins for one environment joined by '+')")
-        name = canonicalize_name(req.name)
+        name, pin = _parse_pin(part)
         if name in pins:
             raise ValueError(f"bad version spec {text!r}: {name} is pinned twice")
-        pins[name] = specifiers[0].version
+        pins[name] = pin
     return Spec(tuple(sorted(pins.items())))
+
+
+def _split_urls(text: str) -> list[str]:
+    """'+' joins pins, but also appears in a URL (git+https): split only before `NAME==` or `NAME @`."""
+    return re.split(r"\+(?=\s*[A-Za-z0-9][A-Za-z0-9._-]*\s*(?:==|@))", text)
+
+
+def _parse_pin(part: str) -> tuple[str, str]:
+    archive = Path(part).expanduser()
+    if part and archive.is_file():
+        return _archive_pin(archive)
+    try:
+        req = Requirement(part)
+    except InvalidRequirement:
+        req = None
+    if req is not None and req.url and not (req.specifier or req.extras or req.marker):
+        path = _file_path(req.url)
+        if path is not None and not Path(path).exists():
+            raise ValueError(f"bad version spec {part!r}: {path} does not exist")
+        return canonicalize_name(req.name), req.url
+    specifiers = list(req.specifier) if req else []
+    if not req or len(specifiers) != 1 or specifiers[0].operator != "==" or req.extras or req.marker or req.url \
+            or "*" in specifiers[0].version:
+        raise ValueError(f"bad version spec {part!r}: {SPEC_HELP}")
+    return canonicalize_name(req.name), specifiers[0].version
+
+
+def _archive_pin(path: Path) -> tuple[str, str]:
+    """A wheel or sdist file: its distribution name is in its file name."""
+    from packaging.utils import InvalidSdistFilename, InvalidWheelFilename, parse_sdist_filename, parse_wheel_filename
+
+    try:
+        name = parse_wheel_filename(path.name)[0] if path.suffix == ".whl" else parse_sdist_filename(path.name)[0]
+    except (InvalidWheelFilename, InvalidSdistFilename):
+        raise ValueError(f"bad version spec {str(path)!r}: not a wheel or sdist file name; {SPEC_HELP}") from None
+    return canonicalize_name(name), path.resolve().as_uri()
 
 
 # -- environments --------------------------------------------------------------------------------
@@ -117,7 +175,7 @@ def project_requirements() -> list[Requirement]:
 def requirements_for(spec: Spec) -> list[str]:
     pins = dict(spec.pins)
     reqs = [str(r) for r in project_requirements() if canonicalize_name(r.name) not in pins]
-    return reqs + [f"{lib}=={version}" for lib, version in spec.pins]
+    return reqs + [f"{lib} @ {pin}" if is_url(pin) else f"{lib}=={pin}" for lib, pin in spec.pins]
 
 
 def cache_dir() -> Path:
@@ -127,6 +185,11 @@ def cache_dir() -> Path:
 def env_key(spec: Spec) -> str:
     ident = {"python": sys.version, "prefix": sys.base_prefix, "repo": str(repo_root()),
              "requirements": requirements_for(spec)}
+    # a wheel or sdist: its content too (a tree is reinstalled on every use instead)
+    archives = [hashlib.sha256(Path(_file_path(pin)).read_bytes()).hexdigest()
+                for _, pin in spec.pins if is_url(pin) and Path(_file_path(pin) or "").is_file()]
+    if archives:
+        ident["archives"] = archives
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -148,7 +211,8 @@ class Env:
 
 
 def tail(text: str, lines: int = TAIL_LINES) -> str:
-    kept = [line for line in text.strip().splitlines() if line.strip() and "pip is available" not in line]
+    noise = ("pip is available", "WARNING: Location")  # a newer pip; this machine's index configuration
+    kept = [line for line in text.strip().splitlines() if line.strip() and not any(n in line for n in noise)]
     return "\n".join(kept[-lines:])
 
 
@@ -180,8 +244,8 @@ import importlib.metadata as m, json, sys
 from mtls_matrix.peers import Registry
 registry = Registry()
 peers = [*registry.servers.values(), *(c.peer for c in registry.clients.values())]  # a foreign peer knows its own
-print(json.dumps({"versions": {p.library: p.version for p in sorted(peers, key=lambda p: p.library)},
-                  "pins": {p: m.version(p) for p in sys.argv[1:]}}))
+versions = {name: v for p in sorted(peers, key=lambda p: p.library) for name, v in p.versions().items()}
+print(json.dumps({"versions": dict(sorted(versions.items())), "pins": {p: m.version(p) for p in sys.argv[1:]}}))
 """
 
 
@@ -204,19 +268,69 @@ def prepare(spec: Spec, log: Callable[[str], None] = print) -> Env:
                 # --no-deps: the requirements above are the project's, with the pins swapped in
                 installed = _sh(pip + ["--no-deps", "-e", root])
             if installed.returncode:
+                # pip -q hides the resolver's account: ask it again, dry, at full verbosity
+                explained = _sh([env.python, "-m", "pip", "install", "--dry-run", "--ignore-installed",
+                                 "--disable-pip-version-check", *requirements_for(spec)])
+                said = explained.stderr + explained.stdout
+                detail = conflict(said) or tail(installed.stderr or installed.stdout)
+                suggestion = companion_pin(spec, said, env.python)
                 shutil.rmtree(path, ignore_errors=True)  # not cached: the index may be back next time
-                return Env(spec, "cannot install", path, tail(installed.stderr or installed.stdout))
+                return Env(spec, "cannot install", path, detail + (f"\n{suggestion}" if suggestion else ""))
             (path / READY).write_text(json.dumps({"spec": spec.name, "requirements": requirements_for(spec)}))
             log(f"{spec}: installed in {time.perf_counter() - t0:.0f} s")
+        elif spec.trees:  # a checkout or a branch: install its current state
+            pip = [env.python, "-m", "pip", "install", "--disable-pip-version-check", "-q"]
+            fresh = _sh(pip + ["--force-reinstall", "--no-deps", *(f"{lib} @ {pin}" for lib, pin in spec.pins
+                                                                   if pin in spec.trees)])
+            if fresh.returncode:
+                return Env(spec, "cannot install", path, tail(fresh.stderr or fresh.stdout))
     check = _sh([env.python, "-c", _IMPORT_CHECK, *dict(spec.pins)], timeout=120)
     if check.returncode:
         return Env(spec, "cannot import", path, tail(check.stderr or check.stdout))
     seen = json.loads(check.stdout.strip().splitlines()[-1])
     env.versions = seen["versions"]
-    wrong = {lib: v for lib, v in seen["pins"].items() if Version(v) != Version(dict(spec.pins)[lib])}
+    wrong = {lib: v for lib, v in seen["pins"].items()
+             if not is_url(dict(spec.pins)[lib]) and Version(v) != Version(dict(spec.pins)[lib])}
+    env.versions.update(seen["pins"])  # a tree's version, as it installed
     if wrong:  # pip resolved something else: say so rather than mislabel the cells
         return Env(spec, "cannot install", path, f"asked for {spec}, the environment has {wrong}")
     return env
+
+
+_CONFLICT = re.compile(r"^The conflict is caused by:\n((?:[ \t]+\S.*\n?)+)", re.M)
+_DEPENDS = re.compile(r"^\s*(\S+) (\S+) depends on ([A-Za-z0-9._-]+)(.*)$", re.M)
+
+
+def conflict(pip_output: str) -> str | None:
+    """The resolver's own account of a conflict ('The conflict is caused by: ...'), not pip's last line."""
+    found = _CONFLICT.search(pip_output)
+    if not found:
+        return None
+    head = next((line for line in pip_output.splitlines() if "conflicting dependencies" in line), "")
+    causes = dict.fromkeys(line.strip() for line in found.group(1).splitlines() if line.strip())  # each once
+    return "\n".join([head.removeprefix("ERROR: ").strip(), "The conflict is caused by:", *causes]).strip()
+
+
+def companion_pin(spec: Spec, pip_output: str, python: Path) -> str | None:
+    """When a library the project needs (python-socketio) depends on a pinned one (python-engineio) in a
+    range that excludes the pin, the newest release of it that accepts the pin, as the resolver finds
+    it: 'try python-engineio==4.3.4+python-socketio==5.7.2'."""
+    pinned = dict(spec.pins)
+    dependents = {canonicalize_name(m.group(1)) for m in _DEPENDS.finditer(pip_output)
+                  if canonicalize_name(m.group(3)) in pinned and canonicalize_name(m.group(1)) not in pinned}
+    if not dependents or not python.exists():
+        return None
+    others = [str(r) for r in project_requirements() if canonicalize_name(r.name) not in {*pinned, *dependents}]
+    wanted = [*others, *dependents, *(f"{lib} @ {pin}" if is_url(pin) else f"{lib}=={pin}" for lib, pin in spec.pins)]
+    with contextlib.suppress(OSError, subprocess.TimeoutExpired, ValueError, KeyError):
+        report = _sh([python, "-m", "pip", "install", "--dry-run", "--quiet", "--ignore-installed",
+                      "--disable-pip-version-check", "--report", "-", *wanted], timeout=600)
+        chosen = {canonicalize_name(item["metadata"]["name"]): item["metadata"]["version"]
+                  for item in json.loads(report.stdout)["install"]}
+        pins = "+".join(f"{lib}=={chosen[lib]}" for lib in sorted(dependents) if lib in chosen)
+        if pins:
+            return f"the resolver installs it with the companion pin: try {spec.name}+{pins}"
+    return None
 
 
 def run_in(env: Env, out: Path, filters: list[str], workers: str = "0") -> Optional[Results]:
@@ -313,7 +427,7 @@ def cmd_versions(args: argparse.Namespace) -> int:
     for spec in specs:
         t0 = time.perf_counter()
         env = prepare(spec, log=lambda m: print(m, file=sys.stderr))
-        res = run_in(env, out / spec.name, _filters(args), args.workers) if env.ok else None
+        res = run_in(env, out / spec.slug, _filters(args), args.workers) if env.ok else None
         summary = _counts(res.cells) if res else f"{env.status}: {''.join((env.detail or '').splitlines()[-1:])}"
         print(f"{spec}: {summary} ({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
         envs.append((env, res))
@@ -326,7 +440,20 @@ def cmd_versions(args: argparse.Namespace) -> int:
     print(f"wrote {out / 'results.json'} ({len(combined.cells)} cells) and {out / 'versions.md'}", file=sys.stderr)
     if any(e.status == "run failed" for e, _ in envs) or any(c.verdict == Verdict.ERROR for c in combined.cells):
         return 1
+    if args.fail_on_change and changed_cells(combined):
+        print(f"mtls-matrix: {len(changed_cells(combined))} cells' verdicts differ between the environments",
+              file=sys.stderr)
+        return 1
     return 0
+
+
+def changed_cells(results: Results) -> list[str]:
+    """Cells whose verdict differs between the environments that ran (cells that cannot run aside)."""
+    verdicts: dict[str, set[str]] = {}
+    for cell in results.cells:
+        if cell.verdict not in (Verdict.SKIPPED, Verdict.UNSUPPORTED):
+            verdicts.setdefault(_base_id(cell.id), set()).add(cell.verdict.value)
+    return [cell for cell, seen in verdicts.items() if len(seen) > 1]
 
 
 # -- bisect ------------------------------------------------------------------------------------------
@@ -422,6 +549,14 @@ def versions_between(released: list[str], good: str, bad: str) -> list[str]:
     return span if Version(g) < Version(b) else span[::-1]
 
 
+def reference(text: str) -> str | None:
+    """An unreleased tree as GOOD or BAD: a URL (file://, git+https://...), a directory or an archive."""
+    if is_url(text):
+        return text
+    path = Path(text).expanduser()
+    return path.resolve().as_uri() if path.exists() else None
+
+
 def find_cell(cell_id: str):
     """The CellSpec whose id is CELL_ID (an `@environment` suffix is ignored)."""
     from mtls_matrix.plugin import build_selection
@@ -439,8 +574,17 @@ def cmd_bisect(args: argparse.Namespace) -> int:
     try:
         spec = find_cell(args.cell)
         lib = canonicalize_name(args.lib)
+        companions = parse_spec(args.with_pins) if args.with_pins else Spec(())
+        if lib in dict(companions.pins):
+            raise ValueError(f"--with pins {lib} itself: give the other libraries' pins")
         repo_root()
-        span = versions_between(released_versions(lib), args.good, args.bad)
+        released = released_versions(lib)
+        bad_tree = reference(args.bad)
+        if reference(args.good):
+            raise ValueError("GOOD must be a release; BAD may be a tree (a checkout, a branch, a wheel)")
+        # a tree comes after every release: the releases from GOOD on, then the tree
+        span = (versions_between(released, args.good, released[-1]) + [bad_tree] if bad_tree
+                else versions_between(released, args.good, args.bad))
     except ValueError as exc:
         raise _usage_error(str(exc)) from None
     involved = {spec.server.library, spec.client.peer.library}
@@ -453,8 +597,9 @@ def cmd_bisect(args: argparse.Namespace) -> int:
     why: dict[str, str] = {}
 
     def oracle(version: str) -> Optional[str]:
-        env = prepare(Spec(((lib, version),)), log=lambda m: print(f"  {m}", file=sys.stderr))
-        res = run_in(env, out / env.spec.name, filters) if env.ok else None
+        pins = dict(companions.pins) | {lib: version}
+        env = prepare(Spec(tuple(sorted(pins.items()))), log=lambda m: print(f"  {m}", file=sys.stderr))
+        res = run_in(env, out / env.spec.slug, filters) if env.ok else None
         cell = res.cells[0] if res and res.cells else None
         if cell is None:
             why[version] = f"{env.status}: {(env.detail or 'no cell ran').splitlines()[-1]}"
@@ -493,10 +638,15 @@ def register(subparsers) -> None:
         description="Each SPEC (LIB==VERSION, several pins for one environment joined by '+') gets its own venv "
                     "(cached in $MTLS_MATRIX_CACHE or ~/.cache/mtls-matrix/venvs). Writes OUT/SPEC/results.json, "
                     "OUT/results.json (cells of every environment, ids ending in @SPEC) and OUT/versions.md.")
-    v.add_argument("specs", nargs="+", metavar="SPEC", help="e.g. aiohttp==3.9.1")
+    v.add_argument("specs", nargs="+", metavar="SPEC",
+                   help="e.g. aiohttp==3.9.1, 'aiohttp @ file:///path/to/checkout', 'aiohttp @ git+URL@REF', "
+                        "a wheel or sdist path")
     v.add_argument("--out", required=True, type=output_dir, help="output directory")
     add_selection_arguments(v)
     v.add_argument("-n", "--workers", default="0", help="pytest-xdist workers per environment (default 0: none)")
+    v.add_argument("--fail-on-change", action="store_true",
+                   help="exit 1 when a cell's verdict differs between the environments (a CI gate: a branch against "
+                        "the last release)")
     v.set_defaults(func=cmd_versions)
 
     b = subparsers.add_parser(
@@ -506,8 +656,12 @@ def register(subparsers) -> None:
                     "import are skipped and reported. Exit 0 a change was found, 1 none, 2 bad input.")
     b.add_argument("lib", help="the distribution to bisect, e.g. aiohttp")
     b.add_argument("good", help="a release with the reference verdict")
-    b.add_argument("bad", help="a release with another verdict")
+    b.add_argument("bad", help="a release with another verdict, or a tree: file:///path/to/checkout, git+URL@REF, "
+                               "a wheel or sdist path (after every release)")
     b.add_argument("--cell", required=True, help="a cell id, e.g. aiohttp-aiohttp[ssl=context]-mtls-ok")
+    b.add_argument("--with", dest="with_pins", metavar="SPEC",
+                   help="pins added to every tried environment (a companion that must match older releases: "
+                        "python-socketio==5.10.0 while bisecting python-engineio)")
     b.add_argument("--out", default="reports/bisect", type=output_dir, help="where each tried version's results go")
     b.add_argument("--deadline", type=seconds, default=DEFAULT_DEADLINE, help="seconds per cell before HANG")
     b.set_defaults(func=cmd_bisect)

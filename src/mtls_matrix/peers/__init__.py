@@ -188,6 +188,11 @@ class ClientTLS:
     headers: tuple[tuple[str, str], ...] = ()
     # fields the scenario asks a Socket.IO client to add to its connect `auth` payload
     auth: tuple[tuple[str, str], ...] = ()
+    # the process environment the client runs under (name, value): a variant that takes its trust anchors
+    # from the environment (ClientPeer.environment), or an `environment` scenario's other CA. The runner
+    # gives such a client a process of its own with it (isolate.py; a foreign client's process): it never
+    # reaches the run's environment, where other cells run
+    environment: tuple[tuple[str, str], ...] = ()
 
     def context(self) -> ssl.SSLContext:
         """The documented stdlib way: a default client context plus our CA and certificate."""
@@ -263,10 +268,17 @@ class Peer(ABC):
     # the TLS implementation that verifies the other side: a behaviour every library on one stack
     # shares is the stack's default, not one library's choice (findings blame the narrowest layer)
     stack = "CPython ssl"
+    # other distributions whose release decides how this peer behaves (python-socketio's python-engineio):
+    # recorded beside `library` in each cell's versions
+    companions: tuple[str, ...] = ()
 
     @property
     def version(self) -> str:
         return version_of(self.library)
+
+    def versions(self) -> dict[str, str]:
+        """`library` and its companions, as installed."""
+        return {name: version_of(name) for name in (self.library, *self.companions)}
 
     def missing(self) -> str | None:
         """Why this peer cannot run on this machine (a foreign peer's toolchain is absent), or None.
@@ -366,6 +378,16 @@ class ClientPeer(Peer):
     # variant -> why it disables verification on purpose: a control, whose INSECURE is the expected
     # outcome and proves the scenario's certificate is bad; never a finding
     controls: dict[str, str] = {}
+    # variant -> the environment variables it takes its trust anchors from (the library's default store,
+    # as a user points it at a private CA): the runner sets each to the run's CA, for that client only
+    environment: dict[str, tuple[str, ...]] = {}
+    # variants that change process-wide state themselves (the program sets SSL_CERT_FILE after importing the
+    # library): the runner gives them a client process of their own, which no other variant's cells share
+    own_process: tuple[str, ...] = ()
+    # variants that present no client certificate (the default-store styles): their cells run on a listener
+    # that requests none (server-authenticated TLS, as the token group's), so a client that does not verify
+    # the server shows as INSECURE, not as the server's refusal of a missing certificate
+    server_auth_only: tuple[str, ...] = ()
     # variant -> how many requests one connection attempt makes by design (a page's fetch before its
     # WebSocket): a server that refuses each of them saw no repeat (evidence.repeated); absent: one
     requests: dict[str, int] = {}
@@ -388,6 +410,11 @@ class ClientPeer(Peer):
         """`timeout`: give it to the library as its opening-handshake timeout; None: set no
         timeout at all, the library's own defaults apply (fault scenarios measure them)."""
 
+    def missing_for(self, variant: str) -> str | None:
+        """missing(), for one variant: an adapter that cannot drive the installed release in this variant
+        (a keyword argument it lacks) says "cannot run: <what is missing>"; its cells are SKIPPED with it."""
+        return self.missing()
+
     def prepare(self, variant: str, tls: ClientTLS) -> None:
         """Called before each cell's clock starts: start what a cell's connection needs and is
         reused across cells (a browser process), so the cell's deadline measures the connection.
@@ -402,6 +429,11 @@ class ClientPeer(Peer):
         """The canonical error for a library-specific exception (HTTP status, close, ...), or None
         to let the generic mapping of the exception chain decide."""
         return None
+
+    def error_attributes(self, exc: BaseException) -> dict[str, str]:
+        """The exception's documented attributes a user reads (aiohttp's ClientConnectorError.os_error,
+        host, ssl), as text, for the record beside its message."""
+        return {}
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import os
 import ssl
 from string import Template
+from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 from aiohttp import WSMsgType, web
@@ -20,6 +22,7 @@ from mtls_matrix.peers import (
     HANDLER_STOP_GRACE_S, TUNED_MAX_MESSAGE, ClientPeer, ClientTLS, Closed, Connection, ServerPeer, TokenRefused,
     forwarded_cn, parse_close_command,
 )
+from mtls_matrix.scenarios import CLIENT_SIDE_GROUPS, DEFAULT_GROUPS, TLS_SETTINGS_SCENARIOS
 from mtls_matrix.verdict import CLOSE_CODES
 
 
@@ -87,7 +90,21 @@ async def stop_server() -> None:
     await RUNNER.cleanup()
 ''')
 
+_REPRO_POOLED = '''\
+            # a plain request to the server's other name first: its connection stays in the pool
+            other = "127.0.0.1" if url.split("//", 1)[1].startswith("localhost") else "localhost"
+            async with session.get("https://" + other + ":" + url.rsplit(":", 1)[1].split("/", 1)[0] + "/",
+                                   headers=HEADERS) as response:
+                await response.read()
+'''
+
+_REPRO_ENV_AT_RUN_TIME = '''\
+            os.environ["SSL_CERT_FILE"] = CA  # the program sets it after importing aiohttp
+'''
+
 _REPRO_CLIENT = Template('''\
+import os
+
 import aiohttp
 from aiohttp import WSMsgType
 
@@ -95,6 +112,8 @@ TIMEOUTS = ()  # ClientTimeout raises TimeoutError
 
 
 class Client:
+    # (a variant with no ssl argument, or ssl=True, verifies against the default store: run the script
+    # with SSL_CERT_FILE=ca.pem, set before Python starts: aiohttp builds its default contexts at import)
     def __init__(self, session, ws):
         self.session, self.ws = session, ws
 
@@ -105,7 +124,7 @@ class Client:
             context.load_cert_chain(CLIENT_CERT, CLIENT_KEY)
         session = aiohttp.ClientSession($session_args)
         try:
-            return cls(session, await session.ws_connect(url, headers=HEADERS$connect_args))
+$before_ws            return cls(session, await session.ws_connect(url, headers=HEADERS$connect_args))
         except BaseException:
             await session.close()
             raise
@@ -140,6 +159,8 @@ class Client:
 
 class Server(ServerPeer):
     name = library = "aiohttp"
+    # also the scenarios that vary only the client's side: one server of the family shows them
+    groups = DEFAULT_GROUPS + CLIENT_SIDE_GROUPS
 
     def own_timeouts(self):
         return {"asyncio ssl_handshake_timeout": asyncio.constants.SSL_HANDSHAKE_TIMEOUT}
@@ -230,23 +251,43 @@ class _Conn(Connection):
 
 class Client(ClientPeer):
     name = library = "aiohttp"
-    # Each documented way to hand aiohttp an SSLContext; ssl_context= is deprecated (it warns)
-    # but still accepted through its own branch of the TLS-parameter merge; the connector is
-    # the session-wide place (TCPConnector(ssl=...)).
-    variants = ("ssl=context", "ssl_context=context", "connector=context")
+    # Each documented way to give aiohttp its TLS settings (docs: Client Reference, "ssl" of
+    # ClientSession.request/ws_connect and TCPConnector; Advanced Client Usage, "SSL control for TCP
+    # sockets"): an SSLContext as ws_connect(ssl=...); the deprecated ssl_context= (it warns but still has
+    # its own branch of the TLS-parameter merge); the session-wide TCPConnector(ssl=...); ssl=True and no
+    # argument at all, which verify against the default store (no client certificate: a user points it at
+    # a private CA with SSL_CERT_FILE, the "environment" style); one session whose pooled connections
+    # serve a plain HTTPS request to one name of the server, then ws_connect to another name of it; and
+    # ssl=True with SSL_CERT_FILE set by the program after importing aiohttp (os.environ, as users point
+    # the default store at a private CA at run time), in a client process of its own.
+    variants = ("ssl=context", "ssl_context=context", "connector=context", "ssl=True", "ssl=default",
+                "session=pooled", "ssl=True+env-at-run-time")
+    environment = {"ssl=True": ("SSL_CERT_FILE",), "ssl=default": ("SSL_CERT_FILE",)}
+    own_process = ("ssl=True+env-at-run-time",)
+    variant_scenarios = {"session=pooled": TLS_SETTINGS_SCENARIOS}
+    server_auth_only = ("ssl=True", "ssl=default", "ssl=True+env-at-run-time")
+    # without a client certificate: judged on verifying the server, and on connecting to a good one
+    only = {variant: ("server-rejected", "token-header-ok") for variant in server_auth_only}
     # With the default autoping=True, receive() consumes PONG frames and no public API reports
     # them; autoping=False would change the library's behaviour for every other step.
     unsupported = {"ping": "aiohttp's default autoping swallows pongs; no public API observes them"}
 
     async def connect(self, variant, url, tls: ClientTLS, profile, timeout):
-        ctx = tls.context()
-        connector = aiohttp.TCPConnector(ssl=ctx) if variant == "connector=context" else None
+        default_store = variant in self.server_auth_only
+        ctx = None if default_store else tls.context()
+        if variant == "ssl=True+env-at-run-time":  # in this variant's own client process (own_process)
+            os.environ["SSL_CERT_FILE"] = str(tls.ca)
+        connector = aiohttp.TCPConnector(ssl=ctx) if variant in ("connector=context", "session=pooled") else None
         # ClientTimeout bounds the opening handshake only (it does not apply after the upgrade)
         timeouts = {"timeout": aiohttp.ClientTimeout(total=timeout)} if timeout else {}
         session = aiohttp.ClientSession(connector=connector, **timeouts)
         headers = {"headers": dict(tls.headers)} if tls.headers else {}
-        tls_kw = {"ssl=context": {"ssl": ctx}, "ssl_context=context": {"ssl_context": ctx}}.get(variant, {})
+        tls_kw = {"ssl=context": {"ssl": ctx}, "ssl_context=context": {"ssl_context": ctx},
+                  "ssl=True": {"ssl": True}, "ssl=True+env-at-run-time": {"ssl": True}}.get(variant, {})
         try:
+            if variant == "session=pooled":
+                async with session.get(_other_name(url), **headers) as response:
+                    await response.read()  # read to the end: the connection goes back to the pool
             return _Conn(session, await session.ws_connect(url, **tls_kw, **headers, **_limits(profile)))
         except BaseException:
             await session.close()  # no leaked session (and connector) when the upgrade fails
@@ -261,10 +302,13 @@ class Client(ClientPeer):
 
     def repro_client(self, variant: str, profile: str) -> str:
         session = "timeout=aiohttp.ClientTimeout(total=timeout)"
-        if variant == "connector=context":
+        if variant in ("connector=context", "session=pooled"):
             session = "connector=aiohttp.TCPConnector(ssl=context), " + session
-        tls = {"ssl=context": ", ssl=context", "ssl_context=context": ", ssl_context=context"}.get(variant, "")
-        return _REPRO_CLIENT.substitute(session_args=session, connect_args=tls + _limits_src(profile))
+        tls = {"ssl=context": ", ssl=context", "ssl_context=context": ", ssl_context=context",
+               "ssl=True": ", ssl=True", "ssl=True+env-at-run-time": ", ssl=True"}.get(variant, "")
+        before = {"session=pooled": _REPRO_POOLED, "ssl=True+env-at-run-time": _REPRO_ENV_AT_RUN_TIME}.get(variant, "")
+        return _REPRO_CLIENT.substitute(session_args=session, connect_args=tls + _limits_src(profile),
+                                        before_ws=before)
 
     def canonical(self, exc):
         if isinstance(exc, aiohttp.WSServerHandshakeError):
@@ -274,6 +318,27 @@ class Client(ClientPeer):
         if isinstance(exc, aiohttp.WebSocketError):  # raised from an ERROR message, e.g. too big
             return CLOSE_CODES.get(exc.code)
         return None
+
+    def error_attributes(self, exc):
+        # ClientConnectorError and its subclasses (ClientSSLError, ClientConnectorCertificateError)
+        # document host, port, ssl and os_error / certificate_error; WSServerHandshakeError its status
+        names = ("host", "port", "ssl", "os_error", "certificate_error", "status")
+        return {name: repr(getattr(exc, name)) for name in names
+                if isinstance(exc, aiohttp.ClientError) and _has(exc, name)}
+
+
+def _has(exc: BaseException, name: str) -> bool:
+    try:
+        return getattr(exc, name) is not None
+    except Exception:  # a property of a half-built exception (no connection key)
+        return False
+
+
+def _other_name(url: str) -> str:
+    """The server's other name (localhost <-> 127.0.0.1, both in its certificate) for a plain request."""
+    parts = urlsplit(url)
+    other = "127.0.0.1" if parts.hostname == "localhost" else "localhost"
+    return urlunsplit(("https", f"{other}:{parts.port}", "/", "", ""))
 
 
 PEERS = [Server(), Client()]

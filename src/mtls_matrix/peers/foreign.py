@@ -636,10 +636,11 @@ def error_type(stack: str, name: str) -> type:
 class _ClientProcess:
     """One long-lived client process; a reader thread routes its replies by connection id."""
 
-    def __init__(self, peer: ForeignClient, variant: str):
+    def __init__(self, peer: ForeignClient, variant: str, environment: dict[str, str] | None = None):
         self.peer = peer
         self.popen = subprocess.Popen(_argv(peer.command), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                      stderr=subprocess.PIPE, start_new_session=True)
+                                      stderr=subprocess.PIPE, start_new_session=True,
+                                      env={**os.environ, **environment} if environment else None)
         self.ids = itertools.count(1)
         self.routes: dict[int, _ForeignConnection] = {}
         self.abandoned: dict[int, float] = {}  # id -> when the harness gave up on it and sent `close`
@@ -767,7 +768,10 @@ class ForeignClient(_ForeignPeer, ClientPeer):
     # of a refusal; the other refusals are the server's business.
     scenarios: tuple[str, ...] = ("works", "client-rejected", "server-rejected", "hostile-server", "io-text*",
                                   "io-binary*", "io-1mib*", "io-1000-ordered*", "io-ping*", "io-close*",
-                                  "io-server-close*", "token-header-ok", "token-missing")
+                                  "io-server-close*", "token-header-ok", "token-missing",
+                                  # explicit settings against an environment naming another CA (NODE_EXTRA_CA_CERTS,
+                                  # SSL_CERT_FILE): the client process is started with it
+                                  "environment")
 
     # the Python servers and the harness's hostile one; the proxies are judged with the Python clients
     servers: tuple[str, ...] | None = ("websockets", "aiohttp", "tornado", "tornado[[]identity=open[]]", "hostile")
@@ -777,7 +781,7 @@ class ForeignClient(_ForeignPeer, ClientPeer):
 
     async def connect(self, variant: str, url: str, tls: ClientTLS, profile: str,
                       timeout: float | None) -> Connection:
-        proc = await self._process(variant)
+        proc = await self._process(variant, tls.environment)
         conn = _ForeignConnection(self, proc, observe.connection_recorder())
         await conn.open({"url": url, "ca": str(tls.ca), "cert": str(tls.cert) if tls.cert else None,
                          "key": str(tls.key) if tls.key else None, "server_hostname": tls.server_hostname,
@@ -785,15 +789,16 @@ class ForeignClient(_ForeignPeer, ClientPeer):
                          "timeout": timeout})
         return conn
 
-    async def _process(self, variant: str) -> _ClientProcess:
-        key = (self.name, variant)
+    async def _process(self, variant: str, environment: tuple[tuple[str, str], ...] = ()) -> _ClientProcess:
+        # a cell that asks for a process environment (ClientTLS.environment) gets a process started with it
+        key = (self.name, variant, environment)
         with _processes_lock:
             proc = _processes.get(key)
         if proc is not None and not (proc.alive and await proc.responsive()):
             proc.close(graceful=False)  # crashed, or hung on an earlier cell: that cell paid; start anew
             proc = None
         if proc is None:
-            proc = _ClientProcess(self, variant)
+            proc = _ClientProcess(self, variant, dict(environment))
             with _processes_lock:
                 _processes[key] = proc
         return proc

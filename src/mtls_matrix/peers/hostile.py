@@ -33,7 +33,11 @@ SERVER_BEHAVIOURS = {
     "stall-after-upgrade": True,  # answers 101, then never answers a message
     "reset-mid-message": True,  # answers the first message with half a frame, then resets TCP
     "no-close-reply": True,  # echoes, but never answers the close frame and never closes
+    # echoes, answers the close frame, then never sends its close_notify nor closes TCP (its TLS runs over
+    # memory BIOs, MANUAL_TLS: asyncio's own TLS would answer the client's close_notify by itself)
+    "close-no-notify": True,
 }
+MANUAL_TLS = ("close-no-notify",)
 CLIENT_BEHAVIOURS = ("silent", "mid-handshake")
 
 
@@ -47,7 +51,8 @@ class Server(ServerPeer):
     async def start(self, context: ssl.SSLContext, profile: str) -> int:
         if self.behaviour not in SERVER_BEHAVIOURS:
             raise ValueError(f"unknown hostile server behaviour {self.behaviour!r}; valid: {', '.join(SERVER_BEHAVIOURS)}")
-        tls = context if SERVER_BEHAVIOURS[self.behaviour] else None
+        self.context = context
+        tls = context if SERVER_BEHAVIOURS[self.behaviour] and self.behaviour not in MANUAL_TLS else None
         self.open: set[asyncio.Transport] = set()
         self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=tls)
         return self.server.sockets[0].getsockname()[1]
@@ -105,6 +110,78 @@ class Server(ServerPeer):
                 return  # silence: no close frame, no close_notify, the TCP connection stays open
             if opcode in (0x1, 0x2):
                 writer.write(_frame(opcode, data))
+
+
+    async def _close_no_notify(self, reader, writer):
+        tls = _ManualTLS(self.context, reader, writer)
+        await tls.handshake()
+        plain = asyncio.StreamReader()
+        pump = asyncio.ensure_future(tls.pump(plain))
+        try:
+            await _upgrade(plain, tls)
+            while True:
+                opcode, data = await _read_frame(plain)
+                if opcode == 0x8:
+                    _fault()
+                    tls.write(_frame(0x8, data[:2]))  # the WebSocket close handshake completes ...
+                    await tls.drain()
+                    break
+                if opcode in (0x1, 0x2):
+                    tls.write(_frame(opcode, data))
+                    await tls.drain()
+            await pump  # ... then silence: the client's close_notify is read, never answered
+        finally:
+            pump.cancel()
+
+
+class _ManualTLS:
+    """Server-side TLS over memory BIOs on a plain connection: this side decides when (here: never) it
+    sends its close_notify. Its handshake runs through the probe like any other (sslobject_class)."""
+
+    def __init__(self, context: ssl.SSLContext, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+        self.incoming, self.outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self.tls = context.wrap_bio(self.incoming, self.outgoing, server_side=True)
+        self.reader, self.writer = reader, writer
+
+    async def _receive(self) -> bool:
+        data = await self.reader.read(65536)
+        if data:
+            self.incoming.write(data)
+        return bool(data)
+
+    async def handshake(self) -> None:
+        while True:
+            try:
+                self.tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                await self.drain()
+                if not await self._receive():
+                    raise ConnectionResetError("the client closed during the handshake") from None
+        await self.drain()
+
+    async def pump(self, plain: asyncio.StreamReader) -> None:
+        """Decrypted bytes into `plain` until the client's close_notify (or TCP EOF); then wait on TCP EOF."""
+        while True:
+            try:
+                data = self.tls.read(65536)
+            except ssl.SSLWantReadError:
+                if not await self._receive():
+                    return
+                continue
+            except ssl.SSLZeroReturnError:  # the client's close_notify: read, and left unanswered
+                await _drain_until_eof(self.reader)
+                return
+            plain.feed_data(data)
+
+    def write(self, data: bytes) -> None:
+        self.tls.write(data)
+
+    async def drain(self) -> None:
+        pending = self.outgoing.read()
+        if pending:
+            self.writer.write(pending)
+            await self.writer.drain()
 
 
 def _fault() -> None:

@@ -37,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import inspect
 import queue
 import socket
 import ssl
@@ -45,6 +46,7 @@ import time
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 import aiohttp
+import engineio
 import requests
 import socketio
 import uvicorn
@@ -55,13 +57,33 @@ from tornado.web import Application
 from werkzeug.serving import make_server
 
 from mtls_matrix import observe, verdict
+from mtls_matrix.scenarios import CLIENT_SIDE_GROUPS, DEFAULT_GROUPS
 from mtls_matrix.peers import (
     FINAL_CLOSE, HANDLER_STOP_GRACE_S, TUNED_MAX_MESSAGE, ClientPeer, ClientTLS, Closed, Connection, ServerPeer,
-    TokenRefused, cell_token, parse_close_command, query_token,
+    TokenRefused, cell_token, parse_close_command, query_token, version_of,
 )
 
-TLS_WAYS_ASYNC = ("http_session=connector", "websocket_extra_options=ssl")
-TLS_WAYS_SYNC = ("http_session=requests", "websocket_extra_options=sslopt")
+# Each documented way of giving the clients TLS settings (docs: python-socketio "The Socket.IO Clients",
+# the Client/AsyncClient reference for http_session, ssl_verify and websocket_extra_options; requests'
+# "SSL Cert Verification" for Session.verify/cert): a session that carries them (both transports use it);
+# websocket_extra_options (websocket transport only); ssl_verify=False with the client certificate in the
+# session (the documented way to skip server verification and still present a certificate: a control);
+# and no settings at all, the library's default store pointed at the run's CA through the environment.
+TLS_WAYS_ASYNC = ("http_session=connector", "websocket_extra_options=ssl", "ssl_verify=false+http_session=connector",
+                  "ssl_verify=default")
+TLS_WAYS_SYNC = ("http_session=requests", "websocket_extra_options=sslopt", "ssl_verify=false+http_session=requests",
+                 "ssl_verify=default")
+# what the environment style sets (ClientPeer.environment): aiohttp's default context reads SSL_CERT_FILE;
+# requests reads REQUESTS_CA_BUNDLE (certifi otherwise), websocket-client WEBSOCKET_CLIENT_CA_BUNDLE
+DEFAULT_STORE_VARIABLES = {"ssl_verify=default": ("SSL_CERT_FILE",)}
+DEFAULT_STORE_VARIABLES_SYNC = {"ssl_verify=default": ("REQUESTS_CA_BUNDLE", "WEBSOCKET_CLIENT_CA_BUNDLE")}
+CONTROL_WHY = ("ssl_verify=False turns the verification of the server off on purpose (the client certificate still "
+               "rides in the session): its INSECURE on server-rejected is expected; it must still present its "
+               "certificate on every transport (mtls-ok)")
+# The releases these adapters drive: python-socketio whose connect() takes auth (the cell token rides in
+# it). Older 5.x releases lack a few things the adapters replace (a disconnect reason, shutdown(),
+# failed_namespaces, transport(sid, namespace), wait_timeout); websocket_extra_options needs
+# python-engineio 4.4.0. What they cannot replace makes a cell "cannot run" (ClientPeer.missing_for).
 TRANSPORTS = {"polling": ["polling"], "websocket": ["websocket"], "upgrade": None}  # None: the default
 # websocket_extra_options reach the websocket transport only: on polling alone they cannot apply
 # (+upgrade shows that its polling leg ignores them), so that pair is no variant
@@ -83,6 +105,8 @@ SCENARIOS_SHORT = ("mtls-ok", "client-no-cert", "io-close", "token-header-ok", "
 # aiohttp also plays the family's own scenarios: a namespace, and the reconnects (its server can
 # drop its connections and restart on the same port)
 SCENARIOS_OWN = ("io-namespace", "reconnect-*")
+# and the scenarios that vary only the client's side (its environment, its files): one server shows them
+CLIENT_SIDE = ("environment", "local-config")
 NAMESPACES = ("/", "/agents")  # the server's handlers answer in each; scenarios name the namespace to use
 # Reconnection: quick attempts, so a reconnect cell takes a second or two, and a bounded number, so
 # a client that must refuse the restarted server gives up within its cell; their delays (0.1, 0.2,
@@ -107,12 +131,16 @@ class NoUpgrade(Exception):
 class _SioServer(ServerPeer):
     family = "socketio"
     library = "python-socketio"
+    companions = ("python-engineio",)
     async_mode = "aiohttp"
     scenarios = SCENARIOS_SHORT
     # a cell connects and echoes in well under 0.5 s; what outlasts that waits on a library timeout
     # of 30 s or none at all (see the notes), so half the run's deadline decides the same HANGs
     deadline_scale = 0.5
     waits = True
+
+    def missing(self):
+        return _outside_api_range()
 
     def _identity(self, environ: dict) -> bytes | None:
         """The client certificate (DER) as this stack shows it to the application; raises when
@@ -137,7 +165,7 @@ class _SioServer(ServerPeer):
             der, error = None if subject else self._identity(environ), None
         except Exception as exc:  # the stack cannot show it: a finding, reported as such
             der, error = None, f"{type(exc).__name__}: {exc}"
-        transport = self.sio.transport(sid, namespace)
+        transport = self._transport(sid, namespace)
         self._tokens[sid]["transport"] = transport
         observe.server_event(token, "handler", peer_cn=subject or observe.subject_cn(der), identity_error=error,
                              transport=transport, namespace=namespace)
@@ -157,15 +185,23 @@ class _SioServer(ServerPeer):
 
     def _echoed(self, sid: str, namespace: str = "/") -> None:
         state = self._tokens.get(sid, {})
-        transport = self.sio.transport(sid, namespace)
+        transport = self._transport(sid, namespace)
         if transport != state.get("transport") or "echoed" not in state:  # first echo, or an upgrade since
             state["transport"], state["echoed"] = transport, True
             observe.server_event(state.get("token"), "transport", transport=transport)
 
+    def _transport(self, sid: str, namespace: str) -> str:
+        """transport(sid, namespace); older 5.x releases take engine.io's sid alone (their transport(sid)
+        looks the Socket.IO sid up in engine.io's table), which the manager maps the Socket.IO sid to."""
+        if "namespace" in inspect.signature(self.sio.transport).parameters:
+            return self.sio.transport(sid, namespace)
+        return self.sio.transport(self.sio.manager.eio_sid_from_sid(sid, namespace))
+
     def _closed(self, sid: str, reason) -> None:
         state = self._tokens.pop(sid, {})
         bye = state.get("bye")
-        if bye and reason == socketio.AsyncServer.reason.CLIENT_DISCONNECT:
+        reasons = getattr(socketio.AsyncServer, "reason", None)  # 5.12; before it the handler gets no reason
+        if bye and (reason is None or reasons is not None and reason == reasons.CLIENT_DISCONNECT):
             code, text = bye
         else:
             code, text = None, str(reason)
@@ -188,14 +224,15 @@ class _SioServer(ServerPeer):
     async def _on_close(self, sid, data, namespace="/"):
         await self.sio.disconnect(sid, namespace)
 
-    async def _on_disconnect(self, sid, reason, namespace="/"):
+    async def _on_disconnect(self, sid, reason=None, namespace="/"):
         self._closed(sid, reason)
 
 
 class AiohttpServer(_SioServer):
     framework = "aiohttp"
     name = "socketio-aiohttp"
-    scenarios = SCENARIOS_FULL + SCENARIOS_OWN
+    groups = DEFAULT_GROUPS + CLIENT_SIDE_GROUPS
+    scenarios = SCENARIOS_FULL + SCENARIOS_OWN + CLIENT_SIDE
 
     def _identity(self, environ):
         transport = environ["aiohttp.request"].transport
@@ -233,7 +270,8 @@ class AiohttpServer(_SioServer):
         await self._site.start()
 
     async def stop(self):
-        await self.sio.shutdown()
+        if hasattr(self.sio, "shutdown"):  # not in older 5.x releases
+            await self.sio.shutdown()
         await self._runner.cleanup()
 
 
@@ -256,7 +294,8 @@ class TornadoServer(_SioServer):
         return sockets[0].getsockname()[1]
 
     async def stop(self):
-        await self.sio.shutdown()
+        if hasattr(self.sio, "shutdown"):  # not in older 5.x releases
+            await self.sio.shutdown()
         self._server.stop()
         await self._server.close_all_connections()
 
@@ -306,7 +345,8 @@ class UvicornServer(_SioServer):
         return sock.getsockname()[1]
 
     async def stop(self):
-        await self.sio.shutdown()
+        if hasattr(self.sio, "shutdown"):  # not in older 5.x releases
+            await self.sio.shutdown()
         self._server.should_exit = True
         await asyncio.wait_for(self._task, 5)
 
@@ -418,7 +458,8 @@ def _refusals(sio) -> list:
 
 def _with_refusal(sio, refusals: list, exc: BaseException) -> BaseException:
     """connect()'s exception, with the server's refusal as its cause when the server refused."""
-    if sio.failed_namespaces and refusals:  # a transport failure also reaches connect_error
+    # a transport failure also reaches connect_error; failed_namespaces (absent in older 5.x) tells them apart
+    if getattr(sio, "failed_namespaces", True) and refusals:
         data = refusals[-1]
         reason = data.get("message") if isinstance(data, dict) else data
         exc.__cause__ = ConnectRefused(f"the server refused the connection: {reason}")
@@ -449,7 +490,9 @@ class _Conn(Connection):
         self.transport = sio.transport()
 
     def _disconnected(self, reason) -> Closed:
-        if self.asked and reason == socketio.AsyncClient.reason.SERVER_DISCONNECT:
+        # before 5.12 the handler gets no reason: a disconnect the harness asked the server for is that one
+        reasons = getattr(socketio.AsyncClient, "reason", None)
+        if self.asked and (reason is None or reasons is not None and reason == reasons.SERVER_DISCONNECT):
             return Closed(*self.asked)  # Socket.IO has no close code: the server disconnected us as asked
         return Closed(None, str(reason))
 
@@ -486,7 +529,7 @@ class _AsyncConn(_Conn):
         self.inbox: asyncio.Queue = asyncio.Queue()
         self.sio.on("disconnect", self._on_disconnect, namespace=self.namespace)
 
-    def _on_disconnect(self, reason):
+    def _on_disconnect(self, reason=None):
         if not self.sio.reconnection:  # else the reconnect step is watching: not an end of the connection
             self.inbox.put_nowait(self._disconnected(reason))
 
@@ -536,7 +579,7 @@ class _SyncConn(_Conn):
         self.inbox: queue.Queue = queue.Queue()
         self.sio.on("disconnect", self._on_disconnect, namespace=self.namespace)
 
-    def _on_disconnect(self, reason):
+    def _on_disconnect(self, reason=None):
         if not self.sio.reconnection:  # else the reconnect step is watching: not an end of the connection
             self.inbox.put(self._disconnected(reason))
 
@@ -615,35 +658,81 @@ def _canonical(exc) -> str | None:
     return None  # ConnectionError: its message carries the transport's error text, read generically
 
 
-class AsyncClient(ClientPeer):
-    name = "socketio-asyncclient"
+def _declared(ways: tuple[str, ...], default_store: dict[str, tuple[str, ...]]) -> tuple:
+    """A client class's variants and what they declare (ClientPeer): variants, environment,
+    server_auth_only (the environment style presents no certificate), controls (ssl_verify=False), only."""
+    variants = _variants(ways)
+    environment = {v: default_store[_way(v)] for v in variants if _way(v) in default_store}
+    controls = {v: CONTROL_WHY for v in variants if _way(v).startswith("ssl_verify=false")}
+    # without a client certificate: judged on verifying the server, and on connecting to a good one; a
+    # control: where its INSECURE is expected, and where it must still present its certificate
+    only = {v: ("server-rejected", "token-header-ok") for v in environment} | {
+        v: ("server-rejected", "mtls-ok") for v in controls}
+    return variants, environment, tuple(environment), controls, only
+
+
+class _SioClient(ClientPeer):
     family = "socketio"
     library = "python-socketio"
-    # http_session: an aiohttp session whose connector holds the context (both transports use it);
-    # websocket_extra_options: ws_connect(ssl=context) only, polling keeps the library's own session.
-    # ssl_verify takes only True (default trust store, no client certificate) or False (no
-    # verification): neither can carry a private CA or a client certificate, so no variant.
-    variants = _variants(TLS_WAYS_ASYNC)
+    companions = ("python-engineio",)
     unsupported = UNSUPPORTED
 
+    def missing(self):
+        return _outside_api_range()
+
+    def missing_for(self, variant):
+        if _way(variant).startswith("websocket_extra_options") and not _has_websocket_extra_options():
+            return (f"cannot run: python-engineio {version_of('python-engineio')} has no websocket_extra_options "
+                    "(from 4.4.0)")
+        return self.missing()
+
+    def canonical(self, exc):
+        return _canonical(exc)
+
+
+def _outside_api_range() -> str | None:
+    """What the adapters cannot do without: the cell token rides in connect(auth=...)."""
+    if "auth" not in inspect.signature(socketio.Client.connect).parameters:
+        return (f"cannot run: python-socketio {version_of('python-socketio')}'s connect() takes no auth, which "
+                "carries the cell token to the server's handler")
+    return None
+
+
+def _way(variant: str) -> str:
+    return variant.rsplit("+", 1)[0]
+
+
+def _has_websocket_extra_options() -> bool:
+    return "websocket_extra_options" in inspect.signature(engineio.Client.__init__).parameters
+
+
+class AsyncClient(_SioClient):
+    name = "socketio-asyncclient"
+    # http_session: an aiohttp session whose connector holds the context (both transports use it);
+    # websocket_extra_options: ws_connect(ssl=context) only, polling keeps the library's own session;
+    # ssl_verify=False with that session: the library replaces the context by its own unverified one
+    # (ssl=False on polling, a bare context on the websocket); ssl_verify=default: no settings at all.
+    variants, environment, server_auth_only, controls, only = _declared(TLS_WAYS_ASYNC, DEFAULT_STORE_VARIABLES)
+
     async def connect(self, variant, url, tls: ClientTLS, profile, timeout):
-        way, transport = variant.split("+")
+        way, transport = variant.rsplit("+", 1)
         server, token, namespace = _split(url)
-        ctx = tls.context()
+        options = {"request_timeout": timeout}
         session = None
-        if way == "http_session=connector":
-            session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ctx))
-            sio = socketio.AsyncClient(reconnection=False, **RECONNECTION, http_session=session,
-                                       request_timeout=timeout)
-        else:
-            sio = socketio.AsyncClient(reconnection=False, **RECONNECTION, websocket_extra_options={"ssl": ctx},
-                                       request_timeout=timeout)
+        if way.endswith("http_session=connector"):
+            session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=tls.context()))
+            options["http_session"] = session
+            if way.startswith("ssl_verify=false"):
+                options["ssl_verify"] = False
+        elif way == "websocket_extra_options=ssl":
+            options["websocket_extra_options"] = {"ssl": tls.context()}
+        sio = socketio.AsyncClient(reconnection=False, **RECONNECTION, **options)
 
         async def cleanup():  # see _Conn: aborts, so a polling session costs no 30 s here
             sio.reconnection = False  # a drop from here on ends the session
             with contextlib.suppress(Exception):
                 if not sio.connected:
-                    await sio.shutdown()  # ends a reconnection in progress, and waits for it
+                    await _shutdown_async(sio)  # ends a reconnection in progress, and waits for it
                 await sio.eio.disconnect(abort=True)
             if session is not None:  # the user's session: the library never closes it
                 await session.close()
@@ -651,47 +740,45 @@ class AsyncClient(ClientPeer):
         refusals = _refusals(sio)
         try:
             await sio.connect(server, **_connect_args(tls, token), transports=TRANSPORTS[transport],
-                              namespaces=[namespace], wait_timeout=timeout)
+                              namespaces=[namespace], **_wait_timeout(sio, timeout))
             _check_upgrade(sio, transport)
         except BaseException as exc:
             await cleanup()
             raise _with_refusal(sio, refusals, exc)
         return _AsyncConn(sio, timeout, cleanup, namespace, transport, session)
 
-    def canonical(self, exc):
-        return _canonical(exc)
 
-
-class Client(ClientPeer):
+class Client(_SioClient):
     name = "socketio-client"
-    family = "socketio"
-    library = "python-socketio"
     # http_session: a requests.Session with cert=(chain, key) and verify=CA path; engineio copies
     # both into websocket-client's sslopt for the websocket transport.
     # websocket_extra_options: {"sslopt": {"context": ctx}} reaches websocket-client only;
     # polling uses the library's own requests.Session (default trust store, no certificate).
-    variants = _variants(TLS_WAYS_SYNC)
-    unsupported = UNSUPPORTED
+    # ssl_verify=False with that session: the library sets verify=False on it and cert_reqs=CERT_NONE in
+    # the websocket's sslopt; ssl_verify=default: no settings at all.
+    variants, environment, server_auth_only, controls, only = _declared(TLS_WAYS_SYNC, DEFAULT_STORE_VARIABLES_SYNC)
 
     async def connect(self, variant, url, tls: ClientTLS, profile, timeout):
-        way, transport = variant.split("+")
+        way, transport = variant.rsplit("+", 1)
         server, token, namespace = _split(url)
+        options = {"request_timeout": timeout}
         session = None
-        if way == "http_session=requests":
+        if way.endswith("http_session=requests"):
             session = requests.Session()
             session.verify = str(tls.ca)
             session.cert = (str(tls.cert), str(tls.key)) if tls.cert else None
-            sio = socketio.Client(reconnection=False, **RECONNECTION, http_session=session, request_timeout=timeout)
-        else:
-            sio = socketio.Client(reconnection=False, **RECONNECTION,
-                                  websocket_extra_options={"sslopt": {"context": tls.context()}},
-                                  request_timeout=timeout)
+            options["http_session"] = session
+            if way.startswith("ssl_verify=false"):
+                options["ssl_verify"] = False
+        elif way == "websocket_extra_options=sslopt":
+            options["websocket_extra_options"] = {"sslopt": {"context": tls.context()}}
+        sio = socketio.Client(reconnection=False, **RECONNECTION, **options)
 
         def cleanup():  # see _Conn: aborts, so a polling session costs no 30 s here
             sio.reconnection = False  # a drop from here on ends the session
             with contextlib.suppress(Exception):
                 if not sio.connected:
-                    sio.shutdown()  # ends a reconnection in progress, and waits for it
+                    _shutdown_sync(sio)  # ends a reconnection in progress, and waits for it
                 sio.eio.disconnect(abort=True)
             if session is not None:
                 session.close()
@@ -699,15 +786,34 @@ class Client(ClientPeer):
         refusals = _refusals(sio)
         try:
             sio.connect(server, **_connect_args(tls, token), transports=TRANSPORTS[transport], namespaces=[namespace],
-                        wait_timeout=timeout)
+                        **_wait_timeout(sio, timeout))
             _check_upgrade(sio, transport)
         except BaseException as exc:
             cleanup()
             raise _with_refusal(sio, refusals, exc)
         return _SyncConn(sio, timeout, cleanup, namespace, transport, session)
 
-    def canonical(self, exc):
-        return _canonical(exc)
+
+def _wait_timeout(sio, timeout: float | None) -> dict:
+    """connect(wait_timeout=...); the first 5.x releases wait their own fixed time instead."""
+    return {"wait_timeout": timeout} if "wait_timeout" in inspect.signature(sio.connect).parameters else {}
+
+
+async def _shutdown_async(sio) -> None:
+    """shutdown(); older 5.x releases lack it: the same by hand, no more attempts, then disconnect."""
+    if hasattr(sio, "shutdown"):
+        await sio.shutdown()
+    else:
+        sio.reconnection = False
+        await sio.disconnect()
+
+
+def _shutdown_sync(sio) -> None:
+    if hasattr(sio, "shutdown"):
+        sio.shutdown()
+    else:
+        sio.reconnection = False
+        sio.disconnect()
 
 
 PEERS = [AiohttpServer(), TornadoServer(), UvicornServer(), WerkzeugServer(), AsyncClient(), Client()]

@@ -7,7 +7,9 @@ websocket_connect takes TLS settings only through an HTTPRequest, in three docum
 a variant: ssl_options as an SSLContext, ssl_options as a dict (turned into a context by
 netutil.ssl_options_to_context, which starts from a bare ssl.SSLContext(PROTOCOL_TLS_CLIENT),
 not from create_default_context), or the request's own ca_certs/client_cert/client_key (turned
-into create_default_context(cafile=ca_certs) by simple_httpclient._get_ssl_options).
+into create_default_context(cafile=ca_certs) by simple_httpclient._get_ssl_options); and the dict
+with cert_reqs=ssl.CERT_REQUIRED spelled out, as tornado.netutil.ssl_options_to_context documents its
+keys (docs: tornado.httpclient.HTTPRequest ssl_options, tornado.netutil.ssl_wrap_socket).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from tornado.web import Application
 from tornado.websocket import WebSocketClosedError, WebSocketHandler, websocket_connect
 
 from mtls_matrix import observe
+from mtls_matrix.scenarios import TLS_SETTINGS_SCENARIOS
 from mtls_matrix.peers import (
     TUNED_MAX_MESSAGE, ClientPeer, ClientTLS, Closed, Connection, ServerPeer, TokenAuth, TokenRefused, cell_token,
     forwarded_cn, parse_close_command,
@@ -157,6 +160,12 @@ _REPRO_REQUESTS = {
             options |= {"certfile": CLIENT_CERT, "keyfile": CLIENT_KEY}
         request = HTTPRequest(url, ssl_options=options, headers=HEADERS, connect_timeout=timeout,
                               request_timeout=timeout)''',
+    "ssl_options=dict+cert_reqs": '''\
+        options = {"ca_certs": CA, "cert_reqs": ssl.CERT_REQUIRED}
+        if CLIENT_CERT:
+            options |= {"certfile": CLIENT_CERT, "keyfile": CLIENT_KEY}
+        request = HTTPRequest(url, ssl_options=options, headers=HEADERS, connect_timeout=timeout,
+                              request_timeout=timeout)''',
     "request=paths": '''\
         request = HTTPRequest(url, ca_certs=CA, client_cert=CLIENT_CERT, client_key=CLIENT_KEY, headers=HEADERS,
                               connect_timeout=timeout, request_timeout=timeout)''',
@@ -283,7 +292,8 @@ class _Conn(Connection):
 
 class Client(ClientPeer):
     name = library = "tornado"
-    variants = ("ssl_options=context", "ssl_options=dict", "request=paths")
+    variants = ("ssl_options=context", "ssl_options=dict", "request=paths", "ssl_options=dict+cert_reqs")
+    variant_scenarios = {"ssl_options=dict+cert_reqs": TLS_SETTINGS_SCENARIOS}
 
     async def connect(self, variant, url, tls: ClientTLS, profile, timeout):
         request_kw = {"connect_timeout": timeout, "request_timeout": timeout} if timeout else {}
@@ -291,8 +301,10 @@ class Client(ClientPeer):
             request_kw["headers"] = dict(tls.headers)
         if variant == "ssl_options=context":
             request = HTTPRequest(url, ssl_options=tls.context(), **request_kw)
-        elif variant == "ssl_options=dict":
+        elif variant.startswith("ssl_options=dict"):
             options = {"ca_certs": str(tls.ca)}
+            if variant.endswith("+cert_reqs"):
+                options["cert_reqs"] = ssl.CERT_REQUIRED
             if tls.cert:
                 options |= {"certfile": str(tls.cert), "keyfile": str(tls.key)}
             request = HTTPRequest(url, ssl_options=options, **request_kw)

@@ -1,11 +1,16 @@
 """websocket-client (`import websocket`): a synchronous, client-only library.
 
-TLS settings go in `sslopt`, two documented ways, one variant each:
+TLS settings go in `sslopt` (docs: FAQ "What else can I do with sslopt?", examples "Connecting with
+Custom SSL Options"), each documented way a variant; the same sslopt goes to the callback-style
+`WebSocketApp(...).run_forever(sslopt=...)` (examples "Long-lived Connection"), a variant of its own:
 - "sslopt=context": {"context": SSLContext}, used as given (check_hostname etc. are the context's).
 - "sslopt=dict": the file keys ca_certs / certfile / keyfile; the library builds its own context
   (websocket/_http.py _wrap_sni_socket: a bare SSLContext(PROTOCOL_TLS_CLIENT), not
   create_default_context; identical on Python 3.11-3.12, but from 3.13 create_default_context
   adds VERIFY_X509_STRICT and VERIFY_X509_PARTIAL_CHAIN, which this variant then lacks).
+- "sslopt=cert_reqs": the same file keys with cert_reqs=ssl.CERT_REQUIRED spelled out, as the FAQ writes it.
+- "app+sslopt=context": WebSocketApp with callbacks, run_forever(sslopt={"context": SSLContext}) on a
+  thread of its own; the callbacks feed the harness's connection (messages, pongs, the close, errors).
 
 It has no message size limit, so the tuned profile changes nothing. Each cell's client runs on its
 own thread (cell.py), so the async methods just block; the socket timeout (the cell deadline,
@@ -15,12 +20,17 @@ create_connection(timeout=)) makes a stuck call return by itself.
 from __future__ import annotations
 
 import inspect
+import queue
+import ssl
 import struct
+import threading
 from string import Template
 
 import websocket
 from websocket import ABNF
 
+from mtls_matrix import observe
+from mtls_matrix.scenarios import TLS_SETTINGS_SCENARIOS
 from mtls_matrix.peers import ClientPeer, ClientTLS, Closed, Connection
 
 
@@ -82,6 +92,15 @@ $sslopt
 ''')
 
 _REPRO_SSLOPT = {
+    "sslopt=cert_reqs": '''\
+        sslopt = {"cert_reqs": ssl.CERT_REQUIRED, "ca_certs": CA}
+        if CLIENT_CERT:
+            sslopt.update(certfile=CLIENT_CERT, keyfile=CLIENT_KEY)''',
+    "app+sslopt=context": '''\
+        context = ssl.create_default_context(cafile=CA)
+        if CLIENT_CERT:
+            context.load_cert_chain(CLIENT_CERT, CLIENT_KEY)
+        sslopt = {"context": context}  # (the matrix gives this to WebSocketApp.run_forever)''',
     "sslopt=context": '''\
         context = ssl.create_default_context(cafile=CA)
         if CLIENT_CERT:
@@ -125,21 +144,84 @@ class _Conn(Connection):
         self.ws.close(status=code, reason=reason.encode())
 
 
+class _AppConn(Connection):
+    """WebSocketApp's callbacks, as the harness's connection: run_forever runs on a thread of its own
+    and hands every message, pong, close and error to one queue the calls read."""
+
+    def __init__(self, url: str, sslopt: dict, header: list[str] | None):
+        self.inbox: queue.Queue = queue.Queue()
+        self.pongs: queue.Queue = queue.Queue()
+        self.opened = threading.Event()
+        self.app = websocket.WebSocketApp(
+            url, header=header, on_open=lambda ws: self.opened.set(),
+            on_message=lambda ws, message: self.inbox.put(message),
+            on_pong=lambda ws, data: self.pongs.put(data),
+            on_error=self._on_error,
+            on_close=lambda ws, code, reason: self.inbox.put(Closed(code, reason)))
+        recorder = observe.connection_recorder()  # the app's thread makes the cell's connection
+
+        def run() -> None:
+            observe.bind_thread(recorder)
+            self.app.run_forever(sslopt=sslopt)
+            self.inbox.put(Closed(None, "run_forever returned"))  # whatever ended it, nothing more comes
+
+        self.thread = threading.Thread(target=run, name="websocket-client-app", daemon=True)
+        self.thread.start()
+
+    def _on_error(self, ws, error) -> None:
+        # a close frame the server sent also reaches on_error (as a closed-connection exception) before
+        # on_close, which carries its code and reason: the close is on_close's to tell
+        if not isinstance(error, websocket.WebSocketConnectionClosedException):
+            self.inbox.put(error)
+
+    def wait_open(self) -> "_AppConn":
+        """Until on_open, or the error that ended run_forever before it (raised here, as connect fails)."""
+        while not self.opened.wait(0.01):
+            if not self.inbox.empty() or not self.thread.is_alive():
+                got = self.inbox.get() if not self.inbox.empty() else Closed(None, "run_forever returned")
+                raise got
+        return self
+
+    async def send(self, message):
+        self.app.send(message, ABNF.OPCODE_TEXT if isinstance(message, str) else ABNF.OPCODE_BINARY)
+
+    async def recv(self):
+        got = self.inbox.get()
+        if isinstance(got, BaseException):
+            raise got
+        return got
+
+    async def ping(self, payload):
+        self.app.sock.ping(payload)
+        return self.pongs.get()
+
+    async def close(self, code, reason):
+        # returns once the close handshake is done; run_forever's loop notices on its next wake-up (its
+        # select waits up to 10 s), its socket already closed
+        self.app.close(status=code, reason=reason.encode())
+
+
 class Client(ClientPeer):
     name = library = "websocket-client"
-    variants = ("sslopt=context", "sslopt=dict")
+    variants = ("sslopt=context", "sslopt=dict", "sslopt=cert_reqs", "app+sslopt=context")
+    variant_scenarios = {"sslopt=cert_reqs": TLS_SETTINGS_SCENARIOS}
     blocking = True
 
     async def connect(self, variant, url, tls: ClientTLS, profile, timeout):
-        if variant == "sslopt=context":
+        if variant.endswith("sslopt=context"):
             sslopt = {"context": tls.context()}
         else:
             sslopt = {"ca_certs": str(tls.ca)}
+            if variant == "sslopt=cert_reqs":
+                sslopt["cert_reqs"] = ssl.CERT_REQUIRED
             if tls.cert:
                 sslopt.update(certfile=str(tls.cert), keyfile=str(tls.key))
+        header = [f"{name}: {value}" for name, value in tls.headers] or None
+        if variant.startswith("app+"):  # run_forever takes no timeout: the socket's default (none) applies
+            return _AppConn(url, sslopt, header).wait_open()
         options = {"timeout": timeout} if timeout else {}  # unset: websocket.getdefaulttimeout()
-        if tls.headers:
-            options["header"] = [f"{name}: {value}" for name, value in tls.headers]
+        if header:
+            options["header"] = header
         return _Conn(websocket.create_connection(url, sslopt=sslopt, **options))
 
     def own_timeouts(self, variant):

@@ -113,6 +113,45 @@ class Client:
 ''')
 
 
+_REPRO_SYNC_CLIENT = Template('''\
+import websockets
+from websockets.sync.client import connect
+
+TIMEOUTS = ()  # open_timeout raises TimeoutError
+
+
+class Client:
+    """The threading client: blocking calls, fine on the script's client thread."""
+
+    def __init__(self, ws):
+        self.ws = ws
+
+    @classmethod
+    async def connect(cls, url: str, timeout: float) -> "Client":
+        context = ssl.create_default_context(cafile=CA)
+        if CLIENT_CERT:
+            context.load_cert_chain(CLIENT_CERT, CLIENT_KEY)
+        return cls(connect(url, ssl=context, additional_headers=HEADERS, open_timeout=timeout$limits))
+
+    async def send(self, message):
+        self.ws.send(message)
+
+    async def recv(self):
+        try:
+            return self.ws.recv()
+        except websockets.ConnectionClosed as exc:
+            frame = exc.rcvd or exc.sent
+            raise Closed(frame.code if frame else None, frame.reason if frame else None) from exc
+
+    async def ping(self, payload: bytes) -> bytes:
+        self.ws.ping(payload).wait(10)
+        return payload
+
+    async def close(self, code: int, reason: str):
+        self.ws.close(code, reason)
+''')
+
+
 class Server(ServerPeer):
     name = library = "websockets"
 
@@ -187,13 +226,44 @@ class _Conn(Connection):
         await self.ws.close(code, reason)
 
 
+class _SyncConn(Connection):
+    """websockets.sync.client: blocking calls, fine on the cell's own client thread."""
+
+    def __init__(self, ws):
+        self.ws = ws
+
+    async def send(self, message):
+        self.ws.send(message)
+
+    async def recv(self):
+        try:
+            return self.ws.recv()
+        except websockets.ConnectionClosed as exc:
+            frame = exc.rcvd or exc.sent
+            raise Closed(frame.code if frame else None, frame.reason if frame else None) from exc
+
+    async def ping(self, payload):
+        if not self.ws.ping(payload).wait(10):  # an Event set by the pong carrying this payload
+            raise TimeoutError("no pong within 10 s")
+        return payload
+
+    async def close(self, code, reason):
+        self.ws.close(code, reason)
+
+
 class Client(ClientPeer):
     name = library = "websockets"
-    variants = ("ssl=context",)
+    # docs: "Client (asyncio)" connect(ssl=...) and "Client (threading)" websockets.sync.client.connect(ssl=...),
+    # both taking an SSLContext (the FAQ's "How do I connect to a server with TLS?")
+    variants = ("ssl=context", "sync+ssl=context")
 
     async def connect(self, variant, url, tls: ClientTLS, profile, timeout):
         timeouts = {"open_timeout": timeout} if timeout else {}
         headers = {"additional_headers": list(tls.headers)} if tls.headers else {}
+        if variant.startswith("sync+"):
+            from websockets.sync.client import connect as sync_connect  # 11.0 and later
+
+            return _SyncConn(sync_connect(url, ssl=tls.context(), **headers, **timeouts, **_limits(profile)))
         return _Conn(await connect(url, ssl=tls.context(), **headers, **timeouts, **_limits(profile)))
 
     def own_timeouts(self, variant):
@@ -202,6 +272,8 @@ class Client(ClientPeer):
                                                            "ping_timeout")}
 
     def repro_client(self, variant: str, profile: str) -> str:
+        if variant.startswith("sync+"):
+            return _REPRO_SYNC_CLIENT.substitute(limits=_limits_src(profile))
         return _REPRO_CLIENT.substitute(limits=_limits_src(profile))
 
     def canonical(self, exc):

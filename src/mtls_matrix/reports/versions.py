@@ -21,6 +21,8 @@ def counts(cells: Iterable) -> str:
 def verdict_text(cell) -> str:
     if cell is None:
         return "-"
+    if cell.verdict == Verdict.SKIPPED and cell.reason.startswith("cannot run"):
+        return "cannot run"
     canonical = cell.error.canonical
     return f"{cell.verdict.value} ({canonical})" if cell.verdict != Verdict.PASS and canonical else cell.verdict.value
 
@@ -58,6 +60,11 @@ def render_table(results: Results, heading: str = "#", all_cells_up_to: int = 40
         for g in groups:
             out.append(f"| {g} | " + " | ".join(counts(c for c in by_env[n].values() if c.group == g)
                                                  for n in runnable) + " |")
+    cannot = Counter((c.environment, c.reason) for c in results.cells
+                     if c.verdict == Verdict.SKIPPED and c.reason.startswith("cannot run"))
+    if cannot:  # the adapter cannot drive that release in these cells: no verdict about the library
+        out += ["", f"{heading}# Cells the peers cannot run in an environment", ""]
+        out += [f"- `{env}`: {count} cells: {reason}" for (env, reason), count in cannot.items()]
     not_run = [e for e in envs if not e.ok]
     if not_run:
         out += ["", f"{heading}# Versions that did not run", ""]
