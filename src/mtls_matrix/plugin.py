@@ -12,7 +12,6 @@ import fnmatch
 import itertools
 import os
 import platform
-import re
 import shlex
 import signal
 import ssl
@@ -31,7 +30,7 @@ from mtls_matrix import floor as floor_mod
 from mtls_matrix import isolate, observe, scenarios
 from mtls_matrix import repeat as repeat_mod
 from mtls_matrix.cell import CellSpec, ServerPool, run_cell
-from mtls_matrix.hostile import Batch, batch_of, is_hostile, run_hostile_cell
+from mtls_matrix.hostile import Batch, batch_of, in_batch, run_batched_cell
 from mtls_matrix.peers import Registry
 from mtls_matrix.pki import PKI
 from mtls_matrix.peers.foreign import NOT_RUN
@@ -242,7 +241,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     hostile = []
     for item in items:
         spec = getattr(item, "callspec", None) and item.callspec.params.get("mtls_cell")
-        if spec is not None and is_hostile(spec):
+        if spec is not None and in_batch(spec):
             item.add_marker(pytest.mark.xdist_group(batch_of(spec)))
             hostile.append(item)
     if hostile:
@@ -346,7 +345,8 @@ def _matrix_scheduling():
 
         def _send_tests(self, node, num: int) -> None:
             if self.hostile is None:
-                self.hostile = [i for i in self.pending if _HOSTILE_ID.search(self.collection[i])]
+                batched = _batched_ids(self.config)
+                self.hostile = [i for i in self.pending if self.collection[i].partition("[")[2][:-1] in batched]
                 self.pending[:] = [i for i in self.pending if i not in set(self.hostile)]
                 if len(self.nodes) > _cores():
                     ids = _waiting_ids(self.config)
@@ -370,7 +370,9 @@ def _matrix_scheduling():
     return MatrixScheduling
 
 
-_HOSTILE_ID = re.compile(r"-(%s)\]$" % "|".join(re.escape(s.name) for s in scenarios.CATALOGUE if s.group in scenarios.HOSTILE_GROUPS))
+def _batched_ids(config: pytest.Config) -> set[str]:
+    """The cells that run in the batches (hostile.in_batch): hostile ones, and those waiting on a library timer."""
+    return {spec.id for spec in _selection(config).cells if in_batch(spec)}
 
 
 @dataclass
@@ -392,7 +394,7 @@ def mtls_matrix_env(request: pytest.FixtureRequest):
     versions, deadline = _versions(_selection(config)), _selection(config).deadline
     specs = [item.callspec.params["mtls_cell"] for item in request.session.items
              if "mtls_cell" in getattr(getattr(item, "callspec", None), "params", {})]
-    batch = Batch(specs, lambda spec: run_hostile_cell(spec, pki, deadline, versions))
+    batch = Batch(specs, lambda spec: run_batched_cell(spec, pki, deadline, versions))
     worker = getattr(config, "workerinput", None)
     if worker is None or worker.get("mtls_hostile_runner") == worker["workerid"]:
         batch.start()
@@ -463,7 +465,7 @@ def record(request: pytest.FixtureRequest, cell: Cell) -> None:
 def run(request: pytest.FixtureRequest, spec: CellSpec, env: MatrixEnv) -> Cell:
     """One cell, run --repeat times (plus --confirm reruns) back to back: still one item."""
     deadline, option = _selection(request.config).deadline, request.config.option
-    if is_hostile(spec):
+    if in_batch(spec):
         return repeat_mod.run_repeated(lambda: env.hostile.take(spec), option.repeat, option.confirm)
     return repeat_mod.run_repeated(lambda: run_cell(spec, env.servers, env.pki, deadline, env.versions),
                                    option.repeat, option.confirm)
@@ -557,6 +559,12 @@ class Collector:
         terminalreporter.write_sep("=", "mtls-matrix")
         flaky = sum(c.flaky for c in self.cells)
         terminalreporter.write_line(f"{len(self.cells)} cells: {line}" + (f"; {flaky} FLAKY" if flaky else ""))
+        hangs = [c for c in self.cells if c.verdict == Verdict.HANG]
+        if hangs:  # whose clock decided them: the library's own timeout they outlived, or the harness's deadline
+            harness = sum(c.deadline is not None and c.deadline.source == "harness" for c in hangs)
+            terminalreporter.write_line(f"{harness} of {len(hangs)} HANG decided by a deadline the harness chose (the "
+                                        "library has no timeout of its own for that wait, or one longer than the "
+                                        "matrix waits); the others outlived the library's own")
         if self.baseline:
             terminalreporter.write(baseline_mod.render_check(self.baseline, "this run"))
         if self.results_path:

@@ -545,8 +545,9 @@ class _Conn(Connection):
             self._check_sent()
             if event["event"] == "message":
                 return event["data"] if event["type"] == "text" else base64.b64decode(event["data"])
-            if event["event"] == "close":
-                self.closed = Closed(event["code"], event["reason"])
+            if event["event"] == "close":  # the page's WebSocket reports it with a close event
+                self.closed = Closed(event["code"], event["reason"], (
+                    "WebSocket close event", f"code {event['code']}, reason {event['reason']!r}"))
                 self.browser.start(self.page.dispose())
                 raise self.closed
 

@@ -734,8 +734,9 @@ class _ForeignConnection(Connection):
         kind = message.get("event")
         if kind == "message":
             self.messages.append(message)
-        elif kind == "closed":
-            self.ended = Closed(message.get("code"), message.get("reason"))
+        elif kind == "closed":  # the program's word for its library's close event or callback
+            code, reason = message.get("code"), message.get("reason")
+            self.ended = Closed(code, reason, (f"{self.peer.library} close", f"code {code}, reason {reason!r}"))
         elif kind == "error":
             self.ended = self.peer.error(message)
 

@@ -37,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import inspect
 import queue
 import socket
 import ssl
@@ -45,6 +46,7 @@ import time
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 import aiohttp
+import engineio
 import requests
 import socketio
 import uvicorn
@@ -56,9 +58,10 @@ from werkzeug.serving import make_server
 
 from mtls_matrix import observe, verdict
 from mtls_matrix.peers import (
-    FINAL_CLOSE, HANDLER_STOP_GRACE_S, TUNED_MAX_MESSAGE, ClientPeer, ClientTLS, Closed, Connection, ServerPeer,
-    TokenRefused, cell_token, parse_close_command, query_token,
+    FINAL_CLOSE, HANDLER_STOP_GRACE_S, TUNED_MAX_MESSAGE, ClientPeer, ClientTLS, Closed, Connection, NoOutcome,
+    ServerPeer, TokenRefused, cell_token, parse_close_command, query_token,
 )
+from mtls_matrix.scenarios import PHASES, Scenario
 
 TLS_WAYS_ASYNC = ("http_session=connector", "websocket_extra_options=ssl")
 TLS_WAYS_SYNC = ("http_session=requests", "websocket_extra_options=sslopt")
@@ -98,7 +101,12 @@ def _limits(profile: str) -> dict:
 
 
 class NoUpgrade(Exception):
-    """The client was asked to upgrade to websocket but stayed on polling."""
+    """The client was asked to upgrade to websocket but stayed on polling. The harness's finding, not
+    the library's word: its user is told nothing, `shown` is what the library shows (cell.user_error)."""
+
+    def __init__(self, message: str, shown: tuple[str, str]):
+        super().__init__(message)
+        self.shown = shown
 
 
 # ---------------------------------------------------------------- servers
@@ -439,7 +447,9 @@ class _Conn(Connection):
     def _disconnected(self, reason) -> Closed:
         if self.asked and reason == socketio.AsyncClient.reason.SERVER_DISCONNECT:
             return Closed(*self.asked)  # Socket.IO has no close code: the server disconnected us as asked
-        return Closed(None, str(reason))
+        # the library tells its user through the documented disconnect handler, with a reason
+        return Closed(None, str(reason), shown=(f"socketio.{type(self.sio).__name__} 'disconnect' handler",
+                                                f"called with reason {str(reason)!r}"))
 
     async def ping(self, payload):  # never called: see unsupported
         raise NotImplementedError
@@ -502,7 +512,10 @@ class _AsyncConn(_Conn):
         return self._outcome(connected.is_set(), waits[1].done() and not waits[1].cancelled(), refuse, before)
 
     async def recv(self):
-        got = await asyncio.wait_for(self.inbox.get(), self.timeout)
+        try:
+            got = await asyncio.wait_for(self.inbox.get(), self.timeout)
+        except asyncio.TimeoutError:
+            raise NoOutcome(f"no echo or disconnect within {self.timeout:g}s") from None
         if isinstance(got, Closed):
             await self.cleanup()
             raise got
@@ -511,8 +524,8 @@ class _AsyncConn(_Conn):
     async def close(self, code, reason):
         try:
             if (code, reason) != FINAL_CLOSE:  # see _Conn: the harness's own close is cleanup only
-                await self.sio.call("bye", {"code": code, "reason": reason}, namespace=self.namespace,
-                                    timeout=self.timeout)
+                # call()'s own timeout: on a dropped connection it waits it out (documented), the user too
+                await self.sio.call("bye", {"code": code, "reason": reason}, namespace=self.namespace)
                 await self.sio.disconnect()
         finally:
             await self.cleanup()
@@ -556,7 +569,7 @@ class _SyncConn(_Conn):
         try:
             got = self.inbox.get(timeout=self.timeout)
         except queue.Empty:
-            raise TimeoutError(f"no echo or disconnect within {self.timeout:g}s") from None
+            raise NoOutcome(f"no echo or disconnect within {self.timeout:g}s") from None
         if isinstance(got, Closed):
             self.cleanup()
             raise got
@@ -565,7 +578,7 @@ class _SyncConn(_Conn):
     async def close(self, code, reason):
         try:
             if (code, reason) != FINAL_CLOSE:  # see _Conn: the harness's own close is cleanup only
-                self.sio.call("bye", {"code": code, "reason": reason}, namespace=self.namespace, timeout=self.timeout)
+                self.sio.call("bye", {"code": code, "reason": reason}, namespace=self.namespace)  # its own timeout
                 self.sio.disconnect()
         finally:
             self.cleanup()
@@ -574,10 +587,36 @@ class _SyncConn(_Conn):
 UNSUPPORTED = {"ping": "Socket.IO has no application ping: Engine.IO's heartbeat is internal, no API sends one"}
 
 
+class _SioClient(ClientPeer):
+    """What both python-socketio clients share: their own timers, and the cells that wait on them."""
+
+    family = "socketio"
+    library = "python-socketio"
+    unsupported = UNSUPPORTED
+    clocks = {"long-poll": ("long-poll GET",), "call": ("call() timeout",)}
+
+    def own_timeouts(self, variant):
+        # a polling client's pending GET times out after max(ping_interval, ping_timeout) + 5 s (engineio's
+        # client), the two from the server's OPEN packet: python-engineio's and Node's defaults are 25 and 20 s
+        server = inspect.signature(engineio.AsyncServer).parameters
+        return {"long-poll GET": max(server["ping_interval"].default, server["ping_timeout"].default) + 5.0,
+                "call() timeout": float(inspect.signature(socketio.AsyncClient.call).parameters["timeout"].default)}
+
+    def waits(self, variant, scenario: Scenario):
+        closes = any(op == "close" for op, *_ in scenario.io)
+        # a connect the server refuses after the handshake, or a disconnect(): on polling the library sits
+        # out its pending long-poll first
+        refused = scenario.expect.outcome == "reject" and scenario.expect.by == "server" and \
+            PHASES.index(scenario.expect.latest_phase) >= PHASES.index("upgrade")
+        polling = variant.endswith("+polling") and (closes or refused)
+        return ("call",) * closes + ("long-poll",) * polling  # close: call("bye"), acknowledged
+
+
 def _check_upgrade(sio, transport: str) -> None:
     if transport == "upgrade" and sio.transport() != "websocket":
         raise NoUpgrade(f"asked to upgrade to websocket, the session stayed on {sio.transport()} "
-                        "(the library drops a failed upgrade silently)")
+                        "(the library drops a failed upgrade silently)",
+                        (f"socketio.{type(sio).__name__}.transport()", f"returned {sio.transport()!r}; nothing raised"))
 
 
 def closed_canonical(exc: Closed) -> str:
@@ -603,16 +642,13 @@ def _canonical(exc) -> str | None:
     return None  # ConnectionError: its message carries the transport's error text, read generically
 
 
-class AsyncClient(ClientPeer):
+class AsyncClient(_SioClient):
     name = "socketio-asyncclient"
-    family = "socketio"
-    library = "python-socketio"
     # http_session: an aiohttp session whose connector holds the context (both transports use it);
     # websocket_extra_options: ws_connect(ssl=context) only, polling keeps the library's own session.
     # ssl_verify takes only True (default trust store, no client certificate) or False (no
     # verification): neither can carry a private CA or a client certificate, so no variant.
     variants = _variants(TLS_WAYS_ASYNC)
-    unsupported = UNSUPPORTED
 
     async def connect(self, variant, url, tls: ClientTLS, profile, timeout):
         way, transport = variant.split("+")
@@ -650,16 +686,13 @@ class AsyncClient(ClientPeer):
         return _canonical(exc)
 
 
-class Client(ClientPeer):
+class Client(_SioClient):
     name = "socketio-client"
-    family = "socketio"
-    library = "python-socketio"
     # http_session: a requests.Session with cert=(chain, key) and verify=CA path; engineio copies
     # both into websocket-client's sslopt for the websocket transport.
     # websocket_extra_options: {"sslopt": {"context": ctx}} reaches websocket-client only;
     # polling uses the library's own requests.Session (default trust store, no certificate).
     variants = _variants(TLS_WAYS_SYNC)
-    unsupported = UNSUPPORTED
 
     async def connect(self, variant, url, tls: ClientTLS, profile, timeout):
         way, transport = variant.split("+")

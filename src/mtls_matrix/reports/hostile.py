@@ -23,8 +23,10 @@ def entry(cell: Cell, deadline: float) -> str:
     outcome = cell.hostile
     if outcome is None:
         return cell.verdict.value  # ERROR: the harness failed before it could tell
-    if not outcome.ended:
-        text = f"⏳ waits > {deadline:g} s"
+    if not outcome.ended:  # the cell's own deadline: the library's timeout plus a margin, or the harness's
+        text = f"⏳ waits > {cell.deadline.seconds if cell.deadline else deadline:g} s"
+        if cell.deadline and cell.deadline.source == "library":
+            text += f" (outlived its {cell.deadline.timeout})"
     else:
         seconds = outcome.after_fault_s if outcome.after_fault_s is not None else outcome.after_s
         took = f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.1f} s"
@@ -46,8 +48,9 @@ def render(cells: Sequence[Cell], deadline: float) -> list[str]:
         return []
     lines = ["## Hostile peers", "",
              "The harness plays one side and misbehaves on purpose (peers/hostile.py); the other side is judged. "
-             "The library gets no timeout from the harness: its own defaults decide, and the cell deadline only ends "
-             "the wait (run with `--deadline 75 --scenarios 'hostile-*'` to wait the longer defaults out). "
+             "The library gets no timeout from the harness: its own defaults decide, and the cell waits as long as "
+             "the library's own timeout for that stall, plus a margin; where it has none (or one longer than the "
+             "matrix waits), the harness's deadline. "
              "For a fault (closing, garbage, a reset) the time is the reaction after the fault; otherwise "
              "from the connection attempt. \"socket left open\": the peer still held its socket of the connection "
              f"{RELEASE_S:g} s after the connection ended.", ""]
