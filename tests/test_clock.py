@@ -87,3 +87,19 @@ def test_a_listener_that_dies_is_a_server_crash(run_matrix):
     assert crashed.reason.startswith(f"the server crashed during the cell: {died}")
     assert crashed.server_saw.crash == died
     assert all(c.server_saw.crash is None for c in results.cells if c is not crashed)
+
+
+def test_the_user_sees_what_the_library_reported_never_the_harness_wrapper(run_matrix):
+    """aiohttp reports a close as a message from receive(), python-socketio a dropped session through
+    its disconnect handler: that is what the cell says the user saw, not the adapter's Closed."""
+    sio = "socketio-asyncclient[http_session=connector+websocket]"
+    results, _ = run_matrix("-n", "0", "--servers", "tornado,socketio-aiohttp", "--scenarios", "io-16mib,io-1mib",
+                            "--clients", f"aiohttp[ssl=context],{sio}", "--profile", "default")
+    cells = {c.id: c for c in results.cells}
+    too_big = cells["tornado-aiohttp[ssl=context]-io-16mib"]
+    assert (too_big.verdict.value, too_big.error.canonical) == ("FAIL", "MESSAGE_TOO_BIG")
+    assert too_big.error.type.startswith("aiohttp.") and "WSMsgType.CLOSE" in too_big.error.message
+    dropped = cells[f"socketio-aiohttp-{sio}-io-1mib"]  # max_http_buffer_size: the server drops the session
+    assert dropped.error.type == "socketio.AsyncClient 'disconnect' handler", dropped.error
+    assert dropped.error.canonical == "DISCONNECTED_TRANSPORT_ERROR"
+    assert not [c.id for c in results.cells if (c.error.type or "").startswith("mtls_matrix.")]

@@ -36,6 +36,9 @@ RELEASE_S = 0.5  # after the connection ended: how long the peer under test gets
 # that remain only wait
 BATCH_STAGGER_S = 8.0
 BATCHES = ("mtls-hostile", "mtls-hostile-foreign", "mtls-waits")  # in the order they start
+# the waiting cells each start a server of their own (a Node process, an nginx): they start this far
+# apart, so their start-up does not starve the opening handshakes of the cells running meanwhile
+WAITS_PACE_S = 0.25
 _tokens = itertools.count()
 
 
@@ -119,8 +122,9 @@ def _held(port: int, side: str) -> bool:
 class Batch:
     """The batched cells of a session (in_batch), in the background: started early (`start`, on the
     worker the scheduler gives them to, plugin.py) so their waits overlap the other cells, or on first
-    demand; a cell asked for again (--repeat, --confirm) runs alone. Each batch (batch_of) runs all
-    at once, BATCH_STAGGER_S after the one before it. They cannot disturb the cells running meanwhile:
+    demand; a cell asked for again (--repeat, --confirm) runs alone. Each batch (batch_of) starts
+    BATCH_STAGGER_S after the one before it, its cells all at once (the waiting ones WAITS_PACE_S
+    apart), and they run side by side. They cannot disturb the cells running meanwhile:
     each binds its threads to its own recorder and has its own listener, and the checks of other
     cells look at their own listener's port only."""
 
@@ -146,6 +150,7 @@ class Batch:
             pools.append(ThreadPoolExecutor(max_workers=len(previous), thread_name_prefix=batch))
             for spec in previous:
                 pools[-1].submit(self._one, spec, futures[spec.id])
+                time.sleep(WAITS_PACE_S if batch == BATCHES[2] else 0)
         for pool in pools:
             pool.shutdown()
 

@@ -353,12 +353,14 @@ def _judge(scenario: Scenario, obs: Observation, deadline: Deadline) -> Judgemen
                              deadline)
     handler = obs.event("server", "handler")
     found = rejection(obs)
-    # A library that gave up on a timeout the harness handed it (for its opening handshake: the harness's
-    # deadline) had no outcome either, nor had a client whose adapter stopped waiting (no exception: type
-    # None). On a cell of the library's own clock the handed timeout is the harness's only before the
-    # connection is up; after it, a timeout is the library's own (a call() that sat out its own)
+    # A client's own timers (ClientPeer.waits) run once its opening handshake is over: connected, or
+    # refused by the server. Before that it waits on the timeout the harness handed it: the harness's clock
+    if deadline.source == "library" and not (obs.connected or found):
+        deadline = Deadline(seconds=deadline.seconds, source="harness")
+    # A library that gave up on a timeout the harness handed it had no outcome either, nor had a client
+    # whose adapter stopped waiting (no exception: type None); on its own clock a timeout is its own
     handed_timeout = obs.error is not None and obs.error.canonical == "TIMEOUT" and obs.handed_s is not None and (
-        deadline.source == "harness" or not obs.connected or obs.error.type is None)
+        deadline.source == "harness" or obs.error.type is None)
     timed_out = obs.timed_out or handed_timeout
     if handed_timeout and not obs.timed_out:
         deadline = Deadline(seconds=obs.handed_s, source="harness")
