@@ -367,7 +367,8 @@ def _judge(scenario: Scenario, obs: Observation, deadline: Deadline) -> Judgemen
     seen = obs.error.canonical if obs.error else None
     took = obs.took_s or 0.0
     within = f"no outcome within {deadline.seconds:g}s"
-    clock = f": {whose_clock(deadline)}" if deadline.source == "library" else ""
+    clock = f": {whose_clock(deadline)}" if deadline.source == "library" else \
+        ": the deadline was the harness's, handed to the library as its timeout"
 
     if expect.outcome == "reject":
         if obs.connected or handler or any(s.ok for s in obs.steps):
