@@ -102,4 +102,5 @@ def test_the_user_sees_what_the_library_reported_never_the_harness_wrapper(run_m
     dropped = cells[f"socketio-aiohttp-{sio}-io-1mib"]  # max_http_buffer_size: the server drops the session
     assert dropped.error.type == "socketio.AsyncClient 'disconnect' handler", dropped.error
     assert dropped.error.canonical == "DISCONNECTED_TRANSPORT_ERROR"
+    assert dropped.reason == "binary: socketio.AsyncClient 'disconnect' handler: called with reason 'transport error'"
     assert not [c.id for c in results.cells if (c.error.type or "").startswith("mtls_matrix.")]

@@ -402,7 +402,7 @@ class _ClientRun:
                         problem = await run_step(conn, op, *args)
                 except Exception as exc:
                     self.exc = exc
-                    problem = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+                    problem = _said(exc)
                     took = time.perf_counter() - start
                     # a slow failure (a call() that sits out its own timeout on a dropped connection) says how slow
                     problem += f" (after {took:.3g} s)" if took >= 1 else ""
@@ -589,6 +589,15 @@ def run_client(spec: CellSpec, url: str, tls: ClientTLS, deadline: float, timeou
     if client.exc is not None and not obs.timed_out:
         client.error = user_error(spec, client.exc)
     return client
+
+
+def _said(exc: BaseException) -> str:
+    """A step's exception as its detail, in the library's words (as user_error reads it)."""
+    if isinstance(exc, Closed) and exc.__cause__ is not None:
+        exc = exc.__cause__
+    elif getattr(exc, "shown", None):
+        return ": ".join(exc.shown)
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
 def user_error(spec: CellSpec, exc: BaseException) -> ErrorInfo:

@@ -80,6 +80,11 @@ def bind_thread(recorder: CellRecorder | None, inherit: bool = False) -> None:
     _thread.inherit = inherit
 
 
+def side_by_side() -> bool:
+    """Is the calling thread a cell's that runs beside others (bound with `inherit`)?"""
+    return getattr(_thread, "inherit", False)
+
+
 def _start_bound(thread: threading.Thread, _start=threading.Thread.start) -> None:
     """threading.Thread.start, under install(): a thread started by one bound with `inherit` is bound
     to the same cell before it runs."""

@@ -604,7 +604,7 @@ class _ClientProcess:
             pass
 
 
-_processes: dict[tuple[str, str], _ClientProcess] = {}
+_processes: dict[tuple[str, str, bool], _ClientProcess] = {}
 _processes_lock = threading.Lock()
 
 
@@ -646,7 +646,9 @@ class ForeignClient(_ForeignPeer, ClientPeer):
         return conn
 
     async def _process(self, variant: str) -> _ClientProcess:
-        key = (self.name, variant)
+        # the cells running side by side (hostile.Batch) share a process of their own: a later cell's finding
+        # that an earlier one left the process hung must not kill it under a batched cell still waiting
+        key = (self.name, variant, observe.side_by_side())
         with _processes_lock:
             proc = _processes.get(key)
         if proc is not None and not (proc.alive and await proc.responsive()):
