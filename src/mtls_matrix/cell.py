@@ -608,7 +608,7 @@ def user_error(spec: CellSpec, exc: BaseException) -> ErrorInfo:
     if isinstance(exc, Closed) and exc.code is not None:  # normalised by the adapter
         hint = CLOSE_CODES.get(exc.code, f"CLOSED_{exc.code}")
     if getattr(user_exc, "shown", None):
-        return signal_info(user_exc.shown, hint or canonical_from_exception(user_exc))
+        return signal_info(user_exc, user_exc.shown, hint or canonical_from_exception(user_exc))
     if isinstance(user_exc, NoOutcome):  # the user was told nothing
         return ErrorInfo(canonical="TIMEOUT", message=str(user_exc))
     return error_info(user_exc, hint)

@@ -155,12 +155,14 @@ def error_info(exc: BaseException, peer_hint: str | None = None) -> ErrorInfo:
     )
 
 
-def signal_info(shown: tuple[str, str], canonical: str) -> ErrorInfo:
+def signal_info(exc: BaseException, shown: tuple[str, str], canonical: str) -> ErrorInfo:
     """What the user saw of an end the library reported without raising (a value it returned, a
-    callback it called): `shown` is (what reported it, what it said), in the library's own terms."""
+    callback it called, a page's events): `shown` is (what reported it, what it said), in the library's
+    own terms; the chain goes on with what the adapter learnt besides (`exc`'s causes)."""
     kind, message = shown
+    causes = [f"{type(e).__name__}: {str(e)[:200]}" for e in chain(exc)[1:]]
     return ErrorInfo(canonical=canonical, type=kind, message=message[:500], clarity=_grade(kind, message),
-                     chain=[f"{kind}: {message[:200]}"])
+                     chain=[f"{kind}: {message[:200]}", *causes])
 
 
 @dataclass

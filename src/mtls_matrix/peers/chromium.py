@@ -147,7 +147,12 @@ def chromium_version() -> str:
 
 
 class PageSaw(Exception):
-    """What the page's WebSocket API showed (the user's view)."""
+    """What the page's WebSocket API showed (the user's view): `shown`, (the page API's events, what they
+    said), is what the cell records as the user's error (cell.user_error)."""
+
+    def __init__(self, saw: str, api: str):
+        super().__init__(f"the page saw: {saw}")
+        self.shown = (api, saw)
 
 
 class BrowserKnew(Exception):
@@ -646,8 +651,10 @@ class Client(ClientPeer):
         _record_tls(page, opened=False)
         saw = "; ".join(page.page_saw + [f"close {first['code']} {first['reason']!r} (clean: {first['clean']})"])
         knew = "; ".join(dict.fromkeys(page.knew)) or "nothing"
-        raise PageSaw(f"the page saw: {saw}") from BrowserKnew(
+        raise PageSaw(saw, self.page_api) from BrowserKnew(
             f"the browser knew: {knew}", next((c for c in map(canonical_of, page.knew) if c), None))
+
+    page_api = "the page's WebSocket events"  # what tells the page's code of a failure
 
     def scripts(self, variant: str, url: str) -> tuple[str, ...]:
         """The page scripts that start this variant's connection to `url`."""
@@ -695,6 +702,7 @@ class SocketioClient(Client):
         "page=same-origin+upgrade": ("mtls-ok", "client-no-cert", "server-untrusted-ca", "io-close"),
     }
     servers = ("socketio-aiohttp", "socketio-tornado", "socketio-uvicorn")
+    page_api = "the page's socket.io-client events"
     # the socketio servers halve the deadline (their cells take milliseconds); a polling session from
     # a fresh browser context takes 2-3 s (two handshakes: the first is dropped at the CertificateRequest)
     deadline_scale = 2.0
