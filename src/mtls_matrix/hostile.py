@@ -38,7 +38,7 @@ BATCH_STAGGER_S = 8.0
 BATCHES = ("mtls-hostile", "mtls-hostile-foreign", "mtls-waits")  # in the order they start
 # the waiting cells each start a server of their own (a Node process, an nginx): they start this far
 # apart, so their start-up does not starve the opening handshakes of the cells running meanwhile
-WAITS_PACE_S = 0.25
+WAITS_PACE_S = 0.1
 _tokens = itertools.count()
 
 
