@@ -16,9 +16,11 @@ from pathlib import Path
 
 from websockets.asyncio.client import connect
 from websockets.asyncio.server import serve
+from websockets.sync.server import serve as sync_serve
 
 from mtls_matrix import observe
-from mtls_matrix.peers import PROXY_SECRET, ClientPeer, ServerPeer, cell_token, query_token
+from mtls_matrix.peers import PROXY_SECRET, ClientPeer, ServerPeer, cell_token, parse_close_command, query_token
+from mtls_matrix.peers import hostile as hostile_peer
 from mtls_matrix.peers import proxy_identity
 from mtls_matrix.peers import socketio as sio_peer
 from mtls_matrix.peers import websockets as ws_peer
@@ -204,6 +206,152 @@ class HandshakeTimeoutServer(ws_peer.Server):
         return self._server.sockets[0].getsockname()[1]
 
 
+DOCUMENTED_S = 10.0  # the open_timeout the clock selftest clients document
+
+
+class EndsWithinItsTimeoutClient(ws_peer.Client):
+    """websockets that documents an open_timeout of 10 s and gives up after 8 s: within its own clock,
+    a user waits that long (hostile-server PASS, with an advisory)."""
+
+    name = "selftest-ends-at-8s"
+
+    async def connect(self, variant, url, tls, profile, timeout):
+        return ws_peer._Conn(await connect(url, ssl=tls.context(), open_timeout=8.0))
+
+    def own_timeouts(self, variant):
+        return {"open_timeout": DOCUMENTED_S}
+
+
+OUTLIVED_S = 1.0
+
+
+class OutlivesItsTimeoutClient(ClientPeer):
+    """Documents a 1 s timeout for its opening handshake and never gives up: HANG, naming it."""
+
+    name = "selftest-outlives-its-timeout"
+    library = "websockets"
+    variants = ("open_timeout=1",)
+    clocks = {"handshake": ("open_timeout",), "upgrade": ("open_timeout",)}
+
+    async def connect(self, variant, url, tls, profile, timeout):
+        return ws_peer._Conn(await connect(url, ssl=tls.context(), open_timeout=None))
+
+    def own_timeouts(self, variant):
+        return {"open_timeout": OUTLIVED_S}
+
+
+class NoTimeoutClient(OutlivesItsTimeoutClient):
+    """Has no timeout for its opening handshake, and says so: HANG on the harness's deadline."""
+
+    name = "selftest-no-timeout"
+    variants = ("open_timeout=None",)
+
+    def own_timeouts(self, variant):
+        return {"open_timeout": None}
+
+
+SWAPPED = 10  # the burst message the swapping server sends after the one following it
+
+
+class SwappingServer(ServerPeer):
+    """Real TLS and RFC 6455 framing (the hostile peer's helpers): echoes, but sends burst message 11
+    before message 10, and never answers the client's close (it closes only when the client lets go)."""
+
+    name = "selftest-swapping"
+    library = "websockets"
+
+    async def start(self, context, profile):
+        self._open: set[asyncio.Transport] = set()
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=context)
+        return self._server.sockets[0].getsockname()[1]
+
+    async def stop(self):
+        self._server.close()
+        for transport in list(self._open):
+            transport.abort()
+
+    async def _serve(self, reader, writer):
+        self._open.add(writer.transport)
+        head = await hostile_peer._upgrade(reader, writer)
+        der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
+        observe.server_event(cell_token(head.split(" ", 2)[1]), "handler", peer_cn=observe.subject_cn(der))
+        held = None
+        try:
+            while True:
+                opcode, data = await hostile_peer._read_frame(reader)
+                if opcode == 0x8:
+                    await asyncio.Event().wait()  # the close is never answered
+                if data == f"message {SWAPPED}".encode():
+                    held = data
+                    continue
+                writer.write(hostile_peer._frame(opcode, data))
+                if held is not None:
+                    writer.write(hostile_peer._frame(opcode, held))
+                    held = None
+        except (ConnectionError, asyncio.IncompleteReadError):
+            writer.transport.abort()
+
+
+DIES_AT = 3  # the connection the dying listener's thread dies on
+
+
+class _DyingListener:
+    """The listening socket of DyingListenerServer, as its serve loop sees it: its DIES_AT-th accept
+    kills the loop's thread (recorded first, so the cell it dies in knows)."""
+
+    def __init__(self, sock: socket.socket):
+        self.sock, self.accepted, self.died = sock, 0, None
+
+    def __getattr__(self, name):
+        return getattr(self.sock, name)
+
+    def fileno(self):
+        return self.sock.fileno()
+
+    def accept(self):
+        conn, address = self.sock.accept()
+        self.accepted += 1
+        if self.accepted == DIES_AT:
+            self.died = f"RuntimeError: the listener thread died on connection {DIES_AT}"
+            conn.close()
+            raise RuntimeError(f"the listener thread died on connection {DIES_AT}")
+        return conn, address
+
+
+class DyingListenerServer(ServerPeer):
+    """websockets' threaded (sync) server, whose listener thread dies on its third connection."""
+
+    name = "selftest-dying-listener"
+    library = "websockets"
+
+    async def start(self, context, profile):
+        self._server = sync_serve(self._handle, "127.0.0.1", 0, ssl=context)
+        self._listener = self._server.socket = _DyingListener(self._server.socket)
+        threading.Thread(target=self._server.serve_forever, name="selftest-listener", daemon=True).start()
+        return self._listener.getsockname()[1]
+
+    @property
+    def alive(self) -> bool:
+        return self._listener.died is None
+
+    def crash(self):
+        return self._listener.died
+
+    async def stop(self):
+        await asyncio.to_thread(self._server.shutdown)
+
+    def _handle(self, ws):
+        token = cell_token(ws.request.path)
+        observe.server_event(token, "handler", peer_cn=observe.subject_cn(ws.socket.getpeercert(binary_form=True)))
+        for message in ws:
+            command = parse_close_command(message)
+            if command:
+                ws.close(*command)
+                break
+            ws.send(message)
+        observe.server_event(token, "handler-close", code=ws.close_code, reason=ws.close_reason)
+
+
 class LaxTokenServer(ws_peer.Server):
     """A token-auth server that checks a token only when one is sent (`if token: check(token)`):
     must be INSECURE on token-missing, and still refuse a wrong token."""
@@ -277,4 +425,5 @@ class CertlessReconnectClient(sio_peer.AsyncClient):
 PEERS = [InsecureClient(), LaxServer(), BlindServer(), HangingServer(), BlockingClient(), StuckInRecvClient(),
          CrashingServer(), FlakyServer(), LeakyClient(), QuickTimeoutClient(), HandshakeTimeoutServer(),
          LaxTokenServer(), HeaderlessClient(), HeaderDroppingClient(), TrustingApp(), ForgetfulSioClient(),
-         CertlessReconnectClient()]
+         CertlessReconnectClient(), EndsWithinItsTimeoutClient(), OutlivesItsTimeoutClient(), NoTimeoutClient(),
+         SwappingServer(), DyingListenerServer()]

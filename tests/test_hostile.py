@@ -48,10 +48,13 @@ def test_a_client_facing_each_hostile_server(run_matrix):
         cell = by_scenario[f"hostile-server-{stall}"]
         assert (cell.verdict.value, cell.hostile.ended) == ("HANG", False), cell.reason
         assert cell.hostile.own_timeouts["timeout"] is None  # websocket.getdefaulttimeout(): none
-        assert "still waiting after 4 s" in cell.reason
+        assert "still waiting after 4 s" in cell.reason and "no timeout of its own" in cell.reason
+        assert (cell.deadline.source, cell.deadline.timeout) == ("harness", "timeout")
     close = by_scenario["hostile-server-no-close-reply"]
     assert (close.verdict.value, close.hostile.how) == ("PASS", "CLOSED")
     assert 2.5 < close.hostile.after_s < 4  # WebSocket.close(timeout=3)
+    assert (close.deadline.source, close.deadline.documented_s) == ("library", 3)  # its own clock set the deadline
+    assert "(its own close timeout: 3 s)" in close.reason and not close.advisories  # 3 s: nothing to advise
     # TLS completed only where the hostile server speaks it: each cell saw its own connection
     tls = {s.split("hostile-server-")[1]: c.server_saw.tls.handshake for s, c in by_scenario.items()}
     assert tls == {"silent": "none", "close-after-hello": "none", "garbage": "none", "no-upgrade": "ok",
@@ -70,15 +73,16 @@ def test_a_client_with_its_own_timeout_gives_up_by_itself(run_matrix):
 
 def test_servers_facing_a_silent_or_stalled_client(run_matrix):
     """A server with a TLS handshake timeout drops the hostile client itself and closes its
-    socket; one with asyncio's default (60 s) is still waiting at the deadline."""
-    results, _ = run_matrix(*PLUGIN, "--servers", "selftest-handshake-timeout,websockets", "--clients", "hostile",
+    socket; tornado has none (SSLIOStream's handshake waits forever): still waiting at the harness's
+    deadline, which the cell says is the harness's."""
+    results, _ = run_matrix(*PLUGIN, "--servers", "selftest-handshake-timeout,tornado", "--clients", "hostile",
                             "--scenarios", "hostile-client", "--deadline", "2")
     got = verdicts(results)
     assert got == {
         "selftest-handshake-timeout-hostile[tcp]-hostile-client-silent": "PASS",
         "selftest-handshake-timeout-hostile[tcp]-hostile-client-mid-handshake": "PASS",
-        "websockets-hostile[tcp]-hostile-client-silent": "HANG",
-        "websockets-hostile[tcp]-hostile-client-mid-handshake": "HANG",
+        "tornado-hostile[tcp]-hostile-client-silent": "HANG",
+        "tornado-hostile[tcp]-hostile-client-mid-handshake": "HANG",
     }
     for cell in results.cells:
         assert cell.hostile.under_test == "server" and cell.hostile.left_open is False
@@ -86,5 +90,6 @@ def test_servers_facing_a_silent_or_stalled_client(run_matrix):
             assert cell.hostile.how in ("EOF", "CONNECTION_RESET")
             assert QUICK_TIMEOUT_S <= cell.hostile.after_s < 2
         else:
-            assert cell.hostile.own_timeouts["asyncio ssl_handshake_timeout"] == 60
-
+            assert cell.hostile.own_timeouts == {"SSLIOStream handshake": None}
+            assert (cell.deadline.source, cell.deadline.seconds) == ("harness", 2)
+            assert "it has no timeout of its own for this wait (SSLIOStream handshake: none)" in cell.reason

@@ -28,12 +28,16 @@ from urllib.parse import quote, urlencode
 from mtls_matrix import evidence, isolate, leaks, observe, severity
 from mtls_matrix.peers import (
     CLOSE_COMMAND, FINAL_CLOSE, FORWARDED_CERT, HANDSHAKE_GROUPS, PROXY_PROOF, PROXY_SECRET, TOKEN, ClientTLS,
-    ClientVariant, Closed, Connection, ServerFiles, ServerPeer, TokenAuth, Unsupported,
+    ClientVariant, Clock, Closed, Connection, NoOutcome, ServerFiles, ServerPeer, TokenAuth, Unsupported,
 )
+from mtls_matrix.peers.hostile import STAGES
 from mtls_matrix.pki import CLIENT_CN, PKI
-from mtls_matrix.results import Cell, ErrorInfo, Leaks, ServerSaw, Step, TLSSide, Verdict
+from mtls_matrix.results import Cell, Deadline, ErrorInfo, Leaks, ServerSaw, Step, TLSSide, Verdict
 from mtls_matrix.scenarios import BY_NAME, HOSTILE_GROUPS, Claim, Scenario, Token
-from mtls_matrix.verdict import CLOSE_CODES, INSECURE_STEP, Observation, canonical_from_tls, error_info, judge
+from mtls_matrix.verdict import (
+    CLOSE_CODES, INSECURE_STEP, Observation, canonical_from_exception, canonical_from_tls, error_info, judge,
+    signal_info,
+)
 from mtls_matrix.verdict import own_check_failed as verdict_own_check_failed
 
 SETTLE_S = 0.5  # how long to wait for the server's side of a story the client already finished
@@ -44,6 +48,14 @@ LEAK_SETTLE_S = 0.1  # rejection cells: how long the peers get to close what the
 FOREIGN_LEAK_SETTLE_S = 0.5
 LEAK_GROUPS = ("client-rejected", "server-rejected")
 RESTART_GAP_S = 0.3  # how long a restarting server is away: a reconnect attempt or two meet a closed port
+# A cell that waits on a timer of the library's own waits its documented default plus this margin (the
+# larger one): the timer starts after the connection's own setup, and fires and its error reaches the
+# user late on a loaded machine
+CLOCK_MARGIN_S = 5.0
+CLOCK_MARGIN = 0.25
+# the longest library timeout the matrix waits out: a longer one (aiohttp's 300 s session total) is
+# recorded with the cell, which then waits the harness's deadline
+LONGEST_WAIT_S = 75.0
 _tokens = itertools.count()
 WRONG_TOKEN = secrets.token_urlsafe(24)  # well-formed, never issued (token-*-wrong)
 
@@ -136,24 +148,50 @@ def claimed_headers(pki: PKI, claim: Claim) -> tuple[tuple[str, str], ...]:
 
 
 class ServerHost:
-    """One listener of one server peer, on its own thread and event loop."""
+    """One listener of one server peer, on its own thread and event loop. `cell`: the listener serves
+    that one cell only, whose recorder its threads (and the threads they start) are bound to."""
 
     def __init__(self, peer: ServerPeer, context: ssl.SSLContext, profile: str, hostile: str | None = None,
-                 token_auth: TokenAuth | None = None):
+                 token_auth: TokenAuth | None = None, cell: observe.CellRecorder | None = None):
         self.peer = copy.copy(peer)  # one instance per listener
         if peer.harness:
             self.peer.behaviour = hostile  # the harness's hostile server: what this listener does
         self.peer.token_auth = token_auth
         self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, name=f"server:{peer.name}", daemon=True)
+        self.died: str | None = None  # what ended the event loop, when it ended by itself
+        self.stopping = False
+        self.thread = threading.Thread(target=self._serve, args=(cell,), name=f"server:{peer.name}", daemon=True)
         self.thread.start()
-        self.port = asyncio.run_coroutine_threadsafe(self.peer.start(context, profile), self.loop).result(10)
+        try:
+            self.port = asyncio.run_coroutine_threadsafe(self.peer.start(context, profile), self.loop).result(10)
+        except BaseException:
+            self.close()  # its loop and thread go with the start that failed
+            raise
+
+    def _serve(self, cell: observe.CellRecorder | None) -> None:
+        if cell is not None:
+            observe.bind_thread(cell, inherit=True)
+        try:
+            self.loop.run_forever()
+        except BaseException as exc:
+            self.died = f"its event loop died: {type(exc).__name__}: {exc}"
+            raise
+        if not self.stopping:
+            self.died = "its event loop stopped"
 
     @property
     def alive(self) -> bool:
         return self.thread.is_alive() and self.loop.is_running() and self.peer.alive
 
+    @property
+    def crash(self) -> str | None:
+        """What ended this listener by itself, if it did: its event loop, or the peer's own listener."""
+        if self.alive:
+            return None
+        return self.died or self.peer.crash() or f"the listener of {self.peer.name} is gone"
+
     def close(self) -> None:
+        self.stopping = True
         if not (self.thread.is_alive() and self.loop.is_running()):
             return  # crashed or exited: nothing left to stop
         try:
@@ -343,9 +381,9 @@ class _ClientRun:
         self.error: ErrorInfo | None = None  # what the client's user saw, if it failed
         self.warnings: list[str] = []  # ResourceWarnings of a client process (isolate.py)
 
-    def run(self, recorder: observe.CellRecorder) -> None:
+    def run(self, recorder: observe.CellRecorder, inherit: bool = False) -> None:
         self.t0 = recorder.t0
-        observe.bind_thread(recorder)
+        observe.bind_thread(recorder, inherit=inherit)
         self.loop = asyncio.new_event_loop()
         try:
             self.task = self.loop.create_task(self._drive())
@@ -384,7 +422,10 @@ class _ClientRun:
                         problem = await run_step(conn, op, *args)
                 except Exception as exc:
                     self.exc = exc
-                    problem = f"{type(exc).__name__}: {exc}"
+                    problem = _said(exc)
+                    took = time.perf_counter() - start
+                    # a slow failure (a call() that sits out its own timeout on a dropped connection) says how slow
+                    problem += f" (after {took:.3g} s)" if took >= 1 else ""
                 self.steps.append(Step(op=op, ok=problem is None, detail=problem,
                                        ms=round((time.perf_counter() - start) * 1000, 2)))
                 closed = closed or op in ("close", "server-close")
@@ -437,37 +478,82 @@ def io_steps(spec: CellSpec) -> tuple[tuple, ...]:
     return () if spec.client.peer.handshake_only else spec.scenario.io
 
 
-def run_cell(spec: CellSpec, servers: ServerPool, pki: PKI, deadline: float, versions: dict[str, str]) -> Cell:
+def harness_deadline(spec: CellSpec, deadline: float) -> float:
+    """The run's deadline as this cell's peers and scenario scale it."""
+    return deadline * spec.scenario.deadline_scale * spec.server.deadline_scale * spec.client.peer.deadline_scale
+
+
+def library_clock(spec: CellSpec) -> Clock | None:
+    """The timer of the library's own the cell waits on, if any: in the hostile groups, the peer
+    under test's timeout for the wait its hostile peer leaves it in; elsewhere the longest of the
+    client's own timers its `waits` names for the cell."""
+    scenario, client = spec.scenario, spec.client
+    if scenario.hostile is not None:
+        stage = STAGES[scenario.hostile]
+        if HOSTILE_GROUPS[scenario.group] == "client":  # the harness plays the client: the server is judged
+            return spec.server.clock(stage, spec.server.own_timeouts())
+        return client.peer.clock(stage, client.peer.own_timeouts(client.variant))
+    stages = client.peer.waits(client.variant, scenario)
+    timeouts = client.peer.own_timeouts(client.variant) if stages else {}
+    clocks = [client.peer.clock(stage, timeouts) for stage in stages]
+    return max((c for c in clocks if c is not None and c.seconds is not None), key=lambda c: c.seconds, default=None)
+
+
+def cell_deadline(spec: CellSpec, deadline: float) -> Deadline:
+    """How long the runner waits for the cell, and on whose clock: the library's own timer plus a
+    margin where it waits on one (library_clock) that the matrix waits out; else the harness's deadline,
+    which then records the library's timer that is too long, or the unset ones it has for this wait."""
+    harness = round(harness_deadline(spec, deadline), 3)
+    clock = library_clock(spec)
+    if clock is None:
+        return Deadline(seconds=harness, source="harness")
+    if clock.seconds is None:
+        return Deadline(seconds=harness, source="harness", timeout=clock.timeout)
+    seconds = clock.seconds + max(CLOCK_MARGIN_S, CLOCK_MARGIN * clock.seconds)
+    if seconds > LONGEST_WAIT_S:
+        return Deadline(seconds=harness, source="harness", timeout=clock.timeout, documented_s=clock.seconds)
+    return Deadline(seconds=round(max(seconds, harness), 3), source="library", timeout=clock.timeout,
+                    documented_s=clock.seconds)
+
+
+def run_cell(spec: CellSpec, servers: ServerPool | None, pki: PKI, deadline: float, versions: dict[str, str],
+             side_by_side: bool = False) -> Cell:
+    """One cell. `side_by_side`: it runs beside others in this process (hostile.Batch): it gets a
+    listener of its own and binds its threads to its recorder instead of being the current cell."""
     started = time.perf_counter()
     scenario = spec.served
-    deadline = deadline * scenario.deadline_scale * spec.server.deadline_scale * spec.client.peer.deadline_scale
+    clock = cell_deadline(spec, deadline)
+    # what the library is handed for its opening handshake: the cell's deadline; on the library's clock a
+    # little more, so that the runner, not a handed timeout, ends a wait (verdict.judge tells whose it was)
+    timeout = clock.seconds + STOP_GRACE_S if clock.source == "library" else clock.seconds
     unsupported = unsupported_reason(spec)
     token = f"{os.getpid()}-{next(_tokens)}"
-    recorder = observe.begin(token)
+    recorder = observe.begin(token, current=not side_by_side)
     skipped = spec.server.missing() or spec.client.peer.missing_for(spec.client.variant) or unresolvable(scenario.host)
-    obs = Observation(events=recorder.events, unsupported=unsupported, skipped=skipped)
+    obs = Observation(events=recorder.events, unsupported=unsupported, skipped=skipped, handed_s=timeout)
     client: _ClientRun | None = None
     watch, leaked = contextlib.ExitStack(), None
+    measure_leaks = scenario.group in LEAK_GROUPS and not side_by_side  # process-wide counts: only alone
     try:
         if not (unsupported or skipped):
             control = None
-            # a server of its own, stopped with the cell: its steps drop or restart it, or what an earlier cell
-            # left behind could hold its listener (ServerPeer.private_listener)
-            if scenario.private_server or spec.server.private_listener:
+            # a server of its own, stopped with the cell: its steps drop or restart it, the cell runs beside
+            # others, or what an earlier cell left behind could hold its listener (ServerPeer.private_listener)
+            if scenario.private_server or side_by_side or spec.server.private_listener:
                 host = ServerHost(spec.server, server_context(pki, scenario), spec.profile, scenario.hostile,
-                                  TokenAuth() if scenario.token else None)
+                                  TokenAuth() if scenario.token else None, cell=recorder if side_by_side else None)
                 watch.callback(host.close)
-                control = ServerControl(host, pki, scenario, recorder)
+                control = ServerControl(host, pki, scenario, recorder) if scenario.private_server else None
             else:
                 host = servers.get(spec.server, scenario, spec.profile)
-            if scenario.group in LEAK_GROUPS:
+            if measure_leaks:
                 warned = watch.enter_context(leaks.resource_warnings([]))
                 before = leaks.socket_inodes(_processes(host, spec)), leaks.server_tasks(host.loop)
-            client = drive_client(spec, host.port, token, client_tls(pki, scenario, spec.client), deadline, deadline,
-                                  recorder, obs,
-                                  control)
+            client = drive_client(spec, host.port, token, client_tls(pki, scenario, spec.client), clock.seconds,
+                                  timeout, recorder, obs, control, side_by_side)
+            obs.server_crash = host.crash
             _check_close(obs, scenario)
-            if scenario.group in LEAK_GROUPS:
+            if measure_leaks:
                 client.exc = None  # the harness lets go of the error: what stays open, the library holds
                 leaked = _leaks(host, client, spec, *before, warned + client.warnings)
     except Unsupported as exc:  # the server cannot express the scenario's settings
@@ -477,7 +563,7 @@ def run_cell(spec: CellSpec, servers: ServerPool, pki: PKI, deadline: float, ver
     finally:
         watch.close()
         observe.end(recorder)
-    cell = _result(spec, obs, deadline, client, versions)
+    cell = _result(spec, obs, clock, client, versions)
     cell.leaks = leaked
     # what the cell cost its runner, beyond the client's own `total`: a first use's server start,
     # settling the server's side, counting leaks, stopping a private server
@@ -486,58 +572,87 @@ def run_cell(spec: CellSpec, servers: ServerPool, pki: PKI, deadline: float, ver
 
 
 def drive_client(spec: CellSpec, port: int, token: str, tls: ClientTLS, deadline: float, timeout: float | None,
-                 recorder: observe.CellRecorder, obs: Observation, control: ServerControl | None = None) -> _ClientRun:
+                 recorder: observe.CellRecorder, obs: Observation, control: ServerControl | None = None,
+                 side_by_side: bool = False) -> _ClientRun:
     """Run the cell's client until it finishes or the deadline, stop it then (a blocking
     library's in its own process: isolate.py), and put what its user saw into `obs`.
-    `timeout` is what the library itself is given; `control`, the cell's private server, if it has one."""
+    `timeout` is what the library itself is given; `control`, the cell's private server, if it has one;
+    `side_by_side`: the cell runs beside others in this process (hostile.Batch)."""
     url = cell_url(spec.scenario, port, token)
     spec.client.peer.prepare(spec.client.variant, tls)  # before the clock: a browser boots once, not per cell
     # A blocking library's client runs in a client process, so that one that cannot be stopped is
-    # killed; but not in the hostile batch, whose cells run side by side: a client process serving
-    # a dozen of them on a loaded machine noticed a fault seconds late. There a sync client blocked
-    # in a socket call is stopped by shutting its sockets down.
-    isolated = spec.client.peer.blocking and spec.scenario.group not in HOSTILE_GROUPS
+    # killed; but not in the batch, whose cells run side by side: a client process serving a dozen
+    # of them on a loaded machine noticed a fault seconds late. There a sync client blocked in a
+    # socket call is stopped by shutting its sockets down.
+    isolated = spec.client.peer.blocking and not side_by_side
     # a client that needs a process environment of its own runs in a client process started with it (a
     # foreign client's own process gets it from its peer): never in this one, where other cells run
     isolated = isolated or bool(tls.environment and not spec.client.peer.foreign)
     if spec.client.variant in spec.client.peer.own_process:  # it sets process-wide state itself: a process of its own
         tls = replace(tls, environment=(*tls.environment, ("MTLS_MATRIX_PROCESS_OF", spec.client.name)))
         isolated = True
-    run = _run_isolated if isolated else run_client
-    client = run(spec, url, tls, deadline, timeout, recorder, obs, control)
+    if isolated:
+        client = _run_isolated(spec, url, tls, deadline, timeout, recorder, obs, control)
+    else:
+        client = run_client(spec, url, tls, deadline, timeout, recorder, obs, control, side_by_side)
     _settle(recorder, client, spec.scenario, spec.server)
     obs.connected = client.connected
     obs.steps = client.steps
     obs.error = client.error
+    obs.took_s = client.total_s
     return client
 
 
 def run_client(spec: CellSpec, url: str, tls: ClientTLS, deadline: float, timeout: float | None,
-               recorder: observe.CellRecorder, obs: Observation, control: ServerControl | None = None) -> _ClientRun:
-    """The client on its own thread until it finishes or the deadline; stopped then."""
+               recorder: observe.CellRecorder, obs: Observation, control: ServerControl | None = None,
+               side_by_side: bool = False) -> _ClientRun:
+    """The client on its own thread until it finishes or the deadline; stopped then. `side_by_side`:
+    threads the library starts from it belong to the cell too (the cell is not the current one)."""
     client = _ClientRun(spec, url, tls, deadline, timeout, control)
     recorder.t0 = time.perf_counter()  # run_client's own deadline: from the moment it runs
-    thread = threading.Thread(target=client.run, args=(recorder,), name=f"client:{spec.id}", daemon=True)
+    thread = threading.Thread(target=client.run, args=(recorder, side_by_side), name=f"client:{spec.id}", daemon=True)
     thread.start()
     thread.join(deadline)
     if thread.is_alive():
         obs.timed_out = True
-        seen = len(recorder.events)
+        seen, steps = len(recorder.events), len(client.steps)
         client.stop(recorder)
         thread.join(STOP_GRACE_S)
-        del recorder.events[seen:]  # what stopping the client caused is the harness's doing, not the library's
+        # what stopping the client caused (events, a step it broke off) is the harness's doing, not the library's
+        del recorder.events[seen:]
+        del client.steps[steps:]
         # a client blocked outside a socket (a lock, a sleep) cannot be stopped from here: in a
         # client process (isolate.py) it is killed with its process; in this one it is left behind
         obs.client_after_deadline = "abandoned" if thread.is_alive() else "stopped"
     client.total_s = time.perf_counter() - recorder.t0
     if client.exc is not None and not obs.timed_out:
-        user_exc = client.exc.__cause__ if isinstance(client.exc, Closed) and client.exc.__cause__ else client.exc
-        hint = spec.client.peer.canonical(user_exc)
-        if isinstance(client.exc, Closed) and client.exc.code is not None:  # normalised by the adapter
-            hint = CLOSE_CODES.get(client.exc.code, f"CLOSED_{client.exc.code}")
-        client.error = error_info(user_exc, hint)
-        client.error.attributes = spec.client.peer.error_attributes(user_exc)
+        client.error = user_error(spec, client.exc)
     return client
+
+
+def _said(exc: BaseException) -> str:
+    """A step's exception as its detail, in the library's words (as user_error reads it)."""
+    if isinstance(exc, Closed) and exc.__cause__ is not None:
+        exc = exc.__cause__
+    elif getattr(exc, "shown", None):
+        return ": ".join(exc.shown)
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def user_error(spec: CellSpec, exc: BaseException) -> ErrorInfo:
+    """What the client's user saw: the library's own exception, never an adapter's (Closed, a check of
+    the harness's); for an end the library reported without raising, what reported it (`shown`)."""
+    user_exc = exc.__cause__ if isinstance(exc, Closed) and exc.__cause__ else exc
+    hint = spec.client.peer.canonical(user_exc)
+    if isinstance(exc, Closed) and exc.code is not None:  # normalised by the adapter
+        hint = CLOSE_CODES.get(exc.code, f"CLOSED_{exc.code}")
+    if getattr(user_exc, "shown", None):
+        return signal_info(user_exc, user_exc.shown, hint or canonical_from_exception(user_exc))
+    if isinstance(user_exc, NoOutcome):  # the user was told nothing
+        return ErrorInfo(canonical="TIMEOUT", message=str(user_exc))
+    info = error_info(user_exc, hint)
+    info.attributes = spec.client.peer.error_attributes(user_exc)
+    return info
 
 
 def _run_isolated(spec: CellSpec, url: str, tls: ClientTLS, deadline: float, timeout: float | None,
@@ -670,7 +785,7 @@ def _tls_side(obs: Observation, side: str) -> TLSSide:
     return TLSSide(handshake="none")
 
 
-def _result(spec: CellSpec, obs: Observation, deadline: float, client: _ClientRun | None, versions) -> Cell:
+def _result(spec: CellSpec, obs: Observation, deadline: Deadline, client: _ClientRun | None, versions) -> Cell:
     judgement = judge(spec.scenario, obs, deadline)
     if judgement.verdict not in (Verdict.PASS, Verdict.SKIPPED, Verdict.UNSUPPORTED):
         # what went wrong inside the server that only it could tell (a foreign server's error or crash)
@@ -693,7 +808,7 @@ def _result(spec: CellSpec, obs: Observation, deadline: float, client: _ClientRu
         timings["total"] = round(client.total_s * 1000, 2)
     error = obs.error
     if error is None and obs.timed_out:
-        error = ErrorInfo(canonical="TIMEOUT", message=f"no outcome within {deadline:g}s")
+        error = ErrorInfo(canonical="TIMEOUT", message=f"no outcome within {deadline.seconds:g}s")
     proxy = obs.event("server", "proxy-response")
     refused = judgement.rejection is not None and judgement.rejection.by == "server" and not obs.connected
     repeated = evidence.repeated(obs.events, refused, spec.client.peer.requests.get(spec.client.variant, 1))
@@ -709,6 +824,7 @@ def _result(spec: CellSpec, obs: Observation, deadline: float, client: _ClientRu
                         if e.side == "server" and e.kind in ("transport", "handler") and "transport" in e.data), None),
         proxy_status=proxy.data.get("status") if proxy else None,
         proxy_verify=proxy.data.get("verify") if proxy else None,
+        crash=obs.server_crash,
     )
     return severity.weigh(Cell(
         id=spec.id, server=f"server:{spec.server.name}", client=f"client:{spec.client.name}",
@@ -719,8 +835,10 @@ def _result(spec: CellSpec, obs: Observation, deadline: float, client: _ClientRu
         rejection=judgement.rejection, client_tls=_tls_side(obs, "client"), server_saw=saw, steps=obs.steps,
         timings=timings, repro=spec.repro, client_after_deadline=obs.client_after_deadline, hostile=obs.hostile,
         transport=client.transport if client else None,
+        advisories=[*judgement.advisories, *([repeated] if repeated else [])],
+        deadline=judgement.decided_by or deadline,
         wire=evidence.wire(obs.events, obs.error, obs.connected, obs.timed_out, timings.get("total")),
-        handshakes=evidence.handshakes(obs.events), advisories=[repeated] if repeated else [],
+        handshakes=evidence.handshakes(obs.events),
         versions={name: versions.get(name, version) for peer in (spec.server, spec.client.peer)
                   for name, version in peer.versions().items()},
     ), spec.scenario, spec.client.peer.controls.get(spec.client.variant))

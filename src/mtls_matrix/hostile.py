@@ -1,26 +1,29 @@
-"""Runs the hostile-server and hostile-client cells, side by side.
+"""Runs the cells that wait on a clock, side by side: the hostile groups, and the cells whose
+client waits on a timer of its library's own (ClientPeer.waits: a long-poll a refused Socket.IO
+connect sits out, an acknowledgement's timeout).
 
-In these cells the harness plays one side (peers/hostile.py) and the other side is judged: does
-it have a timeout of its own, how long is it, what does its user see, and does it close its
-socket afterwards? The library gets no timeout from the harness (its defaults decide); the cell
-deadline only ends the wait. Most of these cells wait out the whole deadline, so they run
-concurrently (`Batch`): each cell has its own listener, and binds its client thread and its
-listener's thread to its own recorder (observe.bind_thread), so attribution stays exact.
+In the hostile cells the harness plays one side (peers/hostile.py) and the other side is judged:
+does it have a timeout of its own, how long is it, what does its user see, and does it close its
+socket afterwards? The library gets no timeout from the harness (its defaults decide). Every such
+cell's deadline is the library's own timeout for that wait plus a margin (cell.cell_deadline), or
+the harness's when it has none. Most of these cells wait, so they run concurrently (`Batch`):
+each cell has its own listener, and binds its client thread and its listener's thread (and the
+threads those start) to its own recorder (observe.bind_thread), so attribution stays exact.
 """
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import os
 import threading
 import time
-from concurrent.futures import Future
+from concurrent.futures import Future, wait
 from typing import Callable, Iterable
 
 from mtls_matrix import leaks, observe
 from mtls_matrix.cell import (
-    CellSpec, ServerHost, _result, client_tls, drive_client, server_context, unsupported_reason,
+    CellSpec, ServerHost, _result, cell_deadline, client_tls, drive_client, library_clock, run_cell, server_context,
+    unsupported_reason,
 )
 from mtls_matrix.pki import PKI
 from mtls_matrix.results import Cell, Hostile
@@ -29,37 +32,55 @@ from mtls_matrix.verdict import Observation
 
 RELEASE_S = 0.5  # after the connection ended: how long the peer under test gets to close its socket
 CLOSE_GRACE_S = 0.1  # closing the batch: its threads end an instant after the last cell was taken
+# A batch starts this long after the one before it: by then that one's start (handshakes, server and
+# process starts, the hostile faults and the reactions judged within PROMPT_S) is over, and the cells
+# that remain only wait
+BATCH_STAGGER_S = 8.0
+BATCHES = ("mtls-hostile", "mtls-hostile-foreign", "mtls-waits")  # in the order they start
+# the waiting cells each start a server of their own (a Node process, an nginx): they start this far
+# apart, so their start-up does not starve the opening handshakes of the cells running meanwhile
+WAITS_PACE_S = 0.1
 _tokens = itertools.count()
 
 
-def is_hostile(spec: CellSpec) -> bool:
-    return spec.scenario.group in HOSTILE_GROUPS
+def in_batch(spec: CellSpec) -> bool:
+    """Does the cell run in a Batch: a hostile cell, or one whose client waits on its library's own timer?"""
+    return spec.scenario.group in HOSTILE_GROUPS or library_clock(spec) is not None
 
 
 def batch_of(spec: CellSpec) -> str:
-    """The batch a hostile cell runs in: the foreign peers' cells apart from the Python peers', so
+    """The batch a cell runs in: the foreign peers' hostile cells apart from the Python peers', so
     each batch stays as large as one worker carries on 2 cores (one batch of all of them pushed the
-    Python clients' fault cells past the deadline) and pytest-xdist may give them different workers."""
-    return "mtls-hostile-foreign" if spec.server.foreign or spec.client.peer.foreign else "mtls-hostile"
+    Python clients' fault cells past the deadline), and the cells waiting on a library timer in a
+    third; pytest-xdist may give them different workers."""
+    if spec.scenario.group not in HOSTILE_GROUPS:
+        return BATCHES[2]
+    return BATCHES[1] if spec.server.foreign or spec.client.peer.foreign else BATCHES[0]
+
+
+def run_batched_cell(spec: CellSpec, pki: PKI, deadline: float, versions: dict[str, str]) -> Cell:
+    if spec.scenario.group in HOSTILE_GROUPS:
+        return run_hostile_cell(spec, pki, deadline, versions)
+    return run_cell(spec, None, pki, deadline, versions, side_by_side=True)
 
 
 def run_hostile_cell(spec: CellSpec, pki: PKI, deadline: float, versions: dict[str, str]) -> Cell:
     scenario = spec.scenario
+    clock = cell_deadline(spec, deadline)
     recorder = observe.begin(f"{os.getpid()}-hostile-{next(_tokens)}", current=False)
     skipped = spec.server.missing() or spec.client.peer.missing_for(spec.client.variant)
     obs = Observation(events=recorder.events, skipped=skipped, unsupported=unsupported_reason(spec))
     host = client = None
     try:
         if obs.skipped or obs.unsupported:
-            return _result(spec, obs, deadline, client, versions)
-        host = ServerHost(spec.server, server_context(pki, scenario), spec.profile, scenario.hostile)
-        asyncio.run_coroutine_threadsafe(_bind(recorder), host.loop).result(5)
+            return _result(spec, obs, clock, client, versions)
+        host = ServerHost(spec.server, server_context(pki, scenario), spec.profile, scenario.hostile, cell=recorder)
         if HOSTILE_GROUPS[scenario.group] == "client":
-            obs.hostile = _against_hostile_client(spec, host.port, deadline, recorder)
+            obs.hostile = _against_hostile_client(spec, host.port, clock.seconds, recorder)
+            obs.server_crash = host.crash
         else:
-            tls = client_tls(pki, scenario, spec.client)
-            client = drive_client(spec, host.port, recorder.token, tls, deadline, None,
-                                  recorder, obs)
+            client = drive_client(spec, host.port, recorder.token, client_tls(pki, scenario, spec.client),
+                                  clock.seconds, None, recorder, obs, side_by_side=True)
             fault = obs.event("server", "fault")
             obs.hostile = Hostile(
                 behaviour=scenario.hostile, under_test="client", ended=not obs.timed_out,
@@ -75,11 +96,7 @@ def run_hostile_cell(spec: CellSpec, pki: PKI, deadline: float, versions: dict[s
         if host is not None:
             host.close()
         observe.end(recorder)
-    return _result(spec, obs, deadline, client, versions)
-
-
-async def _bind(recorder: observe.CellRecorder) -> None:
-    observe.bind_thread(recorder)
+    return _result(spec, obs, clock, client, versions)
 
 
 def _against_hostile_client(spec: CellSpec, port: int, deadline: float, recorder: observe.CellRecorder) -> Hostile:
@@ -104,16 +121,17 @@ def _held(port: int, side: str) -> bool:
 
 
 class Batch:
-    """The hostile cells of a session, in the background: started early (`start`, on the worker
-    the scheduler gives them to, plugin.py) so their waits overlap the other cells, or on first
-    demand; a cell asked for again (--repeat, --confirm) runs alone. Each batch (batch_of) runs
-    all at once, one batch after the other. They cannot disturb the cells running meanwhile: each
-    binds its threads to its own recorder and has its own listener, and the checks of other cells
-    look at their own listener's port only."""
+    """The batched cells of a session (in_batch), in the background: started early (`start`, on the
+    worker the scheduler gives them to, plugin.py) so their waits overlap the other cells, or on first
+    demand; a cell asked for again (--repeat, --confirm) runs alone. Each batch (batch_of) starts
+    BATCH_STAGGER_S after the one before it, its cells all at once (the waiting ones WAITS_PACE_S
+    apart), and they run side by side. They cannot disturb the cells running meanwhile:
+    each binds its threads to its own recorder and has its own listener, and the checks of other
+    cells look at their own listener's port only."""
 
     def __init__(self, specs: Iterable[CellSpec], run: Callable[[CellSpec], Cell]):
-        # a client that cannot take many cells at once (a browser) runs its hostile cells alone, in turn
-        self.specs = [s for s in specs if is_hostile(s) and s.client.peer.side_by_side]
+        # a client that cannot take many cells at once (a browser) runs its batched cells alone, in turn
+        self.specs = [s for s in specs if in_batch(s) and s.client.peer.side_by_side]
         self.run = run
         self.pending: dict[str, Future] | None = None
         self.thread: threading.Thread | None = None
@@ -125,15 +143,17 @@ class Batch:
             self.thread.start()
 
     def _batches(self, futures: dict[str, Future]) -> None:
-        """One batch after the other, each cell of a batch on its own daemon thread: a run that stops
-        early (a signal, -x) leaves the waiting ones behind instead of sitting out their deadlines."""
-        for batch in dict.fromkeys(batch_of(s) for s in self.specs):
-            threads = [threading.Thread(target=self._one, args=(spec, futures[spec.id]), name=f"hostile:{spec.id}",
-                                        daemon=True) for spec in self.specs if batch_of(spec) == batch]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join()
+        """The batches in turn, each cell on its own daemon thread: a run that stops early (a signal, -x)
+        leaves the waiting ones behind instead of sitting out their deadlines."""
+        previous: list[CellSpec] = []
+        for batch in sorted({batch_of(s) for s in self.specs}, key=BATCHES.index):
+            # the batch before has started: wait for it to end, or for its start-up to be over
+            wait([futures[s.id] for s in previous], timeout=BATCH_STAGGER_S)
+            previous = [s for s in self.specs if batch_of(s) == batch]
+            for spec in previous:
+                threading.Thread(target=self._one, args=(spec, futures[spec.id]), name=f"{batch}:{spec.id}",
+                                 daemon=True).start()
+                time.sleep(WAITS_PACE_S if batch == BATCHES[2] else 0)
 
     def _one(self, spec: CellSpec, future: Future) -> None:
         try:

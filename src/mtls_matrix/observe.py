@@ -74,9 +74,31 @@ def begin(token: str, current: bool = True) -> CellRecorder:
     return recorder
 
 
-def bind_thread(recorder: CellRecorder | None) -> None:
-    """Connections created on the calling thread from now on belong to `recorder`'s cell."""
+def bind_thread(recorder: CellRecorder | None, inherit: bool = False) -> None:
+    """Connections created on the calling thread from now on belong to `recorder`'s cell. `inherit`:
+    so do those of the threads it starts (a library's own: engine.io's read loop, werkzeug's request
+    threads), for a cell that runs beside others and so is not the current cell (install())."""
     _thread.recorder = recorder
+    _thread.inherit = inherit
+
+
+def side_by_side() -> bool:
+    """Is the calling thread a cell's that runs beside others (bound with `inherit`)?"""
+    return getattr(_thread, "inherit", False)
+
+
+def _start_bound(thread: threading.Thread, _start=threading.Thread.start) -> None:
+    """threading.Thread.start, under install(): a thread started by one bound with `inherit` is bound
+    to the same cell before it runs."""
+    if getattr(_thread, "inherit", False):
+        recorder, run = _thread.recorder, thread.run
+
+        def bound_run():
+            bind_thread(recorder, inherit=True)
+            run()
+
+        thread.run = bound_run
+    _start(thread)
 
 
 def end(recorder: CellRecorder) -> None:
@@ -204,3 +226,4 @@ def install() -> None:
     """Make every SSL context in this process create probed connections. Idempotent."""
     ssl.SSLContext.sslobject_class = ProbeSSLObject
     ssl.SSLContext.sslsocket_class = ProbeSSLSocket
+    threading.Thread.start = _start_bound

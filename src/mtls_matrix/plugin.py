@@ -34,7 +34,7 @@ from mtls_matrix import pki as pki_mod
 from mtls_matrix import repeat as repeat_mod
 from mtls_matrix import severity as severity_mod
 from mtls_matrix.cell import CellSpec, ServerPool, run_cell
-from mtls_matrix.hostile import Batch, batch_of, is_hostile, run_hostile_cell
+from mtls_matrix.hostile import Batch, batch_of, in_batch, run_batched_cell
 from mtls_matrix.peers import Registry
 from mtls_matrix.pki import PKI
 from mtls_matrix.peers.foreign import NOT_RUN
@@ -257,7 +257,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     hostile = []
     for item in items:
         spec = getattr(item, "callspec", None) and item.callspec.params.get("mtls_cell")
-        if spec is not None and is_hostile(spec):
+        if spec is not None and in_batch(spec):
             item.add_marker(pytest.mark.xdist_group(batch_of(spec)))
             hostile.append(item)
     if hostile:
@@ -404,7 +404,8 @@ def _matrix_scheduling():
 
         def _send_tests(self, node, num: int) -> None:
             if self.hostile is None:
-                self.hostile = [i for i in self.pending if _HOSTILE_ID.search(self.collection[i])]
+                batched = _batched_ids(self.config)
+                self.hostile = [i for i in self.pending if self.collection[i].partition("[")[2][:-1] in batched]
                 self.pending[:] = [i for i in self.pending if i not in set(self.hostile)]
                 if len(self.nodes) > _cores():
                     ids = _waiting_ids(self.config)
@@ -428,7 +429,9 @@ def _matrix_scheduling():
     return MatrixScheduling
 
 
-_HOSTILE_ID = re.compile(r"-(%s)\]$" % "|".join(re.escape(s.name) for s in scenarios.CATALOGUE if s.group in scenarios.HOSTILE_GROUPS))
+def _batched_ids(config: pytest.Config) -> set[str]:
+    """The cells that run in the batches (hostile.in_batch): hostile ones, and those waiting on a library timer."""
+    return {spec.id for spec in _selection(config).cells if in_batch(spec)}
 
 
 @dataclass
@@ -450,7 +453,7 @@ def mtls_matrix_env(request: pytest.FixtureRequest):
     versions, deadline = _versions(_selection(config)), _selection(config).deadline
     specs = [item.callspec.params["mtls_cell"] for item in request.session.items
              if "mtls_cell" in getattr(getattr(item, "callspec", None), "params", {})]
-    batch = Batch(specs, lambda spec: run_hostile_cell(spec, pki, deadline, versions))
+    batch = Batch(specs, lambda spec: run_batched_cell(spec, pki, deadline, versions))
     worker = getattr(config, "workerinput", None)
     if worker is None or worker.get("mtls_hostile_runner") == worker["workerid"]:
         batch.start()
@@ -530,7 +533,7 @@ def run(request: pytest.FixtureRequest, spec: CellSpec, env: MatrixEnv) -> Cell:
     baseline, a first run that would be a NEW finding is confirmed (repeat.CONFIRM_NEW)."""
     deadline, option, base = _selection(request.config).deadline, request.config.option, _baseline(request.config)
     would_be_new = (lambda cell: baseline_mod.classify_cell(base, cell)[0] == "NEW") if base else None
-    if is_hostile(spec):
+    if in_batch(spec):
         return repeat_mod.run_repeated(lambda: env.hostile.take(spec), option.repeat, option.confirm, would_be_new)
     return repeat_mod.run_repeated(lambda: run_cell(spec, env.servers, env.pki, deadline, env.versions),
                                    option.repeat, option.confirm, would_be_new)
@@ -634,6 +637,12 @@ class Collector:
         terminalreporter.write_line(
             "findings by severity: " + ", ".join(f"{weights[s]} {s.value}" for s in severity_mod.FINDINGS)
             + (f"; {advised} PASS with advisories" if advised else ""))
+        hangs = [c for c in self.cells if c.verdict == Verdict.HANG]
+        if hangs:  # whose clock decided them: the library's own timeout they outlived, or the harness's deadline
+            harness = sum(c.deadline is not None and c.deadline.source == "harness" for c in hangs)
+            terminalreporter.write_line(f"{harness} of {len(hangs)} HANG decided by a deadline the harness chose (the "
+                                        "library has no timeout of its own for that wait, or one longer than the "
+                                        "matrix waits); the others outlived the library's own")
         if self.baseline:
             terminalreporter.write(baseline_mod.render_check(self.baseline, "this run"))
             for cell in flaky:

@@ -60,7 +60,9 @@ class Clarity(str, Enum):
 
 class ErrorInfo(BaseModel):
     canonical: Optional[str] = Field(None, description="UNKNOWN_CA, CERT_EXPIRED, HOSTNAME_MISMATCH, EOF, HTTP_403, ...")
-    type: Optional[str] = Field(None, description="the exception type the user of the library sees, with its module")
+    type: Optional[str] = Field(None, description="the exception type the user of the library sees, with its module; "
+                                                  "for an end the library reports without raising (a value it "
+                                                  "returns, a callback it calls), what reports it")
     message: Optional[str] = None
     clarity: Optional[Clarity] = Field(None, description="how well the message tells the user what went wrong")
     chain: list[str] = Field(default_factory=list, description="causes and contexts, outermost first: 'Type: message'")
@@ -97,6 +99,8 @@ class ServerSaw(BaseModel):
     proxy_status: Optional[int] = Field(None, description="the HTTP status a TLS-terminating proxy answered, from its log")
     proxy_verify: Optional[str] = Field(None, description="the proxy's client-certificate verification result "
                                         "as it logs it (nginx $ssl_client_verify, HAProxy ssl_c_verify)")
+    crash: Optional[str] = Field(None, description="the server's listener or event loop died during the cell: "
+                                                   "what ended it (None: it did not)")
 
 
 class Step(BaseModel):

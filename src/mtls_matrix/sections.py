@@ -220,8 +220,10 @@ def hostile_entry(cell: Optional[Cell], deadline: float) -> str:
     outcome = cell.hostile
     if outcome is None:
         return cell.verdict.value
-    if not outcome.ended:
-        text = f"waits > {deadline:g} s"
+    if not outcome.ended:  # the cell's own deadline: the library's timeout plus a margin, or the harness's
+        text = f"waits > {cell.deadline.seconds if cell.deadline else deadline:g} s"
+        if cell.deadline and cell.deadline.source == "library":
+            text += f" (outlived its {cell.deadline.timeout})"
     else:
         seconds = outcome.after_fault_s if outcome.after_fault_s is not None else (outcome.after_s or 0.0)
         took = f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.1f} s"

@@ -16,7 +16,7 @@ from mtls_matrix import evidence
 from mtls_matrix.evidence import HANDSHAKES, own_check_failed
 from mtls_matrix.observe import Event
 from mtls_matrix.pki import CLIENT_CN
-from mtls_matrix.results import Clarity, ErrorInfo, Hostile, Rejection, Step, Verdict
+from mtls_matrix.results import Advisory, Clarity, Deadline, ErrorInfo, Hostile, Rejection, Step, Verdict
 from mtls_matrix.scenarios import HOSTILE_GROUPS, PHASES, PROMPT_S, Scenario
 
 # OpenSSL X509_V_ERR_* codes, as SSLCertVerificationError.verify_code carries them.
@@ -89,6 +89,8 @@ REFUSAL_SHOWN = re.compile(r"\b40[13]\b|unauthori[sz]ed|forbidden|\btoken\b", re
 # to a server whose certificate it must not trust): INSECURE, not FAIL
 INSECURE_STEP = "accepted what it must refuse: "
 CLOSE_CODES = {1009: "MESSAGE_TOO_BIG", 1006: "ABNORMAL_CLOSE", 1011: "SERVER_ERROR", 1002: "PROTOCOL_ERROR"}
+# an outcome that took the user this long, on the library's own clock, is worth an advisory
+ADVISORY_WAIT_S = 10.0
 
 
 def canonical_from_text(text: str) -> str | None:
@@ -142,12 +144,15 @@ def clarity(exc: BaseException) -> Clarity:
     """Grade only what the user of the client sees: the outermost exception's type and text. A
     refused request (a token-auth server's HTTP 401, a Socket.IO connect error) is CLEAR when the
     text gives its status or the server's reason; a generic connection error is OPAQUE."""
-    text = f"{type(exc).__name__}: {exc}"
-    if canonical_from_text(str(exc)) in CONFIG_REASONS:  # a file problem is clear when it says which file
-        return Clarity.CLEAR if getattr(exc, "filename", None) or re.search(r"/|\.pem\b", str(exc)) else Clarity.VAGUE
-    if canonical_from_text(str(exc)) in CERT_REASONS | set(APP_REASONS) or REFUSAL_SHOWN.search(str(exc)):
+    return _grade(type(exc).__name__, str(exc), getattr(exc, "filename", None))
+
+
+def _grade(kind: str, message: str, filename: str | None = None) -> Clarity:
+    if canonical_from_text(message) in CONFIG_REASONS:  # a file problem is clear when it says which file
+        return Clarity.CLEAR if filename or re.search(r"/|\.pem\b", message) else Clarity.VAGUE
+    if canonical_from_text(message) in CERT_REASONS | set(APP_REASONS) or REFUSAL_SHOWN.search(message):
         return Clarity.CLEAR
-    if TLS_WORDS.search(text):
+    if TLS_WORDS.search(f"{kind}: {message}"):
         return Clarity.VAGUE
     return Clarity.OPAQUE
 
@@ -162,6 +167,16 @@ def error_info(exc: BaseException, peer_hint: str | None = None) -> ErrorInfo:
     )
 
 
+def signal_info(exc: BaseException, shown: tuple[str, str], canonical: str) -> ErrorInfo:
+    """What the user saw of an end the library reported without raising (a value it returned, a
+    callback it called, a page's events): `shown` is (what reported it, what it said), in the library's
+    own terms; the chain goes on with what the adapter learnt besides (`exc`'s causes)."""
+    kind, message = shown
+    causes = [f"{type(e).__name__}: {str(e)[:200]}" for e in chain(exc)[1:]]
+    return ErrorInfo(canonical=canonical, type=kind, message=message[:500], clarity=_grade(kind, message),
+                     chain=[f"{kind}: {message[:200]}", *causes])
+
+
 @dataclass
 class Observation:
     events: list[Event]
@@ -174,6 +189,9 @@ class Observation:
     skipped: str | None = None  # why a peer could not run at all (its toolchain is missing)
     client_after_deadline: str | None = None  # stopped | abandoned, for a client still running at the deadline
     hostile: Hostile | None = None  # hostile-server / hostile-client cells
+    took_s: float | None = None  # how long the client's run took, until its outcome or the deadline
+    handed_s: float | None = None  # the timeout the harness handed the library for its opening handshake, if any
+    server_crash: str | None = None  # the server's listener or event loop died during the cell: what ended it
 
     def event(self, side: str, *kinds: str) -> Event | None:
         return next((e for e in self.events if e.side == side and e.kind in kinds), None)
@@ -185,6 +203,8 @@ class Judgement:
     phase: str
     reason: str
     rejection: Rejection | None = None
+    advisories: list[Advisory] = field(default_factory=list)
+    decided_by: Deadline | None = None  # whose clock decided, when not the cell's deadline (a handed timeout)
 
 
 def _cert_related(data: dict) -> bool:
@@ -306,39 +326,73 @@ def _seconds(value: float | None) -> str:
     return "none" if value is None else f"{value:g} s"
 
 
-def judge_hostile(scenario: Scenario, obs: Observation, phase: str, deadline: float) -> Judgement:
+def whose_clock(deadline: Deadline) -> str:
+    """For a HANG's reason: the library's own timeout the wait outlived, or why the deadline was the
+    harness's (the library has no timeout for this wait, or one longer than the matrix waits)."""
+    if deadline.source == "library":
+        return f"it outlived its own {deadline.timeout} ({deadline.documented_s:g} s)"
+    if deadline.documented_s is not None:
+        return (f"the deadline was the harness's: its own {deadline.timeout} ({deadline.documented_s:g} s) is longer "
+                f"than the matrix waits for a library")
+    unset = f" ({deadline.timeout}: none)" if deadline.timeout else ""
+    return f"the deadline was the harness's: it has no timeout of its own for this wait{unset}"
+
+
+def _on_its_clock(deadline: Deadline) -> str:
+    return f" (its own {deadline.timeout}: {deadline.documented_s:g} s)" if deadline.source == "library" else ""
+
+
+def _waited(seconds: float, text: str, kind: str = "slow", deadline: Deadline | None = None) -> list[Advisory]:
+    """An outcome that came only after a wait on the library's own clock costs its user that wait; one that
+    came by that clock (`deadline`: a hostile cell's) costs what the clock allows, whichever is longer."""
+    allows = deadline.documented_s if deadline is not None and deadline.source == "library" else None
+    if max(seconds, allows or 0.0) < ADVISORY_WAIT_S:
+        return []
+    allowed = f" (its own {deadline.timeout} allows {allows:g} s)" if allows else ""
+    return [Advisory(kind=kind, text=text.format(seconds=f"{seconds:.0f}") + allowed)]
+
+
+def judge_hostile(scenario: Scenario, obs: Observation, phase: str, deadline: Deadline) -> Judgement:
     """The peer under test faced the harness's hostile peer: did it end the connection itself?"""
     outcome, by = obs.hostile, scenario.expect.by
+    peer = HOSTILE_GROUPS[scenario.group]
     what = scenario.description.replace("the server ", "").replace("the client ", "")
     if not outcome.ended:
-        own = ", ".join(f"{name} {_seconds(value)}" for name, value in outcome.own_timeouts.items())
-        return Judgement(Verdict.HANG, phase, f"the {by} was still waiting after {deadline:g} s when the "
-                         f"{HOSTILE_GROUPS[scenario.group]} {what}" + (f" (its defaults: {own})" if own else ""))
+        others = {name: value for name, value in outcome.own_timeouts.items() if name != deadline.timeout}
+        own = ", ".join(f"{name} {_seconds(value)}" for name, value in others.items())
+        return Judgement(Verdict.HANG, phase, f"the {by} was still waiting after {deadline.seconds:g} s when the "
+                         f"{peer} {what}: {whose_clock(deadline)}" + (f" (its other defaults: {own})" if own else ""))
     took = f"after {outcome.after_s:.3g} s with {outcome.how}"
+    if by == "client":
+        text = f"the user waits {{seconds}} s for the client to give up on a {peer} that {what}"
+    else:
+        text = f"the server holds for {{seconds}} s a connection whose {peer} {what}"
+    slow = _waited(outcome.after_s, text, deadline=deadline)
     if scenario.expect.outcome == "prompt":
         failed = next((s for s in obs.steps if not s.ok), None)
         if failed:
-            return Judgement(Verdict.FAIL, phase, f"{failed.op}: {failed.detail}")
+            return Judgement(Verdict.FAIL, phase, f"{failed.op}: {failed.detail}", advisories=slow)
         reaction = outcome.after_s if outcome.after_fault_s is None else outcome.after_fault_s
         if reaction > PROMPT_S:
             return Judgement(Verdict.FAIL, phase, f"the {by} finished only {reaction:.3g} s after the "
-                             f"{HOSTILE_GROUPS[scenario.group]} {what.split(',')[0]}, with {outcome.how}: it waited")
+                             f"{peer} {what.split(',')[0]}, with {outcome.how}: it waited", advisories=slow)
         return Judgement(Verdict.PASS, phase, f"the {by} finished {reaction * 1000:.0f} ms after the fault, with "
                          f"{outcome.how}")
     if scenario.expect.outcome == "fail":
         if obs.error is None:
-            return Judgement(Verdict.FAIL, phase, f"the {by} reported no error although the "
-                             f"{HOSTILE_GROUPS[scenario.group]} {what}")
+            return Judgement(Verdict.FAIL, phase, f"the {by} reported no error although the {peer} {what}",
+                             advisories=slow)
         reaction = outcome.after_s if outcome.after_fault_s is None else outcome.after_fault_s
         if reaction > PROMPT_S:
             return Judgement(Verdict.FAIL, phase, f"the {by} noticed only {reaction:.3g} s after the fault, with "
-                             f"{outcome.how}: a timeout, not the fault")
+                             f"{outcome.how}: a timeout, not the fault{_on_its_clock(deadline)}", advisories=slow)
         return Judgement(Verdict.PASS, phase, f"the {by} failed {reaction * 1000:.0f} ms after the fault, with "
                          f"{outcome.how}")
-    return Judgement(Verdict.PASS, phase, f"the {by} gave up by itself {took}")
+    return Judgement(Verdict.PASS, phase, f"the {by} gave up by itself {took}{_on_its_clock(deadline)}",
+                     advisories=slow)
 
 
-def judge_config_error(scenario: Scenario, obs: Observation, phase: str, deadline: float) -> Judgement:
+def judge_config_error(scenario: Scenario, obs: Observation, phase: str, deadline: Deadline) -> Judgement:
     """The client's certificate or key file is broken: it must fail before its TLS handshake. A server
     handshake that got further than a closed TCP connection means it went on without that certificate."""
     expect = scenario.expect
@@ -346,7 +400,7 @@ def judge_config_error(scenario: Scenario, obs: Observation, phase: str, deadlin
         return Judgement(Verdict.INSECURE, phase, f"connected although its certificate or key file is broken "
                          f"({expect.reason}): the server let it in")
     if obs.timed_out:
-        return Judgement(Verdict.HANG, phase, f"no outcome within {deadline:g}s")
+        return Judgement(Verdict.HANG, phase, f"no outcome within {deadline.seconds:g}s: {whose_clock(deadline)}")
     tried = next((e for e in obs.events if e.side == "server" and (e.kind == "handshake-ok" or (
         e.kind == "handshake-error" and canonical_from_tls(e.data) not in (None, "EOF")))), None)
     if tried is not None:
@@ -359,7 +413,17 @@ def judge_config_error(scenario: Scenario, obs: Observation, phase: str, deadlin
     return Judgement(Verdict.PASS, phase, f"failed before its TLS handshake with {obs.error.canonical}")
 
 
-def judge(scenario: Scenario, obs: Observation, deadline: float) -> Judgement:
+def judge(scenario: Scenario, obs: Observation, deadline: Deadline) -> Judgement:
+    judgement = _judge(scenario, obs, deadline)
+    if obs.server_crash and judgement.verdict in (Verdict.FAIL, Verdict.HANG):
+        # one cause, whatever the client made of it (EOF, a reset, a wait)
+        seen = f"; the client saw {obs.error.canonical}" if obs.error and obs.error.canonical else ""
+        return Judgement(Verdict.FAIL, judgement.phase, f"the server crashed during the cell: {obs.server_crash}{seen}",
+                         judgement.rejection, judgement.advisories)
+    return judgement
+
+
+def _judge(scenario: Scenario, obs: Observation, deadline: Deadline) -> Judgement:
     expect = scenario.expect
     phase = client_phase(obs)
     if obs.harness_error:
@@ -375,9 +439,22 @@ def judge(scenario: Scenario, obs: Observation, deadline: float) -> Judgement:
         return judge_config_error(scenario, obs, phase, deadline)
     handler = obs.event("server", "handler")
     found = rejection(obs)
-    # A library that gave up on its own timeout (we hand it the deadline) had no outcome either.
-    timed_out = obs.timed_out or (obs.error is not None and obs.error.canonical == "TIMEOUT")
+    # A client's own timers (ClientPeer.waits) run once its opening handshake is over: connected, or
+    # refused by the server. Before that it waits on the timeout the harness handed it: the harness's clock
+    if deadline.source == "library" and not (obs.connected or found):
+        deadline = Deadline(seconds=deadline.seconds, source="harness")
+    # A library that gave up on a timeout the harness handed it had no outcome either, nor had a client
+    # whose adapter stopped waiting (no exception: type None); on its own clock a timeout is its own
+    handed_timeout = obs.error is not None and obs.error.canonical == "TIMEOUT" and obs.handed_s is not None and (
+        deadline.source == "harness" or obs.error.type is None)
+    timed_out = obs.timed_out or handed_timeout
+    if handed_timeout and not obs.timed_out:
+        deadline = Deadline(seconds=obs.handed_s, source="harness")
     seen = obs.error.canonical if obs.error else None
+    took = obs.took_s or 0.0
+    within = f"no outcome within {deadline.seconds:g}s"
+    clock = f": {whose_clock(deadline)}" if deadline.source == "library" else \
+        ": the deadline was the harness's, handed to the library as its timeout"
 
     if expect.outcome == "reject":
         if obs.connected or handler or any(s.ok for s in obs.steps):
@@ -386,7 +463,7 @@ def judge(scenario: Scenario, obs: Observation, deadline: float) -> Judgement:
                              f"accepted ({what}) although the {expect.by} must reject with {expect.reason}", found)
         if timed_out:
             after = f" after the {found.by} rejected with {found.canonical}" if found else ""
-            return Judgement(Verdict.HANG, phase, f"no outcome within {deadline:g}s{after}", found)
+            return Judgement(Verdict.HANG, phase, f"{within}{after}{clock}", found, decided_by=deadline)
         if found is None:
             return Judgement(Verdict.FAIL, phase, f"failed with {seen} but neither side rejected a certificate; "
                              f"expected the {expect.by} to reject with {expect.reason}")
@@ -406,27 +483,41 @@ def judge(scenario: Scenario, obs: Observation, deadline: float) -> Judgement:
             how = f": {found.message}" if found.message and found.message != (obs.error and obs.error.message) else ""
             saw = f"; the client saw {seen}" if seen and seen != found.canonical else ""
             return Judgement(Verdict.FAIL, phase, f"rejected only at {found.phase}{how}{saw}", found)
-        return Judgement(Verdict.PASS, phase, passed, found)
+        # a refusal waits on one timer of the library's own (ClientPeer.waits): the deadline's
+        late = _waited(took, f"the user waits {{seconds}} s for the refusal: the client sits out its own "
+                       f"{deadline.timeout} ({deadline.documented_s:g} s) first", "late-refusal") \
+            if deadline.source == "library" else []
+        after = f", which reached the user after {took:.3g} s" if late else ""
+        return Judgement(Verdict.PASS, phase, f"{passed}{after}", found, advisories=late)
 
-    if timed_out:
-        return Judgement(Verdict.HANG, phase, f"no outcome within {deadline:g}s (reached {phase})")
+    # An I/O step that already failed (a message out of order, a truncated echo) stays the outcome,
+    # however long the connection then takes to close; a step cut short by the harness's timeout does not
+    failed = next((s for s in obs.steps if not s.ok), None)
+    if failed is not None and handed_timeout and failed is obs.steps[-1]:
+        failed = None
+    slow = _waited(took, "the user waits {seconds} s for the client's calls to return") \
+        if deadline.source == "library" else []
+    if timed_out and failed is None:
+        return Judgement(Verdict.HANG, phase, f"{within} (reached {phase}){clock}", decided_by=deadline)
     if not obs.connected:
         why = f"rejected by the {found.by} with {found.canonical}" if found else f"failed with {seen}"
-        return Judgement(Verdict.FAIL, phase, f"should connect but {why}", found)
+        return Judgement(Verdict.FAIL, phase, f"should connect but {why}", found, slow)
     if not handler or handler.data.get("peer_cn") != CLIENT_CN:
         saw = handler.data.get("peer_cn") if handler else None
         error = f" ({handler.data['identity_error']})" if handler and handler.data.get("identity_error") else ""
         return Judgement(Verdict.FAIL, "handler",
                          "the server handler never ran" if not handler
-                         else f"the server handler saw client identity {saw!r}, not {CLIENT_CN!r}{error}")
+                         else f"the server handler saw client identity {saw!r}, not {CLIENT_CN!r}{error}",
+                         advisories=slow)
     if scenario.namespace and handler.data.get("namespace") != scenario.namespace:
         return Judgement(Verdict.FAIL, "handler", f"the connect handler of namespace {handler.data.get('namespace')!r} "
-                         f"ran, not that of {scenario.namespace!r}")
-    failed = next((s for s in obs.steps if not s.ok), None)
+                         f"ran, not that of {scenario.namespace!r}", advisories=slow)
     if failed:
         insecure = (failed.detail or "").startswith(INSECURE_STEP)
-        return Judgement(Verdict.INSECURE if insecure else Verdict.FAIL, "io", f"{failed.op}: {failed.detail}")
+        return Judgement(Verdict.INSECURE if insecure else Verdict.FAIL, "io", f"{failed.op}: {failed.detail}",
+                         advisories=slow)
     tls = obs.event("client", "handshake-ok")
     if scenario.server_tls == "tls12" and tls and tls.data.get("version") != "TLSv1.2":
-        return Judgement(Verdict.FAIL, "tls-handshake", f"negotiated {tls.data.get('version')} with a TLS 1.2 server")
-    return Judgement(Verdict.PASS, "io", "connected, identity seen, I/O round-tripped")
+        return Judgement(Verdict.FAIL, "tls-handshake", f"negotiated {tls.data.get('version')} with a TLS 1.2 server",
+                         advisories=slow)
+    return Judgement(Verdict.PASS, "io", "connected, identity seen, I/O round-tripped", advisories=slow)

@@ -25,6 +25,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from mtls_matrix import observe
 from mtls_matrix.pki import CLIENT_CN
+from mtls_matrix.scenarios import Scenario
 
 BUILTIN = (
     "mtls_matrix.peers.websockets",
@@ -217,11 +218,28 @@ class ServerFiles:
 
 
 class Closed(Exception):
-    """The connection was closed by the peer; code/reason as the client library reports them."""
+    """The connection ended; code/reason as the client library reports them. The harness's own
+    normalisation for the steps that expect a close, never what a user is shown: that is the
+    exception the library raised (this one's __cause__), or, for a library that reports the end
+    with a value or a callback, `shown`: (what reported it, in the library's own terms; what it said)."""
 
-    def __init__(self, code: int | None, reason: str | None):
+    def __init__(self, code: int | None, reason: str | None, shown: tuple[str, str] | None = None):
         super().__init__(f"closed with code {code} reason {reason!r}")
-        self.code, self.reason = code, reason
+        self.code, self.reason, self.shown = code, reason, shown
+
+
+@dataclass(frozen=True)
+class Clock:
+    """A library's own timeout for one wait (Peer.clock): its name as the library documents it (a
+    sum names its parts) and its default in seconds; seconds None: the library sets none."""
+
+    timeout: str
+    seconds: float | None
+
+
+class NoOutcome(TimeoutError):
+    """An adapter's own wait for the library ended (an acknowledgement that never came): the harness's
+    timeout, not an error the library raised to its user, who was told nothing (cell.user_error)."""
 
 
 class Unsupported(Exception):
@@ -291,6 +309,27 @@ class Peer(ABC):
         rejection counts the sockets they keep (leaks.py). Empty for an in-process peer."""
         return ()
 
+    # The library's own timeouts that end each wait it can be left in (peers/hostile.py STAGES names
+    # the wait of each hostile behaviour; a client's `waits` names others): stage -> names of
+    # own_timeouts() entries, any of which ends it ("a+b": a sum, a keepalive's interval plus its
+    # timeout). A stage not named here: the library has no timeout of its own for that wait.
+    clocks: dict[str, tuple[str, ...]] = {}
+
+    def clock(self, stage: str, timeouts: dict[str, float | None]) -> Clock | None:
+        """The library's own timeout for a wait at `stage`, from its own_timeouts(): the first of the
+        declared ones to fire; Clock(names, None) when each is unset; None when none is declared."""
+        declared = self.clocks.get(stage)
+        if not declared:
+            return None
+        bounded = []
+        for names in declared:
+            parts = [timeouts.get(name) for name in names.split("+")]
+            if None not in parts:
+                bounded.append(Clock(names.replace("+", " + "), float(sum(parts))))
+        if not bounded:
+            return Clock(", ".join(declared), None)
+        return min(bounded, key=lambda clock: clock.seconds)
+
 
 class ServerPeer(Peer):
     role = "server"
@@ -355,6 +394,11 @@ class ServerPeer(Peer):
         """False once the listener died by itself (a foreign server's process exited): the pool
         starts a new one for the next cell."""
         return True
+
+    def crash(self) -> str | None:
+        """Once `alive` is False: what ended the listener ('Type: message' of the exception that killed
+        its thread, a process's exit), if the peer knows; the cell it died in is recorded as a server crash."""
+        return None
 
     def own_timeouts(self) -> dict[str, float | None]:
         """The library's default timeouts, read from the library (see ClientPeer.own_timeouts)."""
@@ -424,6 +468,12 @@ class ClientPeer(Peer):
         """The library's default timeouts, read from the library itself (signatures, module
         defaults): what fault scenarios report next to what they measured. None: no timeout."""
         return {}
+
+    def waits(self, variant: str, scenario: Scenario) -> tuple[str, ...]:
+        """The stages (keys of `clocks`) at which this cell may wait on a timer of the library's own,
+        one the harness does not hand it (a long-poll a refused connect sits out, an acknowledgement's
+        timeout): the cell's deadline is then the library's clock (cell.cell_deadline)."""
+        return ()
 
     def canonical(self, exc: BaseException) -> str | None:
         """The canonical error for a library-specific exception (HTTP status, close, ...), or None

@@ -161,6 +161,7 @@ class Server(ServerPeer):
     name = library = "aiohttp"
     # also the scenarios that vary only the client's side: one server of the family shows them
     groups = DEFAULT_GROUPS + CLIENT_SIDE_GROUPS
+    clocks = {"handshake": ("asyncio ssl_handshake_timeout",)}
 
     def own_timeouts(self):
         return {"asyncio ssl_handshake_timeout": asyncio.constants.SSL_HANDSHAKE_TIMEOUT}
@@ -235,9 +236,12 @@ class _Conn(Connection):
         await self.session.close()  # the connection is over: the harness may not call close()
         if msg.type is WSMsgType.ERROR:
             raise msg.data
+        # receive() reports the end with a message, not an exception: that message is what its user sees
+        shown = (f"{type(msg).__module__}.{type(msg).__qualname__}", f"receive() returned {msg!r}, close_code "
+                 f"{self.ws.close_code}")
         if msg.type is WSMsgType.CLOSE:  # data is the code, extra the reason
-            raise Closed(msg.data, msg.extra)
-        raise Closed(self.ws.close_code, None)  # CLOSING/CLOSED: no close frame to read a reason from
+            raise Closed(msg.data, msg.extra, shown)
+        raise Closed(self.ws.close_code, None, shown)  # CLOSING/CLOSED: no close frame to read a reason from
 
     async def ping(self, payload):  # never called: see Client.unsupported
         raise NotImplementedError
@@ -271,6 +275,9 @@ class Client(ClientPeer):
     # With the default autoping=True, receive() consumes PONG frames and no public API reports
     # them; autoping=False would change the library's behaviour for every other step.
     unsupported = {"ping": "aiohttp's default autoping swallows pongs; no public API observes them"}
+    # sock_connect covers the TLS handshake; once TLS is done only the session's total bounds the upgrade
+    clocks = {"handshake": ("session sock_connect", "session total"), "upgrade": ("session total",),
+              "read": ("ws_connect heartbeat",), "close": ("ws_close",)}
 
     async def connect(self, variant, url, tls: ClientTLS, profile, timeout):
         default_store = variant in self.server_auth_only

@@ -147,7 +147,12 @@ def chromium_version() -> str:
 
 
 class PageSaw(Exception):
-    """What the page's WebSocket API showed (the user's view)."""
+    """What the page's WebSocket API showed (the user's view): `shown`, (the page API's events, what they
+    said), is what the cell records as the user's error (cell.user_error)."""
+
+    def __init__(self, saw: str, api: str):
+        super().__init__(f"the page saw: {saw}")
+        self.shown = (api, saw)
 
 
 class BrowserKnew(Exception):
@@ -550,8 +555,9 @@ class _Conn(Connection):
             self._check_sent()
             if event["event"] == "message":
                 return event["data"] if event["type"] == "text" else base64.b64decode(event["data"])
-            if event["event"] == "close":
-                self.closed = Closed(event["code"], event["reason"])
+            if event["event"] == "close":  # the page's WebSocket reports it with a close event
+                self.closed = Closed(event["code"], event["reason"], (
+                    "WebSocket close event", f"code {event['code']}, reason {event['reason']!r}"))
                 self.browser.start(self.page.dispose())
                 raise self.closed
 
@@ -650,8 +656,10 @@ class Client(ClientPeer):
         _record_tls(page, opened=False)
         saw = "; ".join(page.page_saw + [f"close {first['code']} {first['reason']!r} (clean: {first['clean']})"])
         knew = "; ".join(dict.fromkeys(page.knew)) or "nothing"
-        raise PageSaw(f"the page saw: {saw}") from BrowserKnew(
+        raise PageSaw(saw, self.page_api) from BrowserKnew(
             f"the browser knew: {knew}", next((c for c in map(canonical_of, page.knew) if c), None))
+
+    page_api = "the page's WebSocket events"  # what tells the page's code of a failure
 
     def scripts(self, variant: str, url: str) -> tuple[str, ...]:
         """The page scripts that start this variant's connection to `url`."""
@@ -699,6 +707,7 @@ class SocketioClient(Client):
         "page=same-origin+upgrade": ("mtls-ok", "client-no-cert", "server-untrusted-ca", "io-close"),
     }
     servers = ("socketio-aiohttp", "socketio-tornado", "socketio-uvicorn")
+    page_api = "the page's socket.io-client events"
     # the socketio servers halve the deadline (their cells take milliseconds); a polling session from
     # a fresh browser context takes 2-3 s (two handshakes: the first is dropped at the CertificateRequest)
     deadline_scale = 2.0

@@ -745,7 +745,7 @@ class _ClientProcess:
             pass
 
 
-_processes: dict[tuple[str, str], _ClientProcess] = {}
+_processes: dict[tuple[str, str, bool], _ClientProcess] = {}
 _processes_lock = threading.Lock()
 
 
@@ -790,8 +790,10 @@ class ForeignClient(_ForeignPeer, ClientPeer):
         return conn
 
     async def _process(self, variant: str, environment: tuple[tuple[str, str], ...] = ()) -> _ClientProcess:
-        # a cell that asks for a process environment (ClientTLS.environment) gets a process started with it
-        key = (self.name, variant, environment)
+        # a cell that asks for a process environment (ClientTLS.environment) gets a process started with it;
+        # the cells running side by side (hostile.Batch) share a process of their own: a later cell's finding
+        # that an earlier one left the process hung must not kill it under a batched cell still waiting
+        key = (self.name, variant, environment, observe.side_by_side())
         with _processes_lock:
             proc = _processes.get(key)
         if proc is not None and not (proc.alive and await proc.responsive()):
@@ -879,8 +881,9 @@ class _ForeignConnection(Connection):
         kind = message.get("event")
         if kind == "message":
             self.messages.append(message)
-        elif kind == "closed":
-            self.ended = Closed(message.get("code"), message.get("reason"))
+        elif kind == "closed":  # the program's word for its library's close event or callback
+            code, reason = message.get("code"), message.get("reason")
+            self.ended = Closed(code, reason, (f"{self.peer.library} close", f"code {code}, reason {reason!r}"))
         elif kind == "error":
             self.ended = self.peer.error(message)
 

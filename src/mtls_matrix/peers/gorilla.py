@@ -56,6 +56,7 @@ class Server(ForeignServer):
     version_package = PACKAGE
     # net/http's documented zero values: no read, header or idle deadline at all
     timeouts = {"net/http ReadTimeout": None, "net/http ReadHeaderTimeout": None}
+    clocks = {"handshake": ("net/http ReadTimeout", "net/http ReadHeaderTimeout")}
 
 
 class Client(ForeignClient):
@@ -64,6 +65,7 @@ class Client(ForeignClient):
     version_package = PACKAGE
     variants = ("dialer-tlsconfig", "netdialtlscontext", "getclientcertificate")
     timeouts = {"Dialer.HandshakeTimeout": None}  # only websocket.DefaultDialer has 45 s; a Dialer literal has none
+    clocks = {"handshake": ("Dialer.HandshakeTimeout",), "upgrade": ("Dialer.HandshakeTimeout",)}
 
 
 PEERS = [Server(), Client()]

@@ -44,6 +44,8 @@ class HAProxy(ProxiedServer):
     version_prefix = "HAProxy version "
     inherits_listener = True  # bind fd@N: the socket we bound to port 0, no race for a port
 
+    clocks = {"handshake": ("timeout client",)}  # the client side's inactivity, the TLS handshake included
+
     def own_timeouts(self):
         return {f"timeout {name}": value for name, value in TIMEOUTS.items()}
 

@@ -39,6 +39,12 @@ SERVER_BEHAVIOURS = {
 }
 MANUAL_TLS = ("close-no-notify",)
 CLIENT_BEHAVIOURS = ("silent", "mid-handshake")
+# behaviour -> the wait it leaves the peer under test in, whose own timeouts end it (Peer.clocks):
+# handshake (TCP and TLS), upgrade (the HTTP request), read (a message), close (the close handshake)
+STAGES = {
+    "silent": "handshake", "close-after-hello": "handshake", "garbage": "handshake", "mid-handshake": "handshake",
+    "no-upgrade": "upgrade", "stall-after-upgrade": "read", "reset-mid-message": "read", "no-close-reply": "close",
+}
 
 
 class Server(ServerPeer):
@@ -196,7 +202,8 @@ async def _drain_until_eof(reader: asyncio.StreamReader) -> None:
         pass
 
 
-async def _upgrade(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def _upgrade(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> str:
+    """Answers the upgrade request with a 101; returns the request's head."""
     head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
     key = next(line.split(":", 1)[1].strip() for line in head.split("\r\n")
                if line.lower().startswith("sec-websocket-key:"))
@@ -204,6 +211,7 @@ async def _upgrade(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -
     writer.write(f"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                  f"Sec-WebSocket-Accept: {accept}\r\n\r\n".encode())
     await writer.drain()
+    return head
 
 
 async def _read_frame(reader: asyncio.StreamReader) -> tuple[int, bytes]:

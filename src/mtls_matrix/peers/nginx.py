@@ -48,6 +48,8 @@ class Nginx(ProxiedServer):
     version_prefix = "nginx/"
     location = "/"  # what it proxies
 
+    clocks = {"handshake": ("client_header_timeout (also bounds the TLS handshake)",)}
+
     def own_timeouts(self):
         return {"client_header_timeout (also bounds the TLS handshake)": 60.0, "proxy_read_timeout": 60.0}
 

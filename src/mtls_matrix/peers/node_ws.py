@@ -42,13 +42,17 @@ class Server(ForeignServer):
     stack = "Node tls"
     # Node's documented defaults (tls.createServer, http.createServer); ws adds none
     timeouts = {"tls handshakeTimeout": 120.0, "http headersTimeout": 60.0, "http requestTimeout": 300.0}
+    clocks = {"handshake": ("tls handshakeTimeout",)}
 
 
 class Client(ForeignClient):
     name, library, toolchain, command, errors, version_file = "node-ws", "ws", NODE, COMMAND, ERRORS, VERSION_FILE
     stack = "Node tls"
     variants = ("options", "agent", "secureContext")
-    timeouts = {"ws handshakeTimeout": None}  # ws documents no default: the opening handshake may wait forever
+    # ws documents no default handshakeTimeout: the opening handshake may wait forever; its close waits
+    # for the server's close frame 30 s (a constant in lib/websocket.js), then destroys the socket
+    timeouts = {"ws handshakeTimeout": None, "ws closeTimeout": 30.0}
+    clocks = {"handshake": ("ws handshakeTimeout",), "upgrade": ("ws handshakeTimeout",), "close": ("ws closeTimeout",)}
 
 
 PEERS = [Server(), Client()]

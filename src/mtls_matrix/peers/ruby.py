@@ -47,12 +47,14 @@ ERRORS = (
 )
 SERVER_TIMEOUTS = {"puma first_data_timeout": 30.0, "faye/websocket-driver handshake": None}
 CLIENT_TIMEOUTS = {"EM pending_connect_timeout (TCP only)": 20.0, "TLS handshake": None, "upgrade": None}
+CLIENT_CLOCKS = {"handshake": ("TLS handshake",), "upgrade": ("upgrade",)}
 
 
 class _PumaServer(ForeignServer):
     library, toolchain, command, errors, version_package = "puma", RUBY, COMMAND, ERRORS, "puma"
     stack = "puma MiniSSL (OpenSSL)"
     timeouts = SERVER_TIMEOUTS
+    clocks = {"handshake": ("puma first_data_timeout",)}
 
 
 class PumaFaye(_PumaServer):
@@ -81,6 +83,7 @@ class AsyncHttpDriver(ForeignServer):
     stack = "Ruby openssl"
     # async-io's socket timeout (the endpoint's `timeout:`, covering the TLS accept and reads) is nil by default
     timeouts = {"async-io socket timeout": None, "websocket-driver handshake": None}
+    clocks = {"handshake": ("async-io socket timeout",)}
     scenarios = PumaDriver.scenarios  # the same websocket-driver echo: all but io-16mib, as puma-driver
 
 
@@ -95,7 +98,7 @@ class EmDriver(ForeignClient):
     only = {"em-driver-noverify": ("server-rejected",), "em-driver-no-callback": ("works",)}
     controls = {"em-driver-noverify": "start_tls(verify_peer: false): it verifies no server certificate, on purpose"}
     stack = "Ruby openssl"
-    timeouts = CLIENT_TIMEOUTS
+    timeouts, clocks = CLIENT_TIMEOUTS, CLIENT_CLOCKS
 
 
 class Faye(ForeignClient):
@@ -104,7 +107,7 @@ class Faye(ForeignClient):
     variants = ("faye-root-cert-file", "faye-ca-file")
     only = {"faye-ca-file": ("works",)}  # the reference's `ca_file` (finding 2.1) refuses every server
     stack = "Ruby openssl"
-    timeouts = CLIENT_TIMEOUTS
+    timeouts, clocks = CLIENT_TIMEOUTS, CLIENT_CLOCKS
 
 
 PEERS = [PumaFaye(), PumaDriver(), AsyncHttpDriver(), EmDriver(), Faye()]

@@ -59,9 +59,10 @@ from werkzeug.serving import make_server
 from mtls_matrix import observe, verdict
 from mtls_matrix.scenarios import CLIENT_SIDE_GROUPS, DEFAULT_GROUPS
 from mtls_matrix.peers import (
-    FINAL_CLOSE, HANDLER_STOP_GRACE_S, TUNED_MAX_MESSAGE, ClientPeer, ClientTLS, Closed, Connection, ServerPeer,
-    TokenRefused, cell_token, parse_close_command, query_token, version_of,
+    FINAL_CLOSE, HANDLER_STOP_GRACE_S, TUNED_MAX_MESSAGE, ClientPeer, ClientTLS, Closed, Connection, NoOutcome,
+    ServerPeer, TokenRefused, cell_token, parse_close_command, query_token, version_of,
 )
+from mtls_matrix.scenarios import PHASES, Scenario
 
 # Each documented way of giving the clients TLS settings (docs: python-socketio "The Socket.IO Clients",
 # the Client/AsyncClient reference for http_session, ssl_verify and websocket_extra_options; requests'
@@ -122,7 +123,12 @@ def _limits(profile: str) -> dict:
 
 
 class NoUpgrade(Exception):
-    """The client was asked to upgrade to websocket but stayed on polling."""
+    """The client was asked to upgrade to websocket but stayed on polling. The harness's finding, not
+    the library's word: its user is told nothing, `shown` is what the library shows (cell.user_error)."""
+
+    def __init__(self, message: str, shown: tuple[str, str]):
+        super().__init__(message)
+        self.shown = shown
 
 
 # ---------------------------------------------------------------- servers
@@ -494,7 +500,9 @@ class _Conn(Connection):
         reasons = getattr(socketio.AsyncClient, "reason", None)
         if self.asked and (reason is None or reasons is not None and reason == reasons.SERVER_DISCONNECT):
             return Closed(*self.asked)  # Socket.IO has no close code: the server disconnected us as asked
-        return Closed(None, str(reason))
+        # the library tells its user through the documented disconnect handler, with a reason
+        return Closed(None, str(reason), shown=(f"socketio.{type(self.sio).__name__} 'disconnect' handler",
+                                                f"called with reason {str(reason)!r}"))
 
     async def ping(self, payload):  # never called: see unsupported
         raise NotImplementedError
@@ -557,7 +565,10 @@ class _AsyncConn(_Conn):
         return self._outcome(connected.is_set(), waits[1].done() and not waits[1].cancelled(), refuse, before)
 
     async def recv(self):
-        got = await asyncio.wait_for(self.inbox.get(), self.timeout)
+        try:
+            got = await asyncio.wait_for(self.inbox.get(), self.timeout)
+        except asyncio.TimeoutError:
+            raise NoOutcome(f"no echo or disconnect within {self.timeout:g}s") from None
         if isinstance(got, Closed):
             await self.cleanup()
             raise got
@@ -566,8 +577,8 @@ class _AsyncConn(_Conn):
     async def close(self, code, reason):
         try:
             if (code, reason) != FINAL_CLOSE:  # see _Conn: the harness's own close is cleanup only
-                await self.sio.call("bye", {"code": code, "reason": reason}, namespace=self.namespace,
-                                    timeout=self.timeout)
+                # call()'s own timeout: on a dropped connection it waits it out (documented), the user too
+                await self.sio.call("bye", {"code": code, "reason": reason}, namespace=self.namespace)
                 await self.sio.disconnect()
         finally:
             await self.cleanup()
@@ -611,7 +622,7 @@ class _SyncConn(_Conn):
         try:
             got = self.inbox.get(timeout=self.timeout)
         except queue.Empty:
-            raise TimeoutError(f"no echo or disconnect within {self.timeout:g}s") from None
+            raise NoOutcome(f"no echo or disconnect within {self.timeout:g}s") from None
         if isinstance(got, Closed):
             self.cleanup()
             raise got
@@ -620,7 +631,7 @@ class _SyncConn(_Conn):
     async def close(self, code, reason):
         try:
             if (code, reason) != FINAL_CLOSE:  # see _Conn: the harness's own close is cleanup only
-                self.sio.call("bye", {"code": code, "reason": reason}, namespace=self.namespace, timeout=self.timeout)
+                self.sio.call("bye", {"code": code, "reason": reason}, namespace=self.namespace)  # its own timeout
                 self.sio.disconnect()
         finally:
             self.cleanup()
@@ -632,7 +643,8 @@ UNSUPPORTED = {"ping": "Socket.IO has no application ping: Engine.IO's heartbeat
 def _check_upgrade(sio, transport: str) -> None:
     if transport == "upgrade" and sio.transport() != "websocket":
         raise NoUpgrade(f"asked to upgrade to websocket, the session stayed on {sio.transport()} "
-                        "(the library drops a failed upgrade silently)")
+                        "(the library drops a failed upgrade silently)",
+                        (f"socketio.{type(sio).__name__}.transport()", f"returned {sio.transport()!r}; nothing raised"))
 
 
 def closed_canonical(exc: Closed) -> str:
@@ -672,10 +684,29 @@ def _declared(ways: tuple[str, ...], default_store: dict[str, tuple[str, ...]]) 
 
 
 class _SioClient(ClientPeer):
+    """What both python-socketio clients share: their own timers, and the cells that wait on them."""
+
     family = "socketio"
     library = "python-socketio"
     companions = ("python-engineio",)
     unsupported = UNSUPPORTED
+    clocks = {"long-poll": ("long-poll GET",), "call": ("call() timeout",)}
+
+    def own_timeouts(self, variant):
+        # a polling client's pending GET times out after max(ping_interval, ping_timeout) + 5 s (engineio's
+        # client), the two from the server's OPEN packet: python-engineio's and Node's defaults are 25 and 20 s
+        server = inspect.signature(engineio.AsyncServer).parameters
+        return {"long-poll GET": max(server["ping_interval"].default, server["ping_timeout"].default) + 5.0,
+                "call() timeout": float(inspect.signature(socketio.AsyncClient.call).parameters["timeout"].default)}
+
+    def waits(self, variant, scenario: Scenario):
+        closes = any(op == "close" for op, *_ in scenario.io)
+        # a connect the server refuses after the handshake, or a disconnect(): on polling the library sits
+        # out its pending long-poll first
+        refused = scenario.expect.outcome == "reject" and scenario.expect.by == "server" and \
+            PHASES.index(scenario.expect.latest_phase) >= PHASES.index("upgrade")
+        polling = variant.endswith("+polling") and (closes or refused)
+        return ("call",) * closes + ("long-poll",) * polling  # close: call("bye"), acknowledged
 
     def missing(self):
         return _outside_api_range()

@@ -231,9 +231,19 @@ class _IdentityInOpenHandler(_Handler):
         observe.server_event(token, "handler", peer_cn=observe.subject_cn(self.peer_der), identity_error=error)
 
 
+# WebSocketProtocol13.close aborts the connection this long after sending its close frame when no close
+# frame answers it: a constant in tornado/websocket.py, no argument sets it
+CLOSE_ABORT_S = 5.0
+
+
 class Server(ServerPeer):
     name = library = "tornado"
     handler = _Handler
+    clocks = {"handshake": ("SSLIOStream handshake",)}
+
+    def own_timeouts(self):
+        # HTTPServer's idle_connection_timeout starts only once TLS is done
+        return {"SSLIOStream handshake": None}
 
     async def start(self, context: ssl.SSLContext, profile: str) -> int:
         settings = {"websocket_max_message_size": TUNED_MAX_MESSAGE} if profile == "tuned" else {}
@@ -275,7 +285,9 @@ class _Conn(Connection):
         message = await self.ws.read_message()
         if message is None:  # tornado's "closed": code/reason of the close frame received, if any
             self.closed = True
-            raise Closed(self.ws.close_code, self.ws.close_reason)
+            code, reason = self.ws.close_code, self.ws.close_reason
+            raise Closed(code, reason, ("tornado.websocket.WebSocketClientConnection.read_message",
+                                        f"returned None: close_code {code}, close_reason {reason!r}"))
         return message
 
     async def ping(self, payload):
@@ -314,11 +326,14 @@ class Client(ClientPeer):
         limits = {"max_message_size": TUNED_MAX_MESSAGE} if profile == "tuned" else {}
         return _Conn(await websocket_connect(request, **limits))
 
+    clocks = {"handshake": ("connect_timeout", "request_timeout"), "upgrade": ("request_timeout",),
+              "read": ("ping_interval",), "close": ("close abort",)}
+
     def own_timeouts(self, variant):
         defaults = HTTPRequest._DEFAULTS  # what simple_httpclient fills in for an unset timeout
         ping = inspect.signature(websocket_connect).parameters["ping_interval"].default
         return {"connect_timeout": defaults["connect_timeout"], "request_timeout": defaults["request_timeout"],
-                "ping_interval": ping}
+                "ping_interval": ping, "close abort": CLOSE_ABORT_S}
 
     def repro_client(self, variant: str, profile: str) -> str:
         return _REPRO_CLIENT.substitute(request=_REPRO_REQUESTS[variant],

@@ -35,10 +35,12 @@ from mtls_matrix.peers import ClientPeer, ClientTLS, Closed, Connection
 
 
 def _closed(frame) -> Closed:
-    """A close frame's payload: a 2-byte code then a UTF-8 reason; empty means no code (RFC 6455)."""
+    """A close frame's payload: a 2-byte code then a UTF-8 reason; empty means no code (RFC 6455). The
+    library hands its user the frame itself (recv_data_frame), no exception."""
+    shown = (f"{type(frame).__module__}.{type(frame).__qualname__}", f"recv_data_frame() returned {frame!r}")
     if len(frame.data) < 2:
-        return Closed(None, None)
-    return Closed(struct.unpack("!H", frame.data[:2])[0], frame.data[2:].decode("utf-8", "replace"))
+        return Closed(None, None, shown)
+    return Closed(struct.unpack("!H", frame.data[:2])[0], frame.data[2:].decode("utf-8", "replace"), shown)
 
 
 # Reproducer snippet (mtls_matrix.repro, docs/PEERS.md): the same library calls as below, as
@@ -223,6 +225,9 @@ class Client(ClientPeer):
         if header:
             options["header"] = header
         return _Conn(websocket.create_connection(url, sslopt=sslopt, **options))
+
+    # its one `timeout` (the socket's) bounds every read, the opening handshake's too
+    clocks = {"handshake": ("timeout",), "upgrade": ("timeout",), "read": ("timeout",), "close": ("close timeout",)}
 
     def own_timeouts(self, variant):
         close = inspect.signature(websocket.WebSocket.close).parameters["timeout"].default

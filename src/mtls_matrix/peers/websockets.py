@@ -154,6 +154,7 @@ class Client:
 
 class Server(ServerPeer):
     name = library = "websockets"
+    clocks = {"handshake": ("asyncio ssl_handshake_timeout", "open_timeout")}
 
     def own_timeouts(self):
         # asyncio runs the TLS handshake before websockets sees the connection
@@ -256,6 +257,10 @@ class Client(ClientPeer):
     # docs: "Client (asyncio)" connect(ssl=...) and "Client (threading)" websockets.sync.client.connect(ssl=...),
     # both taking an SSLContext (the FAQ's "How do I connect to a server with TLS?")
     variants = ("ssl=context", "sync+ssl=context")
+    # after the upgrade only its keepalive notices a silent peer: a ping left unanswered, then the close
+    # handshake it starts with 1011
+    clocks = {"handshake": ("open_timeout",), "upgrade": ("open_timeout",),
+              "read": ("ping_interval+ping_timeout+close_timeout",), "close": ("close_timeout",)}
 
     async def connect(self, variant, url, tls: ClientTLS, profile, timeout):
         timeouts = {"open_timeout": timeout} if timeout else {}

@@ -299,7 +299,8 @@ def render_hostile(analysis: Analysis) -> list[str]:
     deadline = analysis.run.deadline_s
     lines = ["## Hostile peers", "",
              "The harness misbehaves on purpose on one side; the library on the other side gets no timeout from the "
-             "harness, its defaults decide (`--deadline 75 --scenarios 'hostile-*'` waits the longer ones out). "
+             "harness, its defaults decide: the cell waits as long as the library's own timeout for that stall, plus "
+             "a margin; where it has none (or one longer than the matrix waits), the harness's deadline. "
              "Times after a fault count from the fault.", ""]
     for t in tables:
         lines += [f"### {t.role.capitalize()}s facing a hostile {'server' if t.role == 'client' else 'client'}", ""]
