@@ -39,6 +39,16 @@ class InsecureClient(ws_peer.Client):
         return ws_peer._Conn(await connect(url, ssl=ctx, open_timeout=timeout))
 
 
+class BrokenAdapterClient(ws_peer.Client):
+    """An adapter bug outside any library call (its declarations raise): the harness's own failure."""
+
+    name = "selftest-broken-adapter"
+    variants = ("ssl=context",)
+
+    def own_timeouts(self, variant):
+        raise RuntimeError("the adapter cannot read its library's timeouts")
+
+
 class LaxServer(ws_peer.Server):
     """Does not require a client certificate: must be INSECURE on client-no-cert."""
 
@@ -422,7 +432,7 @@ class CertlessReconnectClient(sio_peer.AsyncClient):
         return conn
 
 
-PEERS = [InsecureClient(), LaxServer(), BlindServer(), HangingServer(), BlockingClient(), StuckInRecvClient(),
+PEERS = [InsecureClient(), BrokenAdapterClient(), LaxServer(), BlindServer(), HangingServer(), BlockingClient(), StuckInRecvClient(),
          CrashingServer(), FlakyServer(), LeakyClient(), QuickTimeoutClient(), HandshakeTimeoutServer(),
          LaxTokenServer(), HeaderlessClient(), HeaderDroppingClient(), TrustingApp(), ForgetfulSioClient(),
          CertlessReconnectClient(), EndsWithinItsTimeoutClient(), OutlivesItsTimeoutClient(), NoTimeoutClient(),

@@ -66,7 +66,7 @@ def test_within_its_own_timeout_passes_beyond_it_or_without_one_hangs(run_matrix
 def test_a_failed_step_stays_a_failure_however_long_the_close_takes(run_matrix):
     """The server swaps two messages of the burst, then never answers the close: FAIL at io, naming
     the message, not HANG."""
-    results, _ = run_matrix(*PLUGIN, "--servers", "selftest-swapping", "--clients", "websockets",
+    results, _ = run_matrix(*PLUGIN, "--servers", "selftest-swapping", "--clients", "websockets[ssl=context]",
                             "--scenarios", "io-1000-ordered", "--profile", "default", "--deadline", "3")
     [cell] = results.cells
     assert (cell.verdict.value, cell.phase) == ("FAIL", "io"), cell.reason
@@ -78,7 +78,7 @@ def test_a_listener_that_dies_is_a_server_crash(run_matrix):
     """The listener thread dies on its third connection: that cell names the crash (whatever the
     client made of it); the listener is started anew for the next."""
     # one listener serves these four (same certificate and TLS settings), in this order
-    results, _ = run_matrix(*PLUGIN, "--servers", "selftest-dying-listener", "--clients", "websockets",
+    results, _ = run_matrix(*PLUGIN, "--servers", "selftest-dying-listener", "--clients", "websockets[ssl=context]",
                             "--scenarios", "mtls-ok,ip-url,io-text,io-binary", "--profile", "default")
     verdicts = [c.verdict.value for c in results.cells]
     assert verdicts == ["PASS"] * (DIES_AT - 1) + ["FAIL"] + ["PASS"], [c.reason for c in results.cells]

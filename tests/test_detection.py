@@ -18,6 +18,19 @@ def test_client_that_skips_verification_is_insecure_on_every_server_rejection(ru
     assert all(c.server_saw.handler_ran for c in results.cells)
 
 
+def test_a_harness_failure_costs_its_own_cells_as_error_and_the_run_goes_on(run_matrix):
+    results, proc = run_matrix(*PLUGIN, "--servers", "websockets,hostile", "--clients",
+                               "selftest-broken-adapter,websockets[ssl=context]",
+                               "--scenarios", "mtls-ok,hostile-server-silent", "--deadline", "2")
+    by_id = {c.id: c for c in results.cells}
+    broken = by_id["hostile-selftest-broken-adapter[ssl=context]-hostile-server-silent"]  # reads the timeouts
+    assert broken.verdict.value == "ERROR" and broken.severity is None
+    assert "cannot read its library's timeouts" in broken.reason
+    assert by_id["websockets-selftest-broken-adapter[ssl=context]-mtls-ok"].verdict.value == "PASS"
+    assert by_id["websockets-websockets[ssl=context]-mtls-ok"].verdict.value == "PASS"
+    assert proc.returncode == 1  # a harness ERROR fails the run: it is the harness's bug
+
+
 def test_server_that_does_not_require_a_client_certificate_is_insecure(run_matrix):
     results, _ = run_matrix(*PLUGIN, "--servers", "selftest-lax", "--clients", "websockets[ssl=context]",
                             "--scenarios", "client-no-cert,client-no-cert-tls12,mtls-ok")

@@ -100,7 +100,7 @@ def test_an_event_with_a_key_of_the_harness_is_reported_on_its_cell_and_the_read
 
 @needs_node
 def test_a_line_over_the_limit_before_listening_does_not_stop_the_server(run_matrix, tmp_path):
-    results, _ = run_matrix(*PLUGIN, "--servers", "selftest-node-long-line-before-listening", "--clients", "websockets",
+    results, _ = run_matrix(*PLUGIN, "--servers", "selftest-node-long-line-before-listening", "--clients", "websockets[ssl=context]",
                             "--scenarios", SCENARIOS, env={"MTLS_TEST_MARKER": str(tmp_path / "broke")})
     assert (tmp_path / "broke").exists()
     assert [c.verdict.value for c in results.cells] == ["PASS"] * 4, [(c.id, c.reason) for c in results.cells]
@@ -108,7 +108,7 @@ def test_a_line_over_the_limit_before_listening_does_not_stop_the_server(run_mat
 
 @needs_node
 def test_a_listening_port_that_is_no_number_fails_the_start_at_once_with_the_reason(run_matrix, tmp_path):
-    results, _ = run_matrix(*PLUGIN, "--servers", "selftest-node-bad-port", "--clients", "websockets",
+    results, _ = run_matrix(*PLUGIN, "--servers", "selftest-node-bad-port", "--clients", "websockets[ssl=context]",
                             "--scenarios", "mtls-ok", env={"MTLS_TEST_MARKER": str(tmp_path / "broke")})
     (cell,) = results.cells
     assert cell.verdict.value != "PASS"

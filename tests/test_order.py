@@ -71,7 +71,7 @@ def _alone(cell, out) -> dict[str, int]:
 @pytest.mark.parametrize("order", ["backwards", "random", "random:x", "random:1.5"])
 def test_a_bad_order_is_one_clear_line_and_exit_2(tmp_path, order):
     out = tmp_path / "out"
-    proc = mtls_matrix("run", "--out", str(out), "--servers", "websockets", "--clients", "websockets",
+    proc = mtls_matrix("run", "--out", str(out), "--servers", "websockets", "--clients", "websockets[ssl=context]",
                        "--scenarios", "mtls-ok", "-n", "0", "--", "--mtls-order", order)
     said = [line for line in (proc.stdout + proc.stderr).splitlines() if "--mtls-order" in line]
     assert proc.returncode == 2
@@ -83,7 +83,7 @@ def test_a_bad_order_is_one_clear_line_and_exit_2(tmp_path, order):
 def test_a_seeded_shuffle_is_the_same_every_time_and_another_seed_gives_another(tmp_path):
     def collected(order: str) -> list[str]:
         proc = subprocess.run([sys.executable, "-m", "pytest", "matrix", "--collect-only", "-q", "-p",
-                               "no:cacheprovider", "--servers", "websockets,aiohttp", "--clients", "websockets",
+                               "no:cacheprovider", "--servers", "websockets,aiohttp", "--clients", "websockets[ssl=context]",
                                "--scenarios", "works,io-text", "--profile", "default", "--mtls-order", order],
                               capture_output=True, text=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
         return [line for line in proc.stdout.splitlines() if "::test_cell[" in line]

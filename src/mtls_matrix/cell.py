@@ -478,6 +478,13 @@ def io_steps(spec: CellSpec) -> tuple[tuple, ...]:
     return () if spec.client.peer.handshake_only else spec.scenario.io
 
 
+def harness_failure(spec: CellSpec, exc: BaseException, deadline: float, versions: dict[str, str]) -> Cell:
+    """A cell the harness itself could not run (an exception outside any peer): ERROR, never blamed
+    on a library, and the run goes on."""
+    obs = Observation(events=[], harness_error=f"{type(exc).__name__}: {exc}")
+    return _result(spec, obs, Deadline(seconds=harness_deadline(spec, deadline), source="harness"), None, versions)
+
+
 def harness_deadline(spec: CellSpec, deadline: float) -> float:
     """The run's deadline as this cell's peers and scenario scale it."""
     return deadline * spec.scenario.deadline_scale * spec.server.deadline_scale * spec.client.peer.deadline_scale

@@ -33,7 +33,7 @@ from mtls_matrix import isolate, leaks, observe, scenarios
 from mtls_matrix import pki as pki_mod
 from mtls_matrix import repeat as repeat_mod
 from mtls_matrix import severity as severity_mod
-from mtls_matrix.cell import CellSpec, ServerPool, run_cell
+from mtls_matrix.cell import CellSpec, ServerPool, harness_failure, run_cell
 from mtls_matrix.hostile import Batch, batch_of, in_batch, run_batched_cell
 from mtls_matrix.peers import Registry
 from mtls_matrix.pki import PKI
@@ -533,10 +533,16 @@ def run(request: pytest.FixtureRequest, spec: CellSpec, env: MatrixEnv) -> Cell:
     baseline, a first run that would be a NEW finding is confirmed (repeat.CONFIRM_NEW)."""
     deadline, option, base = _selection(request.config).deadline, request.config.option, _baseline(request.config)
     would_be_new = (lambda cell: baseline_mod.classify_cell(base, cell)[0] == "NEW") if base else None
-    if in_batch(spec):
-        return repeat_mod.run_repeated(lambda: env.hostile.take(spec), option.repeat, option.confirm, would_be_new)
-    return repeat_mod.run_repeated(lambda: run_cell(spec, env.servers, env.pki, deadline, env.versions),
-                                   option.repeat, option.confirm, would_be_new)
+
+    def once() -> Cell:
+        try:
+            if in_batch(spec):
+                return env.hostile.take(spec)
+            return run_cell(spec, env.servers, env.pki, deadline, env.versions)
+        except Exception as exc:  # a harness bug costs this cell (ERROR), never the run
+            return harness_failure(spec, exc, deadline, env.versions)
+
+    return repeat_mod.run_repeated(once, option.repeat, option.confirm, would_be_new)
 
 
 class Collector:

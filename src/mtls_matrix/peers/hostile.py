@@ -44,6 +44,7 @@ CLIENT_BEHAVIOURS = ("silent", "mid-handshake")
 STAGES = {
     "silent": "handshake", "close-after-hello": "handshake", "garbage": "handshake", "mid-handshake": "handshake",
     "no-upgrade": "upgrade", "stall-after-upgrade": "read", "reset-mid-message": "read", "no-close-reply": "close",
+    "close-no-notify": "close",
 }
 
 
