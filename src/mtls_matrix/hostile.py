@@ -161,6 +161,14 @@ class Batch:
         except BaseException as exc:  # the cell's item reports it
             future.set_exception(exc)
 
+    def again(self, spec: CellSpec, times: int) -> list[Future]:
+        """More runs of a batched cell (--repeat, --confirm), side by side as its first run was: each has
+        a listener of its own, and reruns of a cell that waits out a library timer cost that wait once."""
+        futures = [Future() for _ in range(times)]
+        for n, future in enumerate(futures):
+            threading.Thread(target=self._one, args=(spec, future), name=f"again-{n}:{spec.id}", daemon=True).start()
+        return futures
+
     def take(self, spec: CellSpec) -> Cell:
         self.start()
         future = self.pending.pop(spec.id, None)

@@ -24,6 +24,7 @@ import warnings
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -534,15 +535,18 @@ def run(request: pytest.FixtureRequest, spec: CellSpec, env: MatrixEnv) -> Cell:
     deadline, option, base = _selection(request.config).deadline, request.config.option, _baseline(request.config)
     would_be_new = (lambda cell: baseline_mod.classify_cell(base, cell)[0] == "NEW") if base else None
 
-    def once() -> Cell:
+    def guarded(run: Callable[[], Cell]) -> Cell:
         try:
-            if in_batch(spec):
-                return env.hostile.take(spec)
-            return run_cell(spec, env.servers, env.pki, deadline, env.versions)
+            return run()
         except Exception as exc:  # a harness bug costs this cell (ERROR), never the run
             return harness_failure(spec, exc, deadline, env.versions)
 
-    return repeat_mod.run_repeated(once, option.repeat, option.confirm, would_be_new)
+    if in_batch(spec):
+        return repeat_mod.run_repeated(
+            lambda: guarded(lambda: env.hostile.take(spec)), option.repeat, option.confirm, would_be_new,
+            run_more=lambda n: [guarded(future.result) for future in env.hostile.again(spec, n)])
+    return repeat_mod.run_repeated(lambda: guarded(lambda: run_cell(spec, env.servers, env.pki, deadline, env.versions)),
+                                   option.repeat, option.confirm, would_be_new)
 
 
 class Collector:

@@ -47,16 +47,19 @@ def check(repeat: int, confirm: int) -> None:
 
 
 def run_repeated(run_once: Callable[[], Cell], repeat: int = 1, confirm: int = 0,
-                 would_be_new: Callable[[Cell], bool] | None = None) -> Cell:
+                 would_be_new: Callable[[Cell], bool] | None = None,
+                 run_more: Callable[[int], list[Cell]] | None = None) -> Cell:
     """The first run's cell, with `runs` and `flaky` filled in when it ran more than once.
-    `would_be_new`: whether a run, alone, would be a NEW finding (baseline.classify_cell)."""
+    `would_be_new`: whether a run, alone, would be a NEW finding (baseline.classify_cell);
+    `run_more(n)`: n more runs at once, for a cell that mostly waits (its runs side by side)."""
     first = run_once()
     extra = confirm if first.verdict in CONFIRMED else 0
     if would_be_new is not None and would_be_new(first):
         extra = max(extra, CONFIRM_NEW)
     if repeat == 1 and not extra:
         return first
-    cells = [first] + [run_once() for _ in range(repeat - 1 + extra)]
+    more = repeat - 1 + extra
+    cells = [first] + (run_more(more) if run_more is not None else [run_once() for _ in range(more)])
     mode = "repeat+confirm" if repeat > 1 and extra else "repeat" if repeat > 1 else "confirm"
     return summarise(cells, mode)
 
