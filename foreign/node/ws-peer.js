@@ -14,6 +14,8 @@ const CLOSE_COMMAND = '__close__ ';
 
 function serve(config) {
   const server = tlsServer(config);
+  // a deployment answers plain HTTPS requests too (clients that reuse one session send one before the upgrade)
+  server.on('request', (req, res) => res.writeHead(426, { Upgrade: 'websocket' }).end('Upgrade Required'));
   const wss = new WebSocket.WebSocketServer({
     server, ...(config.profile === 'tuned' && config.max_message ? { maxPayload: config.max_message } : {}),
   });
