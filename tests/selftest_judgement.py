@@ -6,6 +6,7 @@ in exactly one way.
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import ssl
 from urllib.parse import urlsplit
@@ -61,6 +62,18 @@ class AlwaysRefusedServer(ws_peer.Server):
         await ws.close(1013, "every connection is refused")
 
 
+class SlowServer(ws_peer.Server):
+    """websockets that waits SLOW_S before it serves each connection: slower than a short harness
+    deadline, and it always ends (as a library does on a busy machine)."""
+
+    name = "selftest-slow"
+    SLOW_S = 1.5
+
+    async def _handler(self, ws):
+        await asyncio.sleep(self.SLOW_S)
+        await super()._handler(ws)
+
+
 HELD: list[socket.socket] = []  # what HalfDoneClient leaves behind: open TCP connections that never send a byte
 
 
@@ -86,4 +99,4 @@ class HalfDoneClient(sio_peer.AsyncClient):
         return conn
 
 
-PEERS = [ControlClient(), FirstConnectionRefusedServer(), AlwaysRefusedServer(), HalfDoneClient()]
+PEERS = [ControlClient(), FirstConnectionRefusedServer(), AlwaysRefusedServer(), SlowServer(), HalfDoneClient()]

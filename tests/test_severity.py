@@ -197,6 +197,20 @@ def test_a_finding_that_reproduces_is_new_and_fails_the_run_one_that_does_not_is
     assert junit(tmp_path / "new") == {cell.id: "failure"}
 
 
+def test_a_hang_only_the_harness_deadline_decided_is_confirmed_with_a_longer_one(tmp_path, run_matrix):
+    """selftest-slow ends after 1.5 s, past --deadline 1 (a busy machine's slowness, not a library that never
+    ends): its would-be NEW HANG is rerun with HARNESS_HANG_STRETCH times the deadline, passes, and is FLAKY."""
+    empty = tmp_path / "empty.toml"
+    empty.write_text("")
+    loaded, proc = run_matrix(*SELFTEST, "--servers", "selftest-slow", "--clients", "websockets[ssl=context]",
+                              "--scenarios", "io-text", "--profile", "default", "-n", "0", "--deadline", "1",
+                              "--baseline", str(empty))
+    [cell] = loaded.cells
+    assert (cell.verdict, cell.deadline.source, cell.flaky, cell.baseline) == (Verdict.HANG, "harness", True, None)
+    assert [r.verdict.value for r in cell.runs.each] == ["HANG", "PASS", "PASS"]
+    assert proc.returncode == 0, proc.stdout
+
+
 def test_without_a_baseline_nothing_is_rerun_unless_asked(run_matrix):
     loaded, proc = run_matrix(*SELFTEST, "--servers", "selftest-always-refused", "--clients", "websockets[ssl=context]",
                               "--scenarios", "mtls-ok", "-n", "0")

@@ -544,9 +544,14 @@ def run(request: pytest.FixtureRequest, spec: CellSpec, env: MatrixEnv) -> Cell:
     if in_batch(spec):
         return repeat_mod.run_repeated(
             lambda: guarded(lambda: env.hostile.take(spec)), option.repeat, option.confirm, would_be_new,
-            run_more=lambda n: [guarded(future.result) for future in env.hostile.again(spec, n)])
-    return repeat_mod.run_repeated(lambda: guarded(lambda: run_cell(spec, env.servers, env.pki, deadline, env.versions)),
-                                   option.repeat, option.confirm, would_be_new)
+            run_more=lambda first, n: [guarded(future.result) for future in env.hostile.again(spec, n)])
+
+    def once(cell_deadline: float) -> Cell:
+        return guarded(lambda: run_cell(spec, env.servers, env.pki, cell_deadline, env.versions))
+
+    return repeat_mod.run_repeated(
+        lambda: once(deadline), option.repeat, option.confirm, would_be_new,
+        run_more=lambda first, n: [once(repeat_mod.rerun_deadline(first, deadline)) for _ in range(n)])
 
 
 class Collector:

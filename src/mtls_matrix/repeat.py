@@ -32,6 +32,9 @@ from mtls_matrix.results import Cell, RunOutcome, Runs, Verdict, canonical
 
 CONFIRMED = {Verdict.FAIL, Verdict.INSECURE, Verdict.HANG, Verdict.ERROR}  # what --confirm reruns
 CONFIRM_NEW = 2  # the fewest reruns of a cell that would be NEW against the baseline
+# A HANG that only the harness's own deadline decided is rerun with this many times that deadline, so a
+# busy machine's slowness is told apart from a library that never ends.
+HARNESS_HANG_STRETCH = 4
 MAX_RUNS = 1000  # of one cell: enough for a pass rate, not a run that never ends
 
 
@@ -46,12 +49,19 @@ def check(repeat: int, confirm: int) -> None:
             raise ValueError(f"{option} must be at most {MAX_RUNS} runs, got {runs}")
 
 
+def rerun_deadline(first: Cell, deadline: float) -> float:
+    """The deadline the reruns of a cell get, after its first run."""
+    decided_by_harness = first.deadline is not None and first.deadline.source == "harness"
+    return deadline * HARNESS_HANG_STRETCH if first.verdict is Verdict.HANG and decided_by_harness else deadline
+
+
 def run_repeated(run_once: Callable[[], Cell], repeat: int = 1, confirm: int = 0,
                  would_be_new: Callable[[Cell], bool] | None = None,
-                 run_more: Callable[[int], list[Cell]] | None = None) -> Cell:
+                 run_more: Callable[[Cell, int], list[Cell]] | None = None) -> Cell:
     """The first run's cell, with `runs` and `flaky` filled in when it ran more than once.
     `would_be_new`: whether a run, alone, would be a NEW finding (baseline.classify_cell);
-    `run_more(n)`: n more runs at once, for a cell that mostly waits (its runs side by side)."""
+    `run_more(first, n)`: n more runs after `first` (side by side for a cell that mostly waits; with
+    rerun_deadline for one the harness's deadline decided)."""
     first = run_once()
     extra = confirm if first.verdict in CONFIRMED else 0
     if would_be_new is not None and would_be_new(first):
@@ -59,7 +69,7 @@ def run_repeated(run_once: Callable[[], Cell], repeat: int = 1, confirm: int = 0
     if repeat == 1 and not extra:
         return first
     more = repeat - 1 + extra
-    cells = [first] + (run_more(more) if run_more is not None else [run_once() for _ in range(more)])
+    cells = [first] + (run_more(first, more) if run_more is not None else [run_once() for _ in range(more)])
     mode = "repeat+confirm" if repeat > 1 and extra else "repeat" if repeat > 1 else "confirm"
     return summarise(cells, mode)
 
