@@ -36,7 +36,9 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mtls_matrix import findings, knowledge, repeat
+from mtls_matrix import findings, knowledge, repeat, scenarios
+from mtls_matrix.errors import UsageError
+from mtls_matrix.peers import Registry
 from mtls_matrix.results import (
     NOT_OBSERVED, BaselineSummary, Cell, Results, Severity, StaleEntry, Verdict, canonical, check_output,
     read_text, write_atomically,
@@ -212,9 +214,6 @@ def _staleness(entry: Entry, cells: list[Cell], full_run: bool) -> str | None:
 def covers_everything(results: Results) -> bool:
     """A complete run of every registered peer, scenario and profile: only such a run shows that an
     entry matching none of its cells names cells that no longer exist."""
-    from mtls_matrix import scenarios
-    from mtls_matrix.peers import Registry
-
     registry = Registry([])
     cells = results.cells
     return (results.run.complete
@@ -354,8 +353,6 @@ def register(subparsers) -> None:
 
 
 def cmd_baseline(args: argparse.Namespace) -> int:
-    from mtls_matrix.cli import UsageError
-
     source = args.check or args.update
     try:
         base = load(args.baseline)

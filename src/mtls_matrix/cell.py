@@ -17,12 +17,11 @@ import itertools
 import os
 import re
 import secrets
-import shlex
 import socket
 import ssl
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from urllib.parse import quote, urlencode
 
 from mtls_matrix import evidence, isolate, leaks, observe, severity
@@ -34,6 +33,7 @@ from mtls_matrix.peers.hostile import STAGES
 from mtls_matrix.pki import CLIENT_CN, PKI
 from mtls_matrix.results import Cell, Deadline, ErrorInfo, Leaks, ServerSaw, Step, TLSSide, Verdict
 from mtls_matrix.scenarios import BY_NAME, HOSTILE_GROUPS, Claim, Scenario, Token
+from mtls_matrix.selection import CellSpec
 from mtls_matrix.verdict import (
     CLOSE_CODES, INSECURE_STEP, Observation, canonical_from_exception, canonical_from_tls, error_info, judge,
     signal_info,
@@ -248,34 +248,6 @@ class ServerPool:
         for host in self.hosts.values():
             if isinstance(host, ServerHost):
                 host.close()
-
-
-@dataclass(frozen=True)
-class CellSpec:
-    server: ServerPeer
-    client: ClientVariant
-    scenario: Scenario
-    profile: str
-
-    @property
-    def id(self) -> str:
-        suffix = f"-{self.profile}" if self.scenario.profiled and self.profile != "default" else ""
-        return f"{self.server.name}-{self.client.name}-{self.scenario.name}{suffix}"
-
-    @property
-    def served(self) -> Scenario:
-        """The scenario as the cell's listener and client get it: a variant that presents no client
-        certificate (ClientPeer.server_auth_only) plays on a listener that requests none."""
-        if self.client.variant in self.client.peer.server_auth_only and self.scenario.token is None:
-            return replace(self.scenario, client_cert=None, client_auth=False)
-        return self.scenario
-
-    @property
-    def repro(self) -> str:
-        return shlex.join([
-            "mtls-matrix", "run", "--servers", self.server.name, "--clients", self.client.name,
-            "--scenarios", self.scenario.name, "--profile", self.profile, "--out", "reports/repro",
-        ])
 
 
 _payloads: dict[int, bytes] = {}

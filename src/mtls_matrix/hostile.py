@@ -22,12 +22,13 @@ from typing import Callable, Iterable
 
 from mtls_matrix import leaks, observe
 from mtls_matrix.cell import (
-    CellSpec, ServerHost, _result, cell_deadline, client_tls, drive_client, library_clock, run_cell, server_context,
+    ServerHost, _result, cell_deadline, client_tls, drive_client, library_clock, run_cell, server_context,
     unsupported_reason,
 )
 from mtls_matrix.pki import PKI
 from mtls_matrix.results import Cell, Hostile
 from mtls_matrix.scenarios import HOSTILE_GROUPS
+from mtls_matrix.selection import CellSpec
 from mtls_matrix.verdict import Observation
 
 RELEASE_S = 0.5  # after the connection ended: how long the peer under test gets to close its socket
