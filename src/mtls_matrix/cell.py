@@ -659,7 +659,7 @@ def _run_isolated(spec: CellSpec, url: str, tls: ClientTLS, deadline: float, tim
 
 def client_in_child(spec: CellSpec, url: str, tls: ClientTLS, deadline: float, timeout: float | None,
                     warnings: bool) -> dict:
-    """A client process's side of _run_isolated (isolate.main): one cell, reported back.
+    """A client process's side of _run_isolated (isolated_client.py): one cell, reported back.
     `warnings`: collect ResourceWarnings (process-wide: only for cells that run alone)."""
     recorder = observe.begin(f"client-{next(_tokens)}", current=False)  # run_client binds its thread
     obs = Observation(events=recorder.events)
