@@ -5,8 +5,9 @@ server that dies during a cell is a server crash. Real peers, real TLS on loopba
 
 from __future__ import annotations
 
-from mtls_matrix.cell import CLOCK_MARGIN_S, cell_deadline
+from mtls_matrix.cell import cell_deadline
 from mtls_matrix.selection import build_selection
+from mtls_matrix.timing import CLOCK_MARGIN_S
 from tests.selftest_peers import DIES_AT, DOCUMENTED_S, OUTLIVED_S, SWAPPED
 
 PLUGIN = ("--peer-plugin", "tests.selftest_peers", "-n", "0")

@@ -5,7 +5,8 @@ socket). Real libraries, real TLS on loopback; peers/hostile.py is the harness's
 from __future__ import annotations
 
 from mtls_matrix import selection
-from mtls_matrix.scenarios import BY_NAME, HOSTILE_GROUPS, PROMPT_S
+from mtls_matrix.scenarios import BY_NAME, HOSTILE_GROUPS
+from mtls_matrix.timing import PROMPT_S
 from tests.conftest import verdicts
 from tests.selftest_peers import QUICK_TIMEOUT_S
 

@@ -34,9 +34,9 @@ import threading
 from concurrent.futures import Future, TimeoutError
 from typing import Any, BinaryIO, Callable
 
+from mtls_matrix.timing import CLIENT_PROCESS_START_S
+
 _HEADER = struct.Struct("!I")
-START_S = 60.0  # importing the libraries in a new client process, on a loaded machine
-REPLY_GRACE_S = 2.0  # after the cell's own deadline and stop grace: the round trip, pickling
 READY = "ready"
 
 
@@ -91,7 +91,7 @@ class ClientProcess:
         sent (then the process is killed, and with it the client)."""
         future: Future = Future()
         try:
-            self.ready.result(START_S)
+            self.ready.result(CLIENT_PROCESS_START_S)
             with self._lock:
                 cell_id = next(self._ids)
                 self.replies[cell_id] = future

@@ -42,6 +42,7 @@ from mtls_matrix.results import (
     NOT_OBSERVED, SEVERITY, Cell, Floor, NotRun, PeerInfo, Results, Run, ScenarioInfo, Verdict, check_output,
 )
 from mtls_matrix.selection import CellSpec, Selection, build_selection, scrub_environment, scrubbed
+from mtls_matrix.timing import KILLED_WAIT_S
 
 FAILING = {Verdict.FAIL, Verdict.INSECURE, Verdict.HANG, Verdict.ERROR}
 
@@ -148,7 +149,6 @@ def cell_order(order: str):
 
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-KILLED_WAIT_S = 0.5  # a SIGKILLed process is gone within milliseconds, even on a loaded machine
 _stopped_by_signal = False
 
 

@@ -35,12 +35,12 @@ from mtls_matrix.errors import UsageError
 from mtls_matrix.options import PEER_PLUGIN, add_arguments, names
 from mtls_matrix.peers import Registry
 from mtls_matrix.peers.foreign import Leftover, Toolchain
+from mtls_matrix.timing import SETUP_STOP_GRACE_S
 
 APT_INSTALL = ("apt-get", "install", "-y", "-qq", "--no-install-recommends")
 APT_HISTORY = Path("/var/log/apt")  # history.log and its rotations, history.log.N.gz
 HOOK = Path("/usr/sbin/policy-rc.d")
 HOOK_TEXT = "#!/bin/sh\n# mtls-matrix setup-foreign: no service starts while it installs\nexit 101\n"
-STOP_GRACE_S = 10.0  # a stopped setup gives the command in progress this long to end before killing it
 
 
 class Stopped(BaseException):
@@ -114,7 +114,7 @@ def _end(proc: subprocess.Popen) -> None:
         except ProcessLookupError:
             return
         try:
-            proc.wait(STOP_GRACE_S)
+            proc.wait(SETUP_STOP_GRACE_S)
             return
         except subprocess.TimeoutExpired:
             continue
