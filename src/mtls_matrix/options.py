@@ -82,10 +82,10 @@ class Option:
 
     def argv(self, value: Any) -> list[str]:
         """The value as arguments of this option (none for a default)."""
+        if self.action == "store_true":
+            return [self.flags[-1]] if value else []
         if value is None or value == self.default:
             return []
-        if self.action == "store_true":
-            return [self.flags[-1]]
         if self.action == "append":
             return [arg for item in value for arg in (self.flags[-1], str(item))]
         return [self.flags[-1], str(value)]
