@@ -5,15 +5,16 @@ server that dies during a cell is a server crash. Real peers, real TLS on loopba
 
 from __future__ import annotations
 
-from mtls_matrix import plugin
-from mtls_matrix.cell import CLOCK_MARGIN_S, cell_deadline
+from mtls_matrix.cell import cell_deadline
+from mtls_matrix.selection import build_selection
+from mtls_matrix.timing import CLOCK_MARGIN_S
 from tests.selftest_peers import DIES_AT, DOCUMENTED_S, OUTLIVED_S, SWAPPED
 
 PLUGIN = ("--peer-plugin", "tests.selftest_peers", "-n", "0")
 
 
 def _deadlines(**selection) -> dict:
-    return {spec.id: cell_deadline(spec, 5.0) for spec in plugin.build_selection(**selection).cells}
+    return {spec.id: cell_deadline(spec, 5.0) for spec in build_selection(**selection).cells}
 
 
 def test_whose_clock_sets_each_deadline():

@@ -10,7 +10,7 @@ import pytest
 
 from mtls_matrix.peers.gorilla import GO
 from mtls_matrix.peers.ruby import RUBY
-from mtls_matrix.plugin import build_selection
+from mtls_matrix.selection import build_selection
 
 needs_go = pytest.mark.skipif(GO.missing() is not None, reason=f"Go toolchain: {GO.missing()}")
 needs_ruby = pytest.mark.skipif(RUBY.missing() is not None, reason=f"Ruby toolchain: {RUBY.missing()}")

@@ -4,8 +4,9 @@ socket). Real libraries, real TLS on loopback; peers/hostile.py is the harness's
 
 from __future__ import annotations
 
-from mtls_matrix import plugin
-from mtls_matrix.scenarios import BY_NAME, HOSTILE_GROUPS, PROMPT_S
+from mtls_matrix import selection
+from mtls_matrix.scenarios import BY_NAME, HOSTILE_GROUPS
+from mtls_matrix.timing import PROMPT_S
 from tests.conftest import verdicts
 from tests.selftest_peers import QUICK_TIMEOUT_S
 
@@ -13,7 +14,7 @@ PLUGIN = ("--peer-plugin", "tests.selftest_peers")
 
 
 def test_hostile_peers_play_only_hostile_scenarios_and_only_against_real_peers():
-    cells = plugin.build_selection().cells
+    cells = selection.build_selection().cells
     hostile = [c for c in cells if c.scenario.group in HOSTILE_GROUPS]
     assert {c.scenario.group for c in hostile} == set(HOSTILE_GROUPS)
     for cell in cells:
@@ -24,7 +25,7 @@ def test_hostile_peers_play_only_hostile_scenarios_and_only_against_real_peers()
     # that plays there (not a variant insecure by design, not a browser, whose hostile cells are slow)
     silent = BY_NAME["hostile-server-silent"]
     real_clients = {c.client.name for c in cells if not c.client.peer.harness and c.client.peer.family == "ws"
-                    and all(plugin._named(silent, patterns) for patterns in (
+                    and all(selection._named(silent, patterns) for patterns in (
                         c.client.peer.only.get(c.client.variant), c.client.peer.variant_scenarios.get(c.client.variant))
                         if patterns is not None)}
     assert {c.client.name for c in hostile if c.scenario.group == "hostile-server"} == real_clients

@@ -11,7 +11,7 @@ import tomllib
 
 import pytest
 
-from mtls_matrix.plugin import build_selection
+from mtls_matrix.selection import build_selection
 from mtls_matrix.results import Results
 from mtls_matrix.versions import parse_spec
 from tests.conftest import REPO, mtls_matrix

@@ -14,7 +14,8 @@ from mtls_matrix import results
 PACKAGE = Path(results.__file__).parent
 # what a run is made of: today's catalogue and peers, the runner, the CLI
 RUNTIME = ("cell", "peers", "baseline", "repeat", "scenarios", "hostile", "versions", "leaks", "floor", "plugin",
-           "verdict", "observe", "isolate", "pki", "repro", "cli", "suite", "compare", "setup_foreign")
+           "verdict", "observe", "isolate", "isolated_client", "pki", "repro", "cli", "suite", "compare", "setup_foreign",
+           "selection", "options")
 
 
 def imported(path: Path) -> set[str]:

@@ -183,7 +183,7 @@ def test_a_real_server_in_another_process_is_measured_from_outside_by_the_cells_
     """The socket a real foreign server or proxy holds for a connection counts as the server's
     while the connection is open (the client's is this process's), and stops counting once closed."""
     from mtls_matrix.cell import ServerPool
-    from mtls_matrix.plugin import build_selection
+    from mtls_matrix.selection import build_selection
 
     spec = next(c for c in build_selection(servers=[server]).cells if c.scenario.group == "client-rejected")
     if spec.server.missing():

@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from mtls_matrix.plugin import build_selection
+from mtls_matrix.selection import build_selection
 from mtls_matrix.pki import CLIENT_CN
 from mtls_matrix import findings
 from mtls_matrix.reports import bugs as bugs_md

@@ -20,7 +20,7 @@ import pytest
 from mtls_matrix import repro
 from mtls_matrix.peers.foreign import ForeignClient, ForeignServer
 from mtls_matrix.peers.proxy import ProxiedServer
-from mtls_matrix.plugin import build_selection
+from mtls_matrix.selection import build_selection
 from mtls_matrix.scenarios import BY_NAME
 from tests.conftest import mtls_matrix
 

@@ -11,7 +11,8 @@ from dataclasses import replace
 import pytest
 
 from mtls_matrix import baseline, repeat, scenarios, severity
-from mtls_matrix.plugin import build_selection, scenario_infos
+from mtls_matrix.plugin import scenario_infos
+from mtls_matrix.selection import build_selection
 from mtls_matrix.results import Advisory, Cell, Deadline, Severity, Verdict
 from mtls_matrix.scenarios import BY_NAME, Expect, Scenario
 from tests.conftest import mtls_matrix

@@ -15,7 +15,7 @@ from mtls_matrix.cell import ServerControl, ServerHost, client_tls, reconnect_st
 from mtls_matrix.peers import ClientTLS
 from mtls_matrix.peers import socketio as sio_peers
 from mtls_matrix.pki import CLIENT_CN, PKI
-from mtls_matrix.plugin import SCRUBBED, build_selection
+from mtls_matrix.selection import SCRUBBED, build_selection
 from mtls_matrix.scenarios import BY_NAME
 
 ASYNC = "socketio-asyncclient"

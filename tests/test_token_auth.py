@@ -9,7 +9,7 @@ import sys
 from mtls_matrix import scenarios
 from mtls_matrix.peers import ClientTLS
 from mtls_matrix.pki import CLIENT_CN
-from mtls_matrix.plugin import build_selection
+from mtls_matrix.selection import build_selection
 from mtls_matrix.reports.text import md
 from tests.conftest import mtls_matrix, verdicts
 

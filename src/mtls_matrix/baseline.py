@@ -35,8 +35,13 @@ import tomllib
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated, Literal, Optional, Union, get_args
 
-from mtls_matrix import findings, knowledge, repeat
+from pydantic import AfterValidator, ValidationError, field_validator, model_validator
+
+from mtls_matrix import findings, knowledge, repeat, scenarios
+from mtls_matrix.errors import UsageError
+from mtls_matrix.peers import Registry
 from mtls_matrix.results import (
     NOT_OBSERVED, BaselineSummary, Cell, Results, Severity, StaleEntry, Verdict, canonical, check_output,
     read_text, write_atomically,
@@ -45,10 +50,67 @@ from mtls_matrix.results import (
 DEFAULT_FILE = "matrix/baseline.toml"
 PROPOSED_NAME = "baseline.proposed.toml"
 # ERROR is a harness bug and PASS/UNSUPPORTED/SKIPPED are no finding: none of them is a known issue.
-VERDICTS = ("INSECURE", "FAIL", "HANG")
-REQUIRED = ("cells", "verdict")
-OPTIONAL = ("canonical", "mechanism", "reason", "upstream")  # a mechanism, or else a reason
+KnownVerdict = Literal["INSECURE", "FAIL", "HANG"]
+VERDICTS = get_args(KnownVerdict)
 TODO = "TODO: review"
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("blank")
+    return value
+
+
+Text = Annotated[str, AfterValidator(_not_blank)]
+
+
+class Written(knowledge.Strict):
+    """One `[[entry]]` table as written: these keys only, a mechanism or else a reason."""
+
+    model_config = knowledge.Strict.model_config | {"strict": True}
+
+    cells: Union[Text, list[Text]]  # a glob over cell ids, or a list of them
+    verdict: KnownVerdict
+    canonical: Optional[Text] = None
+    mechanism: Optional[Text] = None
+    reason: Optional[Text] = None
+    upstream: Optional[Text] = None
+
+    _http = field_validator("upstream")(knowledge.web_link)
+
+    @field_validator("cells")
+    @classmethod
+    def _some(cls, cells: str | list[str]) -> str | list[str]:
+        if not cells:
+            raise ValueError("no cells")
+        return cells
+
+    @model_validator(mode="after")
+    def _explained(self) -> "Written":
+        if self.mechanism is None and self.reason is None:
+            raise ValueError("missing mechanism")
+        return self
+
+
+def _problem(raw: dict, exc: ValidationError) -> str:
+    """The first thing wrong with an entry, in one line naming the valid choices."""
+    errors = exc.errors()
+    unknown = sorted(str(e["loc"][0]) for e in errors if e["type"] == "extra_forbidden")
+    if unknown:
+        return f"unknown key {', '.join(unknown)}; valid keys: {', '.join(Written.model_fields)}"
+    missing = [k for k in ("cells", "verdict") if k not in raw] + (
+        [] if "mechanism" in raw or "reason" in raw else ["mechanism"])
+    if missing:
+        return f"missing {', '.join(missing)}; every entry needs cells, verdict and a mechanism (or a reason)"
+    key = str(errors[0]["loc"][0])
+    value = raw.get(key)
+    if key == "cells":
+        return "cells must be a non-empty glob over cell ids, or a list of them"
+    if key == "verdict":
+        return f"verdict {value!r} is not one of {', '.join(VERDICTS)}"
+    if key == "upstream" and isinstance(value, str) and value.strip():
+        return f"upstream {value!r} is not an http(s) link"
+    return f"{key} must be a non-empty string"
 
 
 @dataclass(frozen=True)
@@ -112,33 +174,20 @@ def _entry(path: Path, number: int, raw: object, known: knowledge.Knowledge | No
     where = f"{path}: entry {number}"
     if not isinstance(raw, dict):
         raise ValueError(f"{where}: {raw!r:.60} is not a table; write each entry as an [[entry]] table")
-    unknown = sorted(set(raw) - set(REQUIRED) - set(OPTIONAL))
-    if unknown:
-        raise ValueError(f"{where}: unknown key {', '.join(unknown)}; valid keys: {', '.join(REQUIRED + OPTIONAL)}")
-    missing = [k for k in REQUIRED if k not in raw] + ([] if "mechanism" in raw or "reason" in raw else ["mechanism"])
-    if missing:
-        raise ValueError(f"{where}: missing {', '.join(missing)}; every entry needs {', '.join(REQUIRED)} and a "
-                         "mechanism (or a reason)")
-    cells = [raw["cells"]] if isinstance(raw["cells"], str) else raw["cells"]
-    if not isinstance(cells, list) or not cells or not all(isinstance(p, str) and p.strip() for p in cells):
-        raise ValueError(f"{where}: cells must be a non-empty glob over cell ids, or a list of them")
-    if raw["verdict"] not in VERDICTS:
-        raise ValueError(f"{where}: verdict {raw['verdict']!r} is not one of {', '.join(VERDICTS)}")
-    for key in ("reason", *OPTIONAL):
-        if key in raw and not (isinstance(raw[key], str) and raw[key].strip()):
-            raise ValueError(f"{where}: {key} must be a non-empty string")
-    upstream = raw.get("upstream")
-    if upstream and not upstream.startswith(("https://", "http://")):
-        raise ValueError(f"{where}: upstream {upstream!r} is not an http(s) link")
-    reason = raw.get("reason")
-    if "mechanism" in raw:
-        mechanism = known.mechanism(raw["mechanism"]) if known else None
+    try:
+        written = Written.model_validate(raw)
+    except ValidationError as exc:
+        raise ValueError(f"{where}: {_problem(raw, exc)}") from None
+    reason, upstream = written.reason, written.upstream
+    if written.mechanism is not None:
+        mechanism = known.mechanism(written.mechanism) if known else None
         if mechanism is None:
             ids = ", ".join(m.id for m in known.mechanisms) if known else "none"
-            raise ValueError(f"{where}: mechanism {raw['mechanism']!r} is not defined in "
+            raise ValueError(f"{where}: mechanism {written.mechanism!r} is not defined in "
                              f"{path.parent / knowledge.MECHANISMS} (defined: {ids})")
         reason, upstream = reason or mechanism.reason, upstream or mechanism.upstream
-    return Entry(number, tuple(cells), raw["verdict"], reason, raw.get("canonical"), upstream, raw.get("mechanism"))
+    cells = [written.cells] if isinstance(written.cells, str) else written.cells
+    return Entry(number, tuple(cells), written.verdict, reason, written.canonical, upstream, written.mechanism)
 
 
 # --------------------------------------------------------------------------- classifying
@@ -212,9 +261,6 @@ def _staleness(entry: Entry, cells: list[Cell], full_run: bool) -> str | None:
 def covers_everything(results: Results) -> bool:
     """A complete run of every registered peer, scenario and profile: only such a run shows that an
     entry matching none of its cells names cells that no longer exist."""
-    from mtls_matrix import scenarios
-    from mtls_matrix.peers import Registry
-
     registry = Registry([])
     cells = results.cells
     return (results.run.complete
@@ -354,8 +400,6 @@ def register(subparsers) -> None:
 
 
 def cmd_baseline(args: argparse.Namespace) -> int:
-    from mtls_matrix.cli import UsageError
-
     source = args.check or args.update
     try:
         base = load(args.baseline)

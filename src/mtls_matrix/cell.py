@@ -17,12 +17,11 @@ import itertools
 import os
 import re
 import secrets
-import shlex
 import socket
 import ssl
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from urllib.parse import quote, urlencode
 
 from mtls_matrix import evidence, isolate, leaks, observe, severity
@@ -34,28 +33,18 @@ from mtls_matrix.peers.hostile import STAGES
 from mtls_matrix.pki import CLIENT_CN, PKI
 from mtls_matrix.results import Cell, Deadline, ErrorInfo, Leaks, ServerSaw, Step, TLSSide, Verdict
 from mtls_matrix.scenarios import BY_NAME, HOSTILE_GROUPS, Claim, Scenario, Token
+from mtls_matrix.selection import CellSpec
+from mtls_matrix.timing import (
+    CLIENT_PROCESS_REPLY_GRACE_S, CLIENT_STOP_GRACE_S, CLOCK_MARGIN, CLOCK_MARGIN_S, FOREIGN_LEAK_SETTLE_S,
+    LEAK_SETTLE_S, LONGEST_WAIT_S, RESTART_GAP_S, SETTLE_S,
+)
 from mtls_matrix.verdict import (
     CLOSE_CODES, INSECURE_STEP, Observation, canonical_from_exception, canonical_from_tls, error_info, judge,
     signal_info,
 )
 from mtls_matrix.verdict import own_check_failed as verdict_own_check_failed
 
-SETTLE_S = 0.5  # how long to wait for the server's side of a story the client already finished
-STOP_GRACE_S = 0.5  # how long a stopped client gets to unwind after the deadline
-LEAK_SETTLE_S = 0.1  # rejection cells: how long the peers get to close what they opened before it counts as left
-# ... when a peer runs in another process: its close travels through its own scheduler (and a
-# loaded machine's) before /proc shows it; only a cell that still sees a socket waits this long
-FOREIGN_LEAK_SETTLE_S = 0.5
 LEAK_GROUPS = ("client-rejected", "server-rejected")
-RESTART_GAP_S = 0.3  # how long a restarting server is away: a reconnect attempt or two meet a closed port
-# A cell that waits on a timer of the library's own waits its documented default plus this margin (the
-# larger one): the timer starts after the connection's own setup, and fires and its error reaches the
-# user late on a loaded machine
-CLOCK_MARGIN_S = 5.0
-CLOCK_MARGIN = 0.25
-# the longest library timeout the matrix waits out: a longer one (aiohttp's 300 s session total) is
-# recorded with the cell, which then waits the harness's deadline
-LONGEST_WAIT_S = 75.0
 _tokens = itertools.count()
 WRONG_TOKEN = secrets.token_urlsafe(24)  # well-formed, never issued (token-*-wrong)
 
@@ -248,34 +237,6 @@ class ServerPool:
         for host in self.hosts.values():
             if isinstance(host, ServerHost):
                 host.close()
-
-
-@dataclass(frozen=True)
-class CellSpec:
-    server: ServerPeer
-    client: ClientVariant
-    scenario: Scenario
-    profile: str
-
-    @property
-    def id(self) -> str:
-        suffix = f"-{self.profile}" if self.scenario.profiled and self.profile != "default" else ""
-        return f"{self.server.name}-{self.client.name}-{self.scenario.name}{suffix}"
-
-    @property
-    def served(self) -> Scenario:
-        """The scenario as the cell's listener and client get it: a variant that presents no client
-        certificate (ClientPeer.server_auth_only) plays on a listener that requests none."""
-        if self.client.variant in self.client.peer.server_auth_only and self.scenario.token is None:
-            return replace(self.scenario, client_cert=None, client_auth=False)
-        return self.scenario
-
-    @property
-    def repro(self) -> str:
-        return shlex.join([
-            "mtls-matrix", "run", "--servers", self.server.name, "--clients", self.client.name,
-            "--scenarios", self.scenario.name, "--profile", self.profile, "--out", "reports/repro",
-        ])
 
 
 _payloads: dict[int, bytes] = {}
@@ -532,7 +493,7 @@ def run_cell(spec: CellSpec, servers: ServerPool | None, pki: PKI, deadline: flo
     clock = cell_deadline(spec, deadline)
     # what the library is handed for its opening handshake: the cell's deadline; on the library's clock a
     # little more, so that the runner, not a handed timeout, ends a wait (verdict.judge tells whose it was)
-    timeout = clock.seconds + STOP_GRACE_S if clock.source == "library" else clock.seconds
+    timeout = clock.seconds + CLIENT_STOP_GRACE_S if clock.source == "library" else clock.seconds
     unsupported = unsupported_reason(spec)
     token = f"{os.getpid()}-{next(_tokens)}"
     recorder = observe.begin(token, current=not side_by_side)
@@ -624,7 +585,7 @@ def run_client(spec: CellSpec, url: str, tls: ClientTLS, deadline: float, timeou
         obs.timed_out = True
         seen, steps = len(recorder.events), len(client.steps)
         client.stop(recorder)
-        thread.join(STOP_GRACE_S)
+        thread.join(CLIENT_STOP_GRACE_S)
         # what stopping the client caused (events, a step it broke off) is the harness's doing, not the library's
         del recorder.events[seen:]
         del client.steps[steps:]
@@ -669,7 +630,7 @@ def _run_isolated(spec: CellSpec, url: str, tls: ClientTLS, deadline: float, tim
         raise RuntimeError("a client process cannot drive the cell's private server (a reconnect step)")
     request = dict(spec=spec, url=url, tls=tls, deadline=deadline, timeout=timeout,
                    warnings=spec.scenario.group in LEAK_GROUPS)
-    reply = isolate.POOL.call(request, deadline + STOP_GRACE_S + isolate.REPLY_GRACE_S,
+    reply = isolate.POOL.call(request, deadline + CLIENT_STOP_GRACE_S + CLIENT_PROCESS_REPLY_GRACE_S,
                               started=lambda: setattr(recorder, "t0", time.perf_counter()),
                               environ=dict(tls.environment))
     client = _ClientRun(spec, url, tls, deadline, timeout)
@@ -687,7 +648,7 @@ def _run_isolated(spec: CellSpec, url: str, tls: ClientTLS, deadline: float, tim
 
 def client_in_child(spec: CellSpec, url: str, tls: ClientTLS, deadline: float, timeout: float | None,
                     warnings: bool) -> dict:
-    """A client process's side of _run_isolated (isolate.main): one cell, reported back.
+    """A client process's side of _run_isolated (isolated_client.py): one cell, reported back.
     `warnings`: collect ResourceWarnings (process-wide: only for cells that run alone)."""
     recorder = observe.begin(f"client-{next(_tokens)}", current=False)  # run_client binds its thread
     obs = Observation(events=recorder.events)

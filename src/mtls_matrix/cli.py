@@ -16,16 +16,18 @@ import os
 import sys
 from pathlib import Path
 
+import pytest
+
 from mtls_matrix import results as results_mod
-from mtls_matrix import baseline, findings, knowledge, repeat, scenarios, severity, suite
-from mtls_matrix.plugin import ALL_PAIRS_HELP, DEFAULT_DEADLINE, MAX_DEADLINE, build_selection
+from mtls_matrix import baseline, findings, knowledge, options, repeat, repro, scenarios, severity, suite
+from mtls_matrix.errors import UsageError
+from mtls_matrix.options import names, output_file
+from mtls_matrix.reports import bugs
+from mtls_matrix.reports.bugs import Reproducer
+from mtls_matrix.reports.heatmap import render_svg
+from mtls_matrix.reports.html import render_html
 from mtls_matrix.results import Results, Verdict, check_output, write_atomically
-
-MAX_WORKERS = 256  # pytest-xdist processes: more is a typo, not a machine
-
-
-class UsageError(Exception):
-    pass
+from mtls_matrix.selection import build_selection
 
 
 class Parser(argparse.ArgumentParser):
@@ -35,51 +37,11 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def _csv(value: str) -> list[str]:
-    return [v.strip() for v in value.split(",") if v.strip()]
-
-
-# argparse types: a value is checked where it is parsed, before anything runs or is written.
-
-def seconds(text: str) -> float:
-    """A deadline: a finite number of seconds, more than 0 and at most MAX_DEADLINE."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not 0 < value <= MAX_DEADLINE:  # also refuses nan and inf
-        raise argparse.ArgumentTypeError(f"{text} is out of range: more than 0 and at most {MAX_DEADLINE:g} seconds")
-    return value
-
-
-def workers(text: str) -> str:
-    """pytest-xdist's -n: auto, logical, or a number of processes (0: none)."""
-    if text in ("auto", "logical") or (text.isdigit() and int(text) <= MAX_WORKERS):
-        return text
-    raise argparse.ArgumentTypeError(f"{text!r} is not auto, logical or a number of workers from 0 to {MAX_WORKERS}")
-
-
-def output_file(text: str) -> str:
-    try:
-        check_output(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    return text
-
-
-def output_dir(text: str) -> str:
-    try:
-        check_output(text, directory=True)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    return text
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     check_reports(args.bugs, args.html, args.svg)
     try:
-        build_selection(args.servers and _csv(args.servers), args.clients and _csv(args.clients),
-                        args.scenarios and _csv(args.scenarios), args.profile, args.deadline, args.peer_plugin)
+        build_selection(names(args.servers), names(args.clients), names(args.scenarios), args.profile, args.deadline,
+                        args.peer_plugin)
         if args.baseline:
             baseline.load(args.baseline)  # malformed: a usage error before anything runs
         curated = load_knowledge(Path(args.baseline).parent if args.baseline else DEFAULT_KNOWLEDGE, explicit=False)
@@ -89,23 +51,13 @@ def cmd_run(args: argparse.Namespace) -> int:
             check_output(out / name)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    import pytest
 
     suite_file = Path(suite.__file__)
     pytest_args = [
         str(suite_file), "--rootdir", str(suite_file.parent.parent), "-p", "no:cacheprovider", "-q",
         "-W", "ignore::pytest.PytestAssertRewriteWarning",  # this process imported the plugin first
-        "--mtls-out", str(out), "--junitxml", str(out / "junit.xml"),
-        "--profile", args.profile, "--deadline", str(args.deadline),
-        "--repeat", str(args.repeat), "--confirm", str(args.confirm),
-    ] + (["--all-pairs"] if args.all_pairs else [])
-    for name in ("servers", "clients", "scenarios"):
-        if getattr(args, name):
-            pytest_args += [f"--{name}", getattr(args, name)]
-    for module in args.peer_plugin:
-        pytest_args += ["--peer-plugin", module]
-    if args.baseline:
-        pytest_args += ["--baseline", args.baseline]
+        "--mtls-out", str(out), "--junitxml", str(out / "junit.xml"), *options.pytest_argv(args),
+    ]
     if args.workers != "0":
         pytest_args += ["-n", args.workers, "--dist", "load"]  # the hostile cells on one worker: plugin.py
     code = pytest.main(pytest_args + args.pytest_args)
@@ -154,10 +106,6 @@ def load_knowledge(directory: Path | str, explicit: bool) -> knowledge.Knowledge
 def write_reports(loaded: Results, bugs_md: str | None, html: str | None, svg: str | None,
                   curated: knowledge.Knowledge = knowledge.Knowledge()) -> None:
     """BUGS.md, the HTML report and the heatmap image, each written whole or not at all."""
-    from mtls_matrix.reports import bugs
-    from mtls_matrix.reports.heatmap import render_svg
-    from mtls_matrix.reports.html import render_html
-
     analysis = findings.analyse(loaded, curated)
     rendered = {}  # every output rendered before any is written
     if svg:
@@ -183,9 +131,6 @@ def check_reports(*paths: str | None) -> None:
 def reproducers(analysis: findings.Analysis) -> dict:
     """finding id -> how to reproduce it: `mtls-matrix repro` on its best cell that has a reproducer,
     with the library code that configures the two sides."""
-    from mtls_matrix import repro
-    from mtls_matrix.reports.bugs import Reproducer
-
     found = {}
     for finding in analysis.findings:
         chosen = repro.configuring_lines([c.id for c in finding.repro_cells])
@@ -222,22 +167,11 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 # Subcommands that live in their own modules: each exposes `register(subparsers)` and raises
-# cli.UsageError for bad input.
+# errors.UsageError for bad input.
 COMMAND_MODULES: tuple[str, ...] = (
     "mtls_matrix.baseline", "mtls_matrix.compare", "mtls_matrix.versions", "mtls_matrix.repro",
     "mtls_matrix.setup_foreign",
 )
-
-
-def add_selection_arguments(command: argparse.ArgumentParser) -> None:
-    """Which cells: the same flags for every command that runs the matrix."""
-    command.add_argument("--servers", help="comma-separated server peers (default: all)")
-    command.add_argument("--clients", help="comma-separated client peers; a bare library name means all its variants")
-    command.add_argument("--scenarios", help="comma-separated scenario names, groups or globs (default: all)")
-    command.add_argument("--profile", default="default,tuned", help="default, tuned, or both (the default)")
-    command.add_argument("--deadline", type=seconds, default=DEFAULT_DEADLINE,
-                         help=f"seconds per cell before HANG (at most {MAX_DEADLINE:g})")
-    command.add_argument("--all-pairs", action="store_true", help=ALL_PAIRS_HELP)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -247,24 +181,8 @@ def parser() -> argparse.ArgumentParser:
         importlib.import_module(module).register(sub)
 
     run = sub.add_parser("run", help="run the matrix through pytest; write OUT/results.json and OUT/junit.xml")
-    run.add_argument("--out", required=True, type=output_dir, help="output directory (reports/latest for the main job)")
-    add_selection_arguments(run)
-    run.add_argument("--peer-plugin", action="append", default=[], metavar="MODULE", help="extra peers (repeatable)")
-    run.add_argument("-n", "--workers", default="auto", type=workers,
-                     help="pytest-xdist workers: a number, auto, or 0 for none")
-    run.add_argument("--strict", action="store_true",
-                     help="exit 1 when any cell is FAIL, INSECURE, HANG, ERROR or FLAKY (with --baseline: NEW, "
-                          "ERROR or FLAKY); a control (verification off on purpose) never")
-    run.add_argument("--repeat", type=int, default=1, metavar="N",
-                     help="run every cell N times (one pytest item each); a cell whose runs disagree is FLAKY")
-    run.add_argument("--confirm", type=int, default=0, metavar="N",
-                     help="rerun each cell whose first run was not PASS N more times; FLAKY if they disagree")
-    run.add_argument("--bugs", metavar="PATH", type=output_file, help="also render BUGS.md here once the run finished")
-    run.add_argument("--html", metavar="PATH", type=output_file, help="also render the HTML report here")
-    run.add_argument("--svg", metavar="PATH", type=output_file, help="also render the heatmap image here")
-    run.add_argument("--baseline", metavar="FILE",
-                     help="known issues (matrix/baseline.toml): a cell that would be NEW runs twice more, NEW only "
-                          "if they reproduce it (else FLAKY); exit 1 on a NEW finding or a stale entry, else 0")
+    options.add_arguments(run, (options.OUT, *options.RUN, options.WORKERS, options.STRICT, options.BUGS,
+                                options.HTML, options.SVG), required=(options.OUT,))
     run.add_argument("pytest_args", nargs="*", help="passed to pytest after --")
     run.set_defaults(func=cmd_run)
 
@@ -284,7 +202,7 @@ def parser() -> argparse.ArgumentParser:
     report.set_defaults(func=cmd_report)
 
     listing = sub.add_parser("list", help="list peers, variants and scenarios")
-    listing.add_argument("--peer-plugin", action="append", default=[], metavar="MODULE")
+    options.add_arguments(listing, (options.PEER_PLUGIN,))
     listing.set_defaults(func=cmd_list)
 
     schema = sub.add_parser("schema", help="print the results JSON Schema")
@@ -302,8 +220,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    # Through the package's module, not __main__: subcommand modules raise mtls_matrix.cli.UsageError,
-    # which must be the class main() catches.
-    from mtls_matrix.cli import main as package_main
-
-    sys.exit(package_main())
+    sys.exit(main())

@@ -18,6 +18,8 @@ import argparse
 import datetime as dt
 from dataclasses import dataclass
 
+from mtls_matrix.errors import UsageError
+from mtls_matrix.options import names, output_file
 from mtls_matrix.results import SEVERITY, Cell, Results, Run
 
 FIELDS = {
@@ -30,8 +32,6 @@ ONLY_OLD, ONLY_NEW = "only in OLD", "only in NEW"
 
 
 def register(subparsers) -> None:
-    from mtls_matrix.cli import output_file  # cli imports this module: import late
-
     diff = subparsers.add_parser(
         "diff", help="cells whose verdict, phase or canonical error changed between two runs",
         description="Exit 0: nothing changed; 1: a compared field of a cell changed, or a cell is in one run "
@@ -51,8 +51,6 @@ def register(subparsers) -> None:
 
 
 def _load(path: str) -> Results:
-    from mtls_matrix.cli import UsageError  # cli imports this module: import late
-
     try:
         return Results.load(path)
     except ValueError as exc:
@@ -60,13 +58,11 @@ def _load(path: str) -> Results:
 
 
 def _fields(value: str) -> tuple[str, ...]:
-    from mtls_matrix.cli import UsageError
-
-    names = tuple(v.strip() for v in value.split(",") if v.strip())
-    unknown = [n for n in names if n not in FIELDS]
-    if unknown or not names:
+    given = tuple(names(value) or ())
+    unknown = [n for n in given if n not in FIELDS]
+    if unknown or not given:
         raise UsageError(f"unknown field {', '.join(unknown) or repr(value)} for --fields; valid: {', '.join(FIELDS)}")
-    return names
+    return given
 
 
 # --- diff -------------------------------------------------------------------------------------
@@ -208,8 +204,6 @@ MERGED_CA = "merged"
 def _agree(named: list[tuple[str, Results]], field: str):
     values = {str(getattr(r.run, field)): path for path, r in named}
     if len(values) > 1:
-        from mtls_matrix.cli import UsageError
-
         shown = "; ".join(f"{v} ({p})" for v, p in values.items())
         raise UsageError(f"shards differ in {field}: {shown}; they are not shards of one run")
     return getattr(named[0][1].run, field)
@@ -217,8 +211,6 @@ def _agree(named: list[tuple[str, Results]], field: str):
 
 def _union_versions(named: list[tuple[str, Results]]) -> dict[str, str]:
     """A library at two versions means two different runs: refuse rather than pick one."""
-    from mtls_matrix.cli import UsageError
-
     seen: dict[str, tuple[str, str]] = {}
     for path, r in named:
         for lib, version in r.run.versions.items():
@@ -230,8 +222,6 @@ def _union_versions(named: list[tuple[str, Results]]) -> dict[str, str]:
 
 
 def _cells(named: list[tuple[str, Results]]) -> list[Cell]:
-    from mtls_matrix.cli import UsageError
-
     where: dict[str, str] = {}
     cells = []
     for path, r in named:
@@ -250,8 +240,6 @@ def _unique(values: list[str]) -> list[str]:
 def _span(named: list[tuple[str, Results]]) -> tuple[str, str | None, float | None]:
     """Earliest start, latest finish (None if a shard never finished), wall time between them.
     Times with a UTC offset and times without cannot be ordered: all have one, or none."""
-    from mtls_matrix.cli import UsageError
-
     times: dict[str, list[tuple[dt.datetime, str]]] = {"started": [], "finished": []}
     naive = []
     for path, r in named:
@@ -275,7 +263,7 @@ def _span(named: list[tuple[str, Results]]) -> tuple[str, str | None, float | No
 
 
 def merge(named: list[tuple[str, Results]]) -> Results:
-    """Raises cli.UsageError naming the shard and what does not fit."""
+    """Raises UsageError naming the shard and what does not fit."""
     runs = [r.run for _, r in named]
     agreed = {field: _agree(named, field) for field in MUST_AGREE}
     started, finished, duration = _span(named)

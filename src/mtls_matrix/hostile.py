@@ -22,24 +22,17 @@ from typing import Callable, Iterable
 
 from mtls_matrix import leaks, observe
 from mtls_matrix.cell import (
-    CellSpec, ServerHost, _result, cell_deadline, client_tls, drive_client, library_clock, run_cell, server_context,
+    ServerHost, _result, cell_deadline, client_tls, drive_client, library_clock, run_cell, server_context,
     unsupported_reason,
 )
 from mtls_matrix.pki import PKI
 from mtls_matrix.results import Cell, Hostile
 from mtls_matrix.scenarios import HOSTILE_GROUPS
+from mtls_matrix.selection import CellSpec
+from mtls_matrix.timing import BATCH_CLOSE_GRACE_S, BATCH_STAGGER_S, RELEASE_S, WAITS_PACE_S
 from mtls_matrix.verdict import Observation
 
-RELEASE_S = 0.5  # after the connection ended: how long the peer under test gets to close its socket
-CLOSE_GRACE_S = 0.1  # closing the batch: its threads end an instant after the last cell was taken
-# A batch starts this long after the one before it: by then that one's start (handshakes, server and
-# process starts, the hostile faults and the reactions judged within PROMPT_S) is over, and the cells
-# that remain only wait
-BATCH_STAGGER_S = 8.0
 BATCHES = ("mtls-hostile", "mtls-hostile-foreign", "mtls-waits")  # in the order they start
-# the waiting cells each start a server of their own (a Node process, an nginx): they start this far
-# apart, so their start-up does not starve the opening handshakes of the cells running meanwhile
-WAITS_PACE_S = 0.1
 _tokens = itertools.count()
 
 
@@ -178,4 +171,4 @@ class Batch:
         """Every cell was taken, so the batch is over, unless the run stopped early: then its
         waiting cells are not waited for (their threads are daemons)."""
         if self.thread is not None:
-            self.thread.join(CLOSE_GRACE_S)
+            self.thread.join(BATCH_CLOSE_GRACE_S)

@@ -24,11 +24,9 @@ when the process that started it dies (PR_SET_PDEATHSIG).
 
 from __future__ import annotations
 
-import ctypes
 import itertools
 import os
 import pickle
-import signal
 import struct
 import subprocess
 import sys
@@ -36,19 +34,19 @@ import threading
 from concurrent.futures import Future, TimeoutError
 from typing import Any, BinaryIO, Callable
 
+from mtls_matrix.timing import CLIENT_PROCESS_START_S
+
 _HEADER = struct.Struct("!I")
-START_S = 60.0  # importing the libraries in a new client process, on a loaded machine
-REPLY_GRACE_S = 2.0  # after the cell's own deadline and stop grace: the round trip, pickling
-_READY = "ready"
+READY = "ready"
 
 
-def _send(stream: BinaryIO, obj: Any) -> None:
+def send(stream: BinaryIO, obj: Any) -> None:
     data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
     stream.write(_HEADER.pack(len(data)) + data)
     stream.flush()
 
 
-def _receive(stream: BinaryIO) -> Any:
+def receive(stream: BinaryIO) -> Any:
     header = stream.read(_HEADER.size)
     if len(header) < _HEADER.size:
         raise EOFError("the other side closed the pipe")
@@ -61,7 +59,7 @@ class ClientProcess:
         self.environ = dict(environ or {})
         env = dict(os.environ, **self.environ,
                    PYTHONPATH=os.pathsep.join(p for p in sys.path if p))  # peer plugins import in the child
-        self.proc = subprocess.Popen([sys.executable, "-m", "mtls_matrix.isolate"], stdin=subprocess.PIPE,
+        self.proc = subprocess.Popen([sys.executable, "-m", "mtls_matrix.isolated_client"], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, env=env)
         self.ready: Future = Future()
         self.replies: dict[int, Future] = {}
@@ -73,8 +71,8 @@ class ClientProcess:
     def _read(self) -> None:
         try:
             while True:
-                cell_id, reply = _receive(self.proc.stdout)
-                future = self.ready if reply == _READY else self.replies.pop(cell_id, None)
+                cell_id, reply = receive(self.proc.stdout)
+                future = self.ready if reply == READY else self.replies.pop(cell_id, None)
                 if future is not None:
                     future.set_result(reply)
         except (OSError, EOFError, ValueError, pickle.UnpicklingError):
@@ -93,12 +91,12 @@ class ClientProcess:
         sent (then the process is killed, and with it the client)."""
         future: Future = Future()
         try:
-            self.ready.result(START_S)
+            self.ready.result(CLIENT_PROCESS_START_S)
             with self._lock:
                 cell_id = next(self._ids)
                 self.replies[cell_id] = future
                 started()
-                _send(self.proc.stdin, (cell_id, request))
+                send(self.proc.stdin, (cell_id, request))
             reply = future.result(limit)
         except (OSError, TimeoutError):
             reply = None
@@ -156,43 +154,3 @@ class Pool:
 
 
 POOL = Pool()
-
-
-def _die_with_parent() -> None:
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass  # not Linux: stdin EOF still ends the process once the parent is gone
-    if os.getppid() == 1:
-        os._exit(0)  # the parent died before the line above took effect
-
-
-def main() -> None:
-    """The client process: each request is one cell's client, on a thread of its own."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)  # a Ctrl-C to the process group ends it quietly
-    _die_with_parent()
-    from mtls_matrix import cell, observe  # here, not at the top: the parent imports this module too
-
-    observe.install()
-    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
-    sys.stdout = sys.stderr  # nothing a library prints may corrupt the replies
-    lock = threading.Lock()
-
-    def reply(cell_id: int, answer: Any) -> None:
-        with lock:
-            _send(stdout, (cell_id, answer))
-
-    def serve(cell_id: int, request: dict) -> None:
-        reply(cell_id, cell.client_in_child(**request))
-
-    reply(-1, _READY)
-    while True:
-        try:
-            cell_id, request = _receive(stdin)
-        except EOFError:
-            os._exit(0)
-        threading.Thread(target=serve, args=(cell_id, request), daemon=True).start()
-
-
-if __name__ == "__main__":
-    main()

@@ -8,7 +8,6 @@ the matrix test requests.
 from __future__ import annotations
 
 import datetime as dt
-import fnmatch
 import itertools
 import os
 import platform
@@ -30,167 +29,34 @@ import pytest
 
 from mtls_matrix import baseline as baseline_mod
 from mtls_matrix import floor as floor_mod
-from mtls_matrix import isolate, leaks, observe, scenarios
+from mtls_matrix import isolate, leaks, observe, options, scenarios
 from mtls_matrix import pki as pki_mod
 from mtls_matrix import repeat as repeat_mod
 from mtls_matrix import severity as severity_mod
-from mtls_matrix.cell import CellSpec, ServerPool, harness_failure, run_cell
+from mtls_matrix.cell import ServerPool, harness_failure, run_cell
 from mtls_matrix.hostile import Batch, batch_of, in_batch, run_batched_cell
-from mtls_matrix.peers import Registry
-from mtls_matrix.pki import PKI
+from mtls_matrix.options import names
 from mtls_matrix.peers.foreign import NOT_RUN
+from mtls_matrix.pki import PKI
 from mtls_matrix.results import (
     NOT_OBSERVED, SEVERITY, Cell, Floor, NotRun, PeerInfo, Results, Run, ScenarioInfo, Verdict, check_output,
 )
+from mtls_matrix.selection import CellSpec, Selection, build_selection, scrub_environment, scrubbed
+from mtls_matrix.timing import KILLED_WAIT_S
 
-# The user's environment must not change a verdict: these make libraries trust other CAs, log
-# keys or route through proxies. Removed for the run (names recorded in results.json).
-SCRUBBED = (
-    "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "WEBSOCKET_CLIENT_CA_BUNDLE",
-    "SSLKEYLOGFILE", "HTTP_PROXY", "HTTPS_PROXY", "WS_PROXY", "WSS_PROXY", "ALL_PROXY", "NO_PROXY",
-    "http_proxy", "https_proxy", "ws_proxy", "wss_proxy", "all_proxy", "no_proxy",
-    # Node's: extra trust anchors, verification switched off, options (--use-openssl-ca) for every node process
-    "NODE_EXTRA_CA_CERTS", "NODE_TLS_REJECT_UNAUTHORIZED", "NODE_OPTIONS",
-)
 FAILING = {Verdict.FAIL, Verdict.INSECURE, Verdict.HANG, Verdict.ERROR}
-DEFAULT_DEADLINE = 5.0
-MAX_DEADLINE = 3600.0  # seconds per cell: beyond an hour a wait measures nothing more
-
-
-@dataclass
-class Selection:
-    registry: Registry
-    cells: list[CellSpec]
-    profiles: list[str]
-    deadline: float
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("mtls-matrix", "mtls-matrix cell selection and output")
-    group.addoption("--servers", help="comma-separated server peers (default: all)")
-    group.addoption("--clients", help="comma-separated client peers, 'aiohttp' or 'aiohttp[ssl=context]' (default: all)")
-    group.addoption("--scenarios", help="comma-separated scenario names, groups or globs (default: all)")
-    group.addoption("--profile", default="default,tuned",
-                    help="comma-separated profiles: default (library defaults), tuned (documented limits raised); "
-                         "I/O scenarios run once per profile, the others under 'default' only")
-    group.addoption("--deadline", type=float, default=DEFAULT_DEADLINE,
-                    help=f"seconds a cell may take before it is a HANG (default {DEFAULT_DEADLINE:g})")
-    group.addoption("--all-pairs", action="store_true", help=ALL_PAIRS_HELP)
-    group.addoption("--peer-plugin", action="append", default=[], metavar="MODULE",
-                    help="import peers from this module's PEERS list (repeatable)")
-    group.addoption("--mtls-out", metavar="DIR", help="write DIR/results.json at the end of the run")
-    group.addoption("--baseline", metavar="FILE",
-                    help="known issues (matrix/baseline.toml): their cells xfail; a cell that would be NEW runs "
-                         "twice more and is NEW only if they reproduce it (else FLAKY); a NEW finding or a stale "
-                         "entry fails the run")
-    group.addoption("--repeat", type=int, default=1, metavar="N",
-                    help="run every cell N times inside its one item; its verdict is the first run's, `runs` "
-                         "holds the pass rate and a cell whose runs disagree is FLAKY (default 1)")
-    group.addoption("--confirm", type=int, default=0, metavar="N",
-                    help="rerun a cell whose first run was FAIL, INSECURE, HANG or ERROR N more times; FLAKY "
-                         "when the reruns disagree (default 0)")
-    group.addoption("--mtls-order", default="forward", metavar="ORDER",
-                    help="run the cells in catalogue order (forward), reversed (reverse), or shuffled with a "
-                         "seed (random:SEED, SEED a whole number): verdicts must not depend on it")
-
-
-def _split(value: str | None) -> list[str] | None:
-    return [v.strip() for v in value.split(",") if v.strip()] if value else None
-
-
-_scrubbed: set[str] = set()
-
-
-def scrub_environment() -> None:
-    """Before any peer library is imported: some build SSL contexts at import time (aiohttp),
-    and the stdlib reads SSLKEYLOGFILE when a context is made."""
-    for name in SCRUBBED:
-        if os.environ.pop(name, None) is not None:
-            _scrubbed.add(name)
-
-
-ALL_PAIRS_HELP = ("every pairing, not only where each peer adds information (ServerPeer.scenarios, a client's "
-                  "variant_scenarios and servers, foreign with foreign); a variant's `only` still holds")
-
-
-def build_selection(servers=None, clients=None, scenario_names=None, profile="default,tuned",
-                    deadline=DEFAULT_DEADLINE, peer_plugins=(), all_pairs=False) -> Selection:
-    """Raises ValueError naming what was wrong and the valid choices."""
-    scrub_environment()
-    registry = Registry(list(peer_plugins))
-    profiles = _split(profile) or []
-    unknown = [p for p in profiles if p not in scenarios.PROFILES]
-    if unknown or not profiles:
-        raise ValueError(f"unknown profile {', '.join(unknown) or repr(profile)}; valid: {', '.join(scenarios.PROFILES)}")
-    if not 0 < deadline <= MAX_DEADLINE:  # also refuses nan and inf
-        raise ValueError(f"--deadline must be more than 0 and at most {MAX_DEADLINE:g} seconds, got {deadline}")
-    chosen_servers = registry.select_servers(servers)
-    chosen_clients = registry.select_clients(clients)
-    chosen_scenarios = scenarios.select(scenario_names)
-    cells = [
-        CellSpec(server, client, scenario, profile)
-        for server in chosen_servers
-        for client in chosen_clients
-        if client.peer.family == server.family
-        for scenario in chosen_scenarios
-        if _plays(server, client, scenario, all_pairs)
-        for profile in (profiles if scenario.profiled else ["default"])
-        if scenario.profiled or profile == profiles[0] or "default" in profiles
-        if all_pairs or _plays_profile(server, client, scenario, profile)
-    ]
-    return Selection(registry, cells, profiles, deadline)
-
-
-def _plays_profile(server, client, scenario, profile: str) -> bool:
-    """`scenarios` name profiled cells as in their ids: NAME (default), NAME-tuned."""
-    if not scenario.profiled or profile == "default":
-        return True
-    return all(patterns is None or any(fnmatch.fnmatchcase(f"{scenario.name}-{profile}", p) for p in patterns)
-               for patterns in (server.scenarios, client.peer.variant_scenarios.get(client.variant)))
-
-
-def _named(scenario, patterns: tuple[str, ...]) -> bool:
-    """Is the scenario among these names, globs or group names?"""
-    return any(p == scenario.group or fnmatch.fnmatchcase(scenario.name, p) for p in patterns)
-
-
-def _plays(server, client, scenario, all_pairs: bool = False) -> bool:
-    """A hostile scenario pairs the harness's hostile peer, in the role it names, with every real
-    peer of the other role; every other scenario pairs real peers: within the server's groups, the
-    scenario's family and a variant's `only`, always; and unless `all_pairs`, where each peer adds
-    information (the server's scenarios, the client variant's scenarios and the client's servers, one
-    variant for a `one_variant` scenario), foreign with Python."""
-    hostile_role = scenarios.HOSTILE_GROUPS.get(scenario.group)
-    if scenario.group not in (server.groups or set(scenarios.GROUPS) - set(scenarios.OPT_IN_GROUPS)):
-        return False
-    if scenario.family is not None and scenario.family != server.family:
-        return False  # a scenario of one protocol (a Socket.IO namespace): even with all_pairs
-    only = client.peer.only.get(client.variant)
-    if only is not None and not _named(scenario, only):
-        return False
-    if not all_pairs:
-        if server.foreign and client.peer.foreign:
-            return False
-        if scenario.one_variant and client.variant != client.peer.variants[0]:
-            return False
-        for patterns in (server.scenarios, client.peer.variant_scenarios.get(client.variant)):
-            if patterns is not None and not _named(scenario, patterns):
-                return False
-        if client.peer.servers is not None and not any(fnmatch.fnmatchcase(server.name, p) for p in client.peer.servers):
-            return False
-        if server.clients is not None and client.name not in server.clients:
-            return False
-    # a variant without a client certificate plays where a listener can request none (the token group's kind)
-    if client.variant in client.peer.server_auth_only and "token" not in (server.groups or scenarios.GROUPS):
-        return False
-    return server.harness == (hostile_role == "server") and client.peer.harness == (hostile_role == "client")
+    options.add_pytest_options(parser.getgroup("mtls-matrix", "mtls-matrix cell selection and output"))
 
 
 def _matrix_run(config: pytest.Config) -> bool:
     """Whether this pytest run is a matrix run (mtls-matrix run, or pytest with matrix options):
     the plugin must not change unrelated pytest runs."""
     o = config.option
-    return bool(any([o.servers, o.clients, o.scenarios, o.peer_plugin, o.mtls_out]) or o.profile != "default,tuned")
+    return bool(any([o.servers, o.clients, o.scenarios, o.peer_plugin, o.mtls_out])
+                or o.profile != options.DEFAULT_PROFILES)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -225,7 +91,7 @@ def _selection(config: pytest.Config) -> Selection:
         o = config.option
         try:
             config.stash[_selection_key] = build_selection(
-                _split(o.servers), _split(o.clients), _split(o.scenarios), o.profile, o.deadline, o.peer_plugin,
+                names(o.servers), names(o.clients), names(o.scenarios), o.profile, o.deadline, o.peer_plugin,
                 o.all_pairs)
         except ValueError as exc:
             pytest.exit(f"mtls-matrix: error: {exc}", returncode=2)
@@ -283,7 +149,6 @@ def cell_order(order: str):
 
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-KILLED_WAIT_S = 0.5  # a SIGKILLed process is gone within milliseconds, even on a loaded machine
 _stopped_by_signal = False
 
 
@@ -622,7 +487,7 @@ class Collector:
                 platform=platform.platform(),
                 versions=_versions(selection),
                 ca_fingerprint=self.config.stash[_pki].fingerprint if _pki in self.config.stash else "",
-                scrubbed_env=sorted(_scrubbed),
+                scrubbed_env=sorted(scrubbed),
                 deadline_s=selection.deadline,
                 profiles=selection.profiles,
                 workers=int(getattr(option, "numprocesses", None) or 1) if getattr(option, "dist", "no") != "no" else 1,

@@ -35,16 +35,17 @@ import ssl
 import sys
 import tempfile
 import textwrap
+from dataclasses import replace
 from pathlib import Path
 from string import Template
 
 from mtls_matrix import cell as matrix_cell
 from mtls_matrix import peers
-from mtls_matrix.cell import CellSpec
+from mtls_matrix.options import DEADLINE, DEFAULT_DEADLINE, MAX_DEADLINE, PEER_PLUGIN, add_arguments, output_dir
 from mtls_matrix.peers.foreign import FOREIGN_DIR
 from mtls_matrix.pki import CLIENT_CN, PKI
-from mtls_matrix.plugin import DEFAULT_DEADLINE, MAX_DEADLINE, build_selection
 from mtls_matrix.results import Cell, Results, Run, Verdict
+from mtls_matrix.selection import CellSpec, build_selection
 from mtls_matrix.verdict import VERIFY_CODES
 
 ID_FORMAT = (
@@ -447,8 +448,6 @@ def cmd_repro(args: argparse.Namespace) -> int:
 
 
 def register(subparsers) -> None:
-    from mtls_matrix.cli import output_dir, seconds  # cli imports this module: import late
-
     p = subparsers.add_parser(
         "repro", help="write a standalone reproducer of one cell (script, certificates, requirements, README)",
         description="Write DIR/repro.py (only the cell's two libraries and the standard library), the test "
@@ -456,9 +455,8 @@ def register(subparsers) -> None:
     p.add_argument("cell_id", help="the cell id, as in results.json or pytest: SERVER-CLIENT[VARIANT]-SCENARIO[-tuned]")
     p.add_argument("--out", required=True, metavar="DIR", type=output_dir, help="a new or empty directory")
     p.add_argument("--results", metavar="RESULTS.json", help="a run's results: its observation goes into the README")
-    p.add_argument("--deadline", type=seconds,
-                   help=f"seconds before a hang (default: the run's, else {DEFAULT_DEADLINE:g})")
-    p.add_argument("--peer-plugin", action="append", default=[], metavar="MODULE", help="extra peers (repeatable)")
+    add_arguments(p, (replace(DEADLINE, default=None, help=f"seconds before a hang (default: the run's, else "
+                                                          f"{DEFAULT_DEADLINE:g})"), PEER_PLUGIN))
     p.set_defaults(func=cmd_repro)
 
 

@@ -12,6 +12,7 @@ import fnmatch
 from dataclasses import dataclass, field, replace
 
 from mtls_matrix.pki import CLIENT_CN
+from mtls_matrix.timing import PROMPT_S
 
 PHASES = ("tcp", "tls-handshake", "verification", "upgrade", "handler", "io")
 GROUPS = ("works", "client-rejected", "server-rejected", "io", "hostile-server", "hostile-client", "token",
@@ -37,10 +38,6 @@ HOSTILE_GROUPS = {"hostile-server": "server", "hostile-client": "client"}
 PROFILES = ("default", "tuned")
 
 MiB = 1024 * 1024
-# `fail`: noticing a broken peer takes no timeout; later than this, a timeout noticed it. No library's
-# default timeout is this short (the shortest the matrix reads is websocket-client's 3 s close), and a
-# client in another process, on a loaded machine, reports a prompt failure over a second late
-PROMPT_S = 2.0
 
 
 @dataclass(frozen=True)

@@ -31,14 +31,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+from mtls_matrix.errors import UsageError
+from mtls_matrix.options import PEER_PLUGIN, add_arguments, names
 from mtls_matrix.peers import Registry
 from mtls_matrix.peers.foreign import Leftover, Toolchain
+from mtls_matrix.timing import SETUP_STOP_GRACE_S
 
 APT_INSTALL = ("apt-get", "install", "-y", "-qq", "--no-install-recommends")
 APT_HISTORY = Path("/var/log/apt")  # history.log and its rotations, history.log.N.gz
 HOOK = Path("/usr/sbin/policy-rc.d")
 HOOK_TEXT = "#!/bin/sh\n# mtls-matrix setup-foreign: no service starts while it installs\nexit 101\n"
-STOP_GRACE_S = 10.0  # a stopped setup gives the command in progress this long to end before killing it
 
 
 class Stopped(BaseException):
@@ -112,7 +114,7 @@ def _end(proc: subprocess.Popen) -> None:
         except ProcessLookupError:
             return
         try:
-            proc.wait(STOP_GRACE_S)
+            proc.wait(SETUP_STOP_GRACE_S)
             return
         except subprocess.TimeoutExpired:
             continue
@@ -278,17 +280,15 @@ def undo(chains: list[Toolchain]) -> int:
 
 
 def cmd_setup_foreign(args) -> int:
-    from mtls_matrix.cli import UsageError, _csv  # cli imports this module: import late
-
     try:
         known = toolchains(args.peer_plugin)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    names = _csv(args.only) if args.only else list(known)
-    unknown = [n for n in names if n not in known]
+    chosen = names(args.only) or list(known)
+    unknown = [n for n in chosen if n not in known]
     if unknown:
         raise UsageError(f"unknown stack {', '.join(unknown)}; valid: {', '.join(known)}")
-    return (undo if args.undo else setup)([known[n] for n in names])
+    return (undo if args.undo else setup)([known[n] for n in chosen])
 
 
 def register(subparsers) -> None:
@@ -299,5 +299,5 @@ def register(subparsers) -> None:
     command.add_argument("--undo", action="store_true",
                          help="remove what setup-foreign added (built files, what earlier versions left), "
                               "apart from the packages")
-    command.add_argument("--peer-plugin", action="append", default=[], metavar="MODULE")
+    add_arguments(command, (PEER_PLUGIN,))
     command.set_defaults(func=cmd_setup_foreign)

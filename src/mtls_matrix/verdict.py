@@ -17,7 +17,8 @@ from mtls_matrix.evidence import HANDSHAKES, own_check_failed
 from mtls_matrix.observe import Event
 from mtls_matrix.pki import CLIENT_CN
 from mtls_matrix.results import Advisory, Clarity, Deadline, ErrorInfo, Hostile, Rejection, Step, Verdict
-from mtls_matrix.scenarios import HOSTILE_GROUPS, PHASES, PROMPT_S, Scenario
+from mtls_matrix.scenarios import HOSTILE_GROUPS, PHASES, Scenario
+from mtls_matrix.timing import ADVISORY_WAIT_S, PROMPT_S
 
 # OpenSSL X509_V_ERR_* codes, as SSLCertVerificationError.verify_code carries them.
 VERIFY_CODES = {
@@ -89,8 +90,6 @@ REFUSAL_SHOWN = re.compile(r"\b40[13]\b|unauthori[sz]ed|forbidden|\btoken\b", re
 # to a server whose certificate it must not trust): INSECURE, not FAIL
 INSECURE_STEP = "accepted what it must refuse: "
 CLOSE_CODES = {1009: "MESSAGE_TOO_BIG", 1006: "ABNORMAL_CLOSE", 1011: "SERVER_ERROR", 1002: "PROTOCOL_ERROR"}
-# an outcome that took the user this long, on the library's own clock, is worth an advisory
-ADVISORY_WAIT_S = 10.0
 
 
 def canonical_from_text(text: str) -> str | None:

@@ -32,7 +32,7 @@ import subprocess
 import ssl
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -40,21 +40,19 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
+from mtls_matrix import options
+from mtls_matrix.errors import UsageError
+from mtls_matrix.options import names, output_dir
 from mtls_matrix.reports.versions import base_id as _base_id
 from mtls_matrix.reports.versions import counts as _counts
 from mtls_matrix.reports.versions import render_table
 from mtls_matrix.reports.versions import verdict_text as _verdict
 from mtls_matrix.results import Environment, Results, Run, Verdict, write_atomically
+from mtls_matrix.selection import build_selection
 
 CACHE_VARIABLE = "MTLS_MATRIX_CACHE"
 READY = ".mtls-matrix-ready"  # written last: a venv without it is half-built and is rebuilt
 TAIL_LINES = 12
-
-
-def _usage_error(message: str) -> Exception:
-    from mtls_matrix.cli import UsageError as CliUsageError
-
-    return CliUsageError(message)
 
 
 # -- specs ---------------------------------------------------------------------------------------
@@ -403,14 +401,10 @@ def _filters(args: argparse.Namespace) -> list[str]:
 
 
 def _check_filters(args: argparse.Namespace) -> None:
-    from mtls_matrix.cli import _csv
-    from mtls_matrix.plugin import build_selection
-
     try:
-        build_selection(args.servers and _csv(args.servers), args.clients and _csv(args.clients),
-                        args.scenarios and _csv(args.scenarios), args.profile, args.deadline)
+        build_selection(names(args.servers), names(args.clients), names(args.scenarios), args.profile, args.deadline)
     except ValueError as exc:
-        raise _usage_error(str(exc)) from None
+        raise UsageError(str(exc)) from None
 
 
 def cmd_versions(args: argparse.Namespace) -> int:
@@ -418,9 +412,9 @@ def cmd_versions(args: argparse.Namespace) -> int:
         specs = [parse_spec(s) for s in args.specs]
         repo_root()
     except ValueError as exc:
-        raise _usage_error(str(exc)) from None
+        raise UsageError(str(exc)) from None
     if len({s.name for s in specs}) != len(specs):
-        raise _usage_error("the same version spec is given twice")
+        raise UsageError("the same version spec is given twice")
     _check_filters(args)
     out = Path(args.out)
     envs: list[tuple[Env, Optional[Results]]] = []
@@ -559,8 +553,6 @@ def reference(text: str) -> str | None:
 
 def find_cell(cell_id: str):
     """The CellSpec whose id is CELL_ID (an `@environment` suffix is ignored)."""
-    from mtls_matrix.plugin import build_selection
-
     wanted = _base_id(cell_id)
     cells = build_selection().cells
     for spec in cells:
@@ -586,7 +578,7 @@ def cmd_bisect(args: argparse.Namespace) -> int:
         span = (versions_between(released, args.good, released[-1]) + [bad_tree] if bad_tree
                 else versions_between(released, args.good, args.bad))
     except ValueError as exc:
-        raise _usage_error(str(exc)) from None
+        raise UsageError(str(exc)) from None
     involved = {spec.server.library, spec.client.peer.library}
     if lib not in {canonicalize_name(x) for x in involved}:
         print(f"note: {lib} is neither the server's nor the client's library ({', '.join(sorted(involved))}); "
@@ -630,9 +622,6 @@ def cmd_bisect(args: argparse.Namespace) -> int:
 
 
 def register(subparsers) -> None:
-    from mtls_matrix.cli import add_selection_arguments, output_dir, seconds
-    from mtls_matrix.plugin import DEFAULT_DEADLINE
-
     v = subparsers.add_parser(
         "versions", help="run a slice of the matrix once per library version, each in its own cached venv",
         description="Each SPEC (LIB==VERSION, several pins for one environment joined by '+') gets its own venv "
@@ -642,8 +631,8 @@ def register(subparsers) -> None:
                    help="e.g. aiohttp==3.9.1, 'aiohttp @ file:///path/to/checkout', 'aiohttp @ git+URL@REF', "
                         "a wheel or sdist path")
     v.add_argument("--out", required=True, type=output_dir, help="output directory")
-    add_selection_arguments(v)
-    v.add_argument("-n", "--workers", default="0", help="pytest-xdist workers per environment (default 0: none)")
+    per_environment = replace(options.WORKERS, default="0", help="pytest-xdist workers per environment (default 0: none)")
+    options.add_arguments(v, (*options.SELECTION, per_environment))
     v.add_argument("--fail-on-change", action="store_true",
                    help="exit 1 when a cell's verdict differs between the environments (a CI gate: a branch against "
                         "the last release)")
@@ -663,5 +652,5 @@ def register(subparsers) -> None:
                    help="pins added to every tried environment (a companion that must match older releases: "
                         "python-socketio==5.10.0 while bisecting python-engineio)")
     b.add_argument("--out", default="reports/bisect", type=output_dir, help="where each tried version's results go")
-    b.add_argument("--deadline", type=seconds, default=DEFAULT_DEADLINE, help="seconds per cell before HANG")
+    options.add_arguments(b, (options.DEADLINE,))
     b.set_defaults(func=cmd_bisect)

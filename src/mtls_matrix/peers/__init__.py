@@ -55,9 +55,6 @@ FINAL_CLOSE = (1000, "done")
 # at the upgrade, which it writes by hand
 HANDSHAKE_GROUPS = ("works", "client-rejected", "server-rejected", "token")
 TUNED_MAX_MESSAGE = 64 * 1024 * 1024
-# how long a server the harness stops waits for the handlers still running (a long-poll, a client that
-# hangs) before it cancels them: the libraries' own defaults (aiohttp: 60 s) would outlast the cell
-HANDLER_STOP_GRACE_S = 0.25
 
 
 def parse_close_command(message: Any) -> tuple[int, str] | None:

@@ -19,10 +19,11 @@ from aiohttp import WSMsgType, web
 
 from mtls_matrix import observe
 from mtls_matrix.peers import (
-    HANDLER_STOP_GRACE_S, TUNED_MAX_MESSAGE, ClientPeer, ClientTLS, Closed, Connection, ServerPeer, TokenRefused,
-    forwarded_cn, parse_close_command,
+    TUNED_MAX_MESSAGE, ClientPeer, ClientTLS, Closed, Connection, ServerPeer, TokenRefused, forwarded_cn,
+    parse_close_command,
 )
 from mtls_matrix.scenarios import CLIENT_SIDE_GROUPS, DEFAULT_GROUPS, TLS_SETTINGS_SCENARIOS
+from mtls_matrix.timing import HANDLER_STOP_GRACE_S
 from mtls_matrix.verdict import CLOSE_CODES
 
 

@@ -60,6 +60,7 @@ from mtls_matrix.peers import ClientPeer, ClientTLS, Closed, Connection, cell_to
 from mtls_matrix.peers.foreign import FOREIGN_DIR, SETUP_HINT, Leftover, Toolchain
 from mtls_matrix.peers.socketio import closed_canonical
 from mtls_matrix.pki import private_dir
+from mtls_matrix.timing import BROWSER_OWN_TIMEOUT_S, BROWSER_START_S
 
 CHROMIUM = "/usr/bin/chromium"
 LOOPBACK_ORIGINS = ("https://localhost:*", "https://127.0.0.1:*")  # where the servers listen
@@ -74,10 +75,6 @@ FLAGS = (
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
     "--remote-debugging-pipe",
 )
-START_TIMEOUT_S = 30.0
-# a page cannot set a WebSocket timeout; with none from the harness (hostile groups) the browser's
-# own timers decide and the cell's deadline ends the wait
-OWN_TIMEOUT_S = 600.0
 PAGE = b'<!doctype html><link rel="icon" href="data:,"><title>mtls-matrix</title>'  # no favicon request
 PREFLIGHT = "preflight"  # the path the +fetch variant requests first: no server routes it (and no "tls" in
 # the page's error text, which clarity grading reads)
@@ -260,7 +257,7 @@ class Browser:
         self.thread.start()
         try:
             _nss_database(self.home, tls)
-            self.cdp = asyncio.run_coroutine_threadsafe(self._start(), self.loop).result(START_TIMEOUT_S)
+            self.cdp = asyncio.run_coroutine_threadsafe(self._start(), self.loop).result(BROWSER_START_S)
         except BaseException:
             self.close()
             raise
@@ -635,7 +632,7 @@ class Client(ClientPeer):
         return chromium_version()
 
     async def connect(self, variant, url, tls: ClientTLS, profile, timeout):
-        timeout = timeout or OWN_TIMEOUT_S
+        timeout = timeout or BROWSER_OWN_TIMEOUT_S
         browser = await asyncio.to_thread(browser_for, tls)
         page = await browser.run(browser.page(), timeout)
         try:

@@ -40,6 +40,7 @@ from typing import Any
 from mtls_matrix import observe
 from mtls_matrix.peers import TUNED_MAX_MESSAGE, ClientPeer, ClientTLS, Closed, Connection, ServerPeer, Unsupported
 from mtls_matrix.scenarios import MTLS_GROUPS
+from mtls_matrix.timing import FOREIGN_RESPONSIVE_S, FOREIGN_START_S, FOREIGN_STOP_GRACE_S
 from mtls_matrix.verdict import canonical_from_text
 
 def _foreign_dir() -> Path:
@@ -63,9 +64,6 @@ NOT_RUN = (
      "implementation, not .NET's, and no Kestrel: a finding about it would not be a finding about .NET."),
 )
 SETUP_HINT = "run `mtls-matrix setup-foreign`"
-START_TIMEOUT_S = 15.0  # a server process must report `listening` within this
-STOP_GRACE_S = 1.0  # after stdin EOF: how long a process gets to exit before its group is killed
-RESPONSIVE_S = 0.5  # a client process must answer the close of an abandoned connection within this
 STDERR_LINES = 30  # the tail of a process's stderr kept for error messages
 # What a program prints is untrusted input (docs/FOREIGN.md): lines are read up to a limit, and a
 # line that breaks the contract is reported with its start and skipped.
@@ -496,11 +494,11 @@ class ForeignServer(_ForeignPeer, ServerPeer):
         self._proc.stdin.write((json.dumps(config) + "\n").encode())
         self._tasks = [asyncio.ensure_future(self._read()), asyncio.ensure_future(self._read_stderr())]
         try:
-            return await asyncio.wait_for(asyncio.shield(self._listening), START_TIMEOUT_S)
+            return await asyncio.wait_for(asyncio.shield(self._listening), FOREIGN_START_S)
         except BaseException as exc:
             await self.stop()
             if isinstance(exc, asyncio.TimeoutError):
-                raise RuntimeError(f"{self.name} did not report listening within {START_TIMEOUT_S:g} s; "
+                raise RuntimeError(f"{self.name} did not report listening within {FOREIGN_START_S:g} s; "
                                    f"stderr: {_tail(self._stderr)}") from None
             raise
 
@@ -531,12 +529,12 @@ class ForeignServer(_ForeignPeer, ServerPeer):
         if proc.returncode is None:
             try:
                 proc.stdin.close()  # the contract: exit on stdin EOF
-                await asyncio.wait_for(proc.wait(), STOP_GRACE_S)
+                await asyncio.wait_for(proc.wait(), FOREIGN_STOP_GRACE_S)
             except (asyncio.TimeoutError, OSError):
                 pass
         kill_group(proc.pid)
         try:
-            await asyncio.wait_for(proc.wait(), STOP_GRACE_S)
+            await asyncio.wait_for(proc.wait(), FOREIGN_STOP_GRACE_S)
         except asyncio.TimeoutError:
             pass
         for task in self._tasks:
@@ -725,22 +723,22 @@ class _ClientProcess:
         """After a cell gave up on a connection: did the process answer the close the harness sent?
         A process that does not is hung, and would cost every later cell too."""
         while self.abandoned and self.alive:
-            if any(time.perf_counter() - sent > RESPONSIVE_S for sent in list(self.abandoned.values())):
+            if any(time.perf_counter() - sent > FOREIGN_RESPONSIVE_S for sent in list(self.abandoned.values())):
                 return False
             await asyncio.sleep(0.005)
         return self.alive
 
     def close(self, graceful: bool = True) -> None:
-        """Close stdin and give it STOP_GRACE_S to exit (not a hung one), then kill its group."""
+        """Close stdin and give it FOREIGN_STOP_GRACE_S to exit (not a hung one), then kill its group."""
         try:
             self.popen.stdin.close()
             if graceful:
-                self.popen.wait(STOP_GRACE_S)
+                self.popen.wait(FOREIGN_STOP_GRACE_S)
         except (OSError, ValueError, subprocess.TimeoutExpired):
             pass
         kill_group(self.popen.pid)
         try:
-            self.popen.wait(STOP_GRACE_S)
+            self.popen.wait(FOREIGN_STOP_GRACE_S)
         except subprocess.TimeoutExpired:
             pass
 

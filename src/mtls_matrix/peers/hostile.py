@@ -192,7 +192,7 @@ class _ManualTLS:
 
 
 def _fault() -> None:
-    """When the fault happens: a client's reaction time is measured from here (scenarios.PROMPT_S).
+    """When the fault happens: a client's reaction time is measured from here (timing.PROMPT_S).
     Recorded right before the fault, never after: a client that notices at once may otherwise
     finish, and its cell be judged, before this thread gets to record it."""
     observe.thread_event("server", "fault")

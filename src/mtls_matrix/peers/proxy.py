@@ -35,9 +35,8 @@ from mtls_matrix.peers import ServerFiles, ServerPeer
 from mtls_matrix.peers.foreign import Toolchain
 from mtls_matrix.pki import private_dir
 from mtls_matrix.scenarios import MTLS_GROUPS
+from mtls_matrix.timing import PROXY_START_S, PROXY_STOP_GRACE_S
 
-START_TIMEOUT_S = 5.0
-STOP_GRACE_S = 2.0
 PORT_ATTEMPTS = 3  # a proxy that cannot inherit its listener binds a port we chose: another process may take it first
 _TLS = ((ssl.TLSVersion.TLSv1_2, "TLSv1.2"), (ssl.TLSVersion.TLSv1_3, "TLSv1.3"))
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -182,7 +181,7 @@ class ProxiedServer(ServerPeer):
             loop.add_reader(stream.fileno(), self._read, stream.fileno())
 
     async def _started(self) -> bool:
-        for _ in range(int(START_TIMEOUT_S / 0.01)):
+        for _ in range(int(PROXY_START_S / 0.01)):
             if self.process.poll() is not None:
                 await asyncio.sleep(0.05)  # its last words
                 self._drain()
@@ -234,7 +233,7 @@ class ProxiedServer(ServerPeer):
             if self.process.poll() is None:
                 try:
                     os.killpg(self.process.pid, signal.SIGTERM)
-                    await asyncio.to_thread(self.process.wait, STOP_GRACE_S)
+                    await asyncio.to_thread(self.process.wait, PROXY_STOP_GRACE_S)
                 except (ProcessLookupError, subprocess.TimeoutExpired):
                     pass
             if self.process.poll() is None:

@@ -59,10 +59,11 @@ from werkzeug.serving import make_server
 from mtls_matrix import observe, verdict
 from mtls_matrix.scenarios import CLIENT_SIDE_GROUPS, DEFAULT_GROUPS
 from mtls_matrix.peers import (
-    FINAL_CLOSE, HANDLER_STOP_GRACE_S, TUNED_MAX_MESSAGE, ClientPeer, ClientTLS, Closed, Connection, NoOutcome,
+    FINAL_CLOSE, TUNED_MAX_MESSAGE, ClientPeer, ClientTLS, Closed, Connection, NoOutcome,
     ServerPeer, TokenRefused, cell_token, parse_close_command, query_token, version_of,
 )
 from mtls_matrix.scenarios import PHASES, Scenario
+from mtls_matrix.timing import HANDLER_STOP_GRACE_S, SERVE_POLL_S
 
 # Each documented way of giving the clients TLS settings (docs: python-socketio "The Socket.IO Clients",
 # the Client/AsyncClient reference for http_session, ssl_verify and websocket_extra_options; requests'
@@ -357,7 +358,6 @@ class UvicornServer(_SioServer):
         await asyncio.wait_for(self._task, 5)
 
 
-SERVE_POLL_S = 0.05  # werkzeug's serve_forever polls its stop flag this often (its default: 0.5 s)
 
 
 class WerkzeugServer(_SioServer):
