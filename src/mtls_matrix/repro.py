@@ -15,7 +15,7 @@ DIR gets:
 Library code comes from the peer modules: `ServerPeer.repro_server(profile)` and
 `ClientPeer.repro_client(variant, profile)` return source text (docs/PEERS.md). A peer without
 them, defined on its own class, cannot be reproduced: a usage error (exit 2), nothing written.
-A foreign peer's snippets start its program (peers/foreign.py: from foreign/, with the run's
+A foreign peer's snippets start its program (peers/foreign.py: from fixtures/, with the run's
 JSON config; openssl s_client: its command line): the script then uses only the Python side's
 library, and README.md says how to get the program.
 """
@@ -41,7 +41,7 @@ from string import Template
 from mtls_matrix import cell as matrix_cell
 from mtls_matrix import peers
 from mtls_matrix.cell import CellSpec
-from mtls_matrix.peers.foreign import FOREIGN_DIR
+from mtls_matrix.peers.foreign import FIXTURES_DIR
 from mtls_matrix.pki import CLIENT_CN, PKI
 from mtls_matrix.plugin import DEFAULT_DEADLINE, MAX_DEADLINE, build_selection
 from mtls_matrix.results import Cell, Results, Run, Verdict
@@ -281,9 +281,9 @@ def how(spec: CellSpec) -> str:
     if not hasattr(program, "command"):  # a tool the peer module drives itself (openssl s_client)
         return (f"The {program.role} is {program.library} {program.version}, run as a subprocess the way the matrix "
                 f"runs it (the script prints its command line and every line it prints); {other}")
-    command = " ".join(program.command).replace("{foreign}", "FOREIGN")
+    command = " ".join(program.command).replace("{fixtures}", "FIXTURES")
     return (f"The {program.role} is the program the matrix runs for {program.library}, `{command}`, from "
-            f"mtls-matrix's foreign/ directory (FOREIGN: $MTLS_MATRIX_FOREIGN, else {FOREIGN_DIR}; build it with "
+            f"mtls-matrix's fixtures/ directory (FIXTURES: $MTLS_MATRIX_FIXTURES, else {FIXTURES_DIR}; build it with "
             f"`mtls-matrix setup-foreign --only {program.toolchain.name}`), started with the same JSON config as in "
             f"the run and showing every event it prints; {other}")
 

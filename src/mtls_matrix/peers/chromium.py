@@ -57,7 +57,7 @@ from cryptography.x509.oid import NameOID
 
 from mtls_matrix import observe
 from mtls_matrix.peers import ClientPeer, ClientTLS, Closed, Connection, cell_token
-from mtls_matrix.peers.foreign import FOREIGN_DIR, SETUP_HINT, Leftover, Toolchain
+from mtls_matrix.peers.foreign import FIXTURES_DIR, SETUP_HINT, Leftover, Toolchain
 from mtls_matrix.peers.socketio import closed_canonical
 from mtls_matrix.pki import private_dir
 
@@ -688,12 +688,12 @@ class Client(ClientPeer):
         return None
 
 
-SOCKETIO_BUNDLE = FOREIGN_DIR / "node" / "node_modules" / "socket.io-client" / "dist" / "socket.io.min.js"
+SOCKETIO_BUNDLE = FIXTURES_DIR / "node" / "node_modules" / "socket.io-client" / "dist" / "socket.io.min.js"
 
 
 class SocketioClient(Client):
     """The same browser as a socket.io client: the page runs socket.io-client's browser bundle (from
-    the npm package foreign/node installs; never fetched at run time) against the Python socketio
+    the npm package fixtures/node installs; never fetched at run time) against the Python socketio
     servers. Its polling requests are XHRs, Chromium's HTTP path, where the certificate policy
     applies; its WebSocket is not (crbug.com/993907), unless polling chose the certificate first."""
 

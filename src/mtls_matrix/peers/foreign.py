@@ -1,13 +1,13 @@
 """Foreign peers: programs in other languages, run as subprocesses that speak one contract
 (docs/FOREIGN.md). This module is the harness side of it, written once. A stack is a small
-program under foreign/ plus a module that only declares it (peers/node_ws.py):
+program under fixtures/ plus a module that only declares it (peers/node_ws.py):
 
     NODE = Toolchain("node", executables=("node", "npm"), apt=("nodejs", "npm"),
                      steps=(("npm", "ci"),), built=("node_modules/ws",))
 
     class Server(ForeignServer):
         name, library, toolchain = "node-ws", "ws", NODE
-        command = ("node", "{foreign}/node/ws-peer.js")
+        command = ("node", "{fixtures}/node/ws-peer.js")
         errors = (ErrorRule(r"peer did not return a certificate", "CERT_REQUIRED", own_check=True), ...)
 
 A server process serves one listener (one TLS setting and profile: the ServerPool reuses it for
@@ -42,16 +42,17 @@ from mtls_matrix.peers import TUNED_MAX_MESSAGE, ClientPeer, ClientTLS, Closed, 
 from mtls_matrix.scenarios import MTLS_GROUPS
 from mtls_matrix.verdict import canonical_from_text
 
-def _foreign_dir() -> Path:
-    """The foreign peers' sources: $MTLS_MATRIX_FOREIGN, else this checkout's foreign/ (editable
-    install), else ./foreign (a non-editable install run from the checkout, as CI does)."""
-    if os.environ.get("MTLS_MATRIX_FOREIGN"):
-        return Path(os.environ["MTLS_MATRIX_FOREIGN"])
-    checkout = Path(__file__).resolve().parents[3] / "foreign"
-    return checkout if checkout.is_dir() else Path.cwd() / "foreign"
+def _fixtures_dir() -> Path:
+    """The foreign peers' programs and the proxies' config templates: $MTLS_MATRIX_FIXTURES, else this
+    checkout's fixtures/ (editable install), else ./fixtures (a non-editable install run from the
+    checkout, as CI does)."""
+    if os.environ.get("MTLS_MATRIX_FIXTURES"):
+        return Path(os.environ["MTLS_MATRIX_FIXTURES"])
+    checkout = Path(__file__).resolve().parents[3] / "fixtures"
+    return checkout if checkout.is_dir() else Path.cwd() / "fixtures"
 
 
-FOREIGN_DIR = _foreign_dir()
+FIXTURES_DIR = _fixtures_dir()
 
 # Stacks the issue names that this machine's registries (Debian, npm, PyPI) cannot provide: BUGS.md
 # says so, with why, instead of leaving them out silently.
@@ -91,15 +92,15 @@ class Toolchain:
     """How a stack is installed, declaratively: `mtls-matrix setup-foreign` runs it (and `--undo`
     reverses it, apart from the packages), the peers ask `missing()` before every cell."""
 
-    name: str  # as `setup-foreign --only` names it; its sources live in foreign/<name>/
+    name: str  # as `setup-foreign --only` names it; its sources live in fixtures/<name>/
     executables: tuple[str, ...]  # must be on PATH
     apt: tuple[str, ...] = ()  # Debian packages that provide them
-    steps: tuple[tuple[str, ...], ...] = ()  # commands run in foreign/<name>/ after apt (npm ci, go build)
-    built: tuple[str, ...] = ()  # files under foreign/<name>/ the steps produce
-    inputs: tuple[str, ...] = ()  # files under foreign/<name>/ whose change makes the steps run again
+    steps: tuple[tuple[str, ...], ...] = ()  # commands run in fixtures/<name>/ after apt (npm ci, go build)
+    built: tuple[str, ...] = ()  # files under fixtures/<name>/ the steps produce
+    inputs: tuple[str, ...] = ()  # files under fixtures/<name>/ whose change makes the steps run again
     # absolute paths the apt packages provide besides executables (libraries: Go sources, Ruby gems)
     files: tuple[str, ...] = ()
-    created: tuple[str, ...] = ()  # what the steps create under foreign/<name>/, all of it: --undo removes it
+    created: tuple[str, ...] = ()  # what the steps create under fixtures/<name>/, all of it: --undo removes it
     # system services the packages install enabled, which the matrix never runs as services (it
     # starts its own processes): not started at boot when setup-foreign installed the package
     services: tuple[str, ...] = ()
@@ -107,7 +108,7 @@ class Toolchain:
 
     @property
     def dir(self) -> Path:
-        return FOREIGN_DIR / self.name
+        return FIXTURES_DIR / self.name
 
     def missing(self) -> str | None:
         for executable in self.executables:
@@ -118,7 +119,7 @@ class Toolchain:
                 return f"{path} not found; {SETUP_HINT}"
         for path in self.built:
             if not (self.dir / path).exists():
-                return f"foreign/{self.name}/{path} not found; {SETUP_HINT}"
+                return f"fixtures/{self.name}/{path} not found; {SETUP_HINT}"
         return None
 
 
@@ -142,7 +143,7 @@ def map_error(rules: tuple[ErrorRule, ...], event: dict) -> dict[str, Any]:
 
 
 def _argv(command: tuple[str, ...]) -> list[str]:
-    return [part.format(foreign=FOREIGN_DIR) for part in command]
+    return [part.format(fixtures=FIXTURES_DIR) for part in command]
 
 
 def kill_group(pid: int) -> None:
@@ -257,8 +258,8 @@ import subprocess
 
 # The $side is a separate program, $name ($library), run as mtls-matrix runs it: its JSON config on
 # stdin, then one JSON event per line on stdout (mtls-matrix's docs/FOREIGN.md); it exits when its
-# stdin closes. It lives in mtls-matrix's foreign/ directory, built by `mtls-matrix setup-foreign --only $toolchain`.
-FOREIGN = os.environ.get("MTLS_MATRIX_FOREIGN", $foreign)
+# stdin closes. It lives in mtls-matrix's fixtures/ directory, built by `mtls-matrix setup-foreign --only $toolchain`.
+FIXTURES = os.environ.get("MTLS_MATRIX_FIXTURES", $fixtures)
 COMMAND = $command
 # The program's own words for an error -> the canonical error, and whether it was its own
 # verification refusing the other side's certificate (mtls-matrix's table for $name; first match wins)
@@ -283,7 +284,7 @@ class Program:
 
     def __init__(self, config: dict, label: str, on_event):
         self.label, self.on_event = label, on_event
-        self.proc = subprocess.Popen([part.format(foreign=FOREIGN) for part in COMMAND], stdin=subprocess.PIPE,
+        self.proc = subprocess.Popen([part.format(fixtures=FIXTURES) for part in COMMAND], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, start_new_session=True)
         self.send(config)
         threading.Thread(target=self._read, daemon=True).start()
@@ -436,9 +437,9 @@ class Client:
 class _ForeignPeer:
     foreign = True
     toolchain: Toolchain
-    command: tuple[str, ...]  # argv; "{foreign}" is the foreign/ directory of this checkout
+    command: tuple[str, ...]  # argv; "{fixtures}" is the fixtures/ directory of this checkout
     errors: tuple[ErrorRule, ...] = ()
-    version_file: str | None = None  # a package.json-like file under foreign/<stack>/ whose "version" is the library's
+    version_file: str | None = None  # a package.json-like file under fixtures/<stack>/ whose "version" is the library's
     version_package: str | None = None  # else the Debian package whose installed version is the library's
     timeouts: dict[str, float | None] = {}  # the stack's default timeouts, from its documentation (None: none)
 
@@ -452,7 +453,7 @@ class _ForeignPeer:
     def _repro_program(self, side: str) -> str:
         rules = "[\n" + "".join(f"    ({r.pattern!r}, {r.canonical!r}, {r.own_check!r}),\n" for r in self.errors) + "]"
         return _REPRO_PROGRAM.substitute(side=side, name=self.name, library=self.library, toolchain=self.toolchain.name,
-                                         foreign=repr(str(FOREIGN_DIR)), command=repr(list(self.command)),
+                                         fixtures=repr(str(FIXTURES_DIR)), command=repr(list(self.command)),
                                          errors=rules if self.errors else "[]")
 
     def own_timeouts(self, *variant: str) -> dict[str, float | None]:
