@@ -295,7 +295,7 @@ class Browser:
 
     async def page(self) -> _Page:
         """A fresh context and page, and start preparing the next one: a new context's renderer
-        takes longer to start than the rest of a cell (see README speed figures)."""
+        takes longer to start than the rest of a cell (docs/USAGE.md, Speed)."""
         spare, self.spare = self.spare, asyncio.ensure_future(_Page(self).prepare())
         try:
             return await spare
