@@ -151,7 +151,7 @@ def test_a_foreign_peers_reproducer_runs_its_program_and_observes_what_the_matri
     words = words and re.sub(r"^[0-9A-F]{8,}:", "", words)  # OpenSSL's error lines start with a thread id
     rejected_by_the_other_side = expect.outcome == "reject" and expect.by != program.role
     assert words is None or rejected_by_the_other_side or words in ran.stdout, (words, ran.stdout)
-    contract = hasattr(program, "command")  # a program of foreign/ (else a tool its module drives: s_client)
+    contract = hasattr(program, "command")  # a program of fixtures/ (else a tool its module drives: s_client)
     assert f"{program.role} program: " in ran.stdout if contract else "s_client: " in ran.stdout  # what it printed
     # the Python side's library and the standard library only; nothing of mtls_matrix
     text = (out / "repro.py").read_text()

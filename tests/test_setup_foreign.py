@@ -63,18 +63,18 @@ def test_a_leftover_goes_only_while_it_is_as_setup_left_it(tmp_path):
 
 
 def test_undo_removes_what_the_steps_made_the_leftovers_and_a_killed_setups_hook(tmp_path, monkeypatch):
-    foreign = tmp_path / "foreign"
-    (foreign / "stack" / "node_modules" / "ws").mkdir(parents=True)
-    (foreign / "stack" / "source.js").write_text("kept")
+    fixtures = tmp_path / "fixtures"
+    (fixtures / "stack" / "node_modules" / "ws").mkdir(parents=True)
+    (fixtures / "stack" / "source.js").write_text("kept")
     leftover = tmp_path / "old-policy.json"
     leftover.write_text("old")
     hook = tmp_path / "policy-rc.d"
     hook.write_text(setup_foreign.HOOK_TEXT)
     monkeypatch.setattr(setup_foreign, "HOOK", hook)
-    monkeypatch.setattr("mtls_matrix.peers.foreign.FOREIGN_DIR", foreign)
+    monkeypatch.setattr("mtls_matrix.peers.foreign.FIXTURES_DIR", fixtures)
     chain = Toolchain("stack", executables=(), created=("node_modules",), leftovers=(Leftover(str(leftover), "old"),))
     assert setup_foreign.undo([chain]) == 0
-    assert not (foreign / "stack" / "node_modules").exists() and (foreign / "stack" / "source.js").exists()
+    assert not (fixtures / "stack" / "node_modules").exists() and (fixtures / "stack" / "source.js").exists()
     assert not leftover.exists() and not hook.exists()
     hook.write_text("#!/bin/sh\nexit 101\n")  # someone else's hook: theirs to keep
     assert setup_foreign.undo([chain]) == 0 and hook.exists()
@@ -127,7 +127,7 @@ def test_a_signal_during_apt_removes_the_hook_and_stops_apt_first(tmp_path, sign
 
 def test_npm_runs_no_install_script_and_go_builds_with_a_cache_of_its_own():
     assert "--ignore-scripts" in NODE.steps[0]
-    build = (REPO / "foreign" / "go" / "build.sh").read_text()
+    build = (REPO / "fixtures" / "go" / "build.sh").read_text()
     assert "mktemp -d" in build and "mtls-matrix-gocache" not in build
     assert GO.created == ("build",) and NODE.created == ("node_modules",)
 
@@ -137,7 +137,7 @@ def test_the_go_build_leaves_nothing_in_the_temp_dir(tmp_path):
     scratch = tmp_path / "tmp"
     scratch.mkdir()
     env = {k: v for k, v in os.environ.items() if k != "GOCACHE"} | {"TMPDIR": str(scratch), "HOME": str(tmp_path)}
-    subprocess.run(["sh", str(REPO / "foreign" / "go" / "build.sh"), str(tmp_path / "peer")], env=env, check=True,
+    subprocess.run(["sh", str(REPO / "fixtures" / "go" / "build.sh"), str(tmp_path / "peer")], env=env, check=True,
                    timeout=600)
     assert (tmp_path / "peer").exists()
     assert list(scratch.iterdir()) == []  # its build cache was its own, and is gone

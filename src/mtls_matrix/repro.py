@@ -15,7 +15,7 @@ DIR gets:
 Library code comes from the peer modules: `ServerPeer.repro_server(profile)` and
 `ClientPeer.repro_client(variant, profile)` return source text (docs/PEERS.md). A peer without
 them, defined on its own class, cannot be reproduced: a usage error (exit 2), nothing written.
-A foreign peer's snippets start its program (peers/foreign.py: from foreign/, with the run's
+A foreign peer's snippets start its program (peers/foreign.py: from fixtures/, with the run's
 JSON config; openssl s_client: its command line): the script then uses only the Python side's
 library, and README.md says how to get the program.
 """
@@ -36,17 +36,21 @@ import sys
 import tempfile
 import textwrap
 from dataclasses import replace
+from importlib import resources
 from pathlib import Path
 from string import Template
 
 from mtls_matrix import cell as matrix_cell
 from mtls_matrix import peers
 from mtls_matrix.options import DEADLINE, DEFAULT_DEADLINE, MAX_DEADLINE, PEER_PLUGIN, add_arguments, output_dir
-from mtls_matrix.peers.foreign import FOREIGN_DIR
+from mtls_matrix.peers.foreign import FIXTURES_DIR
 from mtls_matrix.pki import CLIENT_CN, PKI
 from mtls_matrix.results import Cell, Results, Run, Verdict
 from mtls_matrix.selection import CellSpec, build_selection
 from mtls_matrix.verdict import VERIFY_CODES
+
+# The generated script: $name placeholders are filled by script(); everything else is the script, verbatim.
+SKELETON = Template(resources.files("mtls_matrix").joinpath("templates/repro.py.tmpl").read_text())
 
 ID_FORMAT = (
     "a cell id is SERVER-CLIENT[VARIANT]-SCENARIO, with -tuned appended for an I/O scenario under the tuned "
@@ -282,9 +286,9 @@ def how(spec: CellSpec) -> str:
     if not hasattr(program, "command"):  # a tool the peer module drives itself (openssl s_client)
         return (f"The {program.role} is {program.library} {program.version}, run as a subprocess the way the matrix "
                 f"runs it (the script prints its command line and every line it prints); {other}")
-    command = " ".join(program.command).replace("{foreign}", "FOREIGN")
+    command = " ".join(program.command).replace("{fixtures}", "FIXTURES")
     return (f"The {program.role} is the program the matrix runs for {program.library}, `{command}`, from "
-            f"mtls-matrix's foreign/ directory (FOREIGN: $MTLS_MATRIX_FOREIGN, else {FOREIGN_DIR}; build it with "
+            f"mtls-matrix's fixtures/ directory (FIXTURES: $MTLS_MATRIX_FIXTURES, else {FIXTURES_DIR}; build it with "
             f"`mtls-matrix setup-foreign --only {program.toolchain.name}`), started with the same JSON config as in "
             f"the run and showing every event it prints; {other}")
 
@@ -458,362 +462,3 @@ def register(subparsers) -> None:
     add_arguments(p, (replace(DEADLINE, default=None, help=f"seconds before a hang (default: the run's, else "
                                                           f"{DEFAULT_DEADLINE:g})"), PEER_PLUGIN))
     p.set_defaults(func=cmd_repro)
-
-
-# -- the generated script --------------------------------------------------------------------
-# $name placeholders are filled by script(); everything else is the script, verbatim.
-
-SKELETON = Template('''\
-#!/usr/bin/env python3
-"""Standalone reproducer of the mtls-matrix cell $cell_id
-
-server: $server_lib $server_version ($server)
-client: $client_lib $client_version, TLS settings passed as $variant
-scenario: $scenario: $description
-profile: $profile ($profile_note)
-expected: $expected
-
-$about
-"""
-
-from __future__ import annotations
-
-import asyncio
-import os
-import platform
-import re
-import secrets
-import ssl
-import sys
-import threading
-import time
-from pathlib import Path
-from typing import Any
-from urllib.parse import parse_qs, urlencode, urlsplit
-
-HERE = Path(__file__).resolve().parent
-
-# -- the scenario ------------------------------------------------------------------------------
-CA = str(HERE / "ca.pem")  # the test CA both sides trust
-SERVER_CERT = str(HERE / $server_chain)  # the chain the server presents
-SERVER_KEY = str(HERE / $server_key)
-${client_files}${crl}HOST = $host  # what the client puts in the URL
-SERVER_TLS = $server_tls_name  # any | tls12 (server capped at TLS 1.2) | tls13
-DEADLINE = $deadline  # seconds: no outcome by then is a hang
-IO = $io  # what the client does once connected
-CLIENT_CN = $client_cn  # the identity the server handler must see
-SERVER, CLIENT, VARIANT = $server_label, $client_label, $variant_repr  # the libraries and how TLS settings pass
-URL_PATH = "/"  # where the client connects (a server program below may need another)
-EXPECT = $expect
-EXPECTED = $expected_repr
-# Token auth (TLS without client certificates): this script's own random tokens; None: mutual TLS
-TOKEN, WRONG_TOKEN = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
-TOKENS = $tokens  # token -> the identity it names
-HEADERS = $headers  # headers the client sends on its opening request
-QUERY = $query  # the URL's query
-
-
-def server_context() -> ssl.SSLContext:
-    """The server's TLS settings: its certificate, the test CA, a client certificate required (none
-    requested by a token-auth server)."""
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=CA)
-    context.verify_mode = ssl.CERT_NONE if TOKENS else ssl.CERT_REQUIRED
-    context.load_cert_chain(SERVER_CERT, SERVER_KEY)
-$server_tls\
-    # Record the server's own handshake outcome: asyncio servers do not log a failed handshake,
-    # so a rejection by the server would be invisible. These are the documented SSLContext
-    # hooks; the subclasses below only record.
-    context.sslobject_class = RecordingSSLObject
-    context.sslsocket_class = RecordingSSLSocket
-    return context
-
-
-# -- what the server saw -----------------------------------------------------------------------
-SERVER_SAW = {"tls": None, "handler": False, "peer_cn": None, "identity_error": None, "close": None,
-              "refused": None}
-
-
-class _RecordHandshake:
-    def do_handshake(self, *args, **kwargs):
-        try:
-            result = super().do_handshake(*args, **kwargs)
-        except (ssl.SSLWantReadError, ssl.SSLWantWriteError, ssl.SSLZeroReturnError):
-            raise
-        except Exception as exc:
-            SERVER_SAW["tls"] = SERVER_SAW["tls"] or ("error", exc)
-            raise
-        SERVER_SAW["tls"] = SERVER_SAW["tls"] or ("ok", self.version())
-        return result
-
-
-class RecordingSSLObject(_RecordHandshake, ssl.SSLObject):
-    pass
-
-
-class RecordingSSLSocket(_RecordHandshake, ssl.SSLSocket):
-    pass
-
-
-def report_handler(peer_cert: dict | None, error: str | None = None, identity: str | None = None) -> None:
-    """Called by the server handler with the client certificate as the application sees it (a
-    token-auth server: with the identity the token names)."""
-    subject = dict(rdn[0] for rdn in (peer_cert or {}).get("subject", ()))
-    SERVER_SAW.update(handler=True, peer_cn=identity or subject.get("commonName"), identity_error=error)
-
-
-def report_refused(reason: str) -> None:
-    """Called by a token-auth server that refused the request before the upgrade."""
-    SERVER_SAW["refused"] = reason
-
-
-# -- token auth: the check the matrix's token-auth servers run ------------------------------
-TOKEN_SHAPE = re.compile($token_shape)
-
-
-$token_check
-
-
-def report_close(code, reason) -> None:
-    SERVER_SAW["close"] = (code, reason)
-
-
-def close_command(message):
-    """The echo protocol: a text "__close__ CODE REASON" asks the server to close that way."""
-    if isinstance(message, str) and message.startswith("__close__ "):
-        _, code, reason = message.split(" ", 2)
-        return int(code), reason
-    return None
-
-
-class Closed(Exception):
-    """The peer closed the connection; code and reason as the client library reports them."""
-
-    def __init__(self, code, reason):
-        super().__init__(f"closed with code {code} reason {reason!r}")
-        self.code, self.reason = code, reason
-
-
-# == server: $server_lib $server_version ======================================================
-$server_src
-
-
-# == client: $client_lib $client_version, $variant ============================================
-$client_src
-
-
-# == the driver (library-neutral): the same I/O steps as the matrix runs ======================
-CLOSE_COMMAND = "__close__"
-_payloads: dict[int, bytes] = {}
-
-
-$payload
-
-
-$describe
-
-
-$run_step
-
-
-class ClientRun:
-    """The client on its own thread and event loop, so a blocking call cannot stop the script."""
-
-    def __init__(self, url: str):
-        self.url = url
-        self.connected = False
-        self.error: BaseException | None = None
-        self.steps: list[tuple[str, tuple, str | None]] = []
-        self.loop = self.task = None
-
-    def run(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        try:
-            self.task = self.loop.create_task(self.drive())
-            self.loop.run_until_complete(self.task)
-        except BaseException as exc:  # cancelled at the deadline
-            self.error = self.error or exc
-
-    async def drive(self) -> None:
-        t0 = time.perf_counter()
-        try:
-            client = await Client.connect(self.url, DEADLINE)
-        except Exception as exc:
-            self.error = exc
-            print(f"client: connection failed after {(time.perf_counter() - t0) * 1000:.0f} ms: {explain(exc)}")
-            return
-        self.connected = True
-        print(f"client: TLS handshake and WebSocket upgrade ok in {(time.perf_counter() - t0) * 1000:.0f} ms")
-        closed = False
-        try:
-            for op, *args in IO:
-                try:
-                    problem = await run_step(client, op, *args)
-                except Exception as exc:
-                    self.error = exc
-                    problem = explain(exc)
-                self.steps.append((op, tuple(args), problem))
-                closed = closed or op in ("close", "server-close")
-                if problem:
-                    break
-        finally:
-            if not closed:
-                try:
-                    await client.close(1000, "done")
-                except Exception:
-                    pass
-
-
-def causes(exc: BaseException | None) -> list[BaseException]:
-    seen = []
-    while exc is not None and exc not in seen:
-        seen.append(exc)
-        exc = exc.__cause__ or exc.__context__
-    return seen
-
-
-def explain(exc: BaseException) -> str:
-    text = f"{type(exc).__module__}.{type(exc).__qualname__}: {exc}"
-    inner = [f"{type(e).__name__}: {e}" for e in causes(exc)[1:]]
-    return text + "".join(f"\\n    caused by {line}" for line in inner)
-
-
-# OpenSSL X509_V_ERR_* codes (ssl.SSLCertVerificationError.verify_code) -> the matrix's words
-VERIFY_CODES = $verify_codes
-
-
-def cert_reason(exc: BaseException) -> str | None:
-    """The certificate problem a side's own verification reported, if that is what this is."""
-    if getattr(exc, "own_check_reason", None):  # a foreign program's error, read with its table
-        return exc.own_check_reason
-    code = getattr(exc, "verify_code", None)
-    if code is not None:
-        return VERIFY_CODES.get(code, f"X509_V_ERR_{code}")
-    text = f"{getattr(exc, 'reason', '')} {exc}".lower().replace("_", " ")
-    if "peer did not return a certificate" in text:
-        return "CERT_REQUIRED"
-    if isinstance(exc, ssl.CertificateError) and ("doesn't match" in text or "mismatch" in text):
-        return "HOSTNAME_MISMATCH"
-    return None
-
-
-def timed_out(exc: BaseException | None) -> bool:
-    if isinstance(exc, Closed):
-        return False
-    return any(isinstance(e, (TimeoutError, asyncio.TimeoutError, asyncio.CancelledError) + TIMEOUTS)
-               for e in causes(exc))
-
-
-def accepted_summary(run: ClientRun) -> str:
-    """The connection was accepted (the client connected, or the server handler ran)."""
-    if not run.connected:
-        return f"handler ran (client identity {SERVER_SAW['peer_cn']!r}), but the client failed"
-    if not SERVER_SAW["handler"]:
-        return "connected, but the server handler never ran"
-    if SERVER_SAW["peer_cn"] != CLIENT_CN:
-        error = f" ({SERVER_SAW['identity_error']})" if SERVER_SAW["identity_error"] else ""
-        return f"connected, but the server handler saw client identity {SERVER_SAW['peer_cn']!r}{error}"
-    failed = next(((op, problem) for op, _, problem in run.steps if problem), None)
-    if failed:
-        return f"connected, but I/O step {failed[0]} failed: {failed[1].splitlines()[0]}"
-    tls = SERVER_SAW["tls"]
-    if SERVER_TLS == "tls12" and tls and tls[1] != "TLSv1.2":
-        return f"connected, but negotiated {tls[1]} with a TLS 1.2 server"
-    return f"works: connected, the handler saw {CLIENT_CN!r}, {len(run.steps)} I/O step(s) ok"
-
-
-def summary(run: ClientRun, hung: bool) -> str:
-    accepted = run.connected or SERVER_SAW["handler"]
-    if EXPECT["outcome"] == "reject" and accepted:
-        return accepted_summary(run)
-    if hung or timed_out(run.error):
-        return f"no outcome within {DEADLINE:g}s"
-    if not run.connected:
-        server_tls = SERVER_SAW["tls"]
-        if server_tls and server_tls[0] == "error" and cert_reason(server_tls[1]):
-            return f"rejected by the server: {cert_reason(server_tls[1])}"
-        if SERVER_SAW["refused"]:
-            return "rejected by the server: UNAUTHORIZED"
-        client_reason = next((cert_reason(e) for e in causes(run.error) if cert_reason(e)), None)
-        if client_reason:
-            late = " after the TLS handshake" if server_tls and server_tls[0] == "ok" else ""
-            return f"rejected by the client: {client_reason}{late}"
-        if SERVER_SAW["handler"]:
-            return accepted_summary(run)
-        return f"failed: {type(run.error).__name__}: {run.error} (neither side rejected a certificate)"
-    return accepted_summary(run)
-
-
-$verdict_of
-
-
-def main() -> int:
-    server_loop = asyncio.new_event_loop()
-    threading.Thread(target=server_loop.run_forever, daemon=True).start()
-    port = asyncio.run_coroutine_threadsafe(start_server(server_context()), server_loop).result(10)
-    url = f"wss://{HOST}:{port}{URL_PATH}{QUERY}"
-    versions = {"any": "any TLS version", "tls12": "TLS 1.2 at most", "tls13": "TLS 1.3 only"}
-    print(f"python {platform.python_version()}, {ssl.OPENSSL_VERSION}")
-    auth = "a bearer token required, no client certificate" if TOKENS else "client certificate required"
-    print(f"server: {SERVER} on 127.0.0.1:{port}, {versions[SERVER_TLS]}, {auth}")
-    print(f"client: {CLIENT} connects to {url}, TLS settings as {VARIANT}, "
-          f"certificate {'none' if CLIENT_CERT is None else Path(CLIENT_CERT).name}")
-
-    run = ClientRun(url)
-    thread = threading.Thread(target=run.run, daemon=True)
-    thread.start()
-    thread.join(DEADLINE)
-    hung = thread.is_alive()
-    if hung:
-        print(f"client: no outcome within {DEADLINE:g}s; giving up on it")
-        if run.loop and run.task:
-            run.loop.call_soon_threadsafe(run.task.cancel)
-        thread.join(0.2)
-    # the server's side of the story may arrive a moment after the client's
-    wants_close = run.connected and any(op == "close" for op, *_ in IO)
-    end = time.perf_counter() + 0.5
-    while time.perf_counter() < end and (SERVER_SAW["tls"] is None or (wants_close and not SERVER_SAW["close"])):
-        time.sleep(0.01)
-
-    tls = SERVER_SAW["tls"]
-    if tls is None:
-        print("server: no TLS handshake outcome")
-    elif tls[0] == "ok":
-        print(f"server: TLS handshake ok ({tls[1]})")
-    else:
-        code = getattr(tls[1], "verify_code", None)
-        why = f" (verify code {code}: {tls[1].verify_message})" if code is not None else ""
-        print(f"server: TLS handshake failed: {type(tls[1]).__name__}: {tls[1]}{why}")
-    if SERVER_SAW["refused"]:
-        print(f"server: refused the request before the upgrade: {SERVER_SAW['refused']}")
-    if SERVER_SAW["handler"]:
-        error = f" (reading it raised {SERVER_SAW['identity_error']})" if SERVER_SAW["identity_error"] else ""
-        print(f"server: handler ran; the client identity it saw: {SERVER_SAW['peer_cn']!r}{error}")
-    else:
-        print("server: handler never ran")
-    for i, (op, args, problem) in enumerate(run.steps):
-        if op == "close" and problem is None and SERVER_SAW["close"] != tuple(args):
-            problem = f"the server received close {SERVER_SAW['close']}, expected {tuple(args)}"
-            run.steps[i] = (op, args, problem)
-        shown = ", ".join(repr(a) if not isinstance(a, int) or a < 10000 else f"{a} bytes" for a in args)
-        print(f"I/O {op}({shown}): {'ok' if problem is None else 'FAILED: ' + problem}")
-    if run.connected and SERVER_SAW["close"] is not None:
-        print(f"server: received close code {SERVER_SAW['close'][0]} reason {SERVER_SAW['close'][1]!r}")
-    try:
-        asyncio.run_coroutine_threadsafe(stop_server(), server_loop).result(5)
-    except Exception as exc:
-        print(f"server: stop failed: {type(exc).__name__}: {exc}")
-
-    observed = summary(run, hung)
-    verdict = verdict_of(observed, EXPECT["outcome"], EXPECT["by"], EXPECT["reason"])
-    print(f"EXPECTED: {EXPECTED}")
-    print(f"OBSERVED: {observed}")
-    print(f"VERDICT: {verdict} (mtls-matrix's word for this outcome under this expectation)")
-    return 0 if verdict == "PASS" else 1
-
-
-if __name__ == "__main__":
-    code = main()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)  # an abandoned client thread must not keep the process alive
-''')

@@ -3,7 +3,7 @@ machine as it found it apart from the packages; `--undo` removes what it added, 
 
 Each foreign peer module declares its `Toolchain` (peers/foreign.py): the executables it needs, the
 Debian packages that provide them (and the library files they install), the steps that build it in
-foreign/<stack>/ (`npm ci --ignore-scripts`, foreign/go/build.sh) and what they create there, the
+fixtures/<stack>/ (`npm ci --ignore-scripts`, fixtures/go/build.sh) and what they create there, the
 system services its packages bring, and what an earlier setup left elsewhere. This command only
 runs those declarations:
 - apt-get when an executable is missing, with no service started meanwhile (Debian's policy-rc.d

@@ -57,7 +57,7 @@ from cryptography.x509.oid import NameOID
 
 from mtls_matrix import observe
 from mtls_matrix.peers import ClientPeer, ClientTLS, Closed, Connection, cell_token
-from mtls_matrix.peers.foreign import FOREIGN_DIR, SETUP_HINT, Leftover, Toolchain
+from mtls_matrix.peers.foreign import FIXTURES_DIR, SETUP_HINT, Leftover, Toolchain
 from mtls_matrix.peers.socketio import closed_canonical
 from mtls_matrix.pki import private_dir
 from mtls_matrix.timing import BROWSER_OWN_TIMEOUT_S, BROWSER_START_S
@@ -75,6 +75,7 @@ FLAGS = (
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
     "--remote-debugging-pipe",
 )
+PAGES = FIXTURES_DIR / "chromium"  # the page scripts: function expressions, each evaluated called with its arguments
 PAGE = b'<!doctype html><link rel="icon" href="data:,"><title>mtls-matrix</title>'  # no favicon request
 PREFLIGHT = "preflight"  # the path the +fetch variant requests first: no server routes it (and no "tls" in
 # the page's error text, which clarity grading reads)
@@ -112,6 +113,8 @@ def availability() -> str | None:
     for tool in ("certutil", "pk12util"):
         if shutil.which(tool) is None:
             return f"{tool} not found (Debian package libnss3-tools); {SETUP_HINT}"
+    if not PAGES.is_dir():
+        return f"{PAGES} not found: the page scripts live in the checkout's fixtures/ ($MTLS_MATRIX_FIXTURES)"
     return None
 
 
@@ -292,7 +295,7 @@ class Browser:
 
     async def page(self) -> _Page:
         """A fresh context and page, and start preparing the next one: a new context's renderer
-        takes longer to start than the rest of a cell (see README speed figures)."""
+        takes longer to start than the rest of a cell (docs/USAGE.md, Speed)."""
         spare, self.spare = self.spare, asyncio.ensure_future(_Page(self).prepare())
         try:
             return await spare
@@ -362,81 +365,9 @@ def close_browsers() -> None:
         _browsers.clear()
 
 
-# The page's side: one WebSocket, its events forwarded to the harness through a CDP binding.
-_PAGE_SCRIPT = """
-(async (url, preflight) => {
-  const tell = (event) => __mtlsEvent(JSON.stringify(event));
-  const b64 = (buffer) => { const bytes = new Uint8Array(buffer); let s = "";
-    for (let i = 0; i < bytes.length; i += 32768) s += String.fromCharCode.apply(null, bytes.subarray(i, i + 32768));
-    return btoa(s); };
-  if (preflight) {
-    try { const r = await fetch(preflight, {cache: "no-store"}); tell({event: "preflight", status: r.status}); }
-    catch (e) { tell({event: "preflight", error: String(e)}); }
-  }
-  const ws = new WebSocket(url);
-  ws.binaryType = "arraybuffer";
-  window.__mtlsSocket = ws;
-  window.__mtlsSendBinary = (data) => { const s = atob(data), bytes = new Uint8Array(s.length);
-    for (let i = 0; i < s.length; i++) bytes[i] = s.charCodeAt(i);
-    ws.send(bytes); };
-  ws.onopen = () => tell({event: "open"});
-  ws.onerror = () => tell({event: "error"});
-  ws.onmessage = (m) => tell(typeof m.data === "string" ? {event: "message", type: "text", data: m.data}
-                                                      : {event: "message", type: "binary", data: b64(m.data)});
-  ws.onclose = (e) => tell({event: "close", code: e.code, reason: e.reason, clean: e.wasClean});
-})(%s, %s)
-"""
-
-# The socket.io page: the client bundle (evaluated first) and the Python socketio peers' echo protocol
-# (peers/socketio.py): the cell token in `auth`, "echo" acknowledged, "bye" before a disconnect,
-# "close" to make the server disconnect. It offers the ws page's __mtlsSocket.send/close and tells
-# the same events; Socket.IO has no close code, so "close" carries the one asked for, if any.
-_SOCKETIO_PAGE_SCRIPT = """
-((url, token, transports) => {
-  const tell = (event) => __mtlsEvent(JSON.stringify(event));
-  const b64 = (buffer) => { const bytes = new Uint8Array(buffer); let s = "";
-    for (let i = 0; i < bytes.length; i += 32768) s += String.fromCharCode.apply(null, bytes.subarray(i, i + 32768));
-    return btoa(s); };
-  const socket = io(url, {auth: {cell: token}, transports, reconnection: false, forceNew: true});
-  let asked = null, closing = null, ended = false;
-  const end = (event) => { if (!ended) { ended = true; tell(event); } };
-  const echo = (data) => socket.emit("echo", data, (e) => tell(typeof e === "string"
-    ? {event: "message", type: "text", data: e} : {event: "message", type: "binary", data: b64(e)}));
-  window.__mtlsSocket = {
-    send: (text) => {
-      if (!text.startsWith("__close__ ")) return echo(text);
-      const [, code, ...reason] = text.split(" ");
-      asked = {code: Number(code), reason: reason.join(" ")};
-      socket.emit("close", asked);
-    },
-    close: (code, reason) => {
-      closing = {code, reason};
-      if (!socket.connected) { socket.disconnect(); return end({event: "close", code, reason, clean: true}); }
-      socket.timeout(5000).emit("bye", {code, reason}, () => socket.disconnect());
-    },
-  };
-  window.__mtlsSendBinary = (data) => { const s = atob(data), bytes = new Uint8Array(s.length);
-    for (let i = 0; i < s.length; i++) bytes[i] = s.charCodeAt(i);
-    echo(bytes); };
-  const opened = () => tell({event: "open", transport: socket.io.engine.transport.name});
-  socket.on("connect", () => {
-    const engine = socket.io.engine;
-    if (!transports.includes("websocket") || engine.transport.name === "websocket") return opened();
-    // the client upgrades in the background and drops a failed upgrade silently: wait for it
-    engine.once("upgrade", opened);
-    engine.once("upgradeError", (e) => { tell({event: "error", message: "NoUpgrade: upgradeError " + e.message});
-      socket.disconnect(); end({event: "close", code: null, reason: "NoUpgrade", clean: false}); });
-  });
-  const described = (d) => d && d.message !== undefined ? d.message : String(d);
-  socket.on("connect_error", (e) => {
-    tell({event: "error", message: e.message + (e.description !== undefined ? ": " + described(e.description) : "")});
-    end({event: "close", code: null, reason: e.message, clean: false}); });
-  socket.on("disconnect", (reason) => {
-    const told = closing || (asked && reason === "io server disconnect" ? asked : null);
-    end({event: "close", code: told ? told.code : null, reason: told ? told.reason : reason, clean: true});
-  });
-})(%s, %s, %s)
-"""
+def page_script(name: str, *args: object) -> str:
+    """The page script `name` of fixtures/chromium/, called with `args` (as JSON)."""
+    return f"{(PAGES / name).read_text().rstrip()}({', '.join(json.dumps(arg) for arg in args)})"
 
 
 class _Page:
@@ -661,7 +592,7 @@ class Client(ClientPeer):
     def scripts(self, variant: str, url: str) -> tuple[str, ...]:
         """The page scripts that start this variant's connection to `url`."""
         preflight = f"https://{urlsplit(url).netloc}/{PREFLIGHT}" if variant.endswith("+fetch") else None
-        return (_PAGE_SCRIPT % (json.dumps(url), json.dumps(preflight)),)
+        return (page_script("ws-page.js", url, preflight),)
 
     def missing(self) -> str | None:
         return availability()
@@ -685,12 +616,12 @@ class Client(ClientPeer):
         return None
 
 
-SOCKETIO_BUNDLE = FOREIGN_DIR / "node" / "node_modules" / "socket.io-client" / "dist" / "socket.io.min.js"
+SOCKETIO_BUNDLE = FIXTURES_DIR / "node" / "node_modules" / "socket.io-client" / "dist" / "socket.io.min.js"
 
 
 class SocketioClient(Client):
     """The same browser as a socket.io client: the page runs socket.io-client's browser bundle (from
-    the npm package foreign/node installs; never fetched at run time) against the Python socketio
+    the npm package fixtures/node installs; never fetched at run time) against the Python socketio
     servers. Its polling requests are XHRs, Chromium's HTTP path, where the certificate policy
     applies; its WebSocket is not (crbug.com/993907), unless polling chose the certificate first."""
 
@@ -712,9 +643,8 @@ class SocketioClient(Client):
     def scripts(self, variant, url):
         parts = urlsplit(url)
         transports = {"polling": ["polling"], "websocket": ["websocket"], "upgrade": ["polling", "websocket"]}
-        return (SOCKETIO_BUNDLE.read_text(), _SOCKETIO_PAGE_SCRIPT % (
-            json.dumps(f"https://{parts.netloc}"), json.dumps(cell_token(parts.path)),
-            json.dumps(transports[variant.rsplit("+", 1)[1]])))
+        return (SOCKETIO_BUNDLE.read_text(), page_script("socketio-page.js", f"https://{parts.netloc}",
+                                                         cell_token(parts.path), transports[variant.rsplit("+", 1)[1]]))
 
     def missing(self) -> str | None:
         if not SOCKETIO_BUNDLE.exists():

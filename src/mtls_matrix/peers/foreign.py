@@ -1,13 +1,13 @@
 """Foreign peers: programs in other languages, run as subprocesses that speak one contract
 (docs/FOREIGN.md). This module is the harness side of it, written once. A stack is a small
-program under foreign/ plus a module that only declares it (peers/node_ws.py):
+program under fixtures/ plus a module that only declares it (peers/node_ws.py):
 
     NODE = Toolchain("node", executables=("node", "npm"), apt=("nodejs", "npm"),
                      steps=(("npm", "ci"),), built=("node_modules/ws",))
 
     class Server(ForeignServer):
         name, library, toolchain = "node-ws", "ws", NODE
-        command = ("node", "{foreign}/node/ws-peer.js")
+        command = ("node", "{fixtures}/node/ws-peer.js")
         errors = (ErrorRule(r"peer did not return a certificate", "CERT_REQUIRED", own_check=True), ...)
 
 A server process serves one listener (one TLS setting and profile: the ServerPool reuses it for
@@ -33,6 +33,7 @@ import subprocess
 import threading
 import time
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from string import Template
 from typing import Any
@@ -43,16 +44,17 @@ from mtls_matrix.scenarios import MTLS_GROUPS
 from mtls_matrix.timing import FOREIGN_RESPONSIVE_S, FOREIGN_START_S, FOREIGN_STOP_GRACE_S
 from mtls_matrix.verdict import canonical_from_text
 
-def _foreign_dir() -> Path:
-    """The foreign peers' sources: $MTLS_MATRIX_FOREIGN, else this checkout's foreign/ (editable
-    install), else ./foreign (a non-editable install run from the checkout, as CI does)."""
-    if os.environ.get("MTLS_MATRIX_FOREIGN"):
-        return Path(os.environ["MTLS_MATRIX_FOREIGN"])
-    checkout = Path(__file__).resolve().parents[3] / "foreign"
-    return checkout if checkout.is_dir() else Path.cwd() / "foreign"
+def _fixtures_dir() -> Path:
+    """The foreign peers' programs and the proxies' config templates: $MTLS_MATRIX_FIXTURES, else this
+    checkout's fixtures/ (editable install), else ./fixtures (a non-editable install run from the
+    checkout, as CI does)."""
+    if os.environ.get("MTLS_MATRIX_FIXTURES"):
+        return Path(os.environ["MTLS_MATRIX_FIXTURES"])
+    checkout = Path(__file__).resolve().parents[3] / "fixtures"
+    return checkout if checkout.is_dir() else Path.cwd() / "fixtures"
 
 
-FOREIGN_DIR = _foreign_dir()
+FIXTURES_DIR = _fixtures_dir()
 
 # Stacks the issue names that this machine's registries (Debian, npm, PyPI) cannot provide: BUGS.md
 # says so, with why, instead of leaving them out silently.
@@ -89,15 +91,15 @@ class Toolchain:
     """How a stack is installed, declaratively: `mtls-matrix setup-foreign` runs it (and `--undo`
     reverses it, apart from the packages), the peers ask `missing()` before every cell."""
 
-    name: str  # as `setup-foreign --only` names it; its sources live in foreign/<name>/
+    name: str  # as `setup-foreign --only` names it; its sources live in fixtures/<name>/
     executables: tuple[str, ...]  # must be on PATH
     apt: tuple[str, ...] = ()  # Debian packages that provide them
-    steps: tuple[tuple[str, ...], ...] = ()  # commands run in foreign/<name>/ after apt (npm ci, go build)
-    built: tuple[str, ...] = ()  # files under foreign/<name>/ the steps produce
-    inputs: tuple[str, ...] = ()  # files under foreign/<name>/ whose change makes the steps run again
+    steps: tuple[tuple[str, ...], ...] = ()  # commands run in fixtures/<name>/ after apt (npm ci, go build)
+    built: tuple[str, ...] = ()  # files under fixtures/<name>/ the steps produce
+    inputs: tuple[str, ...] = ()  # files under fixtures/<name>/ whose change makes the steps run again
     # absolute paths the apt packages provide besides executables (libraries: Go sources, Ruby gems)
     files: tuple[str, ...] = ()
-    created: tuple[str, ...] = ()  # what the steps create under foreign/<name>/, all of it: --undo removes it
+    created: tuple[str, ...] = ()  # what the steps create under fixtures/<name>/, all of it: --undo removes it
     # system services the packages install enabled, which the matrix never runs as services (it
     # starts its own processes): not started at boot when setup-foreign installed the package
     services: tuple[str, ...] = ()
@@ -105,7 +107,7 @@ class Toolchain:
 
     @property
     def dir(self) -> Path:
-        return FOREIGN_DIR / self.name
+        return FIXTURES_DIR / self.name
 
     def missing(self) -> str | None:
         for executable in self.executables:
@@ -116,7 +118,7 @@ class Toolchain:
                 return f"{path} not found; {SETUP_HINT}"
         for path in self.built:
             if not (self.dir / path).exists():
-                return f"foreign/{self.name}/{path} not found; {SETUP_HINT}"
+                return f"fixtures/{self.name}/{path} not found; {SETUP_HINT}"
         return None
 
 
@@ -140,7 +142,7 @@ def map_error(rules: tuple[ErrorRule, ...], event: dict) -> dict[str, Any]:
 
 
 def _argv(command: tuple[str, ...]) -> list[str]:
-    return [part.format(foreign=FOREIGN_DIR) for part in command]
+    return [part.format(fixtures=FIXTURES_DIR) for part in command]
 
 
 def kill_group(pid: int) -> None:
@@ -244,199 +246,22 @@ def log_line(line: bytes) -> str:
 # The snippets are built from what a peer declares (command, errors, fixed config), so every
 # foreign stack, and a subclass that redeclares them, gets its own without writing any.
 
-_REPRO_PROGRAM = Template('''\
-import base64
-import collections
-import concurrent.futures
-import json
-import re
-import signal
-import subprocess
-
-# The $side is a separate program, $name ($library), run as mtls-matrix runs it: its JSON config on
-# stdin, then one JSON event per line on stdout (mtls-matrix's docs/FOREIGN.md); it exits when its
-# stdin closes. It lives in mtls-matrix's foreign/ directory, built by `mtls-matrix setup-foreign --only $toolchain`.
-FOREIGN = os.environ.get("MTLS_MATRIX_FOREIGN", $foreign)
-COMMAND = $command
-# The program's own words for an error -> the canonical error, and whether it was its own
-# verification refusing the other side's certificate (mtls-matrix's table for $name; first match wins)
-ERRORS = $errors
+def _template(name: str) -> Template:
+    """One of the reproducer's pieces, a template file of mtls_matrix/templates/ ($name placeholders)."""
+    return Template(resources.files("mtls_matrix").joinpath(f"templates/{name}.py.tmpl").read_text())
 
 
-class ForeignError(Exception):
-    """An error the program reported, in its own words (type, code, verification result, message)."""
-
-    def __init__(self, event: dict):
-        text = " ".join(str(event[k]) for k in ("type", "code", "verify_error", "message") if event.get(k))
-        super().__init__(text or json.dumps(event))
-        rule = next(((canonical, own) for pattern, canonical, own in ERRORS if re.search(pattern, text, re.I)), None)
-        # read by cert_reason(): the certificate problem this side's own check found
-        self.own_check_reason = rule[0] if rule and rule[1] else None
-
-
-class Program:
-    """The running program: each event it prints is shown (not the data it echoes) and handed to `on_event`."""
-
-    QUIET = ("message", "sent", "pong")
-
-    def __init__(self, config: dict, label: str, on_event):
-        self.label, self.on_event = label, on_event
-        self.proc = subprocess.Popen([part.format(foreign=FOREIGN) for part in COMMAND], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, start_new_session=True)
-        self.send(config)
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def send(self, message: dict) -> None:
-        try:
-            self.proc.stdin.write((json.dumps(message) + "\\n").encode())
-            self.proc.stdin.flush()
-        except (OSError, ValueError):
-            pass  # it exited: its `exited` event says so
-
-    def _read(self) -> None:
-        for line in self.proc.stdout:
-            try:
-                event = json.loads(line)
-            except ValueError:
-                print(f"{self.label} (not JSON): {line.decode(errors='replace').rstrip()}")
-                continue
-            if event.get("event") not in self.QUIET:
-                print(f"{self.label}: {json.dumps(event)}")
-            self.on_event(event)
-        self.on_event({"event": "exited", "message": f"{self.label} exited with code {self.proc.wait()}"})
-
-    def stop(self) -> None:
-        try:
-            self.proc.stdin.close()  # the contract: it exits on stdin EOF
-            self.proc.wait(1)
-        except (OSError, ValueError, subprocess.TimeoutExpired):
-            pass
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)  # and anything it started
-        except OSError:
-            pass
-''')
-
-_REPRO_SERVER = Template('''\
-SERVER_CONFIG = $config
-URL_PATH = "/cell/repro"  # the program serves /cell/<token>
-
-
-def server_event(event: dict) -> None:
-    kind = event.get("event")
-    if kind == "listening":
-        LISTENING.set_result(int(event["port"]))
-    elif kind == "exited" and not LISTENING.done():
-        LISTENING.set_exception(RuntimeError(event["message"]))
-    elif kind == "handshake-ok":
-        SERVER_SAW["tls"] = SERVER_SAW["tls"] or ("ok", event.get("version"))
-    elif kind == "handshake-error":
-        SERVER_SAW["tls"] = SERVER_SAW["tls"] or ("error", ForeignError(event))
-    elif kind == "handler":
-        SERVER_SAW.update(handler=True, peer_cn=event.get("peer_cn"), identity_error=event.get("identity_error"))
-    elif kind == "handler-close":
-        report_close(event.get("code"), event.get("reason"))
-
-
-async def start_server(context: ssl.SSLContext) -> int:
-    """The program gets the scenario's files, as in the run (`context` is for in-process servers)."""
-    global SERVER, LISTENING
-    LISTENING = concurrent.futures.Future()
-    config = {"role": "server", "port": 0, "chain": SERVER_CERT, "key": SERVER_KEY, "ca": CA,
-              "crl": globals().get("CRL"), "tls": SERVER_TLS, **SERVER_CONFIG}
-    SERVER = Program(config, "server program", server_event)
-    return await asyncio.wait_for(asyncio.wrap_future(LISTENING), 15)
-
-
-async def stop_server() -> None:
-    SERVER.stop()
-''')
-
-_REPRO_CLIENT = Template('''\
-CLIENT_CONFIG = $config
-TIMEOUTS = ()  # the program reports its own timeouts in its own words
-
-
-class Client:
-    """One connection (id 1) of the client program."""
-
-    def __init__(self, program_config: dict):
-        self.loop = asyncio.get_running_loop()
-        self.inbox: asyncio.Queue = asyncio.Queue()
-        self.messages: collections.deque = collections.deque()
-        self.ended: BaseException | None = None  # what recv raises once the messages are read
-        self.program = Program(program_config, "client program",
-                               lambda event: self.loop.call_soon_threadsafe(self.inbox.put_nowait, event))
-
-    @classmethod
-    async def connect(cls, url: str, timeout: float) -> "Client":
-        self = cls(CLIENT_CONFIG)
-        self.program.send({"cmd": "connect", "id": 1, "url": url, "ca": CA, "cert": CLIENT_CERT, "key": CLIENT_KEY,
-                           "server_hostname": HOST, "profile": $profile, "timeout": timeout})
-        try:
-            await self._until("open")
-        except BaseException:
-            self.program.stop()
-            raise
-        return self
-
-    async def _until(self, *replies: str) -> dict:
-        while True:
-            if self.ended is not None and "closed" not in replies:
-                raise self.ended
-            event = await self.inbox.get()
-            if event.get("event") in replies:
-                return event
-            if event.get("event") == "exited":
-                raise ForeignError(event)
-            self._absorb(event)
-
-    def _absorb(self, event: dict) -> None:
-        kind = event.get("event")
-        if kind == "message":
-            self.messages.append(event)
-        elif kind == "closed":
-            self.ended = Closed(event.get("code"), event.get("reason"))
-        elif kind in ("error", "exited"):
-            self.ended = ForeignError(event)
-
-    async def send(self, message):
-        if self.ended is not None:
-            raise self.ended
-        if isinstance(message, bytes):
-            self.program.send({"cmd": "send", "id": 1, "type": "binary", "data": base64.b64encode(message).decode()})
-        else:
-            self.program.send({"cmd": "send", "id": 1, "type": "text", "data": message})
-
-    async def recv(self):
-        while not self.messages:
-            if self.ended is not None:
-                raise self.ended
-            self._absorb(await self.inbox.get())
-        message = self.messages.popleft()
-        data = message.get("data") or ""
-        return base64.b64decode(data) if message.get("type") == "binary" else data
-
-    async def ping(self, payload: bytes) -> bytes:
-        self.program.send({"cmd": "ping", "id": 1, "data": base64.b64encode(payload).decode()})
-        return base64.b64decode((await self._until("pong")).get("data") or "")
-
-    async def close(self, code: int, reason: str):
-        try:
-            if not isinstance(self.ended, Closed):
-                self.program.send({"cmd": "close", "id": 1, "code": code, "reason": reason})
-                await self._until("closed")
-        finally:
-            self.program.stop()
-''')
+_REPRO_PROGRAM = _template("foreign_program")  # the program, started with its JSON config, its events read
+_REPRO_SERVER = _template("foreign_server")  # the reproducer's server side: the program as a server
+_REPRO_CLIENT = _template("foreign_client")  # the reproducer's client side: the program as a client
 
 
 class _ForeignPeer:
     foreign = True
     toolchain: Toolchain
-    command: tuple[str, ...]  # argv; "{foreign}" is the foreign/ directory of this checkout
+    command: tuple[str, ...]  # argv; "{fixtures}" is the fixtures/ directory of this checkout
     errors: tuple[ErrorRule, ...] = ()
-    version_file: str | None = None  # a package.json-like file under foreign/<stack>/ whose "version" is the library's
+    version_file: str | None = None  # a package.json-like file under fixtures/<stack>/ whose "version" is the library's
     version_package: str | None = None  # else the Debian package whose installed version is the library's
     timeouts: dict[str, float | None] = {}  # the stack's default timeouts, from its documentation (None: none)
 
@@ -450,7 +275,7 @@ class _ForeignPeer:
     def _repro_program(self, side: str) -> str:
         rules = "[\n" + "".join(f"    ({r.pattern!r}, {r.canonical!r}, {r.own_check!r}),\n" for r in self.errors) + "]"
         return _REPRO_PROGRAM.substitute(side=side, name=self.name, library=self.library, toolchain=self.toolchain.name,
-                                         foreign=repr(str(FOREIGN_DIR)), command=repr(list(self.command)),
+                                         fixtures=repr(str(FIXTURES_DIR)), command=repr(list(self.command)),
                                          errors=rules if self.errors else "[]")
 
     def own_timeouts(self, *variant: str) -> dict[str, float | None]:

@@ -1,8 +1,8 @@
-"""gorilla/websocket (foreign/go/mtls-peer, built offline against Debian's package), server and
+"""gorilla/websocket (fixtures/go/mtls-peer, built offline against Debian's package), server and
 client, through the foreign-peer contract (peers/foreign.py, docs/FOREIGN.md).
 
 Go's crypto/tls verifies inside the handshake with its own x509 code (not OpenSSL): its words
-are its own, hence the table below (foreign/go/README.md lists what was observed). A Go server
+are its own, hence the table below (fixtures/go/README.md lists what was observed). A Go server
 refuses every client certificate with the generic `bad_certificate` alert, and a Go client with
 `Certificates` sends none when its issuer is not in the server's CA list.
 """
@@ -21,7 +21,7 @@ GO = Toolchain("go", executables=("go",), apt=("golang", "golang-github-gorilla-
                created=("build",),
                # the build cache an earlier build.sh kept at this fixed path in the shared temp dir
                leftovers=(Leftover(os.path.join(tempfile.gettempdir(), "mtls-matrix-gocache")),))
-COMMAND = ("{foreign}/go/build/mtls-peer-go",)
+COMMAND = ("{fixtures}/go/build/mtls-peer-go",)
 PACKAGE = "golang-github-gorilla-websocket-dev"
 
 # Alerts received first (never an own check), then Go's own verification ("is before" before the

@@ -42,6 +42,7 @@ def _token(uri: str) -> str | None:
 class HAProxy(ProxiedServer):
     program = package = "haproxy"
     version_prefix = "HAProxy version "
+    template = "haproxy.cfg.j2"
     inherits_listener = True  # bind fd@N: the socket we bound to port 0, no race for a port
 
     clocks = {"handshake": ("timeout client",)}  # the client side's inactivity, the TLS handshake included
@@ -56,25 +57,9 @@ class HAProxy(ProxiedServer):
         # HAProxy reads the key from <crt>.key next to the certificate: links, no copy of the key
         (workdir / "server.pem").symlink_to(files.chain)
         (workdir / "server.pem.key").symlink_to(files.key)
-        crl = f" crl-file {files.crl}" if files.crl else ""
-        timeouts = "\n".join(f"    timeout {name} {value:g}s" for name, value in TIMEOUTS.items())
-        return f"""global
-    log stdout format raw local0 info
-defaults
-    mode http
-    log global
-{timeouts}
-frontend mtls
-    bind {listen} ssl crt {workdir}/server.pem ca-file {files.ca} verify required{crl} ssl-min-ver {versions[0]} ssl-max-ver {versions[-1]}
-    log-format "{LOG_FORMAT}"
-    http-request del-header {FORWARDED_CN}
-    http-request del-header {FORWARDED_VERIFY}
-    http-request set-header {FORWARDED_CN} %[ssl_c_s_dn(cn)]
-    http-request set-header {FORWARDED_VERIFY} SUCCESS if {{ ssl_c_verify 0 }}
-    default_backend app
-backend app
-    server app 127.0.0.1:{backend_port}
-"""
+        return self.render(timeouts=TIMEOUTS, listen=listen, workdir=workdir, files=files, versions=versions,
+                           log_format=LOG_FORMAT, forwarded_cn=FORWARDED_CN, forwarded_verify=FORWARDED_VERIFY,
+                           backend_port=backend_port)
 
     def parse(self, line: str) -> list[tuple[str | None, str, dict]]:
         http = _HTTP.match(line)

@@ -46,6 +46,7 @@ def _token(uri: str) -> str | None:
 class Nginx(ProxiedServer):
     program = package = "nginx"
     version_prefix = "nginx/"
+    template = "nginx.conf.j2"
     location = "/"  # what it proxies
 
     clocks = {"handshake": ("client_header_timeout (also bounds the TLS handshake)",)}
@@ -70,39 +71,9 @@ class Nginx(ProxiedServer):
         return {FORWARDED_CN: "$ssl_client_cn", FORWARDED_VERIFY: "$ssl_client_verify"}
 
     def config(self, files: ServerFiles, versions: list[str], listen: str, backend_port: int, workdir: Path) -> str:
-        temp = "\n".join(f"    {name}_temp_path {workdir}/{name};" for name in ("client_body", "proxy", "fastcgi",
-                                                                                  "uwsgi", "scgi"))
-        verification = "\n".join(f"        {line}" for line in self.client_verification(files))
-        forwarded = "\n".join(f"            proxy_set_header {name} {value};" for name, value in self.forwarded().items())
-        return f"""daemon off;
-master_process off;
-worker_processes 1;
-pid {workdir}/nginx.pid;
-error_log stderr info;
-events {{ worker_connections 1024; }}
-http {{
-{temp}
-    map $ssl_client_s_dn $ssl_client_cn {{ default ""; "~(^|,)CN=(?<cn>[^,]+)" $cn; }}
-    map $http_upgrade $connection_upgrade {{ default upgrade; "" close; }}
-    log_format cells '{ACCESS_FORMAT}';
-    access_log /dev/stdout cells;
-    server {{
-        listen {listen} ssl;
-        ssl_certificate {files.chain};
-        ssl_certificate_key {files.key};
-        ssl_protocols {" ".join(versions)};
-{verification}
-        location {self.location} {{
-            proxy_pass http://127.0.0.1:{backend_port};
-            proxy_http_version 1.1;
-            proxy_set_header Upgrade $http_upgrade;
-            proxy_set_header Connection $connection_upgrade;
-            proxy_set_header Host $host;
-{forwarded}
-        }}
-    }}
-}}
-"""
+        return self.render(workdir=workdir, listen=listen, files=files, versions=versions, location=self.location,
+                           backend_port=backend_port, access_format=ACCESS_FORMAT,
+                           verification=self.client_verification(files), forwarded=self.forwarded())
 
     def parse(self, line: str) -> list[tuple[str | None, str, dict]]:
         access = _ACCESS.match(line)

@@ -1,4 +1,4 @@
-"""Node's `socket.io` server and `socket.io-client` client (foreign/node/socketio-peer.js), family
+"""Node's `socket.io` server and `socket.io-client` client (fixtures/node/socketio-peer.js), family
 `socketio`, through the foreign-peer contract (peers/foreign.py, docs/FOREIGN.md), speaking the
 echo protocol of the Python socketio peers (peers/socketio.py).
 
@@ -16,7 +16,7 @@ from mtls_matrix.peers.node_ws import ERRORS as NODE_TLS_ERRORS
 from mtls_matrix.peers.node_ws import NODE
 from mtls_matrix.peers.socketio import SCENARIOS_FULL, UNSUPPORTED, closed_canonical
 
-COMMAND = ("node", "{foreign}/node/socketio-peer.js")
+COMMAND = ("node", "{fixtures}/node/socketio-peer.js")
 
 # Node's TLS words first (the same TLS as node-ws: socket.io-client's transports pass the options to
 # https.request / ws, and the program reports Node's err.code from the TLS socket underneath), then

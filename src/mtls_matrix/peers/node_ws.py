@@ -1,4 +1,4 @@
-"""Node's `ws` package (foreign/node/ws-peer.js), server and client, through the foreign-peer
+"""Node's `ws` package (fixtures/node/ws-peer.js), server and client, through the foreign-peer
 contract (peers/foreign.py, docs/FOREIGN.md).
 
 Node verifies a peer certificate itself, after OpenSSL's handshake (its OpenSSL verify callback
@@ -16,7 +16,7 @@ from mtls_matrix.peers.foreign import ErrorRule, ForeignClient, ForeignServer, T
 NODE = Toolchain("node", executables=("node", "npm"), apt=("nodejs", "npm"),
                  steps=(("npm", "ci", "--ignore-scripts", "--no-audit", "--no-fund"),),
                  built=("node_modules/.package-lock.json",), inputs=("package-lock.json",), created=("node_modules",))
-COMMAND = ("node", "{foreign}/node/ws-peer.js")
+COMMAND = ("node", "{fixtures}/node/ws-peer.js")
 VERSION_FILE = "node_modules/ws/package.json"
 
 # Node's own checks of the other side's certificate (err.code: OpenSSL's X509_V_ERR names, and

@@ -30,6 +30,8 @@ import subprocess
 from abc import abstractmethod
 from pathlib import Path
 
+import jinja2
+
 from mtls_matrix import observe
 from mtls_matrix.peers import ServerFiles, ServerPeer
 from mtls_matrix.peers.foreign import Toolchain
@@ -79,6 +81,7 @@ class ProxiedServer(ServerPeer):
     package: str  # the Debian package that provides it
     version_args: tuple[str, ...] = ("-v",)
     version_prefix: str
+    template: str  # its configuration's Jinja2 template, in fixtures/<program>/
     inherits_listener = False  # True: the proxy takes the listening socket we bound (no port race)
     out_of_process = True
     story_end = "proxy-done"  # the last line the proxy logs about a connection
@@ -111,7 +114,16 @@ class ProxiedServer(ServerPeer):
         return Toolchain(self.program, executables=(self.program,), apt=(self.package,), services=(self.package,))
 
     def missing(self) -> str | None:
+        if not (self.toolchain.dir / self.template).exists():
+            return f"{self.toolchain.dir / self.template} not found: the checkout's fixtures/ ($MTLS_MATRIX_FIXTURES)"
         return self.toolchain.missing()
+
+    def render(self, **values: object) -> str:
+        """The proxy's configuration: its template filled with `values`."""
+        environment = jinja2.Environment(loader=jinja2.FileSystemLoader(self.toolchain.dir), autoescape=False,
+                                         undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
+                                         trim_blocks=True, lstrip_blocks=True)
+        return environment.get_template(self.template).render(**values)
 
     @abstractmethod
     def config(self, files: ServerFiles, versions: list[str], listen: str, backend_port: int, workdir: Path) -> str:

@@ -1,4 +1,4 @@
-"""Ruby stacks from Debian's packages (foreign/ruby/mtls-peer.rb) through the foreign-peer
+"""Ruby stacks from Debian's packages (fixtures/ruby/mtls-peer.rb) through the foreign-peer
 contract (peers/foreign.py, docs/FOREIGN.md): puma serving faye-websocket or websocket-driver,
 async-http's server with websocket-driver on the hijacked connection, and the EventMachine
 websocket-driver and faye-websocket clients.
@@ -23,7 +23,7 @@ RUBY = Toolchain("ruby", executables=("ruby", "puma"),
                  files=("/usr/lib/ruby/vendor_ruby/faye/websocket.rb",
                         "/usr/lib/ruby/vendor_ruby/websocket/driver.rb", "/usr/lib/ruby/vendor_ruby/eventmachine.rb",
                         f"{GEMS}/async-http-0.59.5/lib/async/http/server.rb"))
-COMMAND = ("ruby", "{foreign}/ruby/mtls-peer.rb")
+COMMAND = ("ruby", "{fixtures}/ruby/mtls-peer.rb")
 
 # Puma: "OpenSSL certificate verification error: <text> - <X509 code>"; the EM callback variant:
 # "certificate verify failed: <text> (<code>)"; async-http-driver: the SSLError's class and the
@@ -69,7 +69,7 @@ class PumaFaye(_PumaServer):
 class PumaDriver(_PumaServer):
     name, fixed_config = "puma-driver", {"variant": "puma-driver"}  # rack.hijack + WebSocket::Driver.rack
     # all but io-16mib: websocket-driver echoes 16 MiB in 6-14 s (Ruby unmasks byte by byte), which
-    # would be most of the run's time for one measurement (foreign/ruby/README.md)
+    # would be most of the run's time for one measurement (fixtures/ruby/README.md)
     scenarios = ("works", "client-rejected", "server-rejected", "hostile-client", "io-text*", "io-binary*",
                  "io-1mib*", "io-1000-ordered*", "io-ping*", "io-close*", "io-server-close*")
 
