@@ -38,6 +38,7 @@ import sys
 import time
 from dataclasses import dataclass
 
+from mtls_matrix.cell import server_context  # what every server is configured with
 from mtls_matrix.pki import PKI
 from mtls_matrix.scenarios import CATALOGUE, HOSTILE_GROUPS, Scenario
 
@@ -45,21 +46,6 @@ UPGRADE_BYTES = 256  # an upgrade request (or an Engine.IO handshake) and its an
 SMALL = 32  # a ping's or a close's frame
 LARGE = 1 << 20  # a script moving this much gets fewer repetitions
 REFUSED = (ssl.SSLError, ConnectionError, asyncio.IncompleteReadError, EOFError)
-
-
-def server_context(pki: PKI, scenario: Scenario) -> ssl.SSLContext:
-    credential = pki[scenario.server_cert]
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(pki.root))
-    ctx.verify_mode = ssl.CERT_NONE if scenario.token else ssl.CERT_REQUIRED
-    ctx.load_cert_chain(str(credential.chain), str(credential.key))
-    if scenario.server_tls == "tls12":
-        ctx.maximum_version = ssl.TLSVersion.TLSv1_2
-    elif scenario.server_tls == "tls13":
-        ctx.minimum_version = ssl.TLSVersion.TLSv1_3
-    if scenario.crl:
-        ctx.load_verify_locations(str(pki.crl))
-        ctx.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF
-    return ctx
 
 
 def client_context(pki: PKI, scenario: Scenario) -> ssl.SSLContext:

@@ -39,7 +39,7 @@ from mtls_matrix.options import names
 from mtls_matrix.peers.foreign import NOT_RUN
 from mtls_matrix.pki import PKI
 from mtls_matrix.results import (
-    NOT_OBSERVED, SEVERITY, Cell, Floor, NotRun, PeerInfo, Results, Run, ScenarioInfo, Verdict, check_output,
+    NOT_OBSERVED, SEVERITY, Cell, Floor, NotRun, PeerInfo, Results, Run, ScenarioInfo, Verdict, check_output, rate_text,
 )
 from mtls_matrix.selection import CellSpec, Selection, build_selection, scrub_environment, scrubbed
 from mtls_matrix.timing import KILLED_WAIT_S
@@ -383,7 +383,7 @@ def record(request: pytest.FixtureRequest, cell: Cell) -> None:
     if severity_mod.is_control(cell):
         return  # verification off on purpose: its INSECURE is the expected outcome, never a finding
     if cell.flaky:  # even when the first run passed: a verdict that varies is a finding
-        flaky = (f"FLAKY ({repeat_mod.rate_text(cell)}): first run {cell.verdict.value} at {cell.phase}: "
+        flaky = (f"FLAKY ({rate_text(cell)}): first run {cell.verdict.value} at {cell.phase}: "
                  f"{cell.reason}")
         if base and cell.baseline is None:  # gated: not reproduced, no NEW finding (--strict still fails the run)
             raise pytest.xfail.Exception(f"{flaky}; not reproduced, not NEW", pytrace=False)
@@ -527,7 +527,7 @@ class Collector:
             terminalreporter.write(baseline_mod.render_check(self.baseline, "this run"))
             for cell in flaky:
                 if cell.baseline is None:
-                    terminalreporter.write_line(f"FLAKY  {cell.id}: {repeat_mod.rate_text(cell)}: its runs "
+                    terminalreporter.write_line(f"FLAKY  {cell.id}: {rate_text(cell)}: its runs "
                                                 "disagree, so it is no NEW finding (--strict fails on it)")
         if self.results_path:
             terminalreporter.write_line(f"results: {self.results_path}")

@@ -95,11 +95,3 @@ def outcomes(cell: Cell) -> list[RunOutcome]:
     return list(cell.runs.each) if cell.runs else [outcome(cell)]
 
 
-def rate_text(cell: Cell) -> str:
-    """`PASS 3/5, FAIL 2/5`, most frequent first (ties in the order first seen)."""
-    runs = cell.runs
-    if not runs:
-        return f"{cell.verdict.value} 1/1"
-    order = {v.verdict.value: i for i, v in reversed(list(enumerate(runs.each)))}
-    ranked = sorted(runs.verdicts.items(), key=lambda kv: (-kv[1], order.get(kv[0], 0)))
-    return ", ".join(f"{verdict} {n}/{runs.count}" for verdict, n in ranked)

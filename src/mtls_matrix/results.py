@@ -256,6 +256,16 @@ def canonical(cell: Cell) -> str:
     return "-"
 
 
+def rate_text(cell: Cell) -> str:
+    """`PASS 3/5, FAIL 2/5`: the verdicts of a cell's runs, most frequent first (ties in the order first seen)."""
+    runs = cell.runs
+    if not runs:
+        return f"{cell.verdict.value} 1/1"
+    order = {v.verdict.value: i for i, v in reversed(list(enumerate(runs.each)))}
+    ranked = sorted(runs.verdicts.items(), key=lambda kv: (-kv[1], order.get(kv[0], 0)))
+    return ", ".join(f"{verdict} {n}/{runs.count}" for verdict, n in ranked)
+
+
 class Floor(BaseModel):
     """Bare asyncio + ssl on the machine that ran the matrix (mtls_matrix.floor): the pairs'
     handshake latency and echo throughput read against it."""

@@ -311,14 +311,6 @@ def flaky(matrix: Matrix) -> tuple[list[Cell], list[Cell]]:
     return [c for c in matrix.cells if c.runs], [c for c in matrix.cells if c.flaky]
 
 
-def rates(cell: Cell) -> str:
-    """`FAIL 2/4, PASS 2/4`: most frequent first, ties in the order first seen."""
-    runs = cell.runs
-    if not runs:
-        return f"{cell.verdict.value} 1/1"
-    first = {r.verdict.value: i for i, r in reversed(list(enumerate(runs.each)))}
-    ranked = sorted(runs.verdicts.items(), key=lambda kv: (-kv[1], first.get(kv[0], 0)))
-    return ", ".join(f"{verdict} {n}/{runs.count}" for verdict, n in ranked)
 
 
 def skipped(matrix: Matrix) -> list[tuple[str, int, list[str]]]:

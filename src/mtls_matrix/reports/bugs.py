@@ -18,7 +18,7 @@ from mtls_matrix.findings import (
 )
 from mtls_matrix.reports.text import code, curated, fenced, link, md, table
 from mtls_matrix.reports.versions import render_table as versions_table
-from mtls_matrix.results import Severity
+from mtls_matrix.results import Severity, rate_text
 
 SYMBOL = {WORKS: "✅", ADVISORY: "⚠️", BROKEN: "❌", INSECURE: "🔓", NOT_RUN: "·"}
 FAMILY_TITLE = {"ws": "WebSocket (RFC 6455)", "socketio": "Socket.IO"}
@@ -361,7 +361,7 @@ def render_repeatability(analysis: Analysis) -> list[str]:
     lines = ["## Repeatability", "", f"{len(repeated)} of {len(analysis.matrix.cells)} cells ran more than once."]
     if not flaky:
         return lines + ["No cell is FLAKY: every repeated cell reached the same verdict each time.", ""]
-    rows = [[code(c.id, in_table=True), f"{c.runs.pass_rate:.0%}", md(sections.rates(c)),
+    rows = [[code(c.id, in_table=True), f"{c.runs.pass_rate:.0%}", md(rate_text(c)),
              " ".join(RUN_SYMBOL.get(r.verdict.value, "?") for r in c.runs.each), c.baseline or "—"] for c in flaky]
     return lines + ["", f"**{plural(len(flaky), 'FLAKY cell')}**: the verdict shown elsewhere is the first run's; "
                         "they are findings only where a known mechanism explains them.", "",
