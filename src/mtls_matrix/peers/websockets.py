@@ -134,14 +134,16 @@ class Client:
         return cls(connect(url, ssl=context, additional_headers=HEADERS, open_timeout=timeout$limits))
 
     async def send(self, message):
-        self.ws.send(message)
+        try:
+            self.ws.send(message)
+        except websockets.ConnectionClosed as exc:
+            raise _closed(exc) from exc
 
     async def recv(self):
         try:
             return self.ws.recv()
         except websockets.ConnectionClosed as exc:
-            frame = exc.rcvd or exc.sent
-            raise Closed(frame.code if frame else None, frame.reason if frame else None) from exc
+            raise _closed(exc) from exc
 
     async def ping(self, payload: bytes) -> bytes:
         self.ws.ping(payload).wait(10)
@@ -205,19 +207,28 @@ class Server(ServerPeer):
             observe.server_event(token, "handler-close", code=ws.close_code, reason=ws.close_reason)
 
 
+def _closed(exc: websockets.ConnectionClosed) -> Closed:
+    """The close frame that ended the connection, whichever call (send or recv) noticed it first: the
+    peer's (rcvd), else this side's (sent: it failed the connection, e.g. 1009 on a too-big message)."""
+    frame = exc.rcvd or exc.sent
+    return Closed(frame.code if frame else None, frame.reason if frame else None)
+
+
 class _Conn(Connection):
     def __init__(self, ws):
         self.ws = ws
 
     async def send(self, message):
-        await self.ws.send(message)
+        try:
+            await self.ws.send(message)
+        except websockets.ConnectionClosed as exc:
+            raise _closed(exc) from exc
 
     async def recv(self):
         try:
             return await self.ws.recv()
         except websockets.ConnectionClosed as exc:
-            frame = exc.rcvd or exc.sent  # sent: this side failed the connection (e.g. 1009 on receive)
-            raise Closed(frame.code if frame else None, frame.reason if frame else None) from exc
+            raise _closed(exc) from exc
 
     async def ping(self, payload):
         await (await self.ws.ping(payload))  # resolves only on the pong carrying this payload
@@ -234,14 +245,16 @@ class _SyncConn(Connection):
         self.ws = ws
 
     async def send(self, message):
-        self.ws.send(message)
+        try:
+            self.ws.send(message)
+        except websockets.ConnectionClosed as exc:
+            raise _closed(exc) from exc
 
     async def recv(self):
         try:
             return self.ws.recv()
         except websockets.ConnectionClosed as exc:
-            frame = exc.rcvd or exc.sent
-            raise Closed(frame.code if frame else None, frame.reason if frame else None) from exc
+            raise _closed(exc) from exc
 
     async def ping(self, payload):
         if not self.ws.ping(payload).wait(10):  # an Event set by the pong carrying this payload
