@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mtls_matrix.timing import CLIENT_STOP_GRACE_S
 from tests.conftest import verdicts
 
 PLUGIN = ("--peer-plugin", "tests.selftest_peers", "-n", "0")
@@ -65,7 +66,9 @@ def test_hanging_peers_cost_their_own_cells_only(run_matrix, tmp_path):
     rejected_before_the_hang = [c for c in mixed.cells if c.id.startswith("selftest-hang-websockets")
                                 and c.scenario in ("client-no-cert", "server-expired")]
     assert {c.verdict.value for c in rejected_before_the_hang} == {"PASS"}
-    assert all(c.timings["total"] <= (deadline + 1) * 1000 for c in hung), [c.timings for c in hung]
+    # the deadline, the client's stop grace, then at worst a kill on a busy machine: seconds, never a hang's minutes
+    budget_s = deadline + CLIENT_STOP_GRACE_S + 3.0
+    assert all(c.timings["total"] <= budget_s * 1000 for c in hung), [c.timings for c in hung]
     # every other cell keeps the verdict it has without the hanging peers around
     others = {k: v for k, v in verdicts(mixed).items() if "selftest" not in k}
     assert others == verdicts(alone)
