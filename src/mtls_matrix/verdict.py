@@ -367,11 +367,11 @@ def judge_hostile(scenario: Scenario, obs: Observation, phase: str, deadline: De
     else:
         text = f"the server holds for {{seconds}} s a connection whose {peer} {what}"
     slow = _waited(outcome.after_s, text, deadline=deadline)
+    reaction = outcome.after_s if outcome.after_fault_s is None else outcome.after_fault_s  # since the fault, when known
     if scenario.expect.outcome == "prompt":
         failed = next((s for s in obs.steps if not s.ok), None)
         if failed:
             return Judgement(Verdict.FAIL, phase, f"{failed.op}: {failed.detail}", advisories=slow)
-        reaction = outcome.after_s if outcome.after_fault_s is None else outcome.after_fault_s
         if reaction > PROMPT_S:
             return Judgement(Verdict.FAIL, phase, f"the {by} finished only {reaction:.3g} s after the "
                              f"{peer} {what.split(',')[0]}, with {outcome.how}: it waited", advisories=slow)
@@ -381,7 +381,6 @@ def judge_hostile(scenario: Scenario, obs: Observation, phase: str, deadline: De
         if obs.error is None:
             return Judgement(Verdict.FAIL, phase, f"the {by} reported no error although the {peer} {what}",
                              advisories=slow)
-        reaction = outcome.after_s if outcome.after_fault_s is None else outcome.after_fault_s
         if reaction > PROMPT_S:
             return Judgement(Verdict.FAIL, phase, f"the {by} noticed only {reaction:.3g} s after the fault, with "
                              f"{outcome.how}: a timeout, not the fault{_on_its_clock(deadline)}", advisories=slow)
