@@ -15,6 +15,9 @@ from websockets.asyncio.client import connect
 
 from mtls_matrix.peers import socketio as sio_peer
 from mtls_matrix.peers import websockets as ws_peer
+from mtls_matrix.usercode import websockets_client
+
+from tests.selftest_peers import WsServer
 
 
 class ControlClient(ws_peer.Client):
@@ -30,10 +33,10 @@ class ControlClient(ws_peer.Client):
         ctx = tls.context()
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
-        return ws_peer._Conn(await connect(url, ssl=ctx, open_timeout=timeout))
+        return websockets_client.ClientConnection(await connect(url, ssl=ctx, open_timeout=timeout))
 
 
-class FirstConnectionRefusedServer(ws_peer.Server):
+class FirstConnectionRefusedServer(WsServer):
     """websockets that refuses the first connection of each listener (close 1013, try again later)
     after a real mutual-TLS handshake, and serves every later one: a cell that fails once, then
     passes when it is run again. A one-cell slice has one listener, so it is deterministic."""
@@ -52,7 +55,7 @@ class FirstConnectionRefusedServer(ws_peer.Server):
         await super()._handler(ws)
 
 
-class AlwaysRefusedServer(ws_peer.Server):
+class AlwaysRefusedServer(WsServer):
     """websockets that refuses every connection after the TLS handshake (close 1013): a failure that
     reproduces on every run."""
 
@@ -62,7 +65,7 @@ class AlwaysRefusedServer(ws_peer.Server):
         await ws.close(1013, "every connection is refused")
 
 
-class SlowServer(ws_peer.Server):
+class SlowServer(WsServer):
     """websockets that waits SLOW_S before it serves each connection: slower than a short harness
     deadline, and it always ends (as a library does on a busy machine)."""
 

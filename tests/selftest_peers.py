@@ -24,6 +24,27 @@ from mtls_matrix.peers import hostile as hostile_peer
 from mtls_matrix.peers import proxy_identity
 from mtls_matrix.peers import socketio as sio_peer
 from mtls_matrix.peers import websockets as ws_peer
+from mtls_matrix.usercode import websockets_client, websockets_server
+
+
+class WsServer(ws_peer.Server):
+    """websockets with its handler as a method, so that a selftest server changes one thing about it."""
+
+    async def start(self, context, profile, **options):
+        self._hooks = self.hooks
+        if self._hooks.tokens_required:
+            options["process_request"] = self._authorize
+        self._server = await serve(self._handler, "127.0.0.1", 0, ssl=context, **options)
+        return self._server.sockets[0].getsockname()[1]
+
+    async def stop(self):
+        await websockets_server.stop_server(self._server)
+
+    def _authorize(self, connection, request):
+        return websockets_server.server_authorize(self._hooks)(connection, request)
+
+    async def _handler(self, ws):
+        await websockets_server.server_echo(ws, self._hooks)
 
 
 class InsecureClient(ws_peer.Client):
@@ -36,7 +57,7 @@ class InsecureClient(ws_peer.Client):
         ctx = tls.context()
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
-        return ws_peer._Conn(await connect(url, ssl=ctx, open_timeout=timeout))
+        return websockets_client.ClientConnection(await connect(url, ssl=ctx, open_timeout=timeout))
 
 
 class BrokenAdapterClient(ws_peer.Client):
@@ -49,7 +70,7 @@ class BrokenAdapterClient(ws_peer.Client):
         raise RuntimeError("the adapter cannot read its library's timeouts")
 
 
-class LaxServer(ws_peer.Server):
+class LaxServer(WsServer):
     """Does not require a client certificate: must be INSECURE on client-no-cert."""
 
     name = "selftest-lax"
@@ -59,7 +80,7 @@ class LaxServer(ws_peer.Server):
         return await super().start(context, profile)
 
 
-class BlindServer(ws_peer.Server):
+class BlindServer(WsServer):
     """Requires the certificate but its handler cannot see who the client is."""
 
     name = "selftest-blind"
@@ -155,7 +176,7 @@ class LeakyClient(ClientPeer):
         raise ConnectionError("this selftest client does not speak WebSocket past the upgrade")
 
 
-class CrashingServer(ws_peer.Server):
+class CrashingServer(WsServer):
     """Its event loop dies at the first connection it accepts (a crash or an exit), once per process."""
 
     name = "selftest-crash"
@@ -169,7 +190,7 @@ class CrashingServer(ws_peer.Server):
         await super()._handler(ws)
 
 
-class FlakyServer(ws_peer.Server):
+class FlakyServer(WsServer):
     """Refuses every other connection at the application level (close 1013, try again later), the
     first one included: over real TLS, a cell that passes one run and fails the next, for --repeat
     and --confirm to label FLAKY. The count is per listener, so a one-cell slice is deterministic."""
@@ -199,21 +220,20 @@ class QuickTimeoutClient(ws_peer.Client):
     variants = ("ssl=context",)  # the asyncio client only (the websockets peer also has a sync variant)
 
     async def connect(self, variant, url, tls, profile, timeout):
-        return ws_peer._Conn(await connect(url, ssl=tls.context(), open_timeout=QUICK_TIMEOUT_S))
+        return websockets_client.ClientConnection(await connect(url, ssl=tls.context(), open_timeout=QUICK_TIMEOUT_S))
 
     def own_timeouts(self, variant):
         return {"open_timeout": QUICK_TIMEOUT_S}
 
 
-class HandshakeTimeoutServer(ws_peer.Server):
+class HandshakeTimeoutServer(WsServer):
     """websockets with asyncio's TLS handshake timeout cut short: a server that drops a silent
     client by itself (hostile-client PASS)."""
 
     name = "selftest-handshake-timeout"
 
     async def start(self, context, profile):
-        self._server = await serve(self._handler, "127.0.0.1", 0, ssl=context, ssl_handshake_timeout=QUICK_TIMEOUT_S)
-        return self._server.sockets[0].getsockname()[1]
+        return await super().start(context, profile, ssl_handshake_timeout=QUICK_TIMEOUT_S)
 
 
 DOCUMENTED_S = 10.0  # the open_timeout the clock selftest clients document
@@ -226,7 +246,7 @@ class EndsWithinItsTimeoutClient(ws_peer.Client):
     name = "selftest-ends-at-8s"
 
     async def connect(self, variant, url, tls, profile, timeout):
-        return ws_peer._Conn(await connect(url, ssl=tls.context(), open_timeout=8.0))
+        return websockets_client.ClientConnection(await connect(url, ssl=tls.context(), open_timeout=8.0))
 
     def own_timeouts(self, variant):
         return {"open_timeout": DOCUMENTED_S}
@@ -244,7 +264,7 @@ class OutlivesItsTimeoutClient(ClientPeer):
     clocks = {"handshake": ("open_timeout",), "upgrade": ("open_timeout",)}
 
     async def connect(self, variant, url, tls, profile, timeout):
-        return ws_peer._Conn(await connect(url, ssl=tls.context(), open_timeout=None))
+        return websockets_client.ClientConnection(await connect(url, ssl=tls.context(), open_timeout=None))
 
     def own_timeouts(self, variant):
         return {"open_timeout": OUTLIVED_S}
@@ -362,7 +382,7 @@ class DyingListenerServer(ServerPeer):
         observe.server_event(token, "handler-close", code=ws.close_code, reason=ws.close_reason)
 
 
-class LaxTokenServer(ws_peer.Server):
+class LaxTokenServer(WsServer):
     """A token-auth server that checks a token only when one is sent (`if token: check(token)`):
     must be INSECURE on token-missing, and still refuse a wrong token."""
 

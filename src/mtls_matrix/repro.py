@@ -12,9 +12,9 @@ DIR gets:
 - requirements.txt (the installed versions of the two libraries and their dependencies) and
   README.md (how to run it, the scenario, the expectation and, with --results, what the run saw).
 
-Library code comes from the peer modules: `ServerPeer.repro_server(profile)` and
-`ClientPeer.repro_client(variant, profile)` return source text (docs/PEERS.md). A peer without
-them, defined on its own class, cannot be reproduced: a usage error (exit 2), nothing written.
+Library code is the peers' usercode modules (mtls_matrix.usercode), copied as source: the same
+lines the cells ran. A peer whose cells run code of their own (a subclass that changes start or
+connect) cannot be reproduced: a usage error (exit 2), nothing written.
 A foreign peer's snippets start its program (peers/foreign.py: from fixtures/, with the run's
 JSON config; openssl s_client: its command line): the script then uses only the Python side's
 library, and README.md says how to get the program.
@@ -30,6 +30,7 @@ import importlib.metadata
 import inspect
 import os
 import platform
+import re
 import shutil
 import ssl
 import sys
@@ -39,9 +40,10 @@ from dataclasses import replace
 from importlib import resources
 from pathlib import Path
 from string import Template
+from types import ModuleType
 
 from mtls_matrix import cell as matrix_cell
-from mtls_matrix import peers
+from mtls_matrix import peers, protocol
 from mtls_matrix.options import DEADLINE, DEFAULT_DEADLINE, MAX_DEADLINE, PEER_PLUGIN, add_arguments, output_dir
 from mtls_matrix.peers.foreign import FIXTURES_DIR
 from mtls_matrix.pki import CLIENT_CN, PKI
@@ -93,30 +95,55 @@ def find_cell(cell_id: str, peer_plugins: list[str] | tuple[str, ...] = ()) -> C
     raise ReproError(f"unknown cell {cell_id!r}; {ID_FORMAT}; {hint}")
 
 
-def _own(peer, attribute: str):
-    """A peer's snippet counts only when its own class defines it: a subclass that changes the
-    behaviour (tests/selftest_peers.py) must not borrow its parent's code for its reproducer. A
-    foreign peer's snippets are built from its own declarations (`repro_derived`: peers/foreign.py)."""
-    own = attribute in type(peer).__dict__ or getattr(peer, "repro_derived", False)
-    return getattr(peer, attribute, None) if own else None
+def module_source(module: ModuleType) -> str:
+    """A usercode module (or mtls_matrix.protocol) as standalone source: its docstring as a comment, without
+    `from __future__` and the mtls_matrix imports (the script defines those names: it holds protocol's source)."""
+    source = inspect.getsource(module)
+    lines, body = source.splitlines(), ast.parse(source).body
+    for node in reversed(body):
+        first, last = node.lineno - 1, node.end_lineno
+        if isinstance(node, ast.ImportFrom) and (node.module == "__future__" or node.module.startswith("mtls_matrix")):
+            del lines[first:last]
+        elif isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) and node is body[0]:
+            lines[first:last] = [f"# {line}".rstrip() for line in inspect.cleandoc(node.value.value).splitlines()]
+    return re.sub(r"\n{4,}", "\n\n\n", "\n".join(lines)).strip() + "\n"
+
+
+def _runs_usercode(peer, method: str) -> bool:
+    """The peer's usercode is what its cells run: `method` (start or connect) is the contract's default, or
+    defined no lower than `usercode` (a subclass that changes the behaviour, tests/selftest_peers.py, must
+    not borrow its parent's code for its reproducer)."""
+    owner = next(k for k in type(peer).__mro__ if method in k.__dict__)
+    declares = next(k for k in type(peer).__mro__ if "usercode" in k.__dict__)
+    return owner in (peers.ServerPeer, peers.ClientPeer) or issubclass(declares, owner)
+
+
+def _usercode(peer, side: str, variant: str | None, profile: str) -> str | None:
+    """The source of the library code a peer's cells run, for the reproducer: its usercode module; a
+    program in another language builds its own from its declarations (`repro_derived`: peers/foreign.py)."""
+    method = "start" if side == "server" else "connect"
+    if peer.usercode is not None and _runs_usercode(peer, method):
+        return module_source(peer.usercode)
+    if getattr(peer, "repro_derived", False):
+        return peer.repro_server(profile) if side == "server" else peer.repro_client(variant, profile)
+    return None
 
 
 def snippets(spec: CellSpec, modules: dict[str, str]) -> tuple[str, str]:
-    if spec.server.out_of_process and _own(spec.server, "repro_server") is None:
+    if spec.server.out_of_process and not getattr(spec.server, "repro_derived", False):
         raise ReproError(f"cannot write a reproducer for {spec.id}: server {spec.server.name!r} is a proxy process "
                          f"in front of a Python server (peers/proxy.py), which a standalone script does not run; "
                          f"rerun the cell instead: {spec.repro}")
-    server_src, client_src = _own(spec.server, "repro_server"), _own(spec.client.peer, "repro_client")
-    missing = [f"{role} peer {peer.name!r} (module {modules.get(peer.name, type(peer).__module__)}) has no "
-               f"{method}()" for role, peer, src, method in (
-                   ("server", spec.server, server_src, "repro_server"),
-                   ("client", spec.client.peer, client_src, "repro_client")) if src is None]
+    server_src = _usercode(spec.server, "server", None, spec.profile)
+    client_src = _usercode(spec.client.peer, "client", spec.client.variant, spec.profile)
+    missing = [f"{role} peer {peer.name!r} (module {modules.get(peer.name, type(peer).__module__)}) names no "
+               f"usercode its cells run" for role, peer, src in (
+                   ("server", spec.server, server_src), ("client", spec.client.peer, client_src)) if src is None]
     if missing:
         raise ReproError(
-            f"cannot write a reproducer for {spec.id}: {'; '.join(missing)}. A peer module supplies the source of "
-            "its library code through repro_server(profile) / repro_client(variant, profile) on the peer's own class "
-            "(optional part of the peer contract, docs/PEERS.md)")
-    return server_src(spec.profile), client_src(spec.client.variant, spec.profile)
+            f"cannot write a reproducer for {spec.id}: {'; '.join(missing)}. A peer's library code is a usercode "
+            "module (start_server/stop_server, connect_client) that its own class names and runs (docs/PEERS.md)")
+    return server_src, client_src
 
 
 def configuring_lines(cell_ids: list[str], limit: int = 8) -> tuple[str, list[str], list[str]] | None:
@@ -133,7 +160,7 @@ def configuring_lines(cell_ids: list[str], limit: int = 8) -> tuple[str, list[st
             continue
         if spec.server.foreign or spec.client.peer.foreign:
             return cell_id, [], []
-        return cell_id, _body(server, "start_server", limit), _body(client, "connect", limit)
+        return cell_id, _body(server, "start_server", limit), _body(client, "connect_client", limit)
     return None
 
 
@@ -143,16 +170,16 @@ def _default_cells() -> dict[str, CellSpec]:
 
 
 def _body(source: str, function: str, limit: int) -> list[str]:
-    """The statements of the snippet's `function`, without its docstring."""
+    """The statements of the snippet's `function`, without its docstring and the functions it defines."""
     tree = ast.parse(source)
     node = next((n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))
                  and n.name == function), None)
     if node is None:
         return []
-    body = [n for n in node.body if not (isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant))]
-    lines = source.splitlines()[body[0].lineno - 1:body[-1].end_lineno] if body else []
-    code = [line for line in textwrap.dedent("\n".join(lines)).splitlines() if line.strip()
-            and not line.strip().startswith("global ")]
+    body = [n for n in node.body if not (isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant))
+            and not isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+    lines = [line for n in body for line in source.splitlines()[n.lineno - 1:n.end_lineno]]
+    code = [line for line in textwrap.dedent("\n".join(lines)).splitlines() if line.strip()]
     return code[:limit] + (["..."] if len(code) > limit else [])
 
 
@@ -228,13 +255,11 @@ def script(spec: CellSpec, files: dict[str, tuple[Path, bool, str]], deadline: f
     headers, query = _token_source(scenario)
     return SKELETON.substitute(
         headers=headers, query=query, tokens="{TOKEN: CLIENT_CN}" if scenario.token else "None",
-        token_shape=repr(peers.TOKEN_SHAPE.pattern),
-        token_check="\n\n\n".join(inspect.getsource(f).rstrip() for f in (
-            peers.TokenRefused, peers.check_token, peers.query_token)),
+        protocol=module_source(protocol).rstrip(),
         cell_id=spec.id,
         scenario=scenario.name,
         description=scenario.description,
-        profile=spec.profile,
+        profile=spec.profile, profile_repr=repr(spec.profile),
         profile_note=("library defaults" if spec.profile == "default"
                       else "documented limits raised (message size), the rest at library defaults"),
         server=spec.server.name, server_lib=server_lib, server_version=spec.server.version,

@@ -14,17 +14,20 @@ from __future__ import annotations
 import functools
 import importlib
 import importlib.metadata
-import re
 import secrets
 import ssl
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 from mtls_matrix import observe
 from mtls_matrix.pki import CLIENT_CN
+from mtls_matrix.protocol import (  # noqa: F401 (the peer contract's names, re-exported for peer modules)
+    CLOSE_COMMAND, TOKEN_SHAPE, TUNED_MAX_MESSAGE, Closed, Connection, ServerHooks, TokenRefused, check_token,
+    parse_close_command, query_token, subject_cn,
+)
 from mtls_matrix.scenarios import Scenario
 
 BUILTIN = (
@@ -46,24 +49,11 @@ BUILTIN = (
 )
 ENTRY_POINT_GROUP = "mtls_matrix.peers"
 
-# The ws-family echo protocol every server speaks: echo each message with its type; a text
-# message "__close__ CODE REASON" asks the server to close with that code and reason.
-CLOSE_COMMAND = "__close__"
 # the harness's own close at the end of a script that did not close: housekeeping, not under test
 FINAL_CLOSE = (1000, "done")
 # the groups a TLS-only client (ClientPeer.handshake_only) plays without I/O steps; `token` is judged
 # at the upgrade, which it writes by hand
 HANDSHAKE_GROUPS = ("works", "client-rejected", "server-rejected", "token")
-TUNED_MAX_MESSAGE = 64 * 1024 * 1024
-
-
-def parse_close_command(message: Any) -> tuple[int, str] | None:
-    if isinstance(message, str) and message.startswith(CLOSE_COMMAND + " "):
-        _, code, reason = message.split(" ", 2)
-        return int(code), reason
-    return None
-
-
 # The headers a TLS-terminating proxy (peers/proxy.py) sets on every request it forwards, replacing
 # any the client sent: the verified client's subject CN, and its verification result.
 FORWARDED_CN = "X-SSL-Client-CN"
@@ -83,49 +73,6 @@ TOKEN = secrets.token_urlsafe(24)
 # The identity the token names. A token-auth handler reports it where an mTLS handler reports the
 # certificate's CN, so the same "the server saw the client identity" check judges both.
 TOKEN_SUBJECT = CLIENT_CN
-TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_-]+\Z")  # what TOKEN looks like (secrets.token_urlsafe)
-
-
-class TokenRefused(Exception):
-    """A token-auth server refuses the request before the upgrade; each server answers it its
-    library's way: HTTP 401 with `www_authenticate` (RFC 6750) and the reason as the body, or a
-    Socket.IO connect error carrying the reason."""
-
-    status = 401
-
-    def __init__(self, reason: str, error: str | None = None):
-        super().__init__(reason)
-        self.reason, self.error = reason, error  # error: RFC 6750's code; None when no token came
-
-    @property
-    def www_authenticate(self) -> str:
-        if self.error is None:
-            return 'Bearer realm="mtls-matrix"'
-        return f'Bearer realm="mtls-matrix", error="{self.error}", error_description="{self.reason}"'
-
-
-def check_token(tokens: dict[str, str], authorization: str | None, query: str | None, payload: Any = None) -> str:
-    """The identity the request's token names, from the first carrier present: the Authorization
-    header, the `token` query parameter, a Socket.IO auth payload's `token`. A malformed header is
-    refused, not skipped for the next carrier. Raises TokenRefused. (Reproducers carry its source.)"""
-    if authorization is not None:
-        scheme, _, presented = authorization.strip().partition(" ")
-        if scheme.lower() != "bearer" or not presented.strip():
-            raise TokenRefused("malformed Authorization header: expected 'Bearer <token>'", "invalid_request")
-        presented = presented.strip()
-    elif query is not None:
-        presented = query
-    elif payload is not None:
-        presented = payload
-    else:
-        raise TokenRefused("no token: send 'Authorization: Bearer <token>', ?token=<token> or a Socket.IO auth token")
-    if not isinstance(presented, str) or not TOKEN_SHAPE.match(presented):
-        raise TokenRefused("malformed token", "invalid_request")
-    if presented not in tokens:
-        raise TokenRefused("token not valid", "invalid_token")
-    return tokens[presented]
-
-
 @dataclass(frozen=True)
 class TokenAuth:
     """A token-auth listener's check (`ServerPeer.token_auth`): the tokens it accepts, each with the
@@ -143,11 +90,6 @@ class TokenAuth:
             raise
 
 
-def query_token(path_or_query: str) -> str | None:
-    """The `token` query parameter of a request path (or a bare query string); "" when empty."""
-    query = urlsplit(path_or_query).query if "?" in path_or_query else path_or_query
-    values = parse_qs(query, keep_blank_values=True).get("token")
-    return values[0] if values else None
 # The proxy-validated identity pattern (peers/proxy_identity.py): a proxy that does not verify the
 # client certificate forwards it (URL-escaped PEM, nginx's $ssl_client_escaped_cert) for the app to
 # check, with its proof that it set the headers itself: a secret only the proxy and the app know. One
@@ -214,17 +156,6 @@ class ServerFiles:
     agent_cert: Path | None = None
 
 
-class Closed(Exception):
-    """The connection ended; code/reason as the client library reports them. The harness's own
-    normalisation for the steps that expect a close, never what a user is shown: that is the
-    exception the library raised (this one's __cause__), or, for a library that reports the end
-    with a value or a callback, `shown`: (what reported it, in the library's own terms; what it said)."""
-
-    def __init__(self, code: int | None, reason: str | None, shown: tuple[str, str] | None = None):
-        super().__init__(f"closed with code {code} reason {reason!r}")
-        self.code, self.reason, self.shown = code, reason, shown
-
-
 @dataclass(frozen=True)
 class Clock:
     """A library's own timeout for one wait (Peer.clock): its name as the library documents it (a
@@ -242,34 +173,6 @@ class NoOutcome(TimeoutError):
 class Unsupported(Exception):
     """The peer cannot express a setting the cell asks for (puma has no TLS version cap): the
     cell is UNSUPPORTED with this message as its reason, not a failure of the library."""
-
-
-class Connection(ABC):
-    """An open client connection. Sync libraries implement these as plain blocking calls: each
-    cell's client runs on its own thread and event loop, so blocking there blocks nobody else."""
-
-    @abstractmethod
-    async def send(self, message: str | bytes) -> None: ...
-
-    @abstractmethod
-    async def recv(self) -> str | bytes:
-        """The next data message; raises Closed when the peer closed the connection."""
-
-    @abstractmethod
-    async def ping(self, payload: bytes) -> bytes:
-        """Send a ping and return the payload of the pong that answers it."""
-
-    @abstractmethod
-    async def close(self, code: int, reason: str) -> None: ...
-
-    async def reconnect(self, disrupt, refuse: bool) -> str | None:
-        """The `reconnect` step (only in scenarios of a family whose clients reconnect by
-        themselves: Socket.IO): call `disrupt()` (blocking: the harness drops or restarts the
-        server), then wait for the library's own reconnection; `refuse`: the server came back with
-        a certificate the client must refuse, wait until the library gave up instead. Returns None
-        if the client behaved, else what went wrong, as far as the client can tell (the harness
-        checks what the server and the TLS probe saw)."""
-        raise NotImplementedError(f"{type(self).__name__} does not reconnect by itself")
 
 
 class Peer(ABC):
@@ -367,15 +270,26 @@ class ServerPeer(Peer):
     # (TokenAuth.identity, TokenRefused) and its handler reports the identity the token names.
     token_auth: TokenAuth | None = None
 
-    @abstractmethod
+    # the library code as its user writes it (mtls_matrix.usercode): start_server(context, hooks, profile)
+    # -> (server, port) and stop_server(server); run live by start()/stop() and copied by the reproducer
+    usercode: ModuleType | None = None
+
+    @property
+    def hooks(self) -> RecordingHooks:
+        """What the library code reports, recorded for the cell (made per call: the harness copies peers)."""
+        return RecordingHooks(self)
+
     async def start(self, context: ssl.SSLContext, profile: str) -> int:
         """Listen on 127.0.0.1 (port 0) with this context; return the port. Runs on the
-        server's own event loop thread. The handler must call observe.server_event(token,
-        "handler", peer_cn=...) with the client identity it can see, echo, obey CLOSE_COMMAND,
-        and report the close it received as "handler-close" (code, reason)."""
+        server's own event loop thread. The handler reports to `self.hooks` (protocol.ServerHooks)
+        the client identity it can see, echoes, obeys CLOSE_COMMAND, and reports the close it received."""
+        if self.usercode is None:
+            raise NotImplementedError(f"server {self.name} defines neither start() nor usercode")
+        self._server, port = await self.usercode.start_server(context, self.hooks, profile)
+        return port
 
-    @abstractmethod
-    async def stop(self) -> None: ...
+    async def stop(self) -> None:
+        await self.usercode.stop_server(self._server)
 
     async def drop(self) -> None:
         """Abort every connection this server holds (a `reconnect` step on its private server)."""
@@ -445,11 +359,18 @@ class ClientPeer(Peer):
     # the identity the handler saw); every other group is UNSUPPORTED with this reason.
     handshake_only: str | None = None
 
-    @abstractmethod
+    # the library code as its user writes it (mtls_matrix.usercode): connect_client(variant, url, ca, cert,
+    # key, headers, timeout, profile) -> Connection; run live by connect() and copied by the reproducer
+    usercode: ModuleType | None = None
+
     async def connect(self, variant: str, url: str, tls: ClientTLS, profile: str,
                       timeout: float | None) -> Connection:
         """`timeout`: give it to the library as its opening-handshake timeout; None: set no
         timeout at all, the library's own defaults apply (fault scenarios measure them)."""
+        if self.usercode is None:
+            raise NotImplementedError(f"client {self.name} defines neither connect() nor usercode")
+        return await self.usercode.connect_client(variant, url, str(tls.ca), tls.cert and str(tls.cert),
+                                                  tls.key and str(tls.key), list(tls.headers), timeout, profile)
 
     def missing_for(self, variant: str) -> str | None:
         """missing(), for one variant: an adapter that cannot drive the installed release in this variant
@@ -481,6 +402,27 @@ class ClientPeer(Peer):
         """The exception's documented attributes a user reads (aiohttp's ClientConnectorError.os_error,
         host, ssl), as text, for the record beside its message."""
         return {}
+
+
+class RecordingHooks(ServerHooks):
+    """A server's reports, recorded for the cell its request path names (observe.server_event)."""
+
+    def __init__(self, peer: ServerPeer):
+        self.tokens_required = peer.token_auth is not None
+        self._token_auth, self._behind_proxy = peer.token_auth, peer.behind_proxy
+
+    def authorize(self, path: str, authorization: str | None, payload: Any = None) -> str:
+        return self._token_auth.identity(cell_token(path), authorization, query_token(path), payload)
+
+    def opened(self, path, headers, peer_cert, identity=None, error=None) -> None:
+        if identity is None:
+            # behind a TLS-terminating proxy only the proxy reaches the plain listener (peers/proxy.py)
+            identity = forwarded_cn(headers) if self._behind_proxy else subject_cn(peer_cert)
+        observe.server_event(cell_token(path), "handler", peer_cn=identity,
+                             **({"identity_error": error} if error else {}))
+
+    def closed(self, path, code, reason) -> None:
+        observe.server_event(cell_token(path), "handler-close", code=code, reason=reason)
 
 
 @dataclass(frozen=True)

@@ -631,7 +631,7 @@ class ForeignClient(_ForeignPeer, ClientPeer):
     def repro_client(self, variant: str, profile: str) -> str:
         config = {"role": "client", "family": self.family, "variant": variant}  # as _ClientProcess starts it
         return (self._repro_program("client") + "\n\n"
-                + _REPRO_CLIENT.substitute(config=repr(config), profile=repr(profile)))
+                + _REPRO_CLIENT.substitute(config=repr(config)))
 
     def processes(self) -> tuple[int, ...]:
         """This worker's client processes of this peer (one per variant)."""

@@ -24,6 +24,7 @@ import os
 import re
 import subprocess
 import tempfile
+from importlib import resources
 from pathlib import Path
 from string import Template
 from urllib.parse import urlsplit
@@ -94,95 +95,7 @@ def upgrade_request(parts, headers=()) -> bytes:
 # The reproducer's client (repro.py): the same command line and upgrade request (their source is
 # copied in), s_client's output shown line by line; its own verification's error carries OpenSSL's
 # X509 code (`verify_code`), which the reproducer reads as the cell's own check.
-_REPRO_CLIENT = Template('''\
-import base64
-import ipaddress
-import re
-import signal
-import subprocess
-import tempfile
-from urllib.parse import urlsplit
-
-TIMEOUTS = ()  # the deadline cancels the wait
-VERIFY_ERROR = re.compile($verify)
-OPENSSL_ERROR = re.compile($openssl_error)
-
-
-$pem_blocks
-
-
-$argv
-
-
-$request
-
-
-class SClientError(Exception):
-    """A line s_client printed about the failure; verify_code: its own verification's X509 code."""
-
-    def __init__(self, line: str, verify_code: int | None = None):
-        super().__init__(line)
-        self.verify_code = verify_code
-
-
-class Client:
-    """openssl s_client speaks TLS only: it connects, writes a WebSocket upgrade request and reads
-    the status line; nothing after (the cell has no I/O steps)."""
-
-    def __init__(self, proc, extra):
-        self.proc, self.extra = proc, extra
-
-    @classmethod
-    async def connect(cls, url: str, timeout: float) -> "Client":
-        parts = urlsplit(url)
-        argv, extra = s_client_argv(parts.port, CA, HOST, CLIENT_CERT, CLIENT_KEY)
-        print("client: " + " ".join(argv))
-        proc = await asyncio.create_subprocess_exec(*argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                                    stderr=subprocess.STDOUT, start_new_session=True)
-        self = cls(proc, extra)
-        try:
-            await asyncio.wait_for(self._upgrade(parts), timeout)
-        except BaseException:
-            await self.close(1000, "")
-            raise
-        return self
-
-    async def _upgrade(self, parts) -> None:
-        first_error = None
-        while raw := await self.proc.stdout.readline():
-            line = raw.decode(errors="replace").strip()
-            print(f"s_client: {line}")
-            verify = VERIFY_ERROR.search(line)
-            if line.startswith("Verification"):
-                try:
-                    self.proc.stdin.write(upgrade_request(parts, HEADERS.items()))
-                    await self.proc.stdin.drain()
-                except (ConnectionError, OSError):
-                    pass  # s_client is gone already: what it printed says why
-            elif verify or OPENSSL_ERROR.search(line):
-                first_error = first_error or SClientError(line, int(verify.group(1)) if verify else None)
-            elif line.startswith("HTTP/1.1 "):
-                if line.split()[1] == "101":
-                    return
-                raise SClientError(line)
-        await self.proc.wait()
-        raise first_error or SClientError(f"s_client exited with code {self.proc.returncode} before the upgrade")
-
-    async def close(self, code: int, reason: str):
-        try:
-            if self.proc.returncode is None:
-                self.proc.stdin.close()  # s_client sends close_notify and exits on stdin EOF
-                await asyncio.wait_for(self.proc.wait(), 1.0)
-        except (asyncio.TimeoutError, OSError):
-            pass
-        finally:
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except OSError:
-                pass
-            if self.extra:
-                self.extra.unlink(missing_ok=True)
-''')
+_REPRO_CLIENT = Template(resources.files("mtls_matrix").joinpath("templates/openssl_client.py.tmpl").read_text())
 
 
 class _Upgraded(Connection):
@@ -236,6 +149,8 @@ class Client(ClientPeer):
 
     def canonical(self, exc):
         return exc.canonical if isinstance(exc, ForeignError) else None
+
+    repro_derived = True  # its reproducer's client: the template, with this module's command line and request
 
     def repro_client(self, variant: str, profile: str) -> str:
         return _REPRO_CLIENT.substitute(
