@@ -32,6 +32,8 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
+
 from mtls_matrix import isolate
 from mtls_matrix.results import EARLIER_CELL
 
@@ -87,22 +89,14 @@ def _my_sockets() -> dict[str, int]:
 
 def with_children(pids: tuple[int, ...]) -> list[int]:
     """`pids` and every process they started, transitively (nginx's workers, a browser's network
-    service), from /proc/PID/task/TID/children."""
-    found, todo = [], list(pids)
-    while todo:
-        pid = todo.pop()
-        if pid in found:
-            continue
-        found.append(pid)
+    service); a process that ended meanwhile is left out."""
+    found = []
+    for pid in pids:
         try:
-            tasks = os.listdir(f"/proc/{pid}/task")
-        except OSError:
-            continue  # it ended meanwhile
-        for tid in tasks:
-            try:
-                todo += [int(child) for child in Path(f"/proc/{pid}/task/{tid}/children").read_text().split()]
-            except OSError:
-                continue
+            tree = [pid, *(child.pid for child in psutil.Process(pid).children(recursive=True))]
+        except psutil.Error:
+            continue
+        found += [p for p in tree if p not in found]
     return found
 
 
