@@ -16,7 +16,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from mtls_matrix import baseline, findings
-from mtls_matrix.plugin import WAITING_WORKERS
+from mtls_matrix.plugin import IN_PROCESS_CELLS, WAITING_WORKERS
 from mtls_matrix.reports import bugs
 from mtls_matrix.reports.html import render_html
 from mtls_matrix.results import Results
@@ -124,7 +124,7 @@ def test_verdicts_do_not_depend_on_cell_order_or_worker(tmp_path):
 def test_auto_workers_give_the_waiting_cells_a_worker_of_their_own(tmp_path):
     """`-n auto` with cells whose server mostly waits (the socket.io servers) among others: one
     worker per core plus WAITING_WORKERS, which take the waiting cells; verdicts as in a serial run.
-    Without waiting cells, one worker per core."""
+    Without waiting cells, one worker per core; a handful of cells run in the controller."""
     args = ("--servers", "websockets,socketio-aiohttp",
             "--clients", "websockets,aiohttp[ssl=context],socketio-asyncclient[http_session=connector+websocket]",
             "--scenarios", "works,client-no-cert,server-wrong-host,io-text", "--profile", "default", "--confirm", "2")
@@ -140,8 +140,11 @@ def test_auto_workers_give_the_waiting_cells_a_worker_of_their_own(tmp_path):
     racing = {c.id for c in auto.cells + serial.cells if c.flaky}
     assert {i: v for i, v in verdicts(auto).items() if i not in racing} == \
            {i: v for i, v in verdicts(serial).items() if i not in racing}
-    plain, _ = run(tmp_path / "plain", "--servers", "websockets", "--clients", "websockets[ssl=context]", "--scenarios", "mtls-ok")
-    assert plain.run.workers == cores
+    plain, _ = run(tmp_path / "plain", "--servers", "websockets", "--clients", "websockets[ssl=context]",
+                   "--scenarios", "works,client-rejected")
+    assert len(plain.cells) > IN_PROCESS_CELLS and plain.run.workers == cores
+    few, _ = run(tmp_path / "few", "--servers", "websockets", "--clients", "websockets[ssl=context]", "--scenarios", "mtls-ok")
+    assert few.run.workers == 1 and [c.verdict.value for c in few.cells] == ["PASS"]
 
 
 def test_baseline_knows_a_flaky_cell_when_one_of_its_runs_is_known(repeated, tmp_path):

@@ -187,7 +187,9 @@ class _Authority:
 class PKI:
     """Everything one run trusts and presents. Use as a context manager, or call close()."""
 
-    def __init__(self, now: dt.datetime | None = None, directory: str | None = None):
+    def __init__(self, now: dt.datetime | None = None, directory: str | None = None,
+                 leaves: tuple[str, ...] | None = None):
+        """`leaves`: only these of LEAVES (a quick check that needs two needs no RSA keys); None: all."""
         self.now = now or dt.datetime.now(dt.timezone.utc)
         if directory is None:
             sweep()  # a run starts by removing what killed runs left behind
@@ -204,7 +206,8 @@ class PKI:
         self.intermediate = self._write_pem("intermediate-ca.pem", [self._intermediate.cert])
         self.other_ca = self._write_pem("other-ca.pem", [self._other.cert])
         self.other_ca_dir = self._hashed_dir("other-ca.d", self._other.cert)
-        self.credentials = {name: self._leaf(name, spec) for name, spec in LEAVES.items()}
+        self.credentials = {name: self._leaf(name, spec) for name, spec in LEAVES.items()
+                            if leaves is None or name in leaves}
         self.crl = self._write_crl()
         self.fingerprint = hashlib.sha256(self._root.cert.public_bytes(serialization.Encoding.DER)).hexdigest()
 

@@ -224,6 +224,9 @@ def pytest_configure_node(node) -> None:
 
 HOSTILE_RUNNER = "gw0"  # the worker MatrixScheduling gives every hostile cell to
 WAITING_WORKERS = 2  # the workers -n auto adds for the cells that wait (ServerPeer.waits)
+# -n auto runs a selection this small in the controller: a worker's start (its imports) costs a second,
+# more than such a selection's cells take (a maintainer's one-cell loop, `versions`, `bisect`)
+IN_PROCESS_CELLS = 12
 
 
 def _cores() -> int:
@@ -241,10 +244,12 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
     wait (ServerPeer.waits: long-polls, refusals that sit out a library timer) when the run also has
     others: they spend much of their workers' time asleep, so the rest runs on the cores meanwhile
     (the full matrix: 169 s with two, 195-212 s with one, whose 588 cells then outlasted the others).
-    Any other pytest run, or PYTEST_XDIST_AUTO_NUM_WORKERS set: pytest-xdist decides."""
+    None at all for a selection of IN_PROCESS_CELLS or fewer that does not wait. Any other pytest run, or PYTEST_XDIST_AUTO_NUM_WORKERS set: pytest-xdist decides."""
     if not _matrix_run(config) or os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
         return None
     waiting, cells = len(_waiting_ids(config)), len(_selection(config).cells)
+    if cells <= IN_PROCESS_CELLS and not waiting:
+        return 0
     return _cores() + (WAITING_WORKERS if 0 < waiting < cells else 0)
 
 
