@@ -210,8 +210,17 @@ def _kill_descendants() -> None:
 
 def _controller_pki(config: pytest.Config) -> PKI:
     if _pki not in config.stash:
-        config.stash[_pki] = PKI()
+        config.stash[_pki] = PKI(leaves=_leaves(_selection(config).cells))
     return config.stash[_pki]
+
+
+def _leaves(cells) -> tuple[str, ...]:
+    """The certificates the selected cells use (an RSA key costs a tenth of a second: only where a
+    scenario presents one); the good pair and the key a key-mismatch leaf borrows, always."""
+    used = {"server", "client", pki_mod.MISMATCHED_KEY_OF}
+    for scenario in {cell.scenario for cell in cells}:
+        used |= {scenario.server_cert, scenario.client_cert, scenario.claim and scenario.claim.forwarded_cert}
+    return tuple(sorted(name for name in used if name))
 
 
 @pytest.hookimpl(optionalhook=True)
