@@ -13,6 +13,7 @@ import ssl
 import pytest
 
 from mtls_matrix import findings, floor, scenarios, sections
+from mtls_matrix.plugin import IN_PROCESS_CELLS
 from mtls_matrix.pki import PKI
 from mtls_matrix.reports import bugs, html
 from mtls_matrix.results import Cell, Floor, Results, Run, ServerSaw, Step, TLSSide, Verdict
@@ -147,7 +148,15 @@ def test_floor_client_without_a_certificate_is_refused():
 
 
 def test_a_run_records_its_floor(run_matrix):
-    res, _ = run_matrix("--servers", "websockets", "--clients", "websockets[ssl=context]", "--scenarios", "mtls-ok", "-n", "0")
+    res, _ = run_matrix("--servers", "websockets", "--clients", "websockets[ssl=context]", "--scenarios",
+                        "works,client-rejected", "-n", "0")
+    assert len(res.cells) > IN_PROCESS_CELLS  # a smaller run measures none: it would cost more than its cells
     assert res.run.floor is not None and res.run.floor.handshake_p50_ms > 0
     [row] = performance(res).pairs
     assert row.handshakes_ms and row.p50 > 0
+
+
+def test_a_run_of_a_few_cells_measures_no_floor(run_matrix):
+    res, _ = run_matrix("--servers", "websockets", "--clients", "websockets[ssl=context]", "--scenarios", "mtls-ok",
+                        "-n", "0")
+    assert res.run.floor is None and [c.verdict.value for c in res.cells] == ["PASS"]

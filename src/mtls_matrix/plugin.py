@@ -449,8 +449,9 @@ class Collector:
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionstart(self, session: pytest.Session) -> None:
         """The bare-ssl floor the report compares pairs with, once per run: first, before
-        pytest-xdist starts its workers, so it runs on a quiet machine (well under a second)."""
-        if _selection_key in self.config.stash and self.config.stash[_selection_key].cells:
+        pytest-xdist starts its workers, so it runs on a quiet machine (a fraction of a second). Not for
+        a selection small enough to run in the controller: it would cost more than its cells."""
+        if _selection_key in self.config.stash and len(self.config.stash[_selection_key].cells) > IN_PROCESS_CELLS:
             try:
                 self.floor = floor_mod.measure()
             except Exception as exc:  # costs the report its floor column, never the run
