@@ -26,7 +26,7 @@ from tests.conftest import mtls_matrix
 
 # A representative subset: every server, every client library, each TLS-settings style
 # (context, dict, paths, connector), every outcome (PASS by working, PASS by either side's
-# rejection, INSECURE, FAIL in the handler and in I/O), a CRL, the tuned profile.
+# rejection, INSECURE, FAIL in the handler and in I/O), a CRL, the tuned profile, a bearer token.
 CELLS = [
     # (server, client variant, scenario, profile)
     ("websockets", "websockets[ssl=context]", "mtls-ok", "default"),
@@ -38,6 +38,7 @@ CELLS = [
     ("websockets", "aiohttp[connector=context]", "client-no-cert", "default"),
     ("tornado", "websocket-client[sslopt=context]", "io-close", "tuned"),
     ("aiohttp", "tornado[ssl_options=context]", "server-wrong-host-tls12", "default"),
+    ("tornado", "tornado[ssl_options=dict+cert_reqs]", "token-header-ok", "default"),
 ]
 
 

@@ -259,7 +259,7 @@ def script(spec: CellSpec, files: dict[str, tuple[Path, bool, str]], deadline: f
         cell_id=spec.id,
         scenario=scenario.name,
         description=scenario.description,
-        profile=spec.profile, profile_repr=repr(spec.profile),
+        profile=spec.profile, profile_repr=repr(spec.profile), server_options=repr(spec.server.usercode_options),
         profile_note=("library defaults" if spec.profile == "default"
                       else "documented limits raised (message size), the rest at library defaults"),
         server=spec.server.name, server_lib=server_lib, server_version=spec.server.version,

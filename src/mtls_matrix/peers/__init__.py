@@ -273,6 +273,9 @@ class ServerPeer(Peer):
     # the library code as its user writes it (mtls_matrix.usercode): start_server(context, hooks, profile)
     # -> (server, port) and stop_server(server); run live by start()/stop() and copied by the reproducer
     usercode: ModuleType | None = None
+    # keyword arguments of its usercode's start_server beyond (context, hooks, profile), given by start() and
+    # by the reproducer: one module serving several peers (tornado reads the certificate in prepare() or open())
+    usercode_options: dict[str, Any] = {}
 
     @property
     def hooks(self) -> RecordingHooks:
@@ -285,7 +288,7 @@ class ServerPeer(Peer):
         the client identity it can see, echoes, obeys CLOSE_COMMAND, and reports the close it received."""
         if self.usercode is None:
             raise NotImplementedError(f"server {self.name} defines neither start() nor usercode")
-        self._server, port = await self.usercode.start_server(context, self.hooks, profile)
+        self._server, port = await self.usercode.start_server(context, self.hooks, profile, **self.usercode_options)
         return port
 
     async def stop(self) -> None:
