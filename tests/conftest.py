@@ -15,7 +15,8 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def mtls_matrix(*args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    environ = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
+    # this checkout's own src first: in a worktree, not the editable install's (the package has no __init__)
+    environ = {**os.environ, "PYTHONPATH": os.pathsep.join((str(REPO / "src"), str(REPO))), **(env or {})}
     return subprocess.run([sys.executable, "-m", "mtls_matrix.cli", *args], capture_output=True, text=True,
                           env=environ, timeout=timeout, cwd=REPO)
 

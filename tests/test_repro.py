@@ -39,6 +39,7 @@ CELLS = [
     ("tornado", "websocket-client[sslopt=context]", "io-close", "tuned"),
     ("aiohttp", "tornado[ssl_options=context]", "server-wrong-host-tls12", "default"),
     ("tornado", "tornado[ssl_options=dict+cert_reqs]", "token-header-ok", "default"),
+    ("aiohttp", "aiohttp[session=pooled]", "io-text", "default"),
 ]
 
 
