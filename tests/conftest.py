@@ -15,7 +15,9 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def mtls_matrix(*args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    environ = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
+    # the tests' own modules (peer plugins) and whatever the caller put on the path (a worktree's src/)
+    environ = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (str(REPO), os.environ.get("PYTHONPATH")))),
+               **(env or {})}
     return subprocess.run([sys.executable, "-m", "mtls_matrix.cli", *args], capture_output=True, text=True,
                           env=environ, timeout=timeout, cwd=REPO)
 
