@@ -38,6 +38,7 @@ CELLS = [
     ("websockets", "aiohttp[connector=context]", "client-no-cert", "default"),
     ("tornado", "websocket-client[sslopt=context]", "io-close", "tuned"),
     ("aiohttp", "tornado[ssl_options=context]", "server-wrong-host-tls12", "default"),
+    ("websockets", "websocket-client[app+sslopt=context]", "io-server-close", "default"),
 ]
 
 
