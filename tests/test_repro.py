@@ -40,6 +40,7 @@ CELLS = [
     ("aiohttp", "tornado[ssl_options=context]", "server-wrong-host-tls12", "default"),
     ("tornado", "tornado[ssl_options=dict+cert_reqs]", "token-header-ok", "default"),
     ("aiohttp", "aiohttp[session=pooled]", "io-text", "default"),
+    ("websockets", "websocket-client[app+sslopt=context]", "io-server-close", "default"),
 ]
 
 

@@ -1,16 +1,6 @@
-"""websocket-client (`import websocket`): a synchronous, client-only library.
-
-TLS settings go in `sslopt` (docs: FAQ "What else can I do with sslopt?", examples "Connecting with
-Custom SSL Options"), each documented way a variant; the same sslopt goes to the callback-style
-`WebSocketApp(...).run_forever(sslopt=...)` (examples "Long-lived Connection"), a variant of its own:
-- "sslopt=context": {"context": SSLContext}, used as given (check_hostname etc. are the context's).
-- "sslopt=dict": the file keys ca_certs / certfile / keyfile; the library builds its own context
-  (websocket/_http.py _wrap_sni_socket: a bare SSLContext(PROTOCOL_TLS_CLIENT), not
-  create_default_context; identical on Python 3.11-3.12, but from 3.13 create_default_context
-  adds VERIFY_X509_STRICT and VERIFY_X509_PARTIAL_CHAIN, which this variant then lacks).
-- "sslopt=cert_reqs": the same file keys with cert_reqs=ssl.CERT_REQUIRED spelled out, as the FAQ writes it.
-- "app+sslopt=context": WebSocketApp with callbacks, run_forever(sslopt={"context": SSLContext}) on a
-  thread of its own; the callbacks feed the harness's connection (messages, pongs, the close, errors).
+"""websocket-client (`import websocket`): a synchronous, client-only library. The library code, with
+its variants (each documented way to give `sslopt`, and WebSocketApp), is in
+usercode/websocket_client.py.
 
 It has no message size limit, so the tuned profile changes nothing. Each cell's client runs on its
 own thread (cell.py), so the async methods just block; the socket timeout (the cell deadline,
@@ -20,211 +10,33 @@ create_connection(timeout=)) makes a stuck call return by itself.
 from __future__ import annotations
 
 import inspect
-import queue
-import ssl
-import struct
-import threading
-from string import Template
 
 import websocket
-from websocket import ABNF
 
 from mtls_matrix import observe
 from mtls_matrix.scenarios import TLS_SETTINGS_SCENARIOS
-from mtls_matrix.peers import ClientPeer, ClientTLS, Closed, Connection
-
-
-def _closed(frame) -> Closed:
-    """A close frame's payload: a 2-byte code then a UTF-8 reason; empty means no code (RFC 6455). The
-    library hands its user the frame itself (recv_data_frame), no exception."""
-    shown = (f"{type(frame).__module__}.{type(frame).__qualname__}", f"recv_data_frame() returned {frame!r}")
-    if len(frame.data) < 2:
-        return Closed(None, None, shown)
-    return Closed(struct.unpack("!H", frame.data[:2])[0], frame.data[2:].decode("utf-8", "replace"), shown)
-
-
-# Reproducer snippet (mtls_matrix.repro, docs/PEERS.md): the same library calls as below, as
-# plain source for a standalone script; CA, CLIENT_CERT, Closed... are the script's own names.
-_REPRO_CLIENT = Template('''\
-import struct
-
-import websocket
-from websocket import ABNF
-
-TIMEOUTS = (websocket.WebSocketTimeoutException,)
-
-
-class Client:
-    """websocket-client is synchronous: these calls block, which is fine here because the
-    client runs on its own thread (the async def only fits the script's driver)."""
-
-    def __init__(self, ws):
-        self.ws = ws
-
-    @classmethod
-    async def connect(cls, url: str, timeout: float) -> "Client":
-$sslopt
-        return cls(websocket.create_connection(url, sslopt=sslopt, header=HEADERS, timeout=timeout))
-
-    async def send(self, message):
-        self.ws.send(message, ABNF.OPCODE_TEXT if isinstance(message, str) else ABNF.OPCODE_BINARY)
-
-    def _next(self, *wanted):
-        """Frames until a wanted opcode; recv() would turn a close into "", hiding its code."""
-        while True:
-            opcode, frame = self.ws.recv_data_frame(control_frame=True)
-            if opcode == ABNF.OPCODE_CLOSE:  # recv_data_frame already sent the close reply
-                self.ws.shutdown()
-                if len(frame.data) < 2:
-                    raise Closed(None, None)
-                raise Closed(struct.unpack("!H", frame.data[:2])[0], frame.data[2:].decode("utf-8", "replace"))
-            if opcode in wanted:
-                return opcode, frame.data
-
-    async def recv(self):
-        opcode, data = self._next(ABNF.OPCODE_TEXT, ABNF.OPCODE_BINARY)
-        return data.decode("utf-8") if opcode == ABNF.OPCODE_TEXT and isinstance(data, bytes) else data
-
-    async def ping(self, payload: bytes) -> bytes:
-        self.ws.ping(payload)
-        return self._next(ABNF.OPCODE_PONG)[1]
-
-    async def close(self, code: int, reason: str):
-        self.ws.close(status=code, reason=reason.encode())
-''')
-
-_REPRO_SSLOPT = {
-    "sslopt=cert_reqs": '''\
-        sslopt = {"cert_reqs": ssl.CERT_REQUIRED, "ca_certs": CA}
-        if CLIENT_CERT:
-            sslopt.update(certfile=CLIENT_CERT, keyfile=CLIENT_KEY)''',
-    "app+sslopt=context": '''\
-        context = ssl.create_default_context(cafile=CA)
-        if CLIENT_CERT:
-            context.load_cert_chain(CLIENT_CERT, CLIENT_KEY)
-        sslopt = {"context": context}  # (the matrix gives this to WebSocketApp.run_forever)''',
-    "sslopt=context": '''\
-        context = ssl.create_default_context(cafile=CA)
-        if CLIENT_CERT:
-            context.load_cert_chain(CLIENT_CERT, CLIENT_KEY)
-        sslopt = {"context": context}''',
-    "sslopt=dict": '''\
-        sslopt = {"ca_certs": CA}
-        if CLIENT_CERT:
-            sslopt.update(certfile=CLIENT_CERT, keyfile=CLIENT_KEY)''',
-}
-
-
-class _Conn(Connection):
-    def __init__(self, ws: websocket.WebSocket):
-        self.ws = ws
-
-    async def send(self, message):
-        self.ws.send(message, ABNF.OPCODE_TEXT if isinstance(message, str) else ABNF.OPCODE_BINARY)
-
-    def _next(self, *wanted: int):
-        """Frames until one whose opcode is wanted. The library answers pings itself, and replies
-        to a close (recv_data_frame sends the close reply before returning the close frame)."""
-        while True:
-            opcode, frame = self.ws.recv_data_frame(control_frame=True)
-            if opcode == ABNF.OPCODE_CLOSE:
-                self.ws.shutdown()  # the close handshake is done: release the socket
-                raise _closed(frame)
-            if opcode in wanted:
-                return opcode, frame.data
-
-    async def recv(self):
-        # recv() would turn a close into "", so read frames to see the close code and reason.
-        opcode, data = self._next(ABNF.OPCODE_TEXT, ABNF.OPCODE_BINARY)
-        return data.decode("utf-8") if opcode == ABNF.OPCODE_TEXT and isinstance(data, bytes) else data
-
-    async def ping(self, payload):
-        self.ws.ping(payload)
-        return self._next(ABNF.OPCODE_PONG)[1]
-
-    async def close(self, code, reason):
-        self.ws.close(status=code, reason=reason.encode())
-
-
-class _AppConn(Connection):
-    """WebSocketApp's callbacks, as the harness's connection: run_forever runs on a thread of its own
-    and hands every message, pong, close and error to one queue the calls read."""
-
-    def __init__(self, url: str, sslopt: dict, header: list[str] | None):
-        self.inbox: queue.Queue = queue.Queue()
-        self.pongs: queue.Queue = queue.Queue()
-        self.opened = threading.Event()
-        self.app = websocket.WebSocketApp(
-            url, header=header, on_open=lambda ws: self.opened.set(),
-            on_message=lambda ws, message: self.inbox.put(message),
-            on_pong=lambda ws, data: self.pongs.put(data),
-            on_error=self._on_error,
-            on_close=lambda ws, code, reason: self.inbox.put(Closed(code, reason)))
-        recorder = observe.connection_recorder()  # the app's thread makes the cell's connection
-
-        def run() -> None:
-            observe.bind_thread(recorder)
-            self.app.run_forever(sslopt=sslopt)
-            self.inbox.put(Closed(None, "run_forever returned"))  # whatever ended it, nothing more comes
-
-        self.thread = threading.Thread(target=run, name="websocket-client-app", daemon=True)
-        self.thread.start()
-
-    def _on_error(self, ws, error) -> None:
-        # a close frame the server sent also reaches on_error (as a closed-connection exception) before
-        # on_close, which carries its code and reason: the close is on_close's to tell
-        if not isinstance(error, websocket.WebSocketConnectionClosedException):
-            self.inbox.put(error)
-
-    def wait_open(self) -> "_AppConn":
-        """Until on_open, or the error that ended run_forever before it (raised here, as connect fails)."""
-        while not self.opened.wait(0.01):
-            if not self.inbox.empty() or not self.thread.is_alive():
-                got = self.inbox.get() if not self.inbox.empty() else Closed(None, "run_forever returned")
-                raise got
-        return self
-
-    async def send(self, message):
-        self.app.send(message, ABNF.OPCODE_TEXT if isinstance(message, str) else ABNF.OPCODE_BINARY)
-
-    async def recv(self):
-        got = self.inbox.get()
-        if isinstance(got, BaseException):
-            raise got
-        return got
-
-    async def ping(self, payload):
-        self.app.sock.ping(payload)
-        return self.pongs.get()
-
-    async def close(self, code, reason):
-        # returns once the close handshake is done; run_forever's loop notices on its next wake-up (its
-        # select waits up to 10 s), its socket already closed
-        self.app.close(status=code, reason=reason.encode())
+from mtls_matrix.peers import ClientPeer, ClientTLS, Connection
+from mtls_matrix.usercode import websocket_client
 
 
 class Client(ClientPeer):
     name = library = "websocket-client"
+    usercode = websocket_client
     variants = ("sslopt=context", "sslopt=dict", "sslopt=cert_reqs", "app+sslopt=context")
     variant_scenarios = {"sslopt=cert_reqs": TLS_SETTINGS_SCENARIOS}
     blocking = True
 
-    async def connect(self, variant, url, tls: ClientTLS, profile, timeout):
-        if variant.endswith("sslopt=context"):
-            sslopt = {"context": tls.context()}
-        else:
-            sslopt = {"ca_certs": str(tls.ca)}
-            if variant == "sslopt=cert_reqs":
-                sslopt["cert_reqs"] = ssl.CERT_REQUIRED
-            if tls.cert:
-                sslopt.update(certfile=str(tls.cert), keyfile=str(tls.key))
-        header = [f"{name}: {value}" for name, value in tls.headers] or None
-        if variant.startswith("app+"):  # run_forever takes no timeout: the socket's default (none) applies
-            return _AppConn(url, sslopt, header).wait_open()
-        options = {"timeout": timeout} if timeout else {}  # unset: websocket.getdefaulttimeout()
-        if header:
-            options["header"] = header
-        return _Conn(websocket.create_connection(url, sslopt=sslopt, **options))
+    async def connect(self, variant, url, tls: ClientTLS, profile, timeout) -> Connection:
+        if not variant.startswith("app+"):
+            return await super().connect(variant, url, tls, profile, timeout)
+        # WebSocketApp.run_forever makes the connection on a thread the library code starts: bind the
+        # threads started during the call to this cell, so their sockets are attributed to it
+        recorder, inherit = observe.connection_recorder(), observe.side_by_side()
+        observe.bind_thread(recorder, inherit=True)
+        try:
+            return await super().connect(variant, url, tls, profile, timeout)
+        finally:
+            observe.bind_thread(recorder, inherit=inherit)
 
     # its one `timeout` (the socket's) bounds every read, the opening handshake's too
     clocks = {"handshake": ("timeout",), "upgrade": ("timeout",), "read": ("timeout",), "close": ("close timeout",)}
@@ -232,9 +44,6 @@ class Client(ClientPeer):
     def own_timeouts(self, variant):
         close = inspect.signature(websocket.WebSocket.close).parameters["timeout"].default
         return {"timeout": websocket.getdefaulttimeout(), "close timeout": close}
-
-    def repro_client(self, variant: str, profile: str) -> str:
-        return _REPRO_CLIENT.substitute(sslopt=_REPRO_SSLOPT[variant])  # no size limit: no profile
 
     def canonical(self, exc):
         if isinstance(exc, websocket.WebSocketBadStatusException):
