@@ -24,7 +24,7 @@ from mtls_matrix.peers import (
 )
 from mtls_matrix.scenarios import CLIENT_SIDE_GROUPS, DEFAULT_GROUPS, TLS_SETTINGS_SCENARIOS
 from mtls_matrix.timing import HANDLER_STOP_GRACE_S
-from mtls_matrix.verdict import CLOSE_CODES
+from mtls_matrix.canonical import CLOSE_CODES
 
 
 def _limits(profile: str) -> dict:
