@@ -25,6 +25,7 @@ from dataclasses import replace
 from urllib.parse import quote, urlencode
 
 from mtls_matrix import evidence, isolate, leaks, observe, severity
+from mtls_matrix.canonical import CLOSE_CODES, canonical_from_exception, canonical_from_tls
 from mtls_matrix.peers import (
     CLOSE_COMMAND, FINAL_CLOSE, FORWARDED_CERT, HANDSHAKE_GROUPS, PROXY_PROOF, PROXY_SECRET, TOKEN, ClientTLS,
     ClientVariant, Clock, Closed, Connection, NoOutcome, ServerFiles, ServerPeer, TokenAuth, Unsupported,
@@ -38,10 +39,7 @@ from mtls_matrix.timing import (
     CLIENT_PROCESS_REPLY_GRACE_S, CLIENT_STOP_GRACE_S, CLOCK_MARGIN, CLOCK_MARGIN_S, FOREIGN_LEAK_SETTLE_S,
     LEAK_SETTLE_S, LONGEST_WAIT_S, RESTART_GAP_S, SETTLE_S,
 )
-from mtls_matrix.verdict import (
-    CLOSE_CODES, INSECURE_STEP, Observation, canonical_from_exception, canonical_from_tls, error_info, judge,
-    signal_info,
-)
+from mtls_matrix.verdict import INSECURE_STEP, Observation, error_info, judge, signal_info
 from mtls_matrix.verdict import own_check_failed as verdict_own_check_failed
 
 LEAK_GROUPS = ("client-rejected", "server-rejected")

@@ -29,12 +29,10 @@ from collections import Counter
 from typing import Callable
 
 from mtls_matrix.results import Cell, RunOutcome, Runs, Verdict, canonical
+from mtls_matrix.timing import HARNESS_HANG_STRETCH
 
 CONFIRMED = {Verdict.FAIL, Verdict.INSECURE, Verdict.HANG, Verdict.ERROR}  # what --confirm reruns
 CONFIRM_NEW = 2  # the fewest reruns of a cell that would be NEW against the baseline
-# A HANG that only the harness's own deadline decided is rerun with this many times that deadline, so a
-# busy machine's slowness is told apart from a library that never ends.
-HARNESS_HANG_STRETCH = 4
 MAX_RUNS = 1000  # of one cell: enough for a pass rate, not a run that never ends
 
 

@@ -49,7 +49,7 @@ from mtls_matrix.peers.foreign import FIXTURES_DIR
 from mtls_matrix.pki import CLIENT_CN, PKI
 from mtls_matrix.results import Cell, Results, Run, Verdict
 from mtls_matrix.selection import CellSpec, build_selection
-from mtls_matrix.verdict import VERIFY_CODES
+from mtls_matrix.canonical import VERIFY_CODES
 
 # The generated script: $name placeholders are filled by script(); everything else is the script, verbatim.
 SKELETON = Template(resources.files("mtls_matrix").joinpath("templates/repro.py.tmpl").read_text())

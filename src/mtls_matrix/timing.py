@@ -18,6 +18,10 @@ CLOCK_MARGIN = 0.25
 # the longest library timeout the matrix waits out: a longer one (aiohttp's 300 s session total) is
 # recorded with the cell, which then waits the harness's deadline
 LONGEST_WAIT_S = 75.0
+# The one slowdown factor for a busy machine: a HANG that only the harness's own deadline decided is
+# rerun (--confirm, --baseline: repeat.py) with this many times that deadline, so a busy machine's
+# slowness is told apart from a library that never ends
+HARNESS_HANG_STRETCH = 4
 
 # -- a cell -----------------------------------------------------------------------------------------
 

@@ -236,17 +236,6 @@ def _locked(path: Path):
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-# Run inside the environment: the registry imports every peer module, as `mtls-matrix run` will.
-_IMPORT_CHECK = """
-import importlib.metadata as m, json, sys
-from mtls_matrix.peers import Registry
-registry = Registry()
-peers = [*registry.servers.values(), *(c.peer for c in registry.clients.values())]  # a foreign peer knows its own
-versions = {name: v for p in sorted(peers, key=lambda p: p.library) for name, v in p.versions().items()}
-print(json.dumps({"versions": dict(sorted(versions.items())), "pins": {p: m.version(p) for p in sys.argv[1:]}}))
-"""
-
-
 def prepare(spec: Spec, log: Callable[[str], None] = print) -> Env:
     """Create (or reuse) the environment for SPEC and check the peers import in it."""
     root = repo_root()
@@ -282,7 +271,8 @@ def prepare(spec: Spec, log: Callable[[str], None] = print) -> Env:
                                                                    if pin in spec.trees)])
             if fresh.returncode:
                 return Env(spec, "cannot install", path, tail(fresh.stderr or fresh.stdout))
-    check = _sh([env.python, "-c", _IMPORT_CHECK, *dict(spec.pins)], timeout=120)
+    # the environment has this tree installed (editable, above): its peers import as `mtls-matrix run` will
+    check = _sh([env.python, "-m", "mtls_matrix.import_check", *dict(spec.pins)], timeout=120)
     if check.returncode:
         return Env(spec, "cannot import", path, tail(check.stderr or check.stdout))
     seen = json.loads(check.stdout.strip().splitlines()[-1])

@@ -14,11 +14,11 @@ import ssl
 
 import aiohttp
 
+from mtls_matrix.canonical import CLOSE_CODES
 from mtls_matrix.peers import ClientPeer, ServerPeer
 from mtls_matrix.scenarios import CLIENT_SIDE_GROUPS, DEFAULT_GROUPS, TLS_SETTINGS_SCENARIOS
 from mtls_matrix.timing import HANDLER_STOP_GRACE_S
 from mtls_matrix.usercode import aiohttp_client, aiohttp_server
-from mtls_matrix.verdict import CLOSE_CODES
 
 
 class Server(ServerPeer):

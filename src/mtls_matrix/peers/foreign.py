@@ -42,7 +42,7 @@ from mtls_matrix import observe
 from mtls_matrix.peers import TUNED_MAX_MESSAGE, ClientPeer, ClientTLS, Closed, Connection, ServerPeer, Unsupported
 from mtls_matrix.scenarios import MTLS_GROUPS
 from mtls_matrix.timing import FOREIGN_RESPONSIVE_S, FOREIGN_START_S, FOREIGN_STOP_GRACE_S
-from mtls_matrix.verdict import canonical_from_text
+from mtls_matrix.canonical import canonical_from_text
 
 def _fixtures_dir() -> Path:
     """The foreign peers' programs and the proxies' config templates: $MTLS_MATRIX_FIXTURES, else this

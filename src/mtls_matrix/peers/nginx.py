@@ -25,7 +25,7 @@ from mtls_matrix.peers.aiohttp import Server as AiohttpServer
 from mtls_matrix.peers.proxy import BEHIND, FRONT, ProxiedServer
 from mtls_matrix.peers.tornado import Server as TornadoServer
 from mtls_matrix.peers.websockets import Server as WebsocketsServer
-from mtls_matrix.verdict import VERIFY_CODES, canonical_from_text
+from mtls_matrix.canonical import NGINX_NO_CERT, VERIFY_CODES, canonical_from_text
 
 # the access log: one line per request, written when the connection (a WebSocket tunnel) ends
 ACCESS_FORMAT = '$remote_port $status "$request_uri" "$ssl_protocol" "$ssl_cipher" "$ssl_client_verify" "$ssl_client_cn"'
@@ -33,7 +33,7 @@ _ACCESS = re.compile(r'^(\d+) (\d{3}) "([^"]*)" "([^"]*)" "([^"]*)" "([^"]*)" "(
 _ERROR = re.compile(r"^\S+ \S+ \[(\w+)\] \d+#\d+: (?:\*(\d+) )?(.*)$")  # *N: nginx's connection number
 _REQUEST = re.compile(r'request: "\S+ (\S+) HTTP')
 _VERIFY_ERROR = re.compile(r"client SSL certificate verify error: \((\d+):([^)]*)\)")
-_NO_CERT = "client sent no required SSL certificate"
+_NO_CERT = f"client sent {NGINX_NO_CERT}"
 
 
 def _token(uri: str) -> str | None:

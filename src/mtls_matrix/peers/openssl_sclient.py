@@ -32,7 +32,7 @@ from urllib.parse import urlsplit
 from mtls_matrix import observe
 from mtls_matrix.peers import ClientPeer, ClientTLS, Connection
 from mtls_matrix.peers.foreign import ErrorRule, ForeignError, Toolchain, error_type, kill_group, map_error
-from mtls_matrix.verdict import VERIFY_CODES
+from mtls_matrix.canonical import VERIFY_CODES
 
 OPENSSL = Toolchain("openssl", executables=("openssl",), apt=("openssl",))
 TLS_ONLY = "openssl s_client speaks TLS only: no WebSocket frames after the upgrade"

@@ -14,7 +14,7 @@ OpenSSL::SSL::SSLContext, which can.
 from __future__ import annotations
 
 from mtls_matrix.peers.foreign import ErrorRule, ForeignClient, ForeignServer, Toolchain
-from mtls_matrix.verdict import VERIFY_CODES
+from mtls_matrix.canonical import VERIFY_CODES
 
 GEMS = "/usr/share/rubygems-integration/all/gems"  # where Debian puts gem-layout packages (async-http)
 RUBY = Toolchain("ruby", executables=("ruby", "puma"),

@@ -56,7 +56,8 @@ from tornado.netutil import bind_sockets
 from tornado.web import Application
 from werkzeug.serving import make_server
 
-from mtls_matrix import observe, verdict
+from mtls_matrix import canonical as verdict  # the vocabulary: verdict.chain below
+from mtls_matrix import observe
 from mtls_matrix.scenarios import CLIENT_SIDE_GROUPS, DEFAULT_GROUPS
 from mtls_matrix.peers import (
     FINAL_CLOSE, TUNED_MAX_MESSAGE, ClientPeer, ClientTLS, Closed, Connection, NoOutcome,
