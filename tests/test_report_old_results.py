@@ -60,10 +60,6 @@ def test_an_old_results_file_renders_with_the_names_and_descriptions_it_recorded
     assert (tmp_path / "report.html").stat().st_size and (tmp_path / "heatmap.svg").stat().st_size
 
 
-@pytest.mark.xfail(strict=True, reason="the report command still loads the runtime: cli.py imports suite, repro, "
-                   "selection and scenarios at module level, and BUGS.md's reproducer lines come from "
-                   "repro.configuring_lines, which builds today's selection from the peers. Needs those lines "
-                   "recorded in results.json at run time and a report command that imports no runner")
 def test_rendering_an_old_results_file_loads_no_catalogue_peer_or_runner(old_results, tmp_path):
     _, imported = _report(old_results / "results.json", tmp_path)
     loaded = [m for m in imported if any(m == r or m.startswith(f"{r}.") for r in RUNTIME)]

@@ -47,7 +47,7 @@ from mtls_matrix.results import (
     read_text, write_atomically,
 )
 
-DEFAULT_FILE = "matrix/baseline.toml"
+DEFAULT_FILE = f"{knowledge.DEFAULT_DIR}/baseline.toml"
 PROPOSED_NAME = "baseline.proposed.toml"
 # ERROR is a harness bug and PASS/UNSUPPORTED/SKIPPED are no finding: none of them is a known issue.
 KnownVerdict = Literal["INSECURE", "FAIL", "HANG"]

@@ -16,18 +16,14 @@ import os
 import sys
 from pathlib import Path
 
-import pytest
-
+from mtls_matrix import findings, knowledge, options
 from mtls_matrix import results as results_mod
-from mtls_matrix import baseline, findings, knowledge, options, repeat, repro, scenarios, severity, suite
 from mtls_matrix.errors import UsageError
 from mtls_matrix.options import names, output_file
 from mtls_matrix.reports import bugs
-from mtls_matrix.reports.bugs import Reproducer
 from mtls_matrix.reports.heatmap import render_svg
 from mtls_matrix.reports.html import render_html
 from mtls_matrix.results import Results, Verdict, check_output, write_atomically
-from mtls_matrix.selection import build_selection
 
 
 class Parser(argparse.ArgumentParser):
@@ -38,6 +34,12 @@ class Parser(argparse.ArgumentParser):
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    # the runner, imported by the command that runs it: report, diff and the rest load no catalogue or peer
+    import pytest
+
+    from mtls_matrix import baseline, repeat, severity, suite
+    from mtls_matrix.selection import build_selection
+
     check_reports(args.bugs, args.html, args.svg)
     try:
         build_selection(names(args.servers), names(args.clients), names(args.scenarios), args.profile, args.deadline,
@@ -81,6 +83,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     check_reports(args.out, args.html, args.svg)
     try:
         loaded = Results.load(args.results)
+        if args.baseline:  # the baseline's patterns are checked against today's peers and catalogue
+            from mtls_matrix import baseline
         known = baseline.load(args.baseline) if args.baseline else None
         directory = args.knowledge or (Path(args.baseline).parent if args.baseline else DEFAULT_KNOWLEDGE)
         curated = load_knowledge(directory, explicit=bool(args.knowledge or args.baseline))
@@ -92,7 +96,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-DEFAULT_KNOWLEDGE = Path(baseline.DEFAULT_FILE).parent  # matrix/: mechanisms.toml, reference.toml
+DEFAULT_KNOWLEDGE = Path(knowledge.DEFAULT_DIR)  # matrix/: mechanisms.toml, reference.toml
 
 
 def load_knowledge(directory: Path | str, explicit: bool) -> knowledge.Knowledge:
@@ -115,7 +119,7 @@ def write_reports(loaded: Results, bugs_md: str | None, html: str | None, svg: s
     if bugs_md:
         # BUGS.md links the image relative to itself, so it renders wherever the pair is committed.
         heatmap = os.path.relpath(svg, Path(bugs_md).resolve().parent) if svg else None
-        rendered[bugs_md] = bugs.render(analysis, heatmap=heatmap, reproducers=reproducers(analysis))
+        rendered[bugs_md] = bugs.render(analysis, heatmap=heatmap, reproducers=bugs.reproducers(analysis))
     for path, text in rendered.items():
         write_atomically(Path(path), text)
     print(f"wrote {', '.join(rendered)} from {len(loaded.cells)} cells")
@@ -128,21 +132,10 @@ def check_reports(*paths: str | None) -> None:
         raise UsageError(f"two reports would be written to the same file: {', '.join(p for p in paths if p)}")
 
 
-def reproducers(analysis: findings.Analysis) -> dict:
-    """finding id -> how to reproduce it: `mtls-matrix repro` on its best cell that has a reproducer,
-    with the library code that configures the two sides."""
-    found = {}
-    for finding in analysis.findings:
-        chosen = repro.configuring_lines([c.id for c in finding.repro_cells])
-        if chosen:
-            cell_id, server, client = chosen
-            cell = next(c for c in finding.repro_cells if c.id == cell_id)
-            found[finding.id] = Reproducer(cell_id, f"mtls-matrix repro '{cell_id}' --out repro/{finding.id}",
-                                           server, client, findings.short(cell.server), findings.short(cell.client))
-    return found
-
-
 def cmd_list(args: argparse.Namespace) -> int:
+    from mtls_matrix import scenarios
+    from mtls_matrix.selection import build_selection
+
     try:
         selection = build_selection(peer_plugins=args.peer_plugin)
     except ValueError as exc:
@@ -166,19 +159,22 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
-# Subcommands that live in their own modules: each exposes `register(subparsers)` and raises
-# errors.UsageError for bad input.
-COMMAND_MODULES: tuple[str, ...] = (
-    "mtls_matrix.baseline", "mtls_matrix.compare", "mtls_matrix.versions", "mtls_matrix.repro",
-    "mtls_matrix.setup_foreign",
-)
+# Subcommands that live in their own modules, by name: each module exposes `register(subparsers)` and
+# raises errors.UsageError for bad input. A command imports its own module alone.
+COMMAND_MODULES: dict[str, str] = {
+    "baseline": "mtls_matrix.baseline", "diff": "mtls_matrix.compare", "merge": "mtls_matrix.compare",
+    "versions": "mtls_matrix.versions", "bisect": "mtls_matrix.versions", "repro": "mtls_matrix.repro",
+    "setup-foreign": "mtls_matrix.setup_foreign",
+}
 
 
-def parser() -> argparse.ArgumentParser:
+def parser(command: str | None = None) -> argparse.ArgumentParser:
+    """`command`: the one about to run (its module alone is imported); None: every command (help, a typo)."""
     p = Parser(prog="mtls-matrix", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
-    for module in COMMAND_MODULES:
-        importlib.import_module(module).register(sub)
+    for module in dict.fromkeys(COMMAND_MODULES.values()):
+        if command is None or COMMAND_MODULES.get(command) == module:
+            importlib.import_module(module).register(sub)
 
     run = sub.add_parser("run", help="run the matrix through pytest; write OUT/results.json and OUT/junit.xml")
     options.add_arguments(run, (options.OUT, *options.RUN, options.WORKERS, options.STRICT, options.BUGS,
@@ -211,7 +207,10 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    command = next((a for a in argv if not a.startswith("-")), None)
+    known = command in COMMAND_MODULES or command in ("run", "report", "list", "schema")
+    args = parser(command if known and not {"-h", "--help"} & set(argv) else None).parse_args(argv)
     try:
         return args.func(args)
     except UsageError as exc:

@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from mtls_matrix.results import NOT_OBSERVED, Cell
 
+DEFAULT_DIR = "matrix"  # where the curated knowledge sits beside the baseline, from the repository's root
 MECHANISMS = "mechanisms.toml"
 REFERENCE = "reference.toml"
 ID_PATTERN = r"^[a-z0-9]+(-[a-z0-9]+)*$"

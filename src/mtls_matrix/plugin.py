@@ -32,6 +32,7 @@ from mtls_matrix import floor as floor_mod
 from mtls_matrix import isolate, leaks, observe, options, scenarios
 from mtls_matrix import pki as pki_mod
 from mtls_matrix import repeat as repeat_mod
+from mtls_matrix import repro
 from mtls_matrix import severity as severity_mod
 from mtls_matrix.cell import ServerPool, harness_failure, run_cell
 from mtls_matrix.hostile import Batch, batch_of, in_batch, run_batched_cell
@@ -367,14 +368,19 @@ def peer_infos(selection: Selection) -> list[PeerInfo]:
     found: dict[str, PeerInfo] = {}
     for spec in selection.cells:
         server, client = spec.server, spec.client
-        found.setdefault(f"server:{server.name}", PeerInfo(
-            name=f"server:{server.name}", role="server", family=server.family, library=server.library,
-            version=server.version, stack=server.stack, framework=server.framework, proxy=server.proxy,
-            foreign=server.foreign, harness=server.harness))
-        found.setdefault(f"client:{client.name}", PeerInfo(
-            name=f"client:{client.name}", role="client", family=client.peer.family, library=client.peer.library,
-            version=client.peer.version, stack=client.peer.stack, foreign=client.peer.foreign,
-            harness=client.peer.harness, control=client.peer.controls.get(client.variant)))
+        if f"server:{server.name}" not in found:
+            reproducible, lines = repro.configures(server, "server")
+            found[f"server:{server.name}"] = PeerInfo(
+                name=f"server:{server.name}", role="server", family=server.family, library=server.library,
+                version=server.version, stack=server.stack, framework=server.framework, proxy=server.proxy,
+                foreign=server.foreign, harness=server.harness, reproducible=reproducible, configures=lines)
+        if f"client:{client.name}" not in found:
+            reproducible, lines = repro.configures(client.peer, "client", client.variant)
+            found[f"client:{client.name}"] = PeerInfo(
+                name=f"client:{client.name}", role="client", family=client.peer.family, library=client.peer.library,
+                version=client.peer.version, stack=client.peer.stack, foreign=client.peer.foreign,
+                harness=client.peer.harness, control=client.peer.controls.get(client.variant),
+                reproducible=reproducible, configures=lines)
     return sorted(found.values(), key=lambda p: p.name)
 
 

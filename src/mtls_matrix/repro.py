@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import ast
 import difflib
-import functools
 import importlib.metadata
 import inspect
 import os
@@ -146,41 +145,51 @@ def snippets(spec: CellSpec, modules: dict[str, str]) -> tuple[str, str]:
     return server_src, client_src
 
 
-def configuring_lines(cell_ids: list[str], limit: int = 8) -> tuple[str, list[str], list[str]] | None:
-    """(cell id, server lines, client lines) for the first of these cells that has a reproducer: the
-    body of its snippets' `start_server` and `connect`, the library calls that configure each side
-    (BUGS.md quotes them; none for a program in another language); None when no cell has one."""
-    for cell_id in cell_ids:
-        spec = _default_cells().get(cell_id)
-        try:
-            server, client = snippets(spec, {}) if spec else (None, None)
-        except ReproError:
-            continue
-        if server is None:
-            continue
-        if spec.server.foreign or spec.client.peer.foreign:
-            return cell_id, [], []
-        return cell_id, _body(server, "start_server", limit), _body(client, "connect_client", limit)
-    return None
+def configures(peer, role: str, variant: str | None = None, limit: int = 8) -> tuple[bool, list[str]]:
+    """(whether `mtls-matrix repro` can write a reproducer with this peer, the library calls that configure
+    it there): the body of its usercode's start_server / connect_client as this variant runs it (BUGS.md
+    quotes them, from results.json); no lines for a program in another language."""
+    if getattr(peer, "out_of_process", False) and not getattr(peer, "repro_derived", False):
+        return False, []  # a proxy in front of a Python server (snippets says why)
+    source = _usercode(peer, role, variant, "default")
+    if source is None:
+        return False, []
+    if peer.foreign:
+        return True, []
+    return True, _body(source, "start_server" if role == "server" else "connect_client", variant, limit)
 
 
-@functools.cache
-def _default_cells() -> dict[str, CellSpec]:
-    return {c.id: c for c in build_selection().cells}
-
-
-def _body(source: str, function: str, limit: int) -> list[str]:
-    """The statements of the snippet's `function`, without its docstring and the functions it defines."""
-    tree = ast.parse(source)
-    node = next((n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))
+def _body(source: str, function: str, variant: str | None, limit: int) -> list[str]:
+    """The statements of the module's `function` that run for `variant` (a branch on the variant alone is
+    decided), without its docstring and the functions it defines."""
+    node = next((n for n in ast.walk(ast.parse(source)) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))
                  and n.name == function), None)
     if node is None:
         return []
-    body = [n for n in node.body if not (isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant))
-            and not isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
-    lines = [line for n in body for line in source.splitlines()[n.lineno - 1:n.end_lineno]]
-    code = [line for line in textwrap.dedent("\n".join(lines)).splitlines() if line.strip()]
+    body = [n for n in _taken(node.body, variant) if not isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))
+            and not (isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant))]
+    returns = [i for i, n in enumerate(body) if isinstance(n, ast.Return)]
+    body = body[:returns[0] + 1] if returns else body  # what follows a decided return never runs
+    code = [line for n in body for line in ast.unparse(n).splitlines()]
     return code[:limit] + (["..."] if len(code) > limit else [])
+
+
+def _taken(body: list[ast.stmt], variant: str | None) -> list[ast.stmt]:
+    """`body` with each `if` whose test names only `variant` replaced by the branch it takes."""
+    taken = []
+    for node in body:
+        names = {n.id for n in ast.walk(node.test) if isinstance(n, ast.Name)} if isinstance(node, ast.If) else None
+        if names != {"variant"} or variant is None:
+            taken.append(node)
+            continue
+        try:
+            chosen = eval(compile(ast.Expression(node.test), "<variant test>", "eval"), {"__builtins__": {}},
+                          {"variant": variant})
+        except Exception:  # a test this cannot decide: the reader sees both branches
+            taken.append(node)
+            continue
+        taken += _taken(node.body if chosen else node.orelse, variant)
+    return taken
 
 
 # -- what goes into DIR ----------------------------------------------------------------------

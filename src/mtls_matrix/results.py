@@ -308,6 +308,11 @@ class PeerInfo(BaseModel):
     foreign: bool = False
     harness: bool = Field(False, description="the harness's own hostile peer: never blamed")
     control: Optional[str] = Field(None, description="why this variant disables verification on purpose: a control")
+    reproducible: bool = Field(False, description="mtls-matrix repro writes a standalone reproducer of its cells "
+                                                  "(its library code is a usercode module, or a program's own)")
+    configures: list[str] = Field(default_factory=list, description="the library calls that configure this side in "
+                                                                    "its reproducer (BUGS.md quotes them); none for "
+                                                                    "a program in another language")
 
 
 class NotRun(BaseModel):

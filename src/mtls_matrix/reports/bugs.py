@@ -41,10 +41,25 @@ class Reproducer:
     client_name: str = ""
 
 
+def reproducers(analysis: Analysis) -> dict[str, Reproducer]:
+    """finding id -> how to reproduce it: `mtls-matrix repro` on its best cell whose two peers the run
+    recorded as reproducible, with the library calls that configure each side (PeerInfo.configures)."""
+    found = {}
+    for finding in analysis.findings:
+        for cell in finding.repro_cells:
+            server, client = analysis.matrix.peer(cell.server), analysis.matrix.peer(cell.client)
+            if server.reproducible and client.reproducible:
+                found[finding.id] = Reproducer(
+                    cell.id, f"mtls-matrix repro '{cell.id}' --out repro/{finding.id}", server.configures,
+                    client.configures, short(cell.server), short(cell.client))
+                break
+    return found
+
+
 def render(analysis: Analysis, heatmap: Optional[str] = None,
            reproducers: Optional[dict[str, Reproducer]] = None) -> str:
     """BUGS.md for one analysed results file. `heatmap`: the SVG's path relative to BUGS.md;
-    `reproducers`: finding id -> how to reproduce it (the CLI builds them with mtls-matrix repro)."""
+    `reproducers`: finding id -> how to reproduce it (reproducers(analysis), from what the run recorded)."""
     reproducers = reproducers or {}
     lines = [
         *render_title(analysis),
