@@ -39,7 +39,7 @@ import time
 from dataclasses import dataclass
 
 from mtls_matrix.cell import server_context  # what every server is configured with
-from mtls_matrix.pki import PKI
+from mtls_matrix.pki import LEAVES, PKI
 from mtls_matrix.scenarios import CATALOGUE, HOSTILE_GROUPS, Scenario
 
 UPGRADE_BYTES = 256  # an upgrade request (or an Engine.IO handshake) and its answer are about this size
@@ -157,8 +157,10 @@ async def _measure(pki: PKI, scenario: Scenario, reps: int) -> Floor:
 
 
 def measure(scenarios: list[Scenario] | None = None, reps: int = 7) -> dict[str, Floor]:
-    """Scenario name -> its floor (hostile scenarios: none). Runs its own event loop."""
-    chosen = [s for s in scenarios or CATALOGUE if s.group not in HOSTILE_GROUPS]
+    """Scenario name -> its floor (hostile scenarios, and those whose client files are broken so that no
+    connection is made: none). Runs its own event loop."""
+    chosen = [s for s in scenarios or CATALOGUE if s.group not in HOSTILE_GROUPS
+              and not (s.client_cert and LEAVES[s.client_cert].broken)]
 
     async def all_of(pki: PKI) -> dict[str, Floor]:
         floors = {}
