@@ -15,6 +15,8 @@ from urllib.parse import parse_qs, urlsplit
 CLOSE_COMMAND = "__close__"
 # the tuned profile's message-size limit: raised well above the scenarios' largest message
 TUNED_MAX_MESSAGE = 64 * 1024 * 1024
+# the harness's own close at the end of a script that did not close: housekeeping, not under test
+FINAL_CLOSE = (1000, "done")
 TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_-]+\Z")  # what a token looks like (secrets.token_urlsafe)
 
 
@@ -34,6 +36,11 @@ class Closed(Exception):
     def __init__(self, code: int | None, reason: str | None, shown: tuple[str, str] | None = None):
         super().__init__(f"closed with code {code} reason {reason!r}")
         self.code, self.reason, self.shown = code, reason, shown
+
+
+class NoOutcome(TimeoutError):
+    """An adapter's own wait for the library ended (an acknowledgement that never came): the harness's
+    timeout, not an error the library raised to its user, who was told nothing (cell.user_error)."""
 
 
 class Connection(ABC):
@@ -131,9 +138,13 @@ class ServerHooks:
         raise TokenRefused("this server takes no tokens")
 
     def opened(self, path: str, headers: Any, peer_cert: dict | None, identity: str | None = None,
-               error: str | None = None) -> None:
+               error: str | None = None, **details: Any) -> None:
         """The handler runs: the client certificate as the application sees it (getpeercert()), or the
-        identity a token named; `error`: reading the certificate raised this."""
+        identity a token named; `error`: reading the certificate raised this; `details`: what else the
+        library tells the handler about the connection (Socket.IO: its namespace and transport)."""
+
+    def transport(self, path: str, transport: str) -> None:
+        """Socket.IO: the transport carrying the connection as the server answers it (an upgrade changes it)."""
 
     def closed(self, path: str, code: int | None, reason: str | None) -> None:
         """The handler saw the connection close with this code and reason."""
