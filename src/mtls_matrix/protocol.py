@@ -6,6 +6,7 @@ beside the library code it copies (repro.py), so both run the same lines.
 from __future__ import annotations
 
 import re
+import ssl
 from abc import ABC, abstractmethod
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -118,10 +119,45 @@ def query_token(path_or_query: str) -> str | None:
     return values[0] if values else None
 
 
-def subject_cn(peer_cert: dict | None) -> str | None:
-    """The subject CN of a certificate as ssl's getpeercert() gives it to the application."""
+def subject_cn(peer_cert: dict | str | None) -> str | None:
+    """The subject CN of a certificate as the stack gives it to the application: ssl's getpeercert(), or
+    PEM text (a WSGI environ's SSL_CLIENT_CERT, the ASGI TLS extension's chain)."""
+    if isinstance(peer_cert, str):
+        return _pem_subject_cn(peer_cert)
     subject = dict(rdn[0] for rdn in (peer_cert or {}).get("subject", ()))
     return subject.get("commonName")
+
+
+_COMMON_NAME = bytes.fromhex("0603550403")  # the DER of OID 2.5.4.3
+
+
+def _der(data: bytes, i: int) -> tuple[int, int, int]:
+    """(tag, start, end) of the content of the DER element at offset i."""
+    tag, length, i = data[i], data[i + 1], i + 2
+    if length & 0x80:
+        n = length & 0x7F
+        length, i = int.from_bytes(data[i:i + n], "big"), i + n
+    return tag, i, i + length
+
+
+def _pem_subject_cn(pem: str) -> str | None:
+    """The subject CN of a PEM certificate (the standard library decodes none but its own peer's)."""
+    der = ssl.PEM_cert_to_DER_cert(pem)
+    _, i, _ = _der(der, 0)  # Certificate
+    _, i, _ = _der(der, i)  # TBSCertificate: [0] version, serial, signature, issuer, validity, subject
+    fields = []
+    while len(fields) < 6:
+        tag, start, end = _der(der, i)
+        fields.append((tag, start, end))
+        i = end
+    _, start, end = fields[5] if fields[0][0] == 0xA0 else fields[4]
+    while start < end:  # the RDN SETs, each holding a SEQUENCE {OID, value}
+        _, rdn, start = _der(der, start)
+        _, oid_at, _ = _der(der, rdn)
+        if der.startswith(_COMMON_NAME, oid_at):
+            _, first, last = _der(der, oid_at + len(_COMMON_NAME))
+            return der[first:last].decode()
+    return None
 
 
 class ServerHooks:
