@@ -48,7 +48,7 @@ from mtls_matrix.options import DEADLINE, DEFAULT_DEADLINE, MAX_DEADLINE, PEER_P
 from mtls_matrix.peers.foreign import FIXTURES_DIR
 from mtls_matrix.pki import CLIENT_CN, PKI
 from mtls_matrix.results import Cell, Results, Run, Verdict
-from mtls_matrix.selection import CellSpec, build_selection
+from mtls_matrix.selection import SCRUBBED, CellSpec, build_selection
 from mtls_matrix.verdict import VERIFY_CODES
 
 # The generated script: $name placeholders are filled by script(); everything else is the script, verbatim.
@@ -156,6 +156,10 @@ def snippets(spec: CellSpec, modules: dict[str, str]) -> tuple[str, str]:
         raise ReproError(f"cannot write a reproducer for {spec.id}: server {spec.server.name!r} is a proxy process "
                          f"in front of a Python server (peers/proxy.py), which a standalone script does not run; "
                          f"rerun the cell instead: {spec.repro}")
+    if spec.scenario.environment:
+        raise ReproError(f"cannot write a reproducer for {spec.id}: its scenario sets the client's environment "
+                         f"({spec.scenario.environment}), which a script run in the user's own does not; rerun the "
+                         f"cell instead: {spec.repro}")
     if any(op == "reconnect" for op, *_ in spec.scenario.io):
         raise ReproError(f"cannot write a reproducer for {spec.id}: its reconnect step is the harness's hand on the "
                          f"server (drop its connections, restart it), which a standalone script does not have; rerun "
@@ -303,7 +307,9 @@ def script(spec: CellSpec, files: dict[str, tuple[Path, bool, str]], deadline: f
     client_module = _module(spec.client.peer, "client")
     scheme = getattr(client_module, "CLIENT_URL_SCHEME", "wss")
     takes_auth = client_module is not None and "auth" in inspect.signature(client_module.connect_client).parameters
+    environment = spec.client.peer.environment.get(spec.client.variant, ())
     return SKELETON.substitute(
+        scrubbed=repr(SCRUBBED), environment=f"dict.fromkeys({environment!r}, CA)" if environment else "{}",
         headers=headers, query=query, tokens="{TOKEN: CLIENT_CN}" if scenario.token else "None",
         auth=auth, client_auth=", auth=AUTH" if takes_auth else "", url_scheme=repr(scheme),
         url_path=repr(scenario.namespace or "/"),
@@ -519,7 +525,8 @@ def cmd_repro(args: argparse.Namespace) -> int:
         if not 0 < base <= MAX_DEADLINE:  # a results file's own deadline, unchecked by argparse
             raise ReproError(f"{args.results}: run.deadline_s {base} is not a deadline; give --deadline SECONDS")
         command = f"mtls-matrix repro {spec.id} --out {args.out}"
-        written = write(spec, Path(args.out), base * spec.scenario.deadline_scale, cell, run, command)
+        # the cell's own deadline: the scenario's and the peers' scales, or the library's clock it waits on
+        written = write(spec, Path(args.out), matrix_cell.cell_deadline(spec, base).seconds, cell, run, command)
     except ReproError as exc:
         print(f"mtls-matrix: error: {exc}", file=sys.stderr)
         return 2
