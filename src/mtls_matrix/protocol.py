@@ -173,11 +173,12 @@ class ServerHooks:
         query parameter, a Socket.IO auth payload); raises TokenRefused, which the server answers."""
         raise TokenRefused("this server takes no tokens")
 
-    def opened(self, path: str, headers: Any, peer_cert: dict | None, identity: str | None = None,
+    def opened(self, path: str, headers: Any, peer_cert: dict | str | None, identity: str | None = None,
                error: str | None = None, **details: Any) -> None:
-        """The handler runs: the client certificate as the application sees it (getpeercert()), or the
-        identity a token named; `error`: reading the certificate raised this; `details`: what else the
-        library tells the handler about the connection (Socket.IO: its namespace and transport)."""
+        """The handler runs: the client certificate as the application sees it (getpeercert(), or PEM
+        text: subject_cn), or the identity a token named; `error`: reading the certificate raised this;
+        `details`: what else the library tells the handler about the connection (Socket.IO: its namespace
+        and transport)."""
 
     def transport(self, path: str, transport: str) -> None:
         """Socket.IO: the transport carrying the connection as the server answers it (an upgrade changes it)."""
