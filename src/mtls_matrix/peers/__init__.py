@@ -365,6 +365,13 @@ class ClientPeer(Peer):
         return await self.usercode.connect_client(variant, url, str(tls.ca), tls.cert and str(tls.cert),
                                                   tls.key and str(tls.key), list(tls.headers), timeout, profile)
 
+    async def reconnect_step(self, conn: Connection, control: Any, how: str,
+                             server_cert: str | None = None) -> str | None:
+        """A `reconnect` step (scenarios of a family whose clients reconnect by themselves): `control`, the
+        harness's hand on the cell's private server (cell.ServerControl), drops or restarts it; returns None
+        if the client behaved, else what went wrong. The family's peer module judges it (peers/socketio.py)."""
+        raise Unsupported(f"client {self.name} does not reconnect by itself")
+
     def missing_for(self, variant: str) -> str | None:
         """missing(), for one variant: an adapter that cannot drive the installed release in this variant
         (a keyword argument it lacks) says "cannot run: <what is missing>"; its cells are SKIPPED with it."""

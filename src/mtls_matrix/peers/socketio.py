@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+from collections import Counter
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 import aiohttp
@@ -33,8 +34,9 @@ import socketio
 from aiohttp import web
 
 from mtls_matrix import verdict
-from mtls_matrix.peers import ClientPeer, ClientTLS, Closed, ServerPeer, cell_token, version_of
-from mtls_matrix.scenarios import CLIENT_SIDE_GROUPS, DEFAULT_GROUPS, PHASES, Scenario
+from mtls_matrix.peers import ClientPeer, ClientTLS, Closed, Connection, ServerPeer, cell_token, version_of
+from mtls_matrix.pki import CLIENT_CN
+from mtls_matrix.scenarios import BY_NAME, CLIENT_SIDE_GROUPS, DEFAULT_GROUPS, PHASES, Scenario
 from mtls_matrix.timing import HANDLER_STOP_GRACE_S, SERVE_POLL_S
 from mtls_matrix.usercode import (
     socketio_aiohttp_server, socketio_asyncclient, socketio_client, socketio_tornado_server, socketio_uvicorn_server,
@@ -43,6 +45,7 @@ from mtls_matrix.usercode import (
 from mtls_matrix.usercode.socketio_client_common import (
     CLIENT_TRANSPORTS, CLIENT_URL_SCHEME, ClientConnectRefused, ClientNoUpgrade,
 )
+from mtls_matrix.verdict import INSECURE_STEP, canonical_from_tls
 
 # Each documented way of giving the clients TLS settings (docs: python-socketio "The Socket.IO Clients",
 # the Client/AsyncClient reference for http_session, ssl_verify and websocket_extra_options; requests'
@@ -61,10 +64,6 @@ DEFAULT_STORE_VARIABLES_SYNC = {"ssl_verify=default": ("REQUESTS_CA_BUNDLE", "WE
 CONTROL_WHY = ("ssl_verify=False turns the verification of the server off on purpose (the client certificate still "
                "rides in the session): its INSECURE on server-rejected is expected; it must still present its "
                "certificate on every transport (mtls-ok)")
-# The releases these adapters drive: python-socketio whose connect() takes auth (the cell token rides in
-# it). Older 5.x releases lack a few things the library code replaces (a disconnect reason, shutdown(),
-# failed_namespaces, transport(sid, namespace), wait_timeout); websocket_extra_options needs
-# python-engineio 4.4.0. What they cannot replace makes a cell "cannot run" (ClientPeer.missing_for).
 # websocket_extra_options reach the websocket transport only: on polling alone they cannot apply
 # (+upgrade shows that its polling leg ignores them), so that pair is no variant
 WEBSOCKET_ONLY_WAYS = ("websocket_extra_options=ssl", "websocket_extra_options=sslopt")
@@ -247,6 +246,43 @@ def _declared(ways: tuple[str, ...], default_store: dict[str, tuple[str, ...]]) 
     return variants, environment, tuple(environment), controls, only
 
 
+async def reconnect_step(conn: Connection, control, how: str, server_cert: str | None = None) -> str | None:
+    """The `reconnect` step (ClientPeer.reconnect_step; `control`: cell.ServerControl). The server drops
+    the connection or restarts (coming back with `server_cert`, if given); the client's own reconnection
+    must connect again, presenting its certificate (the server's handler sees the client identity once
+    more) after a new handshake; or, facing a server certificate it must not trust, refuse it for the
+    reason that certificate's own scenario names, and not connect."""
+    if control is None:
+        raise RuntimeError("a reconnect step needs the cell's private server (Scenario.private_server)")
+    events = control.recorder.events
+    seen = len(events)
+    problem = await conn.reconnect(lambda: control.disrupt(how, server_cert), refuse=server_cert is not None)
+    new = events[seen:]
+    identities = [e.data.get("peer_cn") for e in new if e.side == "server" and e.kind == "handler"]
+    handshakes = [e for e in new if e.side == "client" and e.kind in ("handshake-ok", "handshake-error")]
+    if server_cert is not None:
+        expected = BY_NAME[server_cert].expect.reason
+        if problem or identities:
+            return f"{INSECURE_STEP}after the {how} with {server_cert}, the client reconnected (the handler saw " \
+                   f"{identities}) although it must refuse that certificate with {expected}"
+        refused = [canonical_from_tls(e.data) for e in handshakes if e.kind == "handshake-error"]
+        if expected not in refused:
+            return f"the client did not reconnect, but did not refuse the certificate with {expected} either " \
+                   f"(its handshakes after the {how}: {refused or 'none'})"
+        return None
+    if problem:
+        refused = Counter(f"{e.side} {canonical_from_tls(e.data)}" for e in new if e.kind == "handshake-error")
+        seen = ", ".join(f"{what} ×{n}" for what, n in refused.items())
+        return problem + (f" (handshake errors after the {how}: {seen})" if refused else "")
+    if identities != [CLIENT_CN]:
+        return f"after the {how} the server's handler saw client identities {identities}, expected {CLIENT_CN!r} once"
+    # the server's record of the new handshake: it is written before its handler runs, so before the
+    # client hears it connected (the client's own record can come a moment after that)
+    if not any(e.side == "server" and e.kind == "handshake-ok" for e in new):
+        return f"the client reconnected after the {how} without a new TLS handshake"
+    return None
+
+
 class _SioClient(ClientPeer):
     """What both python-socketio clients share: their own timers, the cells that wait on them, and the
     harness's side of a connection: the cell token in the auth payload (usercode: the library code)."""
@@ -285,7 +321,14 @@ class _SioClient(ClientPeer):
     def canonical(self, exc):
         return _canonical(exc)
 
+    async def reconnect_step(self, conn, control, how, server_cert=None):
+        return await reconnect_step(conn, control, how, server_cert)
 
+
+# The releases these adapters drive: python-socketio whose connect() takes auth (the cell token rides in
+# it). Older 5.x releases lack a few things the library code replaces (a disconnect reason, shutdown(),
+# failed_namespaces, transport(sid, namespace), wait_timeout); websocket_extra_options needs
+# python-engineio 4.4.0. What they cannot replace makes a cell "cannot run" (ClientPeer.missing_for).
 def _outside_api_range() -> str | None:
     """What the adapters cannot do without: the cell token rides in connect(auth=...)."""
     if "auth" not in inspect.signature(socketio.Client.connect).parameters:
