@@ -8,7 +8,10 @@ OBSERVED line is compared with the verdict the real matrix gives the same cell (
 from __future__ import annotations
 
 import ast
+import importlib
 import importlib.metadata
+import inspect
+import pkgutil
 import re
 import stat
 import subprocess
@@ -17,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from mtls_matrix import repro
+from mtls_matrix import repro, usercode
 from mtls_matrix.peers.foreign import ForeignClient, ForeignServer
 from mtls_matrix.peers.proxy import ProxiedServer
 from mtls_matrix.selection import build_selection
@@ -223,6 +226,24 @@ def test_requirements_pin_both_libraries_and_their_dependencies(tmp_path):
     for dist in ("aiohttp", "websocket-client", "yarl", "multidict"):
         assert f"{dist}=={importlib.metadata.version(dist)}" in pins
     assert not any(p.lower().startswith(("mtls-matrix", "pytest", "cryptography", "tornado")) for p in pins)
+
+
+def test_usercode_modules_keep_to_their_sides_names():
+    """A reproducer holds a server module and a client module side by side (with the usercode modules they
+    import): each top-level name a module defines starts with its side (any case, after underscores)."""
+    for found in pkgutil.iter_modules(usercode.__path__):
+        module = importlib.import_module(f"{usercode.__name__}.{found.name}")
+        side = "server" if "server" in found.name else "client"
+        names = []
+        for node in ast.parse(inspect.getsource(module)).body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                names.append(node.name)
+            elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+                names += [t.id for t in (node.targets if isinstance(node, ast.Assign) else [node.target])
+                          if isinstance(t, ast.Name)]
+        strays = [n for n in names if not n.lstrip("_").lower().startswith(side) and n not in (
+            "start_server", "stop_server", "connect_client", "TIMEOUTS")]
+        assert not strays, (found.name, strays)
 
 
 def test_every_server_and_client_variant_has_snippets_that_compile():

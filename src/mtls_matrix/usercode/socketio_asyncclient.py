@@ -11,7 +11,7 @@ import socketio
 
 from mtls_matrix.protocol import FINAL_CLOSE, Closed, Connection, NoOutcome, parse_close_command
 from mtls_matrix.usercode.socketio_client_common import (  # noqa: F401 (TIMEOUTS, CLIENT_URL_SCHEME: see usercode)
-    CLIENT_RECONNECTION, CLIENT_URL_SCHEME, TIMEOUTS, _ClientConn, _client_refusals, _client_wait_timeout,
+    CLIENT_RECONNECTION, CLIENT_URL_SCHEME, TIMEOUTS, ClientConnection, _client_refusals, _client_wait_timeout,
     _client_with_refusal, client_check_upgrade, client_connect_args, client_context,
 )
 
@@ -25,7 +25,7 @@ async def _client_shutdown_async(sio) -> None:
         await sio.disconnect()
 
 
-class ClientAsyncConnection(_ClientConn):
+class ClientAsyncConnection(ClientConnection):
     def __init__(self, *args):
         super().__init__(*args)
         self.inbox: asyncio.Queue = asyncio.Queue()

@@ -69,7 +69,7 @@ def _client_wait_timeout(sio, timeout: float | None) -> dict:
     return {"wait_timeout": timeout} if "wait_timeout" in inspect.signature(sio.connect).parameters else {}
 
 
-class _ClientConn(Connection):
+class ClientConnection(Connection):
     """Echo acks and the disconnect arrive on the client's own loop/threads; recv reads them from
     one queue, so a disconnect wakes a waiting recv."""
 
