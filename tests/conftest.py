@@ -15,8 +15,9 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def mtls_matrix(*args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    # this checkout's own src first: in a worktree, not the editable install's (the package has no __init__)
-    environ = {**os.environ, "PYTHONPATH": os.pathsep.join((str(REPO / "src"), str(REPO))), **(env or {})}
+    # the repository (tests.*), after whatever PYTHONPATH the tests run under (a worktree's src/)
+    path = os.pathsep.join(filter(None, (os.environ.get("PYTHONPATH"), str(REPO))))
+    environ = {**os.environ, "PYTHONPATH": path, **(env or {})}
     return subprocess.run([sys.executable, "-m", "mtls_matrix.cli", *args], capture_output=True, text=True,
                           env=environ, timeout=timeout, cwd=REPO)
 

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from mtls_matrix import observe
-from mtls_matrix.cell import ServerControl, ServerHost, client_tls, reconnect_step, run_step, server_context
+from mtls_matrix.cell import ServerControl, ServerHost, client_tls, run_step, server_context
 from mtls_matrix.peers import ClientTLS
 from mtls_matrix.peers import socketio as sio_peers
 from mtls_matrix.pki import CLIENT_CN, PKI
@@ -159,7 +159,7 @@ def _reconnect_after_drop(monkeypatch, variant: str):
                                       client_tls(pki, scenario), "default", 5)
             try:
                 session = conn.session
-                problem = await reconnect_step(conn, control, "drop")
+                problem = await peer.reconnect_step(conn, control, "drop")
                 after = await run_step(conn, "text", "after")
                 closed = getattr(session, "closed", False)  # requests.Session has no such flag
                 return problem, after, session, conn.sio.eio.http, conn.sio.connected, closed

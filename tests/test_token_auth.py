@@ -110,7 +110,10 @@ def test_client_tls_headers_default_to_none():
 
 
 def test_a_reproducer_sends_the_token_the_way_the_cell_does(tmp_path):
-    for cell, observed in (("websockets-websocket-client[sslopt=dict]-token-header-ok", "works: "),
+    for cell, observed in (("socketio-aiohttp-socketio-client[http_session=requests+polling]-token-auth-ok", "works: "),
+                           ("socketio-aiohttp-socketio-asyncclient[http_session=connector+polling]-token-query-wrong",
+                            "rejected by the server: UNAUTHORIZED"),
+                           ("websockets-websocket-client[sslopt=dict]-token-header-ok", "works: "),
                            ("aiohttp-tornado[ssl_options=context]-token-query-wrong",
                             "rejected by the server: UNAUTHORIZED"),
                            ("tornado-aiohttp[ssl=context]-token-header-malformed",

@@ -13,6 +13,10 @@ import ssl
 # was sent") and its error log ("client sent no required SSL certificate")
 NGINX_NO_CERT = "no required SSL certificate"
 
+# a failed step's detail starting with this: the client accepted what it must refuse (a reconnect
+# to a server whose certificate it must not trust): INSECURE, not FAIL
+INSECURE_STEP = "accepted what it must refuse: "
+
 # OpenSSL X509_V_ERR_* codes, as SSLCertVerificationError.verify_code carries them.
 VERIFY_CODES = {
     2: "UNKNOWN_CA", 18: "UNKNOWN_CA", 19: "UNKNOWN_CA", 20: "UNKNOWN_CA", 21: "UNKNOWN_CA",

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import Counter
 import copy
 import functools
 import itertools
@@ -31,15 +30,15 @@ from mtls_matrix.peers import (
     ClientVariant, Clock, Closed, Connection, NoOutcome, ServerFiles, ServerPeer, TokenAuth, Unsupported,
 )
 from mtls_matrix.peers.hostile import STAGES
-from mtls_matrix.pki import CLIENT_CN, PKI
+from mtls_matrix.pki import PKI
 from mtls_matrix.results import Cell, Deadline, ErrorInfo, Leaks, ServerSaw, Step, TLSSide, Verdict
-from mtls_matrix.scenarios import BY_NAME, HOSTILE_GROUPS, Claim, Scenario, Token
+from mtls_matrix.scenarios import HOSTILE_GROUPS, Claim, Scenario, Token
 from mtls_matrix.selection import CellSpec
 from mtls_matrix.timing import (
     CLIENT_PROCESS_REPLY_GRACE_S, CLIENT_STOP_GRACE_S, CLOCK_MARGIN, CLOCK_MARGIN_S, FOREIGN_LEAK_SETTLE_S,
     LEAK_SETTLE_S, LONGEST_WAIT_S, RESTART_GAP_S, SETTLE_S,
 )
-from mtls_matrix.verdict import INSECURE_STEP, Observation, error_info, judge, signal_info
+from mtls_matrix.verdict import Observation, error_info, judge, signal_info
 from mtls_matrix.verdict import own_check_failed as verdict_own_check_failed
 
 LEAK_GROUPS = ("client-rejected", "server-rejected")
@@ -284,43 +283,6 @@ async def run_step(conn: Connection, op: str, *args) -> str | None:
     raise ValueError(f"unknown I/O op {op!r}")
 
 
-async def reconnect_step(conn: Connection, control: ServerControl | None, how: str,
-                         server_cert: str | None = None) -> str | None:
-    """The server drops the connection or restarts (coming back with `server_cert`, if given); the
-    client's own reconnection must connect again, presenting its certificate (the server's handler
-    sees the client identity once more) after a new handshake; or, facing a server certificate it
-    must not trust, refuse it for the reason that certificate's own scenario names, and not connect."""
-    if control is None:
-        raise RuntimeError("a reconnect step needs the cell's private server (Scenario.private_server)")
-    events = control.recorder.events
-    seen = len(events)
-    problem = await conn.reconnect(lambda: control.disrupt(how, server_cert), refuse=server_cert is not None)
-    new = events[seen:]
-    identities = [e.data.get("peer_cn") for e in new if e.side == "server" and e.kind == "handler"]
-    handshakes = [e for e in new if e.side == "client" and e.kind in ("handshake-ok", "handshake-error")]
-    if server_cert is not None:
-        expected = BY_NAME[server_cert].expect.reason
-        if problem or identities:
-            return f"{INSECURE_STEP}after the {how} with {server_cert}, the client reconnected (the handler saw " \
-                   f"{identities}) although it must refuse that certificate with {expected}"
-        refused = [canonical_from_tls(e.data) for e in handshakes if e.kind == "handshake-error"]
-        if expected not in refused:
-            return f"the client did not reconnect, but did not refuse the certificate with {expected} either " \
-                   f"(its handshakes after the {how}: {refused or 'none'})"
-        return None
-    if problem:
-        refused = Counter(f"{e.side} {canonical_from_tls(e.data)}" for e in new if e.kind == "handshake-error")
-        seen = ", ".join(f"{what} ×{n}" for what, n in refused.items())
-        return problem + (f" (handshake errors after the {how}: {seen})" if refused else "")
-    if identities != [CLIENT_CN]:
-        return f"after the {how} the server's handler saw client identities {identities}, expected {CLIENT_CN!r} once"
-    # the server's record of the new handshake: it is written before its handler runs, so before the
-    # client hears it connected (the client's own record can come a moment after that)
-    if not any(e.side == "server" and e.kind == "handshake-ok" for e in new):
-        return f"the client reconnected after the {how} without a new TLS handshake"
-    return None
-
-
 class _ClientRun:
     """The client side of one cell, on its own thread and event loop."""
 
@@ -376,7 +338,7 @@ class _ClientRun:
                 start = time.perf_counter()
                 try:
                     if op == "reconnect":  # the harness's hand on the server: not in run_step, which reproducers copy
-                        problem = await reconnect_step(conn, self.control, *args)
+                        problem = await self.spec.client.peer.reconnect_step(conn, self.control, *args)
                     else:
                         problem = await run_step(conn, op, *args)
                 except Exception as exc:

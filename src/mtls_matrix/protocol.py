@@ -6,6 +6,7 @@ beside the library code it copies (repro.py), so both run the same lines.
 from __future__ import annotations
 
 import re
+import ssl
 from abc import ABC, abstractmethod
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -15,6 +16,8 @@ from urllib.parse import parse_qs, urlsplit
 CLOSE_COMMAND = "__close__"
 # the tuned profile's message-size limit: raised well above the scenarios' largest message
 TUNED_MAX_MESSAGE = 64 * 1024 * 1024
+# the harness's own close at the end of a script that did not close: housekeeping, not under test
+FINAL_CLOSE = (1000, "done")
 TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_-]+\Z")  # what a token looks like (secrets.token_urlsafe)
 
 
@@ -34,6 +37,11 @@ class Closed(Exception):
     def __init__(self, code: int | None, reason: str | None, shown: tuple[str, str] | None = None):
         super().__init__(f"closed with code {code} reason {reason!r}")
         self.code, self.reason, self.shown = code, reason, shown
+
+
+class NoOutcome(TimeoutError):
+    """An adapter's own wait for the library ended (an acknowledgement that never came): the harness's
+    timeout, not an error the library raised to its user, who was told nothing (cell.user_error)."""
 
 
 class Connection(ABC):
@@ -111,10 +119,45 @@ def query_token(path_or_query: str) -> str | None:
     return values[0] if values else None
 
 
-def subject_cn(peer_cert: dict | None) -> str | None:
-    """The subject CN of a certificate as ssl's getpeercert() gives it to the application."""
+def subject_cn(peer_cert: dict | str | None) -> str | None:
+    """The subject CN of a certificate as the stack gives it to the application: ssl's getpeercert(), or
+    PEM text (a WSGI environ's SSL_CLIENT_CERT, the ASGI TLS extension's chain)."""
+    if isinstance(peer_cert, str):
+        return _pem_subject_cn(peer_cert)
     subject = dict(rdn[0] for rdn in (peer_cert or {}).get("subject", ()))
     return subject.get("commonName")
+
+
+_COMMON_NAME = bytes.fromhex("0603550403")  # the DER of OID 2.5.4.3
+
+
+def _der(data: bytes, i: int) -> tuple[int, int, int]:
+    """(tag, start, end) of the content of the DER element at offset i."""
+    tag, length, i = data[i], data[i + 1], i + 2
+    if length & 0x80:
+        n = length & 0x7F
+        length, i = int.from_bytes(data[i:i + n], "big"), i + n
+    return tag, i, i + length
+
+
+def _pem_subject_cn(pem: str) -> str | None:
+    """The subject CN of a PEM certificate (the standard library decodes none but its own peer's)."""
+    der = ssl.PEM_cert_to_DER_cert(pem)
+    _, i, _ = _der(der, 0)  # Certificate
+    _, i, _ = _der(der, i)  # TBSCertificate: [0] version, serial, signature, issuer, validity, subject
+    fields = []
+    while len(fields) < 6:
+        tag, start, end = _der(der, i)
+        fields.append((tag, start, end))
+        i = end
+    _, start, end = fields[5] if fields[0][0] == 0xA0 else fields[4]
+    while start < end:  # the RDN SETs, each holding a SEQUENCE {OID, value}
+        _, rdn, start = _der(der, start)
+        _, oid_at, _ = _der(der, rdn)
+        if der.startswith(_COMMON_NAME, oid_at):
+            _, first, last = _der(der, oid_at + len(_COMMON_NAME))
+            return der[first:last].decode()
+    return None
 
 
 class ServerHooks:
@@ -130,10 +173,15 @@ class ServerHooks:
         query parameter, a Socket.IO auth payload); raises TokenRefused, which the server answers."""
         raise TokenRefused("this server takes no tokens")
 
-    def opened(self, path: str, headers: Any, peer_cert: dict | None, identity: str | None = None,
-               error: str | None = None) -> None:
-        """The handler runs: the client certificate as the application sees it (getpeercert()), or the
-        identity a token named; `error`: reading the certificate raised this."""
+    def opened(self, path: str, headers: Any, peer_cert: dict | str | None, identity: str | None = None,
+               error: str | None = None, **details: Any) -> None:
+        """The handler runs: the client certificate as the application sees it (getpeercert(), or PEM
+        text: subject_cn), or the identity a token named; `error`: reading the certificate raised this;
+        `details`: what else the library tells the handler about the connection (Socket.IO: its namespace
+        and transport)."""
+
+    def transport(self, path: str, transport: str) -> None:
+        """Socket.IO: the transport carrying the connection as the server answers it (an upgrade changes it)."""
 
     def closed(self, path: str, code: int | None, reason: str | None) -> None:
         """The handler saw the connection close with this code and reason."""

@@ -47,11 +47,12 @@ from mtls_matrix.options import DEADLINE, DEFAULT_DEADLINE, MAX_DEADLINE, PEER_P
 from mtls_matrix.peers.foreign import FIXTURES_DIR
 from mtls_matrix.pki import CLIENT_CN, PKI
 from mtls_matrix.results import Cell, Results, Run, Verdict
-from mtls_matrix.selection import CellSpec, build_selection
 from mtls_matrix.canonical import VERIFY_CODES
+from mtls_matrix.selection import SCRUBBED, CellSpec, build_selection
 
 # The generated script: $name placeholders are filled by script(); everything else is the script, verbatim.
 SKELETON = Template(resources.files("mtls_matrix").joinpath("templates/repro.py.tmpl").read_text())
+USERCODE = "mtls_matrix.usercode"
 
 ID_FORMAT = (
     "a cell id is SERVER-CLIENT[VARIANT]-SCENARIO, with -tuned appended for an I/O scenario under the tuned "
@@ -108,6 +109,22 @@ def module_source(module: ModuleType) -> str:
     return re.sub(r"\n{4,}", "\n\n\n", "\n".join(lines)).strip() + "\n"
 
 
+def usercode_source(module: ModuleType) -> str:
+    """module_source of a usercode module, after that of each usercode module it imports (the handlers that
+    the servers of a family share), so the script defines every name the module takes from them."""
+    modules: list[ModuleType] = []
+
+    def add(found: ModuleType) -> None:
+        for node in ast.parse(inspect.getsource(found)).body:
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(USERCODE + "."):
+                add(importlib.import_module(node.module))
+        if found not in modules:
+            modules.append(found)
+
+    add(module)
+    return "\n\n".join(module_source(found) for found in modules)
+
+
 def _runs_usercode(peer, method: str) -> bool:
     """The peer's usercode is what its cells run: `method` (start or connect) is the contract's default, or
     defined no lower than `usercode` (a subclass that changes the behaviour, tests/selftest_peers.py, must
@@ -117,12 +134,17 @@ def _runs_usercode(peer, method: str) -> bool:
     return owner in (peers.ServerPeer, peers.ClientPeer) or issubclass(declares, owner)
 
 
+def _module(peer, side: str) -> ModuleType | None:
+    """The peer's usercode module, if that is what its cells run."""
+    method = "start" if side == "server" else "connect"
+    return peer.usercode if peer.usercode is not None and _runs_usercode(peer, method) else None
+
+
 def _usercode(peer, side: str, variant: str | None, profile: str) -> str | None:
     """The source of the library code a peer's cells run, for the reproducer: its usercode module; a
     program in another language builds its own from its declarations (`repro_derived`: peers/foreign.py)."""
-    method = "start" if side == "server" else "connect"
-    if peer.usercode is not None and _runs_usercode(peer, method):
-        return module_source(peer.usercode)
+    if _module(peer, side) is not None:
+        return usercode_source(peer.usercode)
     if getattr(peer, "repro_derived", False):
         return peer.repro_server(profile) if side == "server" else peer.repro_client(variant, profile)
     return None
@@ -133,6 +155,19 @@ def snippets(spec: CellSpec, modules: dict[str, str]) -> tuple[str, str]:
         raise ReproError(f"cannot write a reproducer for {spec.id}: server {spec.server.name!r} is a proxy process "
                          f"in front of a Python server (peers/proxy.py), which a standalone script does not run; "
                          f"rerun the cell instead: {spec.repro}")
+    if spec.scenario.environment:
+        raise ReproError(f"cannot write a reproducer for {spec.id}: its scenario sets the client's environment "
+                         f"({spec.scenario.environment}), which a script run in the user's own does not; rerun the "
+                         f"cell instead: {spec.repro}")
+    if any(op == "reconnect" for op, *_ in spec.scenario.io):
+        raise ReproError(f"cannot write a reproducer for {spec.id}: its reconnect step is the harness's hand on the "
+                         f"server (drop its connections, restart it), which a standalone script does not have; rerun "
+                         f"the cell instead: {spec.repro}")
+    module = _module(spec.server, "server")
+    if module is not None and "certfile" in inspect.signature(module.start_server).parameters:
+        raise ReproError(f"cannot write a reproducer for {spec.id}: server {spec.server.name!r} takes its TLS settings "
+                         f"as files and builds its own SSLContext, where a script cannot record the server's side of "
+                         f"the handshake; rerun the cell instead: {spec.repro}")
     server_src = _usercode(spec.server, "server", None, spec.profile)
     client_src = _usercode(spec.client.peer, "client", spec.client.variant, spec.profile)
     missing = [f"{role} peer {peer.name!r} (module {modules.get(peer.name, type(peer).__module__)}) names no "
@@ -219,6 +254,20 @@ def requirements(libraries: list[str]) -> list[str]:
     return sorted(found.values(), key=str.lower)
 
 
+def imported_distributions(source: str) -> list[str]:
+    """The installed distributions whose modules the source imports (the standard library's aside): a
+    library's companions and the HTTP stacks it runs on (python-socketio on aiohttp, requests)."""
+    owners = importlib.metadata.packages_distributions()
+    names: list[str] = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names += [alias.name.split(".")[0] for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.append(node.module.split(".")[0])
+    return [dist for name in dict.fromkeys(names) if name not in sys.stdlib_module_names
+            for dist in owners.get(name, [])[:1]]
+
+
 def needed_files(spec: CellSpec, pki: PKI) -> dict[str, tuple[Path, bool, str]]:
     """DIR name -> (source in the PKI, is a key, what it is): only what the scenario uses."""
     scenario = spec.scenario
@@ -261,9 +310,18 @@ def script(spec: CellSpec, files: dict[str, tuple[Path, bool, str]], deadline: f
                     f'CLIENT_KEY = str(HERE / {client_chain.replace(".chain.pem", ".key.pem")!r})\n'
                     if client_chain else "CLIENT_CERT = CLIENT_KEY = None  # the client presents no certificate\n")
     server_lib, client_lib = spec.server.library, spec.client.peer.library
-    headers, query = _token_source(scenario)
+    headers, query, auth = _token_source(scenario)
+    # what a client module declares: its URL scheme (CLIENT_URL_SCHEME, else wss), whether connect_client
+    # takes the connect auth payload (Socket.IO, whose URL path is the namespace)
+    client_module = _module(spec.client.peer, "client")
+    scheme = getattr(client_module, "CLIENT_URL_SCHEME", "wss")
+    takes_auth = client_module is not None and "auth" in inspect.signature(client_module.connect_client).parameters
+    environment = spec.client.peer.environment.get(spec.client.variant, ())
     return SKELETON.substitute(
+        scrubbed=repr(SCRUBBED), environment=f"dict.fromkeys({environment!r}, CA)" if environment else "{}",
         headers=headers, query=query, tokens="{TOKEN: CLIENT_CN}" if scenario.token else "None",
+        auth=auth, client_auth=", auth=AUTH" if takes_auth else "", url_scheme=repr(scheme),
+        url_path=repr(scenario.namespace or "/" if scheme == "https" else "/cell/repro"),
         protocol=module_source(protocol).rstrip(),
         cell_id=spec.id,
         scenario=scenario.name,
@@ -295,15 +353,16 @@ def script(spec: CellSpec, files: dict[str, tuple[Path, bool, str]], deadline: f
     )
 
 
-def _token_source(scenario) -> tuple[str, str]:
-    """HEADERS and QUERY as source: the scenario's token presented as the cell presents it, but made
+def _token_source(scenario) -> tuple[str, str, str]:
+    """HEADERS, QUERY and AUTH as source: the scenario's token presented as the cell presents it, but made
     of the script's own random TOKEN and WRONG_TOKEN (names, not values, in the generated text)."""
     carrier, value = matrix_cell.presented_token(scenario.token, valid="\0TOKEN\0", wrong="\0WRONG_TOKEN\0")
     parts = value.split("\0")  # odd items are the script's names
     expr = " + ".join(part if i % 2 else repr(part) for i, part in enumerate(parts) if part) or '""'
     headers = f'{{"Authorization": {expr}}}' if carrier == "header" else "{}"
     query = f'"?" + urlencode({{"token": {expr}}})' if carrier == "query" else '""'
-    return headers, query
+    auth = f'{{"token": {expr}}}' if carrier == "auth" else "{}"
+    return headers, query, auth
 def _program(spec: CellSpec):
     """The cell's peer that is a program in another language (peers/foreign.py), if any."""
     return next((peer for peer in (spec.server, spec.client.peer) if peer.foreign), None)
@@ -419,8 +478,9 @@ def write(spec: CellSpec, out: Path, deadline: float, cell: Cell | None = None, 
     """Writes the reproducer into `out` (new or empty). Returns the files written."""
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ReproError(f"{out} exists and is not an empty directory; choose a new or empty one")
-    snippets(spec, {})  # fail before anything is built or written
-    reqs = requirements(list(dict.fromkeys(p.library for p in (spec.server, spec.client.peer) if not p.foreign)))
+    sources = snippets(spec, {})  # fail before anything is built or written
+    libraries = [p.library for p in (spec.server, spec.client.peer) if not p.foreign]
+    reqs = requirements(list(dict.fromkeys(libraries + imported_distributions("\n".join(sources)))))
     with tempfile.TemporaryDirectory(prefix="mtls-matrix-repro-pki-") as tmp:
         pki = PKI(directory=str(Path(tmp) / "pki"))
         try:
@@ -474,7 +534,8 @@ def cmd_repro(args: argparse.Namespace) -> int:
         if not 0 < base <= MAX_DEADLINE:  # a results file's own deadline, unchecked by argparse
             raise ReproError(f"{args.results}: run.deadline_s {base} is not a deadline; give --deadline SECONDS")
         command = f"mtls-matrix repro {spec.id} --out {args.out}"
-        written = write(spec, Path(args.out), base * spec.scenario.deadline_scale, cell, run, command)
+        # the cell's own deadline: the scenario's and the peers' scales, or the library's clock it waits on
+        written = write(spec, Path(args.out), matrix_cell.cell_deadline(spec, base).seconds, cell, run, command)
     except ReproError as exc:
         print(f"mtls-matrix: error: {exc}", file=sys.stderr)
         return 2

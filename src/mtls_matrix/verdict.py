@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 
 from mtls_matrix import evidence
 from mtls_matrix.canonical import (
-    APP_REASONS, CERT_REASONS, CONFIG_REASONS, canonical_from_exception, canonical_from_text, canonical_from_tls, chain,
+    APP_REASONS, CERT_REASONS, CONFIG_REASONS, INSECURE_STEP, canonical_from_exception, canonical_from_text,
+    canonical_from_tls, chain,
 )
 from mtls_matrix.evidence import HANDSHAKES, own_check_failed
 from mtls_matrix.observe import Event
@@ -24,9 +25,6 @@ from mtls_matrix.timing import ADVISORY_WAIT_S, PROMPT_S
 TLS_WORDS = re.compile(r"ssl|tls|handshake|certif|alert", re.I)
 # a refused request's status, or a token-auth server's reason (peers.TokenRefused), in the client's message
 REFUSAL_SHOWN = re.compile(r"\b40[13]\b|unauthori[sz]ed|forbidden|\btoken\b", re.I)
-# a failed step's detail starting with this: the client accepted what it must refuse (a reconnect
-# to a server whose certificate it must not trust): INSECURE, not FAIL
-INSECURE_STEP = "accepted what it must refuse: "
 
 
 def clarity(exc: BaseException) -> Clarity:

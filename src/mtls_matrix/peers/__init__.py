@@ -25,8 +25,8 @@ from typing import Any
 from mtls_matrix import observe
 from mtls_matrix.pki import CLIENT_CN
 from mtls_matrix.protocol import (  # noqa: F401 (the peer contract's names, re-exported for peer modules)
-    CLOSE_COMMAND, TOKEN_SHAPE, TUNED_MAX_MESSAGE, Closed, Connection, ServerHooks, TokenRefused, check_token,
-    parse_close_command, query_token, subject_cn,
+    CLOSE_COMMAND, FINAL_CLOSE, TOKEN_SHAPE, TUNED_MAX_MESSAGE, Closed, Connection, NoOutcome, ServerHooks,
+    TokenRefused, check_token, parse_close_command, query_token, subject_cn,
 )
 from mtls_matrix.scenarios import Scenario
 
@@ -49,8 +49,6 @@ BUILTIN = (
 )
 ENTRY_POINT_GROUP = "mtls_matrix.peers"
 
-# the harness's own close at the end of a script that did not close: housekeeping, not under test
-FINAL_CLOSE = (1000, "done")
 # the groups a TLS-only client (ClientPeer.handshake_only) plays without I/O steps; `token` is judged
 # at the upgrade, which it writes by hand
 HANDSHAKE_GROUPS = ("works", "client-rejected", "server-rejected", "token")
@@ -163,11 +161,6 @@ class Clock:
 
     timeout: str
     seconds: float | None
-
-
-class NoOutcome(TimeoutError):
-    """An adapter's own wait for the library ended (an acknowledgement that never came): the harness's
-    timeout, not an error the library raised to its user, who was told nothing (cell.user_error)."""
 
 
 class Unsupported(Exception):
@@ -375,6 +368,13 @@ class ClientPeer(Peer):
         return await self.usercode.connect_client(variant, url, str(tls.ca), tls.cert and str(tls.cert),
                                                   tls.key and str(tls.key), list(tls.headers), timeout, profile)
 
+    async def reconnect_step(self, conn: Connection, control: Any, how: str,
+                             server_cert: str | None = None) -> str | None:
+        """A `reconnect` step (scenarios of a family whose clients reconnect by themselves): `control`, the
+        harness's hand on the cell's private server (cell.ServerControl), drops or restarts it; returns None
+        if the client behaved, else what went wrong. The family's peer module judges it (peers/socketio.py)."""
+        raise Unsupported(f"client {self.name} does not reconnect by itself")
+
     def missing_for(self, variant: str) -> str | None:
         """missing(), for one variant: an adapter that cannot drive the installed release in this variant
         (a keyword argument it lacks) says "cannot run: <what is missing>"; its cells are SKIPPED with it."""
@@ -417,12 +417,15 @@ class RecordingHooks(ServerHooks):
     def authorize(self, path: str, authorization: str | None, payload: Any = None) -> str:
         return self._token_auth.identity(cell_token(path), authorization, query_token(path), payload)
 
-    def opened(self, path, headers, peer_cert, identity=None, error=None) -> None:
+    def opened(self, path, headers, peer_cert, identity=None, error=None, **details) -> None:
         if identity is None:
             # behind a TLS-terminating proxy only the proxy reaches the plain listener (peers/proxy.py)
             identity = forwarded_cn(headers) if self._behind_proxy else subject_cn(peer_cert)
         observe.server_event(cell_token(path), "handler", peer_cn=identity,
-                             **({"identity_error": error} if error else {}))
+                             **({"identity_error": error} if error else {}), **details)
+
+    def transport(self, path, transport) -> None:
+        observe.server_event(cell_token(path), "transport", transport=transport)
 
     def closed(self, path, code, reason) -> None:
         observe.server_event(cell_token(path), "handler-close", code=code, reason=reason)

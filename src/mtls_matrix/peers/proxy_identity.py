@@ -26,6 +26,7 @@ the server's rejection at the handler phase. The handler reports an identity onl
 
 from __future__ import annotations
 
+import functools
 import hmac
 from urllib.parse import unquote
 
@@ -37,6 +38,7 @@ from mtls_matrix import observe
 from mtls_matrix.peers import FORWARDED_CERT, FORWARDED_VERIFY, PROXY_PROOF, PROXY_SECRET, ServerFiles
 from mtls_matrix.peers.nginx import Nginx
 from mtls_matrix.peers.socketio import AiohttpServer
+from mtls_matrix.usercode.socketio_server import SERVER_NAMESPACES, server_path
 
 
 class Refused(Exception):
@@ -96,7 +98,11 @@ class App(AiohttpServer):
         # under the agent id of its CN
         cert = x509.load_pem_x509_certificate(self.agent_cert.read_bytes())
         self.store = {cert.public_bytes(Encoding.DER): _cn(cert)}
-        return await super().start(context, profile)
+        port = await super().start(context, profile)
+        for namespace in SERVER_NAMESPACES:  # the reference's connect handler in place of the echo app's
+            self._server.sio.on("connect", functools.partial(self._on_connect, namespace=namespace),
+                                namespace=namespace)
+        return port
 
     async def _on_connect(self, sid, environ, auth, namespace="/"):
         token = auth.get("cell") if isinstance(auth, dict) else None
@@ -105,9 +111,10 @@ class App(AiohttpServer):
         except Refused as refused:
             observe.server_event(token, "app-refused", canonical=refused.canonical, message=str(refused))
             raise socketio.exceptions.ConnectionRefusedError(str(refused)) from None
-        self._tokens[sid] = {"token": token, "transport": self.sio.transport(sid, namespace)}
-        observe.server_event(token, "handler", peer_cn=agent, transport=self._tokens[sid]["transport"],
-                             namespace=namespace)
+        handlers = self._server.handlers  # the echo app's other handlers go on with the connection
+        transport = handlers.transport(sid, namespace)
+        handlers.connections[sid] = {"path": server_path(environ, auth), "transport": transport}
+        observe.server_event(token, "handler", peer_cn=agent, transport=transport, namespace=namespace)
 
 
 class NginxNoCA(Nginx):

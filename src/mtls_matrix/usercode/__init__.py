@@ -1,5 +1,7 @@
 """Library code as its user writes it: one module per library and side, importing only its library,
-the standard library and mtls_matrix.protocol (an import-linter contract keeps it so).
+the standard library and mtls_matrix.protocol (an import-linter contract keeps it so), or another usercode
+module whose code servers or clients of one library share (socketio_server.py: the reproducer copies its
+source first).
 
 The peers run these modules live; `mtls-matrix repro` copies their source into a standalone script
 (repro.module_source), so what a reproducer shows is what the cell ran. A server module defines
