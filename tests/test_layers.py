@@ -68,29 +68,3 @@ def test_no_code_in_string_literals(path):
     # Python, JavaScript and CSS live in modules and package data files, where linters and tests see them
     assert not _code_strings(path, longest=5)
 
-
-def test_a_server_modules_names_never_meet_a_client_modules():
-    # a reproducer holds protocol's source and one server and one client module side by side (repro.py)
-    from mtls_matrix import protocol, usercode
-
-    def defined(module_path: Path) -> set[str]:
-        names = set()
-        for node in ast.parse(module_path.read_text()).body:
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-                names.add(node.name)
-            elif isinstance(node, (ast.Assign, ast.AnnAssign)):
-                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-                names |= {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}
-        return names
-
-    shared = defined(Path(protocol.__file__))
-    modules = sorted(p for p in Path(usercode.__file__).parent.glob("*.py") if p.name != "__init__.py")
-    assert len(modules) >= 2
-    for module in modules:
-        names = defined(module)
-        server = module.stem.endswith("_server")
-        prefixes = ("server", "Server", "_server", "start_server", "stop_server") if server else (
-            "client", "Client", "_client", "connect_client", "TIMEOUTS")
-        assert module.stem.endswith(("_server", "_client")), module.name
-        assert all(name.startswith(prefixes) for name in names), (module.name, names)
-        assert not names & shared, (module.name, names & shared)

@@ -102,3 +102,29 @@ def test_the_other_ca_environment_names_files_and_a_hashed_directory(pki):
     assert env["SSL_CERT_FILE"] == env["NODE_EXTRA_CA_CERTS"] == str(pki.other_ca)
     hashed = list(pki.other_ca_dir.iterdir())
     assert [p.suffix for p in hashed] == [".0"] and hashed[0].read_bytes() == pki.other_ca.read_bytes()
+
+
+def test_a_run_makes_every_certificate_its_scenarios_name():
+    """The run's CA makes only the leaves its selected scenarios use (plugin._leaves): any LEAVES name
+    anywhere in a scenario (its sides, a forwarded certificate, a reconnect's restart) must be among them."""
+    from dataclasses import fields, is_dataclass
+
+    from mtls_matrix.pki import LEAVES
+    from mtls_matrix.plugin import _leaves
+    from mtls_matrix.scenarios import CATALOGUE
+
+    def named(value) -> set[str]:
+        if isinstance(value, str):
+            return {value} & set(LEAVES)
+        if is_dataclass(value):
+            return set().union(*(named(getattr(value, f.name)) for f in fields(value)))
+        if isinstance(value, (tuple, list, frozenset, set)):
+            return set().union(set(), *(named(v) for v in value))
+        return set()
+
+    class Cell:  # what _leaves reads of a selected cell
+        def __init__(self, scenario):
+            self.scenario = scenario
+
+    for scenario in CATALOGUE:
+        assert named(scenario) <= set(_leaves([Cell(scenario)])), scenario.name

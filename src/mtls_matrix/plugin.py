@@ -217,10 +217,12 @@ def _controller_pki(config: pytest.Config) -> PKI:
 
 def _leaves(cells) -> tuple[str, ...]:
     """The certificates the selected cells use (an RSA key costs a tenth of a second: only where a
-    scenario presents one); the good pair and the key a key-mismatch leaf borrows, always."""
+    scenario presents one), a reconnect's restart certificate among them; the good pair and the key a
+    key-mismatch leaf borrows, always."""
     used = {"server", "client", pki_mod.MISMATCHED_KEY_OF}
     for scenario in {cell.scenario for cell in cells}:
         used |= {scenario.server_cert, scenario.client_cert, scenario.claim and scenario.claim.forwarded_cert}
+        used |= {arg for step in scenario.io for arg in step if isinstance(arg, str) and arg in pki_mod.LEAVES}
     return tuple(sorted(name for name in used if name))
 
 
@@ -359,7 +361,8 @@ def scenario_infos(selection: Selection) -> list[ScenarioInfo]:
     """The catalogue entries the selection's cells play, in catalogue order, as the run knew them."""
     played = {spec.scenario.name for spec in selection.cells}
     return [ScenarioInfo(name=s.name, group=s.group, description=s.description, expectation=s.expect.describe(),
-                         tags=sorted(s.tags | {s.tls_tag}), severity=severity_mod.table(s))
+                         tags=sorted(s.tags | {s.tls_tag}), severity=severity_mod.table(s),
+                         reproducible=repro.scenario_refusal(s) is None)
             for s in scenarios.CATALOGUE if s.name in played]
 
 
@@ -451,12 +454,17 @@ class Collector:
         self.results_path: Path | None = None
         self.baseline: baseline_mod.Classification | None = None
         self.floor: Floor | None = None
+        self.peers: list[PeerInfo] | None = None
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionstart(self, session: pytest.Session) -> None:
-        """The bare-ssl floor the report compares pairs with, once per run: first, before
-        pytest-xdist starts its workers, so it runs on a quiet machine (a fraction of a second). Not for
-        a selection small enough to run in the controller: it would cost more than its cells."""
+        """The peers as the report needs them, before any cell runs: reading their library code parses it
+        (repro.configures), and CPython 3.11's parser breaks in a process where a library thread printed a
+        traceback meanwhile (see record()). Then the bare-ssl floor the report compares pairs with, once per
+        run: before pytest-xdist starts its workers, so it runs on a quiet machine (a fraction of a second).
+        Not for a selection small enough to run in the controller: it would cost more than its cells."""
+        if _selection_key in self.config.stash:
+            self.peers = peer_infos(self.config.stash[_selection_key])
         if _selection_key in self.config.stash and len(self.config.stash[_selection_key].cells) > IN_PROCESS_CELLS:
             try:
                 self.floor = floor_mod.measure()
@@ -514,7 +522,7 @@ class Collector:
                 workers=int(getattr(option, "numprocesses", None) or 1) if getattr(option, "dist", "no") != "no" else 1,
                 floor=self.floor,
                 scenarios=scenario_infos(selection),
-                peers=peer_infos(selection),
+                peers=self.peers if self.peers is not None else peer_infos(selection),
                 not_run=[NotRun(name=name, why=why) for name, why in NOT_RUN],
             ),
             cells=cells,

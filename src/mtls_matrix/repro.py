@@ -150,24 +150,33 @@ def _usercode(peer, side: str, variant: str | None, profile: str) -> str | None:
     return None
 
 
-def snippets(spec: CellSpec, modules: dict[str, str]) -> tuple[str, str]:
-    if spec.server.out_of_process and not getattr(spec.server, "repro_derived", False):
-        raise ReproError(f"cannot write a reproducer for {spec.id}: server {spec.server.name!r} is a proxy process "
-                         f"in front of a Python server (peers/proxy.py), which a standalone script does not run; "
-                         f"rerun the cell instead: {spec.repro}")
-    if spec.scenario.environment:
-        raise ReproError(f"cannot write a reproducer for {spec.id}: its scenario sets the client's environment "
-                         f"({spec.scenario.environment}), which a script run in the user's own does not; rerun the "
-                         f"cell instead: {spec.repro}")
-    if any(op == "reconnect" for op, *_ in spec.scenario.io):
-        raise ReproError(f"cannot write a reproducer for {spec.id}: its reconnect step is the harness's hand on the "
-                         f"server (drop its connections, restart it), which a standalone script does not have; rerun "
-                         f"the cell instead: {spec.repro}")
-    module = _module(spec.server, "server")
+def scenario_refusal(scenario) -> str | None:
+    """Why no standalone script reproduces a cell of this scenario, or None."""
+    if scenario.environment:
+        return (f"its scenario sets the client's environment ({scenario.environment}), which a script run in the "
+                f"user's own does not")
+    if any(op == "reconnect" for op, *_ in scenario.io):
+        return ("its reconnect step is the harness's hand on the server (drop its connections, restart it), which "
+                "a standalone script does not have")
+    return None
+
+
+def server_refusal(server) -> str | None:
+    """Why no standalone script runs this server, or None."""
+    if server.out_of_process and not getattr(server, "repro_derived", False):
+        return (f"server {server.name!r} is a proxy process in front of a Python server (peers/proxy.py), which a "
+                f"standalone script does not run")
+    module = _module(server, "server")
     if module is not None and "certfile" in inspect.signature(module.start_server).parameters:
-        raise ReproError(f"cannot write a reproducer for {spec.id}: server {spec.server.name!r} takes its TLS settings "
-                         f"as files and builds its own SSLContext, where a script cannot record the server's side of "
-                         f"the handshake; rerun the cell instead: {spec.repro}")
+        return (f"server {server.name!r} takes its TLS settings as files and builds its own SSLContext, where a "
+                f"script cannot record the server's side of the handshake")
+    return None
+
+
+def snippets(spec: CellSpec, modules: dict[str, str]) -> tuple[str, str]:
+    refusal = server_refusal(spec.server) or scenario_refusal(spec.scenario)
+    if refusal:
+        raise ReproError(f"cannot write a reproducer for {spec.id}: {refusal}; rerun the cell instead: {spec.repro}")
     server_src = _usercode(spec.server, "server", None, spec.profile)
     client_src = _usercode(spec.client.peer, "client", spec.client.variant, spec.profile)
     missing = [f"{role} peer {peer.name!r} (module {modules.get(peer.name, type(peer).__module__)}) names no "
@@ -184,8 +193,8 @@ def configures(peer, role: str, variant: str | None = None, limit: int = 8) -> t
     """(whether `mtls-matrix repro` can write a reproducer with this peer, the library calls that configure
     it there): the body of its usercode's start_server / connect_client as this variant runs it (BUGS.md
     quotes them, from results.json); no lines for a program in another language."""
-    if getattr(peer, "out_of_process", False) and not getattr(peer, "repro_derived", False):
-        return False, []  # a proxy in front of a Python server (snippets says why)
+    if role == "server" and server_refusal(peer):
+        return False, []
     source = _usercode(peer, role, variant, "default")
     if source is None:
         return False, []

@@ -291,6 +291,8 @@ class ScenarioInfo(BaseModel):
     tags: list[str] = Field(default_factory=list)
     severity: dict[str, Severity] = Field(
         default_factory=dict, description="verdict -> the severity a cell of this scenario gets with it")
+    reproducible: bool = Field(False, description="mtls-matrix repro writes a standalone script for its cells "
+                                                  "(not when the harness acts in it: a reconnect, an environment)")
 
 
 class PeerInfo(BaseModel):

@@ -42,13 +42,14 @@ class Reproducer:
 
 
 def reproducers(analysis: Analysis) -> dict[str, Reproducer]:
-    """finding id -> how to reproduce it: `mtls-matrix repro` on its best cell whose two peers the run
-    recorded as reproducible, with the library calls that configure each side (PeerInfo.configures)."""
+    """finding id -> how to reproduce it: `mtls-matrix repro` on its best cell whose two peers and scenario
+    the run recorded as reproducible, with the library calls that configure each side (PeerInfo.configures)."""
     found = {}
     for finding in analysis.findings:
         for cell in finding.repro_cells:
             server, client = analysis.matrix.peer(cell.server), analysis.matrix.peer(cell.client)
-            if server.reproducible and client.reproducible:
+            scenario = analysis.matrix.scenarios.get(cell.scenario)
+            if server.reproducible and client.reproducible and scenario and scenario.reproducible:
                 found[finding.id] = Reproducer(
                     cell.id, f"mtls-matrix repro '{cell.id}' --out repro/{finding.id}", server.configures,
                     client.configures, short(cell.server), short(cell.client))
