@@ -124,7 +124,7 @@ class Toolchain:
 
 @dataclass(frozen=True)
 class ErrorRule:
-    """One line of a peer's error table: the stack's own words -> a canonical error (verdict.py)."""
+    """One line of a peer's error table: the stack's own words -> a canonical error (canonical.py)."""
 
     pattern: str  # a regex searched (case-insensitively) in "type code verify_error message" of the error
     canonical: str
@@ -133,7 +133,7 @@ class ErrorRule:
 
 def map_error(rules: tuple[ErrorRule, ...], event: dict) -> dict[str, Any]:
     """The canonical error of a foreign error event: the peer's table first, then the generic
-    reading of OpenSSL's words (verdict.TEXTS), which never claims an own check."""
+    reading of OpenSSL's words (canonical.TEXTS), which never claims an own check."""
     text = " ".join(str(event[k]) for k in ("type", "code", "verify_error", "message") if event.get(k))
     for rule in rules:
         if re.search(rule.pattern, text, re.I):
