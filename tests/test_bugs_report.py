@@ -68,7 +68,7 @@ def test_one_table_lists_every_finding_and_each_has_its_section():
     assert "alpha-two[x=1]-server-cn-only" not in section.split("**Reproduce**")[0]  # no cell-id lists
 
 
-def test_the_reproducer_quotes_the_library_code_and_the_repro_command():
+def test_the_reproducer_quotes_the_blamed_sides_library_code_and_the_repro_command():
     res = results(*cn_cells())
     analysis = findings.analyse(res, Knowledge(mechanisms=(CN,)))
     repro = bugs.Reproducer("alpha-two[x=1]-server-cn-only", "mtls-matrix repro 'alpha-two[x=1]-server-cn-only' "
@@ -79,7 +79,9 @@ def test_the_reproducer_quotes_the_library_code_and_the_repro_command():
     section = text.split("### F-cn-fallback")[1].split("\n### ")[0]
     assert ("**Reproduce** `alpha-two[x=1]-server-cn-only`: `mtls-matrix repro 'alpha-two[x=1]-server-cn-only' "
             "--out repro/F-cn-fallback`") in section
-    assert "```python\n# server alpha\nserve(handler, ssl=context)\n# client two[x=1]\n" in section
+    # the finding blames the client variant: its configuration is quoted, not the server's
+    assert "```python\n# client two[x=1]\nctx = ssl.create_default_context(cafile=CA)\nconnect(url, ssl=ctx)\n```" \
+        in section and "# server alpha" not in section
     # without a reproducer for its peers, the cell's own rerun command
     other = text.split("### F-")[2]
     assert "no standalone reproducer" in other and "mtls-matrix run --servers alpha" in other

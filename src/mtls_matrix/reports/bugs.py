@@ -228,10 +228,12 @@ def render_reproducer(finding: Finding, reproducer: Optional[Reproducer]) -> lis
         return [f"**Reproduce** {code(sample.id)} (no standalone reproducer for these peers: rerun the cell): "
                 f"{code(sample.repro)}"]
     lines = [f"**Reproduce** {code(reproducer.cell)}: {code(reproducer.command)}"]
+    # the configuration of the side the finding blames (both for a pair, or when it blames both sides)
+    blamed = {unit.side for unit in finding.layer.units} & {"server", "client"} or {"server", "client"}
     code_lines = []
-    if reproducer.server:
+    if reproducer.server and "server" in blamed:
         code_lines += [f"# server {reproducer.server_name}", *reproducer.server]
-    if reproducer.client:
+    if reproducer.client and "client" in blamed:
         code_lines += [f"# client {reproducer.client_name}", *reproducer.client]
     if code_lines:
         lines += ["", *fenced(code_lines, "python")]
