@@ -18,6 +18,7 @@ import datetime as dt
 import hashlib
 import ipaddress
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -35,7 +36,7 @@ SERVER_IP = "127.0.0.1"
 KEY_TYPES = ("ecdsa", "rsa", "ed25519")
 
 
-OWNER_FILE = ".owner"  # in a private dir: the identity of the process that owns it
+OWNER_FILE = ".owner"  # in a private dir made by an older mtls-matrix: the identity of the process that owned it
 _owned: set[Path] = set()
 
 
@@ -55,11 +56,16 @@ def gone(pid: int) -> bool:
 
 
 def private_dir(kind: str) -> Path:
-    """A new 0700 temp dir `mtls-matrix-KIND-*` owned by this process (see the module's doc)."""
-    path = Path(tempfile.mkdtemp(prefix=f"mtls-matrix-{kind}-"))
-    (path / OWNER_FILE).write_text(_identity(os.getpid()) or "")
+    """A new 0700 temp dir `mtls-matrix-KIND-PID.START-*` owned by this process (see the module's doc). The
+    owner is in the name, made in one step with the dir: a process killed right after leaves no dir whose
+    owner a sweep cannot tell."""
+    pid, start = (_identity(os.getpid()) or f"{os.getpid()} 0").split()
+    path = Path(tempfile.mkdtemp(prefix=f"mtls-matrix-{kind}-{pid}.{start}-"))
     _owned.add(path)
     return path
+
+
+_OWNER_IN_NAME = re.compile(r"-(\d+)\.(\d+)-[^-]*\Z")
 
 
 @atexit.register
@@ -77,7 +83,8 @@ def sweep() -> list[Path]:
         try:
             if path.is_symlink() or not path.is_dir() or path.stat().st_uid != os.getuid():
                 continue
-            owner = (path / OWNER_FILE).read_text().split()
+            named = _OWNER_IN_NAME.search(path.name)
+            owner = list(named.groups()) if named else (path / OWNER_FILE).read_text().split()
         except OSError:
             continue  # not a private dir (no owner recorded): not ours to judge
         if len(owner) == 2 and owner[0].isdigit() and _identity(int(owner[0])) != " ".join(owner):
