@@ -422,7 +422,7 @@ CATALOGUE: tuple[Scenario, ...] = (
     config_error("client-key-unreadable", "FILE_UNREADABLE", "the client's key path cannot be read (a directory)"),
     config_error("client-key-mismatch", "KEY_MISMATCH", "the client's key file holds the key of another certificate"),
     hostile_server("close-no-notify", "prompt", "the server answers the client's close frame, then never sends its "
-                   "TLS close_notify nor closes TCP: the client's close must not wait on it",
+                   "TLS close_notify nor closes TCP before the client does: the client's close must not wait on it",
                    io=(("text", "hello mtls"), ("close", 1000, "bye"))),
 )
 

@@ -173,13 +173,16 @@ class _ManualTLS:
             try:
                 data = self.tls.read(65536)
             except ssl.SSLWantReadError:
-                if not await self._receive():
-                    return
-                continue
+                data = b""
             except ssl.SSLZeroReturnError:  # the client's close_notify: read, and left unanswered
                 await _drain_until_eof(self.reader)
                 return
-            plain.feed_data(data)
+            if data:
+                plain.feed_data(data)
+            # nothing decrypted (a want-read, or a record with no application data, which returns b""
+            # rather than raising): wait for more bytes, or reading again would spin on this loop
+            elif not await self._receive():
+                return
 
     def write(self, data: bytes) -> None:
         self.tls.write(data)
