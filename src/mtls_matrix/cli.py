@@ -26,6 +26,11 @@ from mtls_matrix.reports.html import render_html
 from mtls_matrix.results import Results, Verdict, check_output, write_atomically
 
 
+# pytest's own plugins a matrix run does without: the cells assert nothing and judge no unraisable exception,
+# and each process would pay for both (rewriting our modules on import, collecting garbage at exit)
+PYTEST_PLUGINS_UNUSED = ("--assert=plain", "-p", "no:unraisableexception", "-p", "no:cacheprovider")
+
+
 class Parser(argparse.ArgumentParser):
     """Bad input is one line naming the option and the problem; the usage is one `-h` away."""
 
@@ -56,8 +61,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     suite_file = Path(suite.__file__)
     pytest_args = [
-        str(suite_file), "--rootdir", str(suite_file.parent.parent), "-p", "no:cacheprovider", "-q",
-        "-W", "ignore::pytest.PytestAssertRewriteWarning",  # this process imported the plugin first
+        str(suite_file), "--rootdir", str(suite_file.parent.parent), "-q",
+        *PYTEST_PLUGINS_UNUSED,
         "--mtls-out", str(out), "--junitxml", str(out / "junit.xml"), *options.pytest_argv(args),
     ]
     if args.workers != "0":

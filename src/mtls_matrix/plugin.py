@@ -8,6 +8,7 @@ the matrix test requests.
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import itertools
 import os
 import platform
@@ -133,6 +134,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     slots = [i for i, item in enumerate(items) if "mtls_cell" in getattr(item, "fixturenames", ())]
     for slot, item in zip(slots, cell_order(config.option.mtls_order)([items[i] for i in slots])):
         items[slot] = item
+    if slots:
+        # what is loaded by now (libraries, catalogue, items) lives as long as the process: the
+        # collector stops walking it, which each cell's garbage would otherwise make it do again and again
+        gc.freeze()
 
 
 def cell_order(order: str):
