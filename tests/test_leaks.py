@@ -194,6 +194,7 @@ def test_a_real_server_in_another_process_is_measured_from_outside_by_the_cells_
             host = pool.get(spec.server, spec.scenario, spec.profile)
             processes = host.peer.processes()
             assert processes and ("127.0.0.1", host.port) in leaks_mod.listening_addresses(processes[0])
+            processes = tuple(leaks_mod.with_children(processes))  # a proxy's workers hold its sockets
             before = leaks_mod.socket_inodes(processes)
             plain = socket.create_connection(("127.0.0.1", host.port))  # held open by this process
             assert _settled(host.port, before, processes, (1, 1)) == (1, 1)
@@ -217,7 +218,7 @@ def test_a_real_foreign_client_process_is_measured_from_outside_by_the_cells_por
     async def connect_and_look(tls) -> tuple[tuple[int, int], tuple[int, int]]:
         attempt = asyncio.ensure_future(client.connect("options", f"wss://localhost:{port}/", tls, "default", 5))
         accepted, _ = await asyncio.to_thread(listener.accept)
-        processes = client.processes()
+        processes = tuple(leaks_mod.with_children(client.processes()))
         during = await asyncio.to_thread(_settled, port, before, processes, (1, 1))
         attempt.cancel()  # the harness tells the process to drop the connection
         accepted.close()

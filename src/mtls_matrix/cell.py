@@ -476,7 +476,7 @@ def run_cell(spec: CellSpec, servers: ServerPool | None, pki: PKI, deadline: flo
                 host = servers.get(spec.server, scenario, spec.profile)
             if measure_leaks:
                 warned = watch.enter_context(leaks.resource_warnings([]))
-                before = leaks.socket_inodes(_processes(host, spec)), leaks.server_tasks(host.loop)
+                before = leaks.socket_inodes(leaks.with_children(_processes(host, spec))), leaks.server_tasks(host.loop)
             client = drive_client(spec, host.port, token, client_tls(pki, scenario, spec.client), clock.seconds,
                                   timeout, recorder, obs, control, side_by_side)
             obs.server_crash = host.crash
@@ -637,11 +637,12 @@ def _leaks(host: ServerHost, client: _ClientRun, spec: CellSpec, sockets_before:
     winding down; an in-process client's is closed already)."""
     processes = _processes(host, spec)
     end = time.perf_counter() + (FOREIGN_LEAK_SETTLE_S if processes else LEAK_SETTLE_S)
+    tree = leaks.with_children(processes)
     # an in-process client's loop is closed by now: a socket its side still holds has nothing left
     # to close it but a garbage collection, so waiting for it only delays the count
     client_over = client.loop is not None and client.loop.is_closed() and not spec.client.peer.processes()
     while True:
-        client_sockets, server_sockets = leaks.connection_sockets(host.port, sockets_before, processes)
+        client_sockets, server_sockets = leaks.connection_sockets(host.port, sockets_before, tree)
         tasks_now = leaks.server_tasks(host.loop) if host.alive else None
         server_tasks = max(0, tasks_now - tasks_before) if tasks_now is not None and tasks_before is not None else 0
         if (client_over or not client_sockets) and not (server_sockets or server_tasks) or time.perf_counter() >= end:

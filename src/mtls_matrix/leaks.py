@@ -31,6 +31,7 @@ import stat
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable
 
 import psutil
 
@@ -100,12 +101,12 @@ def with_children(pids: tuple[int, ...]) -> list[int]:
     return found
 
 
-def _my_socket_inodes(own: dict[str, int] | None = None, peers: tuple[int, ...] = ()) -> set[str]:
+def _my_socket_inodes(own: dict[str, int] | None = None, peers: Iterable[int] = ()) -> set[str]:
     """The sockets of this process and of its client processes (isolate.py): a blocking client
     runs there, and what it leaves open is its own leak all the same; and those of the cell's
-    out-of-process peers (`peers`: Peer.processes(), with their children)."""
+    out-of-process peers (`peers`: with_children(Peer.processes()))."""
     inodes = set(_my_sockets() if own is None else own)
-    for pid in (*isolate.POOL.pids(), *with_children(peers)):
+    for pid in (*isolate.POOL.pids(), *peers):
         inodes |= set(_sockets_of(pid))
     return inodes
 
@@ -171,15 +172,16 @@ def listening_addresses(pid: int | str = "self") -> set[tuple[str, int]]:
     return {(s.address, s.port) for s in tcp_sockets(pid=pid) if s.state == LISTEN}
 
 
-def socket_inodes(peers: tuple[int, ...] = ()) -> set[str]:
+def socket_inodes(peers: Iterable[int] = ()) -> set[str]:
     """What connection_sockets compares with: every socket this process (and the processes of the
-    cell's out-of-process peers, `peers`) holds, at cell start."""
+    cell's out-of-process peers, `peers`: with_children(...)) holds, at cell start."""
     return _my_socket_inodes(peers=peers)
 
 
-def connection_sockets(port: int, before: set[str], peers: tuple[int, ...] = ()) -> tuple[int, int]:
+def connection_sockets(port: int, before: set[str], peers: Iterable[int] = ()) -> tuple[int, int]:
     """Open sockets on connections to the listener at `port` that were not there `before`, of this
-    process and of the cell's out-of-process peers (`peers`): (client side, server side). A socket
+    process and of the cell's out-of-process peers (`peers`: with_children(...), found once by a
+    caller that polls, for it reads every process's /proc entry): (client side, server side). A socket
     whose connection was reset is no longer in /proc/net/tcp but still holds its descriptor: a TCP
     socket of this process new to the cell in state CLOSE counts as the server's if its local port is
     the listener's, else as the client's (a process runs one cell at a time, and the listener was
