@@ -9,9 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from mtls_matrix.peers.node_ws import NODE
 from mtls_matrix.results import Results
 
 REPO = Path(__file__).resolve().parent.parent
+needs_node = pytest.mark.skipif(NODE.missing() is not None, reason=f"{NODE.missing()}")
 
 
 def mtls_matrix(*args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:

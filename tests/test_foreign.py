@@ -16,10 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from mtls_matrix.peers.node_ws import NODE
-from tests.conftest import REPO, mtls_matrix, verdicts
+from tests.conftest import REPO, mtls_matrix, needs_node, verdicts
 
-needs_node = pytest.mark.skipif(NODE.missing() is not None, reason=f"{NODE.missing()}")
 PYTHON_CLIENTS = "websockets[ssl=context],aiohttp[ssl=context],tornado[ssl_options=context],websocket-client[sslopt=context]"
 
 

@@ -7,14 +7,12 @@ from __future__ import annotations
 import pytest
 
 from mtls_matrix import selection
-from mtls_matrix.peers.node_ws import NODE
 from mtls_matrix.scenarios import BY_NAME, HOSTILE_GROUPS
 from mtls_matrix.timing import PROMPT_S
-from tests.conftest import verdicts
+from tests.conftest import needs_node, verdicts
 from tests.selftest_peers import QUICK_TIMEOUT_S
 
 PLUGIN = ("--peer-plugin", "tests.selftest_peers")
-needs_node = pytest.mark.skipif(NODE.missing() is not None, reason=f"{NODE.missing()}")
 
 
 def test_hostile_peers_play_only_hostile_scenarios_and_only_against_real_peers():
@@ -71,8 +69,8 @@ def test_a_client_facing_each_hostile_server(run_matrix):
 def test_a_client_that_closes_tcp_itself_after_the_close_handshake_is_prompt(run_matrix):
     """close-no-notify: after answering the close frame the hostile server sends no close_notify and
     keeps reading until the client closes TCP. Node's ws ends its side at once, so its close is
-    prompt; a server that stopped reading (its TLS pump once spun on a record with no data) would
-    keep ws waiting its 30 s closeTimeout and blame ws for the harness."""
+    prompt; a server that stopped reading would keep ws waiting its 30 s closeTimeout and blame ws
+    for the harness."""
     results, _ = run_matrix("--servers", "hostile", "--clients", "node-ws[options]",
                             "--scenarios", "hostile-server-close-no-notify")
     (cell,) = results.cells

@@ -22,6 +22,7 @@ from mtls_matrix.pki import PKI
 from mtls_matrix import findings
 from mtls_matrix.reports import bugs
 from mtls_matrix.results import Leaks, Results, Verdict
+from tests.conftest import needs_node
 from tests.hand_built import cell, results
 
 
@@ -141,7 +142,6 @@ def test_a_warning_about_another_listeners_socket_and_its_transport_is_marked_ea
 
 # -- peers in other processes (peers/foreign.py, proxies, the browser): measured from outside ---------
 
-needs_node = pytest.mark.skipif(NODE.missing() is not None, reason=f"{NODE.missing()}")
 
 
 def _settled(port: int, before: set[str], processes: tuple[int, ...], want: tuple[int, int]) -> tuple[int, int]:
