@@ -259,9 +259,9 @@ def _waiting_ids(config: pytest.Config) -> set[str]:
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
     """`-n auto` for a matrix run: one worker per core, plus WAITING_WORKERS for the cells that mostly
     wait (ServerPeer.waits: long-polls, refusals that sit out a library timer) when the run also has
-    others: they spend much of their workers' time asleep, so the rest runs on the cores meanwhile
-    (the full matrix: 169 s with two, 195-212 s with one, whose 588 cells then outlasted the others).
-    None at all for a selection of IN_PROCESS_CELLS or fewer that does not wait. Any other pytest run, or PYTEST_XDIST_AUTO_NUM_WORKERS set: pytest-xdist decides."""
+    others: they spend much of their workers' time asleep, so the rest runs on the cores meanwhile.
+    None at all for a selection of IN_PROCESS_CELLS or fewer that does not wait. Any other pytest
+    run, or PYTEST_XDIST_AUTO_NUM_WORKERS set: pytest-xdist decides."""
     if not _matrix_run(config) or os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
         return None
     waiting, cells = len(_waiting_ids(config)), len(_selection(config).cells)
