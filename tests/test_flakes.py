@@ -109,16 +109,26 @@ def test_bad_repeat_is_a_usage_error_under_plain_pytest_too():
 
 
 def test_verdicts_do_not_depend_on_cell_order_or_worker(tmp_path):
-    """The same slice sequentially, on two xdist workers, and reversed: every verdict the same."""
+    """The same slice sequentially, on two xdist workers, and reversed: every verdict the same, but
+    for a cell whose own back-to-back reruns disagree in some leg: that is the library racing with
+    itself (websockets' sync client reads and writes one TLS connection from two threads), which
+    the cell before it cannot cause. Such cells must stay rare, or the harness is the one racing."""
     args = ("--servers", "aiohttp,tornado", "--clients", "websockets,websocket-client",
-            "--scenarios", "works,client-no-cert,client-expired,server-wrong-host,io-text", "--profile", "default")
+            "--scenarios", "works,client-no-cert,client-expired,server-wrong-host,io-text", "--profile", "default",
+            "--confirm", "2")
     forward, _ = run(tmp_path / "forward", *args, "-n", "0")
     workers, _ = run(tmp_path / "workers", *args, "-n", "2")
     backward, _ = run(tmp_path / "reverse", *args, "-n", "0", "--", "--mtls-order", "reverse")
     ran = junit_names(tmp_path / "reverse")
     assert ran == list(reversed(junit_names(tmp_path / "forward"))) and len(ran) > 40  # really reversed
     assert workers.run.workers == 2
-    assert verdicts(forward) == verdicts(workers) == verdicts(backward)
+    racing = {c.id for c in forward.cells + workers.cells + backward.cells if c.flaky}
+    assert len(racing) <= 2, racing
+
+    def settled(results: Results) -> dict[str, str]:
+        return {i: v for i, v in verdicts(results).items() if i not in racing}
+
+    assert settled(forward) == settled(workers) == settled(backward)
 
 
 def test_auto_workers_give_the_waiting_cells_a_worker_of_their_own(tmp_path):
