@@ -4,10 +4,13 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import socket
 import struct
 import subprocess
 import sys
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -77,6 +80,31 @@ def test_a_rejected_connection_socket_is_counted_by_side():
         client.close()
         listener.close()
     assert leaks_mod.connection_sockets(port, before) == (0, 0)
+
+
+def test_a_peers_process_tree_is_found_whole_and_an_ended_process_is_left_out():
+    """A peer's children and theirs (nginx's workers), and a child started from a thread (node's)."""
+    tree = ["bash", "-c", "sleep 30 & (sleep 30 & wait) & wait"]
+    peer = subprocess.Popen(tree, start_new_session=True)
+    from_thread: list[subprocess.Popen] = []
+    release = threading.Event()
+
+    def start_and_stay() -> None:  # a thread that ends hands its children to the main thread
+        from_thread.append(subprocess.Popen(tree, start_new_session=True))
+        release.wait()
+
+    threading.Thread(target=start_and_stay).start()
+    try:
+        time.sleep(0.5)
+        found = leaks_mod.with_children((peer.pid,))
+        assert found[0] == peer.pid and sorted(found) == sorted(leaks_mod._psutil_tree(peer.pid)) and len(found) == 4
+        assert from_thread[0].pid in leaks_mod.with_children((os.getpid(),))
+    finally:
+        release.set()
+        for process in (peer, *from_thread):
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    assert leaks_mod.with_children((peer.pid,)) == []
 
 
 def test_a_reset_connections_sockets_still_count_by_their_local_port():

@@ -88,17 +88,51 @@ def _my_sockets() -> dict[str, int]:
     return _sockets_of("self")
 
 
+def _children(pid: int) -> list[int] | None:
+    """The processes `pid` started, from its threads' /proc children lists: psutil would read every
+    process's /proc entry on the machine to find them, twice per cell. None without those lists
+    (a kernel built without them); [] for a process that ended."""
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return []
+    children = []
+    for task in tasks:
+        try:
+            children += [int(child) for child in Path(f"/proc/{pid}/task/{task}/children").read_text().split()]
+        except FileNotFoundError:
+            if not Path(f"/proc/{pid}/task/{task}").exists():
+                continue  # a thread that ended
+            return None
+        except OSError:
+            continue
+    return children
+
+
 def with_children(pids: tuple[int, ...]) -> list[int]:
     """`pids` and every process they started, transitively (nginx's workers, a browser's network
     service); a process that ended meanwhile is left out."""
     found = []
     for pid in pids:
-        try:
-            tree = [pid, *(child.pid for child in psutil.Process(pid).children(recursive=True))]
-        except psutil.Error:
+        if not Path(f"/proc/{pid}").exists():
             continue
+        tree, i = [pid], 0
+        while i < len(tree):
+            children = _children(tree[i])
+            if children is None:
+                tree = _psutil_tree(pid)
+                break
+            tree += [child for child in children if child not in tree]
+            i += 1
         found += [p for p in tree if p not in found]
     return found
+
+
+def _psutil_tree(pid: int) -> list[int]:
+    try:
+        return [pid, *(child.pid for child in psutil.Process(pid).children(recursive=True))]
+    except psutil.Error:
+        return []
 
 
 def _my_socket_inodes(own: dict[str, int] | None = None, peers: Iterable[int] = ()) -> set[str]:
