@@ -20,6 +20,7 @@ from mtls_matrix.plugin import IN_PROCESS_CELLS, WAITING_WORKERS
 from mtls_matrix.reports import bugs
 from mtls_matrix.reports.html import render_html
 from mtls_matrix.results import Results
+from mtls_matrix.scenarios import BY_NAME
 from tests.conftest import REPO, mtls_matrix, verdicts
 from tests.test_html_report import browser, open_report  # noqa: F401  (browser: the shared Chromium fixture)
 
@@ -155,6 +156,22 @@ def test_auto_workers_give_the_waiting_cells_a_worker_of_their_own(tmp_path):
     assert len(plain.cells) > IN_PROCESS_CELLS and plain.run.workers == cores
     few, _ = run(tmp_path / "few", "--servers", "websockets", "--clients", "websockets[ssl=context]", "--scenarios", "mtls-ok")
     assert few.run.workers == 1 and [c.verdict.value for c in few.cells] == ["PASS"]
+
+
+def test_a_worker_keeps_the_listeners_it_started(tmp_path):
+    """On two workers, a shared listener's cells run on the worker that started it, but for those
+    the other worker takes at the end, when none of its own and no unstarted listener is left:
+    spreading cells in catalogue order (`--dist load`) would start most listeners on both."""
+    out = tmp_path / "out"
+    results, _ = run(out, "--servers", "websockets,aiohttp,tornado",
+                     "--clients", "websockets[ssl=context],aiohttp[ssl=context],tornado[ssl_options=context]",
+                     "--scenarios", "works,client-rejected,server-rejected", "--profile", "default", "-n", "2")
+    ran_by = {case.get("name").partition("[")[2][:-1]: case.find("properties/property[@name='worker']").get("value")
+              for case in ET.parse(out / "junit.xml").iter("testcase")}
+    listeners = {c.id: (c.server, BY_NAME[c.scenario].server_key) for c in results.cells}
+    started = {(listeners[i], worker) for i, worker in ran_by.items()}
+    assert set(ran_by.values()) == {"gw0", "gw1"} and len(set(listeners.values())) > 20
+    assert len(started) <= 1.2 * len(set(listeners.values())), (len(started), len(set(listeners.values())))
 
 
 def test_baseline_knows_a_flaky_cell_when_one_of_its_runs_is_known(repeated, tmp_path):

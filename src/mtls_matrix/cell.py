@@ -206,6 +206,17 @@ class ServerControl:
         asyncio.run_coroutine_threadsafe(action, self.host.loop).result(5)
 
 
+def listener_key(server: ServerPeer, scenario: Scenario, profile: str) -> tuple:
+    return server.name, scenario.server_key, profile
+
+
+def shared_listener(spec: CellSpec) -> tuple | None:
+    """The ServerPool listener a cell outside the batches uses (listener_key), or None when it starts one of its own."""
+    if spec.scenario.private_server or spec.server.private_listener:
+        return None
+    return listener_key(spec.server, spec.scenario, spec.profile)
+
+
 class ServerPool:
     """Listeners started on first use and reused by every cell with the same server settings."""
 
@@ -214,7 +225,7 @@ class ServerPool:
         self.hosts: dict[tuple, ServerHost | Exception] = {}
 
     def get(self, server: ServerPeer, scenario: Scenario, profile: str) -> ServerHost:
-        key = (server.name, scenario.server_key, profile)
+        key = listener_key(server, scenario, profile)
         if isinstance(self.hosts.get(key), ServerHost) and not self.hosts[key].alive:
             self.hosts.pop(key).close()  # the server crashed or exited during an earlier cell: that cell paid, start anew
         if key not in self.hosts:
@@ -467,7 +478,7 @@ def run_cell(spec: CellSpec, servers: ServerPool | None, pki: PKI, deadline: flo
             control = None
             # a server of its own, stopped with the cell: its steps drop or restart it, the cell runs beside
             # others, or what an earlier cell left behind could hold its listener (ServerPeer.private_listener)
-            if scenario.private_server or side_by_side or spec.server.private_listener:
+            if side_by_side or shared_listener(spec) is None:
                 host = ServerHost(spec.server, server_context(pki, scenario), spec.profile, scenario.hostile,
                                   TokenAuth() if scenario.token else None, cell=recorder if side_by_side else None)
                 watch.callback(host.close)

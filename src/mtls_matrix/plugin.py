@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import gc
-import itertools
 import os
 import platform
 import random
@@ -35,7 +34,7 @@ from mtls_matrix import pki as pki_mod
 from mtls_matrix import repeat as repeat_mod
 from mtls_matrix import repro
 from mtls_matrix import severity as severity_mod
-from mtls_matrix.cell import ServerPool, harness_failure, run_cell
+from mtls_matrix.cell import ServerPool, harness_failure, run_cell, shared_listener
 from mtls_matrix.hostile import Batch, batch_of, in_batch, run_batched_cell
 from mtls_matrix.options import names
 from mtls_matrix.peers.foreign import NOT_RUN
@@ -281,40 +280,72 @@ def _matrix_scheduling():
     from xdist.scheduler import LoadScheduling  # only when pytest-xdist runs
 
     class MatrixScheduling(LoadScheduling):
-        """`--dist load`, with two preferences. Every hostile cell goes to the HOSTILE_RUNNER
+        """`--dist load`, with three preferences. Every hostile cell goes to the HOSTILE_RUNNER
         worker, after all the other cells it gets: that worker starts their batch when the session
         starts, so they are done by then, and no other worker runs (a copy of) the batch. With more
         workers than cores (pytest_xdist_auto_num_workers), the workers beyond the cores (by id) take the
-        waiting cells and the others the rest, as long as both kinds last; then each takes what is left."""
+        waiting cells and the others the rest, as long as both kinds last; then each takes what is left.
+        And a worker takes the cells of the listeners it started (cell.shared_listener) before any
+        other, then those of listeners no worker has started, and only then another worker's: every
+        worker would otherwise start most listeners, a foreign server's process each time."""
 
         hostile: list[int] | None = None
         waiting: set[int] = frozenset()
+        listener: dict[int, tuple | None]  # each pending cell's shared listener
+        started: dict[tuple, object]  # the worker that started each listener (its first cell's)
 
         def _send_tests(self, node, num: int) -> None:
             if self.hostile is None:
                 batched = _batched_ids(self.config)
-                self.hostile = [i for i in self.pending if self.collection[i].partition("[")[2][:-1] in batched]
+                self.hostile = [i for i in self.pending if self._cell(i) in batched]
                 self.pending[:] = [i for i in self.pending if i not in set(self.hostile)]
                 if len(self.nodes) > _cores():
                     ids = _waiting_ids(self.config)
-                    self.waiting = {i for i in self.pending if self.collection[i].partition("[")[2][:-1] in ids}
+                    self.waiting = {i for i in self.pending if self._cell(i) in ids}
+                listeners = _listeners(self.config)
+                self.listener = {i: listeners.get(self._cell(i)) for i in self.pending}
+                self.started = {}
+            candidates = self.pending
             if self.waiting:
                 waits = int(node.gateway.id[2:]) >= _cores()  # gwN: the workers beyond the cores
-                chosen = list(itertools.islice((i for i in self.pending if (i in self.waiting) == waits), num))
-                chosen = chosen or self.pending[:num]
-                for i in chosen:
-                    self.pending.remove(i)
+                candidates = [i for i in self.pending if (i in self.waiting) == waits] or self.pending
+            chosen = self._near(node, candidates, num)
+            for i in chosen:
+                self.pending.remove(i)
+            if chosen:
                 self.node2pending[node].extend(chosen)
                 node.send_runtest_some(chosen)
-            else:
-                super()._send_tests(node, num)
             if not self.pending and self.hostile:
                 runner = next((n for n in self.nodes if n.gateway.id == HOSTILE_RUNNER), self.nodes[0])
                 self.node2pending[runner].extend(self.hostile)
                 runner.send_runtest_some(self.hostile)
                 self.hostile = []
 
+        def _cell(self, index: int) -> str:
+            return self.collection[index].partition("[")[2][:-1]
+
+        def _near(self, node, candidates: list[int], num: int) -> list[int]:
+            """Up to `num` of the candidates, in their order: this node's listeners' cells first, then
+            those of listeners not started yet (which become this node's), then any."""
+            chosen: dict[int, None] = {}  # ordered, and a set
+            for rank in ("mine", "new", "any"):
+                for i in candidates:
+                    if len(chosen) == num:
+                        return list(chosen)
+                    key = self.listener[i]
+                    owner = self.started.get(key) if key is not None else node
+                    if i not in chosen and (rank == "any" or owner is node or (rank == "new" and owner is None)):
+                        chosen[i] = None
+                        if key is not None:
+                            self.started.setdefault(key, node)
+            return list(chosen)
+
     return MatrixScheduling
+
+
+def _listeners(config: pytest.Config) -> dict[str, tuple | None]:
+    """Each cell's shared listener (cell.shared_listener), by cell id."""
+    return {spec.id: shared_listener(spec) for spec in _selection(config).cells}
 
 
 def _batched_ids(config: pytest.Config) -> set[str]:
