@@ -215,8 +215,8 @@ def socket_inodes(peers: Iterable[int] = ()) -> set[str]:
 def connection_sockets(port: int, before: set[str], peers: Iterable[int] = ()) -> tuple[int, int]:
     """Open sockets on connections to the listener at `port` that were not there `before`, of this
     process and of the cell's out-of-process peers (`peers`: with_children(...), found once by a
-    caller that polls, for it reads every process's /proc entry): (client side, server side). A socket
-    whose connection was reset is no longer in /proc/net/tcp but still holds its descriptor: a TCP
+    caller that polls): (client side, server side). A socket whose connection was reset is no longer
+    in /proc/net/tcp but still holds its descriptor: a TCP
     socket of this process new to the cell in state CLOSE counts as the server's if its local port is
     the listener's, else as the client's (a process runs one cell at a time, and the listener was
     started before the cell). Another process's socket is looked up in /proc/net/tcp, and not
