@@ -18,8 +18,10 @@ started with that environment added to the run's scrubbed one, before any librar
 (aiohttp builds its default SSL contexts at import); such a process serves only cells that ask for
 the same environment, so it never leaks into another cell, nor into this process.
 
-A client process dies with its parent: it exits when its stdin closes, and the kernel kills it
-when the process that started it dies (PR_SET_PDEATHSIG).
+A client process is forked from the run's fork server when there is one (forkserver.py), with the
+libraries already imported; one that needs an environment of its own starts afresh. It dies with
+its parent: it exits when its stdin closes, and is killed when the process that started it dies
+(PR_SET_PDEATHSIG; a forked one when that process's connection to the fork server closes).
 """
 
 from __future__ import annotations
@@ -34,8 +36,10 @@ import threading
 from concurrent.futures import Future, TimeoutError
 from typing import Any, BinaryIO, Callable
 
+from mtls_matrix import forkserver
 from mtls_matrix.timing import CLIENT_PROCESS_START_S
 
+CLIENT_MODULE = "mtls_matrix.isolated_client"
 _HEADER = struct.Struct("!I")
 READY = "ready"
 
@@ -59,8 +63,11 @@ class ClientProcess:
         self.environ = dict(environ or {})
         env = dict(os.environ, **self.environ,
                    PYTHONPATH=os.pathsep.join(p for p in sys.path if p))  # peer plugins import in the child
-        self.proc = subprocess.Popen([sys.executable, "-m", "mtls_matrix.isolated_client"], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, env=env)
+        server = os.environ.get(forkserver.ENV)
+        # forked with the imports done, unless it needs an environment of its own at import
+        forked = server and not self.environ and forkserver.Forked.start(server, CLIENT_MODULE, env)
+        self.proc = forked or subprocess.Popen([sys.executable, "-m", CLIENT_MODULE], stdin=subprocess.PIPE,
+                                               stdout=subprocess.PIPE, env=env)
         self.ready: Future = Future()
         self.replies: dict[int, Future] = {}
         self.retiring = False  # a client in it could not be stopped: no new cells, killed once idle

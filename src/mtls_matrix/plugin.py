@@ -28,6 +28,7 @@ from typing import Callable
 import pytest
 
 from mtls_matrix import baseline as baseline_mod
+from mtls_matrix import forkserver
 from mtls_matrix import floor as floor_mod
 from mtls_matrix import isolate, leaks, observe, options, scenarios
 from mtls_matrix import pki as pki_mod
@@ -42,8 +43,8 @@ from mtls_matrix.pki import PKI
 from mtls_matrix.results import (
     NOT_OBSERVED, SEVERITY, Cell, Floor, NotRun, PeerInfo, Results, Run, ScenarioInfo, Verdict, check_output, rate_text,
 )
-from mtls_matrix.selection import CellSpec, Selection, build_selection, scrub_environment, scrubbed
-from mtls_matrix.timing import KILLED_WAIT_S
+from mtls_matrix.selection import SCRUBBED, CellSpec, Selection, build_selection, scrub_environment, scrubbed
+from mtls_matrix.timing import FORKED_EXIT_S, KILLED_WAIT_S
 
 FAILING = {Verdict.FAIL, Verdict.INSECURE, Verdict.HANG, Verdict.ERROR}
 
@@ -71,6 +72,7 @@ def pytest_configure(config: pytest.Config) -> None:
             except ValueError as exc:
                 pytest.exit(f"mtls-matrix: error: --mtls-out {exc}", returncode=2)
         _stop_cleanly_on_signals()
+        _fork_workers(config)
     if o.baseline:
         _baseline(config)  # a malformed baseline is a usage error too
     try:
@@ -82,6 +84,22 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(Collector(config), "mtls-matrix-collector")
 
 
+def _fork_workers(config: pytest.Config) -> None:
+    """The controller of a run on pytest-xdist workers starts them from a fork server that has done
+    its imports (forkserver.py): each worker then starts in milliseconds, not a second."""
+    o = config.option
+    if hasattr(config, "workerinput") or o.dist == "no" or not o.tx or set(o.tx) != {"popen"}:
+        return
+    # this run's imports, in their order: `_asyncio` before `asyncio` leaves asyncio half in Python
+    preload = [name for name in sys.modules if not name.startswith("__")]
+    server = forkserver.Server(str(pki_mod.private_dir("forkserver")), preload,
+                               {k: v for k, v in os.environ.items() if k not in SCRUBBED})
+    config.stash[_forkserver] = server
+    os.environ[forkserver.ENV] = server.path
+    o.tx = [f"popen//python={forkserver.launcher_command()}"] * len(o.tx)
+
+
+_forkserver = pytest.StashKey[forkserver.Server]()
 _selection_key = pytest.StashKey[Selection]()
 _baseline_key = pytest.StashKey[baseline_mod.Baseline]()
 _pki = pytest.StashKey[PKI]()
@@ -196,6 +214,9 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(pytest.ExitCode.INTERRUPTED)
+    if _forkserver in config.stash:
+        os.environ.pop(forkserver.ENV, None)
+        config.stash[_forkserver].close(FORKED_EXIT_S)
 
 
 def _kill_descendants() -> None:

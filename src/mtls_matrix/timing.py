@@ -62,5 +62,6 @@ BROWSER_START_S = 30.0  # Chromium must answer on its DevTools pipe within this
 # own timers decide and the cell's deadline ends the wait
 BROWSER_OWN_TIMEOUT_S = 600.0
 SERVE_POLL_S = 0.05  # werkzeug's serve_forever polls its stop flag this often (its default: 0.5 s)
+FORKED_EXIT_S = 10.0  # for the fork server's last processes to end once the run is done (pytest-xdist's own wait)
 KILLED_WAIT_S = 0.5  # a SIGKILLed process is gone within milliseconds, even on a loaded machine
 SETUP_STOP_GRACE_S = 10.0  # a stopped setup-foreign gives the command in progress this long to end before killing it
