@@ -110,10 +110,11 @@ def test_bad_repeat_is_a_usage_error_under_plain_pytest_too():
 
 
 def test_verdicts_do_not_depend_on_cell_order_or_worker(tmp_path):
-    """The same slice sequentially, on two xdist workers, and reversed: every verdict the same, but
-    for a cell whose own back-to-back reruns disagree in some leg: that is the library racing with
-    itself (websockets' sync client reads and writes one TLS connection from two threads), which
-    the cell before it cannot cause. Such cells must stay rare, or the harness is the one racing."""
+    """The same slice sequentially, on two xdist workers (forked, with their client processes, from
+    the run's fork server), and reversed: every verdict the same, but for a cell whose own
+    back-to-back reruns disagree in some leg: that is the library racing with itself (websockets'
+    sync client reads and writes one TLS connection from two threads), which the cell before it
+    cannot cause. Such cells must stay rare, or the harness is the one racing."""
     args = ("--servers", "aiohttp,tornado", "--clients", "websockets,websocket-client",
             "--scenarios", "works,client-no-cert,client-expired,server-wrong-host,io-text", "--profile", "default",
             "--confirm", "2")

@@ -61,6 +61,17 @@ def test_a_server_in_a_directory_deeper_than_a_socket_address_allows_still_forks
     assert len(server.path) > 107 and int(proc.stdout.split()[3]) == server.proc.pid, proc.stderr
 
 
+def test_what_the_server_is_sent_later_is_imported_before_the_next_fork(tmp_path):
+    server = forkserver.Server(tempfile.mkdtemp(), [], dict(os.environ))
+    try:
+        before = launch(REPORT, tmp_path, server.path).stdout.split()[0]
+        server.preload([PRELOADED])
+        after = launch(REPORT, tmp_path, server.path).stdout.split()[0]
+    finally:
+        server.close(10)
+    assert (before, after) == ("[]", f"['{PRELOADED}']")
+
+
 def test_without_a_server_the_launcher_runs_the_interpreter_itself(tmp_path):
     proc = launch(REPORT, tmp_path, None, MARK="seen")
     assert proc.returncode == 0, proc.stderr

@@ -9,6 +9,7 @@ the deadline, cancels what it can and moves on.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import copy
 import functools
@@ -177,11 +178,20 @@ class ServerHost:
         return self.died or self.peer.crash() or f"the listener of {self.peer.name} is gone"
 
     def close(self) -> None:
+        self.join(self.stop())
+
+    def stop(self) -> concurrent.futures.Future | None:
+        """Start the peer's stop on its loop; join() waits for it."""
         self.stopping = True
         if not (self.thread.is_alive() and self.loop.is_running()):
-            return  # crashed or exited: nothing left to stop
+            return None  # crashed or exited: nothing left to stop
+        return asyncio.run_coroutine_threadsafe(self.peer.stop(), self.loop)
+
+    def join(self, stopping: concurrent.futures.Future | None) -> None:
+        if stopping is None:
+            return
         try:
-            asyncio.run_coroutine_threadsafe(self.peer.stop(), self.loop).result(5)
+            stopping.result(5)
         except Exception:
             pass  # a peer that cannot stop cleanly still loses its loop below
         self.loop.call_soon_threadsafe(self.loop.stop)
@@ -242,9 +252,11 @@ class ServerPool:
         return host
 
     def close(self) -> None:
-        for host in self.hosts.values():
-            if isinstance(host, ServerHost):
-                host.close()
+        """All listeners stop at once: a library's stop can wait out its grace for open connections
+        (aiohttp's shutdown_timeout), and one after another those waits would add up."""
+        hosts = [host for host in self.hosts.values() if isinstance(host, ServerHost)]
+        for host, stopping in [(host, host.stop()) for host in hosts]:
+            host.join(stopping)
 
 
 _payloads: dict[int, bytes] = {}

@@ -24,6 +24,7 @@ from mtls_matrix.reports import bugs
 from mtls_matrix.reports.heatmap import render_svg
 from mtls_matrix.reports.html import render_html
 from mtls_matrix.results import Results, Verdict, check_output, write_atomically
+from mtls_matrix.timing import FORKED_EXIT_S
 
 
 # pytest's own plugins a matrix run does without: the cells assert nothing and judge no unraisable exception,
@@ -43,12 +44,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     import pytest
 
     from mtls_matrix import baseline, repeat, severity, suite
+    from mtls_matrix.plugin import auto_workers, fork_server
     from mtls_matrix.selection import build_selection
 
     check_reports(args.bugs, args.html, args.svg)
     try:
-        build_selection(names(args.servers), names(args.clients), names(args.scenarios), args.profile, args.deadline,
-                        args.peer_plugin)
+        selection = build_selection(names(args.servers), names(args.clients), names(args.scenarios), args.profile,
+                                    args.deadline, args.peer_plugin, args.all_pairs)
         if args.baseline:
             baseline.load(args.baseline)  # malformed: a usage error before anything runs
         curated = load_knowledge(Path(args.baseline).parent if args.baseline else DEFAULT_KNOWLEDGE, explicit=False)
@@ -65,9 +67,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         *PYTEST_PLUGINS_UNUSED,
         "--mtls-out", str(out), "--junitxml", str(out / "junit.xml"), *options.pytest_argv(args),
     ]
+    plugins = []
     if args.workers != "0":
         pytest_args += ["-n", args.workers, "--dist", "load"]  # the hostile cells on one worker: plugin.py
-    code = pytest.main(pytest_args + args.pytest_args)
+        if args.workers != "auto" or auto_workers(selection):
+            plugins.append(fork_server())  # its imports meanwhile: pytest starts, then its workers fork from it
+    try:
+        code = pytest.main(pytest_args + args.pytest_args, plugins=plugins)
+    finally:
+        for server in plugins:
+            server.close(FORKED_EXIT_S)  # if the plugin did not (a usage error)
     if code not in (0, 1):  # interrupted, internal error, usage error, no tests
         return 2 if code == 4 else int(code)
     loaded = Results.load(out / "results.json")

@@ -66,8 +66,19 @@ class Server:
         self.proc.stdout.readline()  # listening (or gone: then every request falls back)
         self.proc.stdout.close()
 
+    def preload(self, names: list[str]) -> None:
+        """Import these too (those not imported yet), before the next request."""
+        try:
+            self.proc.stdin.write((" ".join(names) + "\n").encode())
+            self.proc.stdin.flush()
+        except OSError:
+            pass  # gone: every request falls back
+
     def close(self, timeout: float) -> None:
-        """Stop taking requests, and wait (up to `timeout` seconds) for the forked processes to end."""
+        """Stop taking requests, and wait (up to `timeout` seconds) for the forked processes to end.
+        Once: closing again does nothing."""
+        if self.proc.stdin.closed:
+            return
         try:
             self.proc.stdin.close()  # the server's stop signal
             self.proc.wait(timeout)
@@ -182,27 +193,38 @@ def serve(path: str, preload: list[str]) -> None:
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)
     os.close(devnull)
-    for name in preload:
-        try:
-            __import__(name)
-        except Exception:
-            pass  # a process that needs it imports it itself, and meets the same error there
+    _import(preload)
     selector = selectors.DefaultSelector()
     selector.register(listener, selectors.EVENT_READ)
-    selector.register(sys.stdin, selectors.EVENT_READ)  # its end: the controller is done with it
+    controller = sys.stdin.fileno()  # lines of modules to import too; its end: the controller is done
+    selector.register(controller, selectors.EVENT_READ)
     children: set[int] = set()
+    pending = b""
     while True:
         events = selector.select(_REAP_S)
         _reap(children, block=False)
-        if any(key.fileobj is sys.stdin for key, _ in events):
-            break
-        if events:
+        if any(key.fileobj == controller for key, _ in events):  # before any request
+            data = os.read(controller, 1 << 16)
+            if not data:
+                break
+            *lines, pending = (pending + data).split(b"\n")
+            _import([name.decode() for line in lines for name in line.split()])
+        elif events:
             conn, _ = listener.accept()
             pid = _fork(conn, listener)
             if pid:
                 children.add(pid)
     listener.close()
     _reap(children, block=True)  # so their CPU time counts in the controller's
+
+
+def _import(names: list[str]) -> None:
+    for name in names:
+        if name not in sys.modules:
+            try:
+                __import__(name)
+            except Exception:
+                pass  # a process that needs it imports it itself, and meets the same error there
 
 
 def _reap(children: set[int], block: bool) -> None:

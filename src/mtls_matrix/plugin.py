@@ -84,16 +84,31 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(Collector(config), "mtls-matrix-collector")
 
 
+def fork_server() -> forkserver.Server:
+    """A fork server (forkserver.py) that imports what this process has imported so far, with the
+    run's scrubbed environment. `mtls-matrix run` starts it as soon as it knows the run has
+    workers, so that its imports overlap pytest's start-up."""
+    return forkserver.Server(str(pki_mod.private_dir("forkserver")), _imported(),
+                             {k: v for k, v in os.environ.items() if k not in SCRUBBED})
+
+
+def _imported() -> list[str]:
+    """This process's imports, in their order: `_asyncio` before `asyncio` leaves asyncio half in Python."""
+    return [name for name in sys.modules if not name.startswith("__")]
+
+
 def _fork_workers(config: pytest.Config) -> None:
     """The controller of a run on pytest-xdist workers starts them from a fork server that has done
-    its imports (forkserver.py): each worker then starts in milliseconds, not a second."""
+    its imports (forkserver.py): each worker then starts in milliseconds, not a second. The
+    server `mtls-matrix run` passed as a plugin if any, else a new one."""
     o = config.option
     if hasattr(config, "workerinput") or o.dist == "no" or not o.tx or set(o.tx) != {"popen"}:
         return
-    # this run's imports, in their order: `_asyncio` before `asyncio` leaves asyncio half in Python
-    preload = [name for name in sys.modules if not name.startswith("__")]
-    server = forkserver.Server(str(pki_mod.private_dir("forkserver")), preload,
-                               {k: v for k, v in os.environ.items() if k not in SCRUBBED})
+    server = next((p for p in config.pluginmanager.get_plugins() if isinstance(p, forkserver.Server)), None)
+    if server is None:
+        server = fork_server()
+    else:
+        server.preload(_imported())  # pytest's and its plugins' since
     config.stash[_forkserver] = server
     os.environ[forkserver.ENV] = server.path
     o.tx = [f"popen//python={forkserver.launcher_command()}"] * len(o.tx)
@@ -284,7 +299,12 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
     run, or PYTEST_XDIST_AUTO_NUM_WORKERS set: pytest-xdist decides."""
     if not _matrix_run(config) or os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
         return None
-    waiting, cells = len(_waiting_ids(config)), len(_selection(config).cells)
+    return auto_workers(_selection(config))
+
+
+def auto_workers(selection: Selection) -> int:
+    """The workers `-n auto` gives this selection (pytest_xdist_auto_num_workers)."""
+    waiting, cells = sum(spec.server.waits for spec in selection.cells), len(selection.cells)
     if cells <= IN_PROCESS_CELLS and not waiting:
         return 0
     return _cores() + (WAITING_WORKERS if 0 < waiting < cells else 0)
