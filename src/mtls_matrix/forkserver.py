@@ -2,9 +2,10 @@
 
 A pytest-xdist worker and a client process (isolate.py) each spend about a second importing
 pytest, the peer libraries and the matrix before their first cell, and a run starts several of
-both. The controller (plugin.py) starts this server before its workers, with the run's scrubbed
-environment (selection.SCRUBBED: aiohttp builds SSL contexts at import), and it imports them once;
-each process asked of it is a fork, which starts in milliseconds with the imports already done.
+both. A run on workers starts this server first (`mtls-matrix run` as soon as it has checked the
+selection, else the plugin), with the run's scrubbed environment (selection.SCRUBBED: aiohttp
+builds SSL contexts at import); it imports what the controller has imported, once, in the same
+order, and each process asked of it is a fork, which starts in milliseconds with the imports done.
 
 A request passes the requester's stdin, stdout and stderr (SCM_RIGHTS), its working directory and
 environment, and what to run: `python -c CODE` or `python -m MODULE`. The child takes them over
@@ -16,9 +17,9 @@ still kills the child.
 Forking is safe only in a process with one thread: the server checks before each fork and refuses
 otherwise, and so does a server that is gone or unreachable. A refused request falls back to
 starting the interpreter (the launcher execs it), so the server saves time and changes nothing
-else. It listens on a Unix socket in a private directory (mode 0700, the caller's), so only this user's
-own processes can ask it for one. It reaps its children (their CPU time stays in the run's count)
-and exits once asked to and they are gone; it dies with the process that started it.
+else. It listens on a Unix socket in a private directory (mode 0700, the caller's), so only this
+user's own processes can ask it for one. It reaps its children (their CPU time stays in the run's
+count) and exits once asked to and they are gone; it dies with the process that started it.
 
 Standard library only: the launcher runs it as a script (`python -I -S forkserver.py`).
 """
@@ -33,8 +34,8 @@ import os
 import pickle
 import runpy
 import select
-import shlex
 import selectors
+import shlex
 import shutil
 import signal
 import socket
