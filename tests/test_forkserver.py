@@ -17,10 +17,10 @@ import pytest
 
 from mtls_matrix import forkserver, isolate
 from mtls_matrix.pki import gone
+from tests.conftest import REPO
+from tests.forked_programs import PRELOADED
 
-PRELOADED = "xml.dom.minidom"  # nothing else here imports it
-REPORT = ("import os, sys; print(sorted(m for m in sys.modules if m.endswith('minidom')), os.getcwd(), "
-          "os.environ.get('MARK'), os.getppid())")
+REPORT = ["-m", "tests.forked_programs", "report"]
 
 
 def start(*preload: str) -> forkserver.Server:
@@ -34,12 +34,12 @@ def server():
     started.close(10)
 
 
-def launch(code: str, cwd, server_path: str | None, **env) -> subprocess.CompletedProcess:
+def launch(program: list[str], cwd, server_path: str | None, **env) -> subprocess.CompletedProcess:
     environ = {k: v for k, v in os.environ.items() if k != forkserver.ENV}
     if server_path:
         environ[forkserver.ENV] = server_path
-    return subprocess.run([*shlex.split(forkserver.launcher_command()), "-u", "-c", code], cwd=cwd,
-                          env=dict(environ, **env), capture_output=True, text=True, timeout=60)
+    return subprocess.run([*shlex.split(forkserver.launcher_command()), "-u", *program], cwd=cwd,
+                          env=dict(environ, PYTHONPATH=str(REPO), **env), capture_output=True, text=True, timeout=60)
 
 
 def test_a_launched_child_is_forked_with_the_imports_done_and_the_launchers_streams_cwd_and_environment(
@@ -98,10 +98,8 @@ def test_a_forked_client_process_answers_and_is_killed_for_good(server):
 
 
 def test_a_forked_child_dies_with_the_process_that_asked_for_it(server):
-    code = ("import os, sys; from mtls_matrix import forkserver; "
-            f"child = forkserver.Forked.start({server.path!r}, 'mtls_matrix.isolated_client', dict(os.environ)); "
-            "print(child.pid, flush=True); os._exit(0)")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run([sys.executable, "-m", "tests.forked_programs", "ask-and-die", server.path], cwd=REPO,
+                          capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert wait_gone(int(proc.stdout))
 

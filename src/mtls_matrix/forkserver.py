@@ -100,11 +100,11 @@ def _address(path: str):
         os.close(directory)
 
 
-def spawn(path: str, fds: tuple[int, int, int], run: tuple[str, str], environ: dict[str, str],
+def spawn(path: str, fds: tuple[int, int, int], run: tuple[str, str, list[str]], environ: dict[str, str],
           unbuffered: bool = True) -> tuple[socket.socket, int] | None:
     """A child of the server at `path` on these stdin, stdout and stderr, running `run`
-    (("code", CODE) or ("module", NAME)): the connection it holds and its pid, or None if the server
-    cannot fork one (gone, refused). The child is killed when the connection closes."""
+    (("code", CODE, ARGS) or ("module", NAME, ARGS)): the connection it holds and its pid, or None
+    if the server cannot fork one (gone, refused). The child is killed when the connection closes."""
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         with _address(path) as address:
@@ -138,7 +138,7 @@ class Forked:
         """`python -m MODULE` with pipes to its stdin and stdout, or None if the server cannot."""
         child_in, stdin = os.pipe()
         stdout, child_out = os.pipe()
-        forked = spawn(path, (child_in, child_out, 2), ("module", module), environ, unbuffered=False)
+        forked = spawn(path, (child_in, child_out, 2), ("module", module, []), environ, unbuffered=False)
         os.close(child_in)
         os.close(child_out)
         if forked is None:
@@ -260,7 +260,7 @@ def _fork(conn: socket.socket, listener: socket.socket) -> int:
         return pid
 
 
-def _child(conn: socket.socket, fds: list[int], run: tuple[str, str], cwd: str, environ: dict[str, str],
+def _child(conn: socket.socket, fds: list[int], run: tuple[str, str, list[str]], cwd: str, environ: dict[str, str],
            unbuffered: bool) -> None:
     code = 1
     try:
@@ -273,12 +273,12 @@ def _child(conn: socket.socket, fds: list[int], run: tuple[str, str], cwd: str, 
         os.environ.update(environ)
         _standard_streams(unbuffered)
         threading.Thread(target=_die_with_requester, args=(conn.detach(),), daemon=True).start()
-        kind, what = run
+        kind, what, args = run
         if kind == "code":
-            sys.argv = ["-c"]
+            sys.argv = ["-c", *args]
             exec(compile(what, "<string>", "exec"), {"__name__": "__main__", "__builtins__": __builtins__})
         else:
-            sys.argv = [what]
+            sys.argv = [what, *args]
             runpy.run_module(what, run_name="__main__", alter_sys=True)
         code = 0
     except SystemExit as exc:
@@ -306,6 +306,15 @@ def _standard_streams(unbuffered: bool) -> None:
         setattr(sys, f"__{name}__", stream)
 
 
+def _program(argv: list[str]) -> tuple[list[str], tuple[str, str, list[str]] | None]:
+    """`python ARGV`'s options, and what it runs: ("code", CODE, ARGS) for `-c`, ("module", NAME,
+    ARGS) for `-m` (None for anything else: a script, the REPL)."""
+    for i, arg in enumerate(argv[:-1]):
+        if arg in ("-c", "-m"):
+            return argv[:i], ("code" if arg == "-c" else "module", argv[i + 1], argv[i + 2:])
+    return argv, None
+
+
 def _die_with_requester(fd: int) -> None:
     conn = socket.socket(fileno=fd)
     while conn.recv(1):
@@ -314,11 +323,11 @@ def _die_with_requester(fd: int) -> None:
 
 
 def launch(argv: list[str]) -> None:
-    """Run `python ARGV` (pytest-xdist's `-u [-B] -c CODE`) as a child of the fork server, and end
-    with it; when the server cannot, exec the interpreter itself."""
+    """Run `python ARGV` (pytest-xdist's `-u [-B] -c CODE`; or `-m MODULE ARGS`) as a child of the
+    fork server, and end with it; when the server cannot, exec the interpreter itself."""
     path = os.environ.get(ENV)
-    run = ("code", argv[argv.index("-c") + 1]) if "-c" in argv else None
-    forked = path and run and spawn(path, (0, 1, 2), run, dict(os.environ), unbuffered="-u" in argv)
+    options, run = _program(argv)
+    forked = path and run and spawn(path, (0, 1, 2), run, dict(os.environ), unbuffered="-u" in options)
     if not forked:
         os.execv(sys.executable, [sys.executable, *argv])
     conn, pid = forked
