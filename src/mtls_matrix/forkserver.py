@@ -50,6 +50,11 @@ _HEADER = struct.Struct("!I")
 _REAP_S = 0.5  # how often the server reaps between requests
 
 
+def python_path() -> str:
+    """This process's sys.path as a child's PYTHONPATH: peer plugins import there too."""
+    return os.pathsep.join(p for p in sys.path if p)
+
+
 def launcher_command() -> str:
     """What pytest-xdist runs as its `python` (an `--tx popen//python=` spec)."""
     return f"{shlex.quote(sys.executable)} -I -S {shlex.quote(os.path.abspath(__file__))}"
@@ -61,7 +66,7 @@ class Server:
     def __init__(self, directory: str, preload: list[str], environ: dict[str, str]) -> None:
         self.dir = directory  # private (mode 0700): its socket is there
         self.path = os.path.join(directory, "socket")
-        env = dict(environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))  # peer plugins import there too
+        env = dict(environ, PYTHONPATH=python_path())
         self.proc = subprocess.Popen([sys.executable, "-m", "mtls_matrix.forkserver", self.path, *preload],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
         self.proc.stdout.readline()  # listening (or gone: then every request falls back)

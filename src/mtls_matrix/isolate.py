@@ -61,8 +61,7 @@ def receive(stream: BinaryIO) -> Any:
 class ClientProcess:
     def __init__(self, environ: dict[str, str] | None = None) -> None:
         self.environ = dict(environ or {})
-        env = dict(os.environ, **self.environ,
-                   PYTHONPATH=os.pathsep.join(p for p in sys.path if p))  # peer plugins import in the child
+        env = dict(os.environ, **self.environ, PYTHONPATH=forkserver.python_path())
         server = os.environ.get(forkserver.ENV)
         # forked with the imports done, unless it needs an environment of its own at import
         forked = server and not self.environ and forkserver.Forked.start(server, CLIENT_MODULE, env)

@@ -216,11 +216,11 @@ def connection_sockets(port: int, before: set[str], peers: Iterable[int] = ()) -
     """Open sockets on connections to the listener at `port` that were not there `before`, of this
     process and of the cell's out-of-process peers (`peers`: with_children(...), found once by a
     caller that polls): (client side, server side). A socket whose connection was reset is no longer
-    in /proc/net/tcp but still holds its descriptor: a TCP
-    socket of this process new to the cell in state CLOSE counts as the server's if its local port is
-    the listener's, else as the client's (a process runs one cell at a time, and the listener was
-    started before the cell). Another process's socket is looked up in /proc/net/tcp, and not
-    counted when it is not listed there: from outside, nothing says which connection it was."""
+    in /proc/net/tcp but still holds its descriptor: a TCP socket of this process new to the cell in
+    state CLOSE counts as the server's if its local port is the listener's, else as the client's (a
+    process runs one cell at a time, and the listener was started before the cell). Another
+    process's socket is looked up in /proc/net/tcp, and not counted when it is not listed there:
+    from outside, nothing says which connection it was."""
     mine = _my_sockets()
     new = _my_socket_inodes(mine, peers) - before
     if not new:
