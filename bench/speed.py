@@ -48,7 +48,8 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-import floor  # bench/floor.py, next to this script
+import floor  # bench/floor.py and bench/orphans.py, next to this script
+import orphans
 from mtls_matrix.results import Cell, Results, Verdict
 from mtls_matrix.scenarios import HOSTILE_GROUPS
 
@@ -90,11 +91,14 @@ class Timed:
 
 def timed(command: list[str]) -> Timed:
     """Run one command to its end: its wall time, and its CPU time from the kernel's accounting of
-    the children this process reaped (one command at a time, so they are its processes)."""
+    the processes this one reaped (one command at a time, so they are its tree's, orphans included:
+    bench/orphans.py)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     proc = subprocess.run(command, capture_output=True, text=True)
     wall = time.perf_counter() - start
+    for left in orphans.reap():
+        print(f"  left running after the command, killed: {left}", flush=True)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode not in (0, 1):  # 1: findings or failing cells, which a matrix run has
         sys.exit(f"{' '.join(command[:5])}... failed ({proc.returncode}):\n"
@@ -267,6 +271,7 @@ def main() -> int:
     if args.runs < 1:
         parser.error(f"--runs must be at least 1, got {args.runs}")
     n = cores()
+    orphans.adopt()
     # a shared machine: the load says how far the wall times are inflated; CPU times hold better
     print(f"{dt.date.today()}: {n} cores, python {sys.version.split()[0]}, load average "
           f"{', '.join(f'{x:.2f}' for x in os.getloadavg())} at start", flush=True)

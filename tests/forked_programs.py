@@ -5,10 +5,14 @@
         $MARK and its parent's pid
     python -m tests.forked_programs ask-and-die SOCKET
         asks the fork server at SOCKET for a client process, prints its pid and dies at once
+    python -m tests.forked_programs orphan SECONDS
+        leaves a child behind that spends SECONDS of CPU (or, with "forever", sleeps), and exits
+        (tests/test_bench.py: bench/orphans.py counts or ends it)
 """
 
 import os
 import sys
+import time
 
 from mtls_matrix import forkserver, isolate
 
@@ -26,8 +30,16 @@ def ask_and_die(server: str) -> None:
     os._exit(0)
 
 
+def orphan(seconds: str) -> None:
+    if os.fork() == 0:
+        if seconds == "forever":
+            time.sleep(3600)
+        else:
+            until = time.process_time() + float(seconds)
+            while time.process_time() < until:
+                pass
+    os._exit(0)
+
+
 if __name__ == "__main__":
-    if sys.argv[1] == "report":
-        report()
-    else:
-        ask_and_die(sys.argv[2])
+    {"report": report, "ask-and-die": ask_and_die, "orphan": orphan}[sys.argv[1]](*sys.argv[2:])

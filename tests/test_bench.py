@@ -4,6 +4,8 @@ refuse what the scenario's certificates must be refused for. No timing here: ben
 from __future__ import annotations
 
 import importlib
+import re
+import subprocess
 import sys
 
 from mtls_matrix.scenarios import BY_NAME, CATALOGUE, HOSTILE_GROUPS, MiB
@@ -48,3 +50,21 @@ def test_the_plain_harness_plays_the_issues_nine_certificate_scenarios_with_real
     assert pairs == 16
     refusers = {refuser for *_, refuser in plain.SCENARIOS.values()}
     assert refusers == {None, "server", "client"}
+
+
+def orphans(*arguments: str) -> str:
+    """bench/orphans.py's report on `python -m tests.forked_programs orphan ...`."""
+    return subprocess.run([sys.executable, str(REPO / "bench" / "orphans.py"), "--grace", "1", "--", sys.executable,
+                           "-m", "tests.forked_programs", "orphan", *arguments],
+                          cwd=REPO, capture_output=True, text=True, check=True, timeout=60).stdout
+
+
+def test_the_benchmark_counts_the_cpu_of_a_process_its_command_orphaned():
+    """The orphan's parent exits at once; only a subreaper that reaps it counts its CPU."""
+    cpu = float(re.search(r"exit 0: \S+ s wall, (\S+) s CPU", orphans("0.5")).group(1))
+    assert cpu >= 0.45, cpu
+
+
+def test_the_benchmark_ends_and_reports_an_orphan_that_outlives_its_grace():
+    report = orphans("forever")
+    assert "left running after the command, killed: " in report and "forked_programs orphan forever" in report
