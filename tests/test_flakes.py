@@ -12,15 +12,17 @@ import os
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
+from collections import defaultdict
 
 import pytest
 
 from mtls_matrix import baseline, findings
-from mtls_matrix.plugin import IN_PROCESS_CELLS, WAITING_WORKERS
+from mtls_matrix.plugin import IN_PROCESS_CELLS, WAITING_WORKERS, shared_process
 from mtls_matrix.reports import bugs
 from mtls_matrix.reports.html import render_html
 from mtls_matrix.results import Results
 from mtls_matrix.scenarios import BY_NAME
+from mtls_matrix.selection import build_selection
 from tests.conftest import REPO, mtls_matrix, verdicts
 from tests.test_html_report import browser, open_report  # noqa: F401  (browser: the shared Chromium fixture)
 
@@ -173,6 +175,20 @@ def test_a_worker_keeps_the_listeners_it_started(tmp_path):
     started = {(listeners[i], worker) for i, worker in ran_by.items()}
     assert set(ran_by.values()) == {"gw0", "gw1"} and len(set(listeners.values())) > 20
     assert len(started) <= 1.2 * len(set(listeners.values())), (len(started), len(set(listeners.values())))
+
+
+def test_a_browsers_cells_share_one_process_whichever_server_and_page_they_play():
+    """A browser serves every cell that presents its certificate (chromium.browser_for), against any
+    server and as either page: the scheduler keeps them on the worker that started it, where a
+    listener's cells would have spread them over every worker, a browser started on each."""
+    cells = build_selection(servers=["websockets", "aiohttp", "socketio-aiohttp"],
+                            clients=["chromium", "chromium-socketio"]).cells
+    by_certificate = defaultdict(set)
+    for spec in cells:
+        by_certificate[spec.served.client_cert].add(shared_process(spec))
+    assert len(by_certificate) >= 3 and all(len(keys) == 1 for keys in by_certificate.values()), by_certificate
+    listeners = {shared_process(spec) for spec in build_selection(servers=["websockets"], clients=["websockets"]).cells}
+    assert listeners and not listeners & set().union(*by_certificate.values())
 
 
 def test_baseline_knows_a_flaky_cell_when_one_of_its_runs_is_known(repeated, tmp_path):

@@ -326,14 +326,16 @@ def _matrix_scheduling():
         starts, so they are done by then, and no other worker runs (a copy of) the batch. With more
         workers than cores (pytest_xdist_auto_num_workers), the workers beyond the cores (by id) take the
         waiting cells and the others the rest, as long as both kinds last; then each takes what is left.
-        And a worker takes the cells of the listeners it started (cell.shared_listener) before any
-        other, then those of listeners no worker has started, and only then another worker's: every
-        worker would otherwise start most listeners, a foreign server's process each time."""
+        And a worker takes the cells of the processes it started before any other, then those of
+        processes no worker has started, and only then another worker's: every worker would
+        otherwise start most of them, a foreign server or a browser each time. A cell's process is
+        its client's resident one (ClientPeer.resident: a browser), else its listener
+        (cell.shared_listener)."""
 
         hostile: list[int] | None = None
         waiting: set[int] = frozenset()
-        listener: dict[int, tuple | None]  # each pending cell's shared listener
-        started: dict[tuple, object]  # the worker that started each listener (its first cell's)
+        process: dict[int, tuple | None]  # each pending cell's shared process
+        started: dict[tuple, object]  # the worker that started each process (its first cell's)
 
         def _send_tests(self, node, num: int) -> None:
             if self.hostile is None:
@@ -343,8 +345,8 @@ def _matrix_scheduling():
                 if len(self.nodes) > _cores():
                     ids = _waiting_ids(self.config)
                     self.waiting = {i for i in self.pending if self._cell(i) in ids}
-                listeners = _listeners(self.config)
-                self.listener = {i: listeners.get(self._cell(i)) for i in self.pending}
+                processes = _shared_processes(self.config)
+                self.process = {i: processes.get(self._cell(i)) for i in self.pending}
                 self.started = {}
             candidates = self.pending
             if self.waiting:
@@ -366,14 +368,14 @@ def _matrix_scheduling():
             return self.collection[index].partition("[")[2][:-1]
 
         def _near(self, node, candidates: list[int], num: int) -> list[int]:
-            """Up to `num` of the candidates, in their order: this node's listeners' cells first, then
-            those of listeners not started yet (which become this node's), then any."""
+            """Up to `num` of the candidates, in their order: this node's processes' cells first, then
+            those of processes not started yet (which become this node's), then any."""
             chosen: dict[int, None] = {}  # ordered, and a set
             for rank in ("mine", "new", "any"):
                 for i in candidates:
                     if len(chosen) == num:
                         return list(chosen)
-                    key = self.listener[i]
+                    key = self.process[i]
                     owner = self.started.get(key) if key is not None else node
                     if i not in chosen and (rank == "any" or owner is node or (rank == "new" and owner is None)):
                         chosen[i] = None
@@ -384,9 +386,15 @@ def _matrix_scheduling():
     return MatrixScheduling
 
 
-def _listeners(config: pytest.Config) -> dict[str, tuple | None]:
-    """Each cell's shared listener (cell.shared_listener), by cell id."""
-    return {spec.id: shared_listener(spec) for spec in _selection(config).cells}
+def shared_process(spec: CellSpec) -> tuple | None:
+    """The process a worker starts for this cell and keeps for others (MatrixScheduling): its client's
+    resident one (a browser), else its listener; None when it shares neither."""
+    return spec.client.peer.resident(spec.client.variant, spec.served) or shared_listener(spec)
+
+
+def _shared_processes(config: pytest.Config) -> dict[str, tuple | None]:
+    """Each cell's shared process, by cell id."""
+    return {spec.id: shared_process(spec) for spec in _selection(config).cells}
 
 
 def _batched_ids(config: pytest.Config) -> set[str]:

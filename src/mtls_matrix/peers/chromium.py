@@ -597,6 +597,9 @@ class Client(ClientPeer):
     def missing(self) -> str | None:
         return availability()
 
+    def resident(self, variant, scenario):
+        return ("chromium", scenario.client_cert)  # browser_for's key: the run's one root, this certificate
+
     def prepare(self, variant, tls):
         try:
             browser_for(tls)  # boots the browser for this certificate once; its first spare page follows
