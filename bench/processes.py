@@ -50,7 +50,7 @@ def main() -> int:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     tree = usage.ru_utime + usage.ru_stime
     print(f"  the whole tree: {tree:.2f} s, of which {tree - total:.2f} s in processes no Python process reaped "
-          f"(orphans: a browser's renderers)")
+          f"(orphans, such as a browser's renderers)")
     for command_line in left:
         print(f"  left running after the command, killed: {command_line}")
     return 0

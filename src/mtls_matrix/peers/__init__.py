@@ -386,9 +386,9 @@ class ClientPeer(Peer):
         Must not raise: a failure here shows again in `connect`, where it costs its cell."""
 
     def resident(self, variant: str, scenario: Scenario) -> tuple | None:
-        """The long-lived process of a worker's that this cell's connection goes through (a browser,
-        a foreign client process), or None. The scheduler gives the cells that share one to the
-        worker that started it while there is other work for the rest, as it does a listener's."""
+        """The long-lived process of a worker's that this cell's connection goes through (a browser),
+        or None. The scheduler gives the cells that share one to the worker that started it while
+        there is other work for the rest, as it does a listener's."""
         return None
 
     def own_timeouts(self, variant: str) -> dict[str, float | None]:
