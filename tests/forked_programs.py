@@ -6,7 +6,8 @@
     python -m tests.forked_programs ask-and-die SOCKET
         asks the fork server at SOCKET for a client process, prints its pid and dies at once
     python -m tests.forked_programs orphan SECONDS
-        leaves a child behind that spends SECONDS of CPU (or, with "forever", sleeps), and exits
+        leaves a child behind that spends SECONDS of CPU (or, with "linger", sleeps ten minutes:
+        long enough to outlive any grace, short if a failed test leaves it), and exits
         (tests/test_bench.py: bench/orphans.py counts or ends it)
 """
 
@@ -32,8 +33,8 @@ def ask_and_die(server: str) -> None:
 
 def orphan(seconds: str) -> None:
     if os.fork() == 0:
-        if seconds == "forever":
-            time.sleep(3600)
+        if seconds == "linger":
+            time.sleep(600)
         else:
             until = time.process_time() + float(seconds)
             while time.process_time() < until:

@@ -66,5 +66,5 @@ def test_the_benchmark_counts_the_cpu_of_a_process_its_command_orphaned():
 
 
 def test_the_benchmark_ends_and_reports_an_orphan_that_outlives_its_grace():
-    report = orphans("forever")
-    assert "left running after the command, killed: " in report and "forked_programs orphan forever" in report
+    report = orphans("linger")
+    assert "left running after the command, killed: " in report and "forked_programs orphan linger" in report
