@@ -40,12 +40,12 @@ def main() -> int:
         left = orphans.reap()
         rows = [line.split("\t") for line in log.read_text().splitlines()] if log.exists() else []
     print(f"exit {proc.returncode}; {len(rows)} Python processes logged their CPU (seconds):")
-    pids = {row[0] for row in rows}
+    top = str(os.getpid())  # the command's process is this one's child; the others are its descendants
     total = 0.0
-    for pid, parent, own, children, argv in sorted(rows, key=lambda r: (r[1] in pids, -float(r[2]))):
-        role = "worker" if parent in pids and argv.strip() == "-c" else "started by " + parent if parent in pids else ""
+    for pid, parent, own, children, argv in sorted(rows, key=lambda r: (r[1] != top, -float(r[2]))):
+        role = "" if parent == top else "worker" if argv.strip() == "-c" else "started by " + parent
         print(f"  {pid:>8} {float(own):8.2f} own {float(children):8.2f} children  {role:18} {argv[:70]}")
-        total += 0.0 if parent in pids else float(own) + float(children)  # its children include the others
+        total += float(own) + float(children) if parent == top else 0.0  # its children include the others
     print(f"  total {total:.2f} s (the top process and all it reaped)")
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     tree = usage.ru_utime + usage.ru_stime

@@ -5,6 +5,11 @@
         $MARK and its parent's pid
     python -m tests.forked_programs ask-and-die SOCKET
         asks the fork server at SOCKET for a client process, prints its pid and dies at once
+    python -m tests.forked_programs fork-of-this-process
+        imports the preloaded module, starts a fork server in this one-thread process (a fork of
+        it, told to import nothing) in a private dir of this process and launches `report` through
+        it; prints that report, the server's pid, whether the dir outlived the child, and after the
+        server's close its exit code and whether the dir is gone
     python -m tests.forked_programs orphan SECONDS
         leaves a child behind that spends SECONDS of CPU (or, with "linger", sleeps ten minutes:
         long enough to outlive any grace, short if a failed test leaves it), and exits
@@ -12,10 +17,11 @@
 """
 
 import os
+import subprocess
 import sys
 import time
 
-from mtls_matrix import forkserver, isolate
+from mtls_matrix import forkserver, isolate, pki
 
 PRELOADED = "xml.dom.minidom"  # nothing else in these tests imports it
 
@@ -31,6 +37,20 @@ def ask_and_die(server: str) -> None:
     os._exit(0)
 
 
+def fork_of_this_process() -> None:
+    __import__(PRELOADED)
+    server = forkserver.Server(str(pki.private_dir("forkserver")), [], dict(os.environ))
+    launcher = [sys.executable, "-I", "-S", forkserver.__file__, "-u", "-m", "tests.forked_programs", "report"]
+    try:
+        # a forked child runs its exit handlers when it ends
+        report = subprocess.run(launcher, env=dict(os.environ, **{forkserver.ENV: server.path}),
+                                capture_output=True, text=True, timeout=60).stdout.strip()
+        outlived = os.path.isdir(server.dir)
+    finally:
+        server.close(10)
+    print(report, server.proc.pid, outlived, server.proc.returncode, not os.path.exists(server.dir))
+
+
 def orphan(seconds: str) -> None:
     if os.fork() == 0:
         if seconds == "linger":
@@ -43,4 +63,5 @@ def orphan(seconds: str) -> None:
 
 
 if __name__ == "__main__":
-    {"report": report, "ask-and-die": ask_and_die, "orphan": orphan}[sys.argv[1]](*sys.argv[2:])
+    {"report": report, "ask-and-die": ask_and_die, "fork-of-this-process": fork_of_this_process,
+     "orphan": orphan}[sys.argv[1]](*sys.argv[2:])

@@ -78,6 +78,17 @@ def test_without_a_server_the_launcher_runs_the_interpreter_itself(tmp_path):
     assert proc.stdout.split()[:3] == ["[]", str(tmp_path), "seen"]
 
 
+def test_a_one_thread_process_forks_its_server_which_has_its_imports_and_leaves_its_dirs_to_it(tmp_path):
+    """Forked, the server and its children are copies of the process that started it: they have its
+    imports without being told, and a child's exit leaves the starter's private dirs alone."""
+    proc = subprocess.run([sys.executable, "-m", "tests.forked_programs", "fork-of-this-process"], cwd=REPO,
+                          env=dict(os.environ, MARK="seen"), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    modules, _, mark, parent, server_pid, outlived, code, dir_gone = proc.stdout.split()
+    assert (modules, mark, parent, outlived, code, dir_gone) == (
+        f"['{PRELOADED}']", "seen", server_pid, "True", "0", "True"), proc.stdout
+
+
 def test_a_server_with_a_second_thread_refuses_to_fork_and_the_launcher_runs_the_interpreter(tmp_path):
     threaded = start("tests.starts_a_thread")
     try:

@@ -71,7 +71,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.workers != "0":
         pytest_args += ["-n", args.workers, "--dist", "load"]  # the hostile cells on one worker: plugin.py
         if args.workers != "auto" or auto_workers(selection):
-            plugins.append(fork_server())  # its imports meanwhile: pytest starts, then its workers fork from it
+            plugins.append(fork_server())  # before pytest starts a thread: its workers fork from it
     try:
         code = pytest.main(pytest_args + args.pytest_args, plugins=plugins)
     finally:

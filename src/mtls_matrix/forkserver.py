@@ -4,8 +4,11 @@ A pytest-xdist worker and a client process (isolate.py) each spend about a secon
 pytest, the peer libraries and the matrix before their first cell, and a run starts several of
 both. A run on workers starts this server first (`mtls-matrix run` as soon as it has checked the
 selection, else the plugin), with the run's scrubbed environment (selection.SCRUBBED: aiohttp
-builds SSL contexts at import); it imports what the controller has imported, once, in the same
-order, and each process asked of it is a fork, which starts in milliseconds with the imports done.
+builds SSL contexts at import). The server is a fork of the controller when the controller has one
+thread (it then has what the controller imported, without importing it again), else a new
+interpreter that imports it, in the same order. What the controller imports later, the server
+imports too when told. Each process asked of it is a fork, which starts in milliseconds with the
+imports done.
 
 A request passes the requester's stdin, stdout and stderr (SCM_RIGHTS), its working directory and
 environment, and what to run: `python -c CODE` or `python -m MODULE`. The child takes them over
@@ -61,11 +64,15 @@ def launcher_command() -> str:
 
 
 class Server:
-    """The controller's handle on the fork server process."""
+    """The controller's handle on the fork server process: a fork of this process if it has one thread,
+    else a new interpreter that imports `preload` (this process's modules)."""
 
     def __init__(self, directory: str, preload: list[str], environ: dict[str, str]) -> None:
         self.dir = directory  # private (mode 0700): its socket is there
         self.path = os.path.join(directory, "socket")
+        if _one_thread():
+            self.proc: subprocess.Popen | _ForkedServer = _ForkedServer(self.path, environ)
+            return
         env = dict(environ, PYTHONPATH=python_path())
         self.proc = subprocess.Popen([sys.executable, "-m", "mtls_matrix.forkserver", self.path, *preload],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
@@ -92,6 +99,57 @@ class Server:
             self.proc.kill()
             self.proc.wait()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class _ForkedServer:
+    """The server as a fork of this process, with what subprocess.Popen gives Server: pid, stdin
+    (its control pipe), wait, kill. Its socket listens before the fork: no readiness to wait for."""
+
+    def __init__(self, path: str, environ: dict[str, str]) -> None:
+        listener = _listen(path)
+        control, feed = os.pipe()
+        parent = os.getpid()
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()  # or the child would write what is buffered a second time
+        self.pid = os.fork()
+        if self.pid == 0:
+            code = 1
+            try:
+                os.close(feed)
+                os.dup2(control, 0)
+                os.close(control)
+                os.environ.clear()
+                os.environ.update(environ)
+                _serve(listener, [], parent)
+                code = 0
+            except BaseException:
+                traceback.print_exc()
+            finally:
+                os._exit(code)  # never back into the caller's code, nor its exit handlers
+        listener.close()
+        os.close(control)
+        self.stdin = io.open(feed, "wb")
+        self.returncode: int | None = None
+        self._pidfd = os.pidfd_open(self.pid)
+
+    def wait(self, timeout: float | None = None) -> int:
+        if self.returncode is None:
+            ended = select.poll()
+            ended.register(self._pidfd, select.POLLIN)
+            if not ended.poll(None if timeout is None else timeout * 1000):
+                raise subprocess.TimeoutExpired("the fork server", timeout)
+            self.returncode = os.waitstatus_to_exitcode(os.waitpid(self.pid, 0)[1])  # reaped: its CPU is ours
+            os.close(self._pidfd)
+        return self.returncode
+
+    def kill(self) -> None:
+        if self.returncode is None:
+            signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
+
+
+def _one_thread() -> bool:
+    """Forking is safe only here: no other thread can hold a lock the child would need."""
+    return len(os.listdir("/proc/self/task")) == 1
 
 
 @contextlib.contextmanager
@@ -189,13 +247,25 @@ def _receive_exactly(conn: socket.socket, size: int) -> bytes:
 
 
 def serve(path: str, preload: list[str]) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_DFL)  # a Ctrl-C to the process group ends it quietly
-    ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: dies with the controller
+    """`python -m mtls_matrix.forkserver SOCKET MODULE...`: the server as a new interpreter."""
+    listener = _listen(path)
+    print("listening", flush=True)
+    _serve(listener, preload, os.getppid())
+
+
+def _listen(path: str) -> socket.socket:
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     with _address(path) as address:
         listener.bind(address)
     listener.listen(64)  # requests wait here while it imports
-    print("listening", flush=True)
+    return listener
+
+
+def _serve(listener: socket.socket, preload: list[str], controller_pid: int) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)  # a Ctrl-C to the process group ends it quietly
+    ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: dies with the controller
+    if os.getppid() != controller_pid:
+        return  # the controller was gone before the signal was set
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)
     os.close(devnull)
@@ -251,7 +321,7 @@ def _fork(conn: socket.socket, listener: socket.socket) -> int:
             request = pickle.loads(_receive_exactly(conn, _HEADER.unpack(header)[0]))
         except (OSError, struct.error, pickle.UnpicklingError, EOFError):
             return 0
-        if len(fds) != 3 or len(os.listdir("/proc/self/task")) != 1:
+        if len(fds) != 3 or not _one_thread():
             for fd in fds:
                 os.close(fd)
             return 0

@@ -38,6 +38,9 @@ KEY_TYPES = ("ecdsa", "rsa", "ed25519")
 
 OWNER_FILE = ".owner"  # in a private dir made by an older mtls-matrix: the identity of the process that owned it
 _owned: set[Path] = set()
+# a forked child (the fork server, a worker, a client process) owns none of its parent's dirs: its exit
+# must not remove them
+os.register_at_fork(after_in_child=_owned.clear)
 
 
 def _identity(pid: int) -> str | None:

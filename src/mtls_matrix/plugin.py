@@ -85,9 +85,9 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def fork_server() -> forkserver.Server:
-    """A fork server (forkserver.py) that imports what this process has imported so far, with the
-    run's scrubbed environment. `mtls-matrix run` starts it as soon as it knows the run has
-    workers, so that its imports overlap pytest's start-up."""
+    """A fork server (forkserver.py) with what this process has imported so far (a fork of it, or
+    a new interpreter that imports the same), and the run's scrubbed environment. `mtls-matrix run`
+    starts it as soon as it knows the run has workers, before pytest starts a thread."""
     return forkserver.Server(str(pki_mod.private_dir("forkserver")), _imported(),
                              {k: v for k, v in os.environ.items() if k not in SCRUBBED})
 
