@@ -2,7 +2,8 @@
 
     python -m tests.forked_programs report
         prints what a forked child got: the preloaded module if it is there, its working directory,
-        $MARK and its parent's pid
+        $MARK, its parent's pid, and whether its garbage collector leaves the objects it was forked
+        with alone (frozen)
     python -m tests.forked_programs ask-and-die SOCKET
         asks the fork server at SOCKET for a client process, prints its pid and dies at once
     python -m tests.forked_programs fork-of-this-process
@@ -16,6 +17,7 @@
         (tests/test_bench.py: bench/orphans.py counts or ends it)
 """
 
+import gc
 import os
 import subprocess
 import sys
@@ -28,7 +30,7 @@ PRELOADED = "xml.dom.minidom"  # nothing else in these tests imports it
 
 def report() -> None:
     preloaded = [name for name in sys.modules if name == PRELOADED]
-    print(preloaded, os.getcwd(), os.environ.get("MARK"), os.getppid())
+    print(preloaded, os.getcwd(), os.environ.get("MARK"), os.getppid(), gc.get_freeze_count() > 0)
 
 
 def ask_and_die(server: str) -> None:

@@ -42,12 +42,13 @@ def launch(program: list[str], cwd, server_path: str | None, **env) -> subproces
                           env=dict(environ, PYTHONPATH=str(REPO), **env), capture_output=True, text=True, timeout=60)
 
 
-def test_a_launched_child_is_forked_with_the_imports_done_and_the_launchers_streams_cwd_and_environment(
+def test_a_launched_child_is_forked_with_the_imports_done_frozen_and_the_launchers_streams_cwd_and_environment(
         server, tmp_path):
     proc = launch(REPORT, tmp_path, server.path, MARK="seen")
-    modules, cwd, mark, parent = proc.stdout.split()
+    modules, cwd, mark, parent, frozen = proc.stdout.split()
     assert proc.returncode == 0, proc.stderr
-    assert (modules, cwd, mark, int(parent)) == (f"['{PRELOADED}']", str(tmp_path), "seen", server.proc.pid)
+    assert (modules, cwd, mark, int(parent), frozen) == (f"['{PRELOADED}']", str(tmp_path), "seen", server.proc.pid,
+                                                         "True")
 
 
 def test_a_server_in_a_directory_deeper_than_a_socket_address_allows_still_forks(tmp_path):
@@ -75,7 +76,7 @@ def test_what_the_server_is_sent_later_is_imported_before_the_next_fork(tmp_path
 def test_without_a_server_the_launcher_runs_the_interpreter_itself(tmp_path):
     proc = launch(REPORT, tmp_path, None, MARK="seen")
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.split()[:3] == ["[]", str(tmp_path), "seen"]
+    assert proc.stdout.split()[:3] == ["[]", str(tmp_path), "seen"] and proc.stdout.split()[4] == "False"
 
 
 def test_a_one_thread_process_forks_its_server_which_has_its_imports_and_leaves_its_dirs_to_it(tmp_path):
@@ -84,9 +85,9 @@ def test_a_one_thread_process_forks_its_server_which_has_its_imports_and_leaves_
     proc = subprocess.run([sys.executable, "-m", "tests.forked_programs", "fork-of-this-process"], cwd=REPO,
                           env=dict(os.environ, MARK="seen"), capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    modules, _, mark, parent, server_pid, outlived, code, dir_gone = proc.stdout.split()
-    assert (modules, mark, parent, outlived, code, dir_gone) == (
-        f"['{PRELOADED}']", "seen", server_pid, "True", "0", "True"), proc.stdout
+    modules, _, mark, parent, frozen, server_pid, outlived, code, dir_gone = proc.stdout.split()
+    assert (modules, mark, parent, frozen, outlived, code, dir_gone) == (
+        f"['{PRELOADED}']", "seen", server_pid, "True", "True", "0", "True"), proc.stdout
 
 
 def test_a_server_with_a_second_thread_refuses_to_fork_and_the_launcher_runs_the_interpreter(tmp_path):
@@ -96,7 +97,7 @@ def test_a_server_with_a_second_thread_refuses_to_fork_and_the_launcher_runs_the
     finally:
         threaded.close(10)
     assert proc.returncode == 0, proc.stderr
-    modules, _, _, parent = proc.stdout.split()
+    modules, _, _, parent, _ = proc.stdout.split()
     assert modules == "[]" and int(parent) != threaded.proc.pid
 
 
