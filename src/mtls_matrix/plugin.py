@@ -540,6 +540,7 @@ class Collector:
         self.baseline: baseline_mod.Classification | None = None
         self.floor: Floor | None = None
         self.peers: list[PeerInfo] | None = None
+        self.junit: dict[str, list[tuple[str, str]]] = {}  # a cell's JUnit properties, from its call's report to its teardown's
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionstart(self, session: pytest.Session) -> None:
@@ -558,18 +559,22 @@ class Collector:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        """Take the cell out of the report (it would bloat JUnit XML); leave the verdict, phase
-        and canonical error as JUnit properties, and the pytest-xdist worker that ran it."""
+        """Take the cell out of the reports (it would bloat JUnit XML), reading it once, from the call's;
+        leave the verdict, phase and canonical error as JUnit properties, and the pytest-xdist worker that
+        ran it, on the teardown's report, where JUnit XML takes a test's properties from."""
         props = dict(report.user_properties)
         if "mtls_cell" not in props:
             return
-        cell = Cell.model_validate_json(props["mtls_cell"])
-        worker = getattr(getattr(report, "node", None), "gateway", None)
-        report.user_properties = [p for p in report.user_properties if p[0] != "mtls_cell"] + [
-            ("verdict", cell.verdict.value), ("phase", cell.phase), ("canonical", cell.error.canonical or ""),
-            ("worker", worker.id if worker else "main")]
+        report.user_properties = [p for p in report.user_properties if p[0] != "mtls_cell"]
         if report.when == "call":
+            cell = Cell.model_validate_json(props["mtls_cell"])
             self.cells.append(cell)
+            worker = getattr(getattr(report, "node", None), "gateway", None)
+            self.junit[report.nodeid] = [("verdict", cell.verdict.value), ("phase", cell.phase),
+                                         ("canonical", cell.error.canonical or ""),
+                                         ("worker", worker.id if worker else "main")]
+        elif report.when == "teardown":
+            report.user_properties += self.junit.pop(report.nodeid, [])
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         results = self.results(exitstatus) if self.cells else None
