@@ -7,10 +7,11 @@
     python -m tests.forked_programs ask-and-die SOCKET
         asks the fork server at SOCKET for a client process, prints its pid and dies at once
     python -m tests.forked_programs fork-of-this-process
-        imports the preloaded module, starts a fork server in this one-thread process (a fork of
-        it, told to import nothing) in a private dir of this process and launches `report` through
-        it; prints that report, the server's pid, whether the dir outlived the child, and after the
-        server's close its exit code and whether the dir is gone
+        imports the preloaded module, puts a stand-in for sys.stdin (as pytest does), starts a fork
+        server in this one-thread process (a fork of it, told to import nothing) in a private dir of
+        this process and launches `report` through it; prints that report, the server's pid,
+        whether the dir outlived the child, and after the server's close its exit code and whether
+        the dir is gone
     python -m tests.forked_programs orphan SECONDS
         leaves a child behind that spends SECONDS of CPU (or, with "linger", sleeps ten minutes:
         long enough to outlive any grace, short if a failed test leaves it), and exits
@@ -18,7 +19,9 @@
 """
 
 import gc
+import io
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -41,8 +44,9 @@ def ask_and_die(server: str) -> None:
 
 def fork_of_this_process() -> None:
     __import__(PRELOADED)
+    sys.stdin = io.StringIO()  # a stand-in with no descriptor, as pytest's capture leaves it
     server = forkserver.Server(str(pki.private_dir("forkserver")), [], dict(os.environ))
-    launcher = [sys.executable, "-I", "-S", forkserver.__file__, "-u", "-m", "tests.forked_programs", "report"]
+    launcher = [*shlex.split(forkserver.launcher_command()), "-u", "-m", "tests.forked_programs", "report"]
     try:
         # a forked child runs its exit handlers when it ends
         report = subprocess.run(launcher, env=dict(os.environ, **{forkserver.ENV: server.path}),

@@ -66,13 +66,13 @@ def launcher_command() -> str:
 
 class Server:
     """The controller's handle on the fork server process: a fork of this process if it has one thread,
-    else a new interpreter that imports `preload` (this process's modules)."""
+    else a new interpreter; either imports what of `preload` (this process's modules) it lacks."""
 
     def __init__(self, directory: str, preload: list[str], environ: dict[str, str]) -> None:
         self.dir = directory  # private (mode 0700): its socket is there
         self.path = os.path.join(directory, "socket")
         if _one_thread():
-            self.proc: subprocess.Popen | _ForkedServer = _ForkedServer(self.path, environ)
+            self.proc: subprocess.Popen | _ForkedServer = _ForkedServer(self.path, preload, environ)
             return
         env = dict(environ, PYTHONPATH=python_path())
         self.proc = subprocess.Popen([sys.executable, "-m", "mtls_matrix.forkserver", self.path, *preload],
@@ -106,7 +106,7 @@ class _ForkedServer:
     """The server as a fork of this process, with what subprocess.Popen gives Server: pid, stdin
     (its control pipe), wait, kill. Its socket listens before the fork: no readiness to wait for."""
 
-    def __init__(self, path: str, environ: dict[str, str]) -> None:
+    def __init__(self, path: str, preload: list[str], environ: dict[str, str]) -> None:
         listener = _listen(path)
         control, feed = os.pipe()
         parent = os.getpid()
@@ -121,7 +121,7 @@ class _ForkedServer:
                 os.close(control)
                 os.environ.clear()
                 os.environ.update(environ)
-                _serve(listener, [], parent)
+                _serve(listener, preload, parent)  # what this process has not imported yet
                 code = 0
             except BaseException:
                 traceback.print_exc()
@@ -273,7 +273,9 @@ def _serve(listener: socket.socket, preload: list[str], controller_pid: int) -> 
     _import(preload)
     selector = selectors.DefaultSelector()
     selector.register(listener, selectors.EVENT_READ)
-    controller = sys.stdin.fileno()  # lines of modules to import too; its end: the controller is done
+    # stdin, by descriptor (in a fork of pytest, sys.stdin is its stand-in): lines of modules to import
+    # too; its end: the controller is done
+    controller = 0
     selector.register(controller, selectors.EVENT_READ)
     children: set[int] = set()
     pending = b""

@@ -540,7 +540,7 @@ class Collector:
         self.baseline: baseline_mod.Classification | None = None
         self.floor: Floor | None = None
         self.peers: list[PeerInfo] | None = None
-        self.junit: dict[str, list[tuple[str, str]]] = {}  # a cell's JUnit properties, from its call's report to its teardown's
+        self.junit: dict[str, list[tuple[str, str]]] = {}  # JUnit properties, from a cell's call to its teardown
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionstart(self, session: pytest.Session) -> None:
