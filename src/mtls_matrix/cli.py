@@ -44,7 +44,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     import pytest
 
     from mtls_matrix import baseline, repeat, severity, suite
-    from mtls_matrix.plugin import auto_workers, fork_server
+    from mtls_matrix.plugin import Outcome, auto_workers, fork_server
     from mtls_matrix.selection import build_selection
 
     check_reports(args.bugs, args.html, args.svg)
@@ -72,14 +72,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         pytest_args += ["-n", args.workers, "--dist", "load"]  # the hostile cells on one worker: plugin.py
         if args.workers != "auto" or auto_workers(selection):
             plugins.append(fork_server())  # before pytest starts a thread: its workers fork from it
+    outcome = Outcome()
     try:
-        code = pytest.main(pytest_args + args.pytest_args, plugins=plugins)
+        code = pytest.main(pytest_args + args.pytest_args, plugins=[*plugins, outcome])
     finally:
         for server in plugins:
             server.close(FORKED_EXIT_S)  # if the plugin did not (a usage error)
     if code not in (0, 1):  # interrupted, internal error, usage error, no tests
         return 2 if code == 4 else int(code)
-    loaded = Results.load(out / "results.json")
+    loaded = outcome.results or Results.load(out / "results.json")
     cells = loaded.cells
     if args.bugs or args.html or args.svg:
         write_reports(loaded, args.bugs, args.html, args.svg, curated)

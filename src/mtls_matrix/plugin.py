@@ -118,6 +118,7 @@ _forkserver = pytest.StashKey[forkserver.Server]()
 _selection_key = pytest.StashKey[Selection]()
 _baseline_key = pytest.StashKey[baseline_mod.Baseline]()
 _pki = pytest.StashKey[PKI]()
+_results_key = pytest.StashKey[Results]()
 
 
 def _selection(config: pytest.Config) -> Selection:
@@ -527,6 +528,16 @@ def run(request: pytest.FixtureRequest, spec: CellSpec, env: MatrixEnv) -> Cell:
         run_more=lambda first, n: [once(repeat_mod.rerun_deadline(first, deadline)) for _ in range(n)])
 
 
+class Outcome:
+    """What `mtls-matrix run` hands pytest.main to keep the results the Collector wrote to results.json,
+    in memory: reading the file back costs a second of CPU on the full matrix."""
+
+    results: Results | None = None
+
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        self.results = config.stash.get(_results_key, None)
+
+
 class Collector:
     """Controller side of a run: gathers the cells (from pytest-xdist workers too) and writes
     results.json at the end."""
@@ -586,6 +597,7 @@ class Collector:
         if results and self.config.option.mtls_out:
             self.results_path = Path(self.config.option.mtls_out) / "results.json"
             results.save(self.results_path)
+            self.config.stash[_results_key] = results
         if _pki in self.config.stash:
             self.config.stash[_pki].close()
 
