@@ -15,10 +15,11 @@ import argparse
 import ctypes
 import os
 import resource
-import signal
 import subprocess
 import sys
 import time
+
+import psutil
 
 PR_SET_CHILD_SUBREAPER = 36  # <linux/prctl.h>
 
@@ -45,34 +46,21 @@ def reap(grace_s: float = 10.0) -> list[str]:
         if time.monotonic() < deadline:
             time.sleep(0.05)
             continue
-        for child in _children():
-            left.append(_command_line(child))
+        for child in psutil.Process().children():
             try:
-                os.kill(child, signal.SIGKILL)
-            except ProcessLookupError:
+                left.append(" ".join(child.cmdline())[:120] or f"pid {child.pid}")
+                child.kill()
+            except psutil.NoSuchProcess:
                 pass
         deadline = float("inf")  # killed: now wait for them
 
 
-def _children() -> list[int]:
-    me, found = os.getpid(), []
-    for entry in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{entry}/stat") as stat:
-                parent = int(stat.read().rpartition(")")[2].split()[1])
-        except (OSError, ValueError, IndexError):
-            continue
-        if parent == me:
-            found.append(int(entry))
-    return found
-
-
-def _command_line(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
-            return cmdline.read().replace(b"\0", b" ").decode(errors="replace").strip()[:120] or f"pid {pid}"
-    except OSError:
-        return f"pid {pid}"
+def command(parser: argparse.ArgumentParser, words: list[str]) -> list[str]:
+    """The command given after `--` (argparse.REMAINDER keeps the `--`)."""
+    run = words[1:] if words[:1] == ["--"] else words
+    if not run:
+        parser.error("give the command to run after --")
+    return run
 
 
 def main() -> int:
@@ -80,12 +68,10 @@ def main() -> int:
     parser.add_argument("--grace", type=float, default=10.0, help="seconds orphans get to end (default 10)")
     parser.add_argument("command", nargs=argparse.REMAINDER, help="the command, after --")
     args = parser.parse_args()
-    command = args.command[1:] if args.command[:1] == ["--"] else args.command
-    if not command:
-        parser.error("give the command to run after --")
+    run = command(parser, args.command)
     adopt()
     start = time.perf_counter()
-    code = subprocess.run(command).returncode
+    code = subprocess.run(run).returncode
     wall = time.perf_counter() - start
     for command_line in reap(args.grace):
         print(f"left running after the command, killed: {command_line}")

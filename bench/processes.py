@@ -28,9 +28,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("command", nargs=argparse.REMAINDER, help="the command, after --")
     args = parser.parse_args()
-    command = args.command[1:] if args.command[:1] == ["--"] else args.command
-    if not command:
-        parser.error("give the command to run after --")
+    command = orphans.command(parser, args.command)
     orphans.adopt()
     with tempfile.TemporaryDirectory(prefix="mtls-matrix-cpu-") as tmp:
         log = Path(tmp) / "cpu.log"
